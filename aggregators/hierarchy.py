@@ -1,0 +1,108 @@
+"""The hierarchy aggregator: the whole owner tree of a root object in one window is one trace.
+
+For an event on a Pod owned by a ReplicaSet owned by a Deployment, it yields the object spans
+Deployment ← ReplicaSet ← Pod for the event's window (trace id from the root and the window),
+then the event's span under the Pod's object span. Object spans already written with the same
+trace and parent are remembered, so a burst of events on one object writes its chain once.
+"""
+
+from __future__ import annotations
+
+from aggregators import ids
+from aggregators.windows import window_bounds, window_of
+from kelemetry.linker.graph import OwnerGraph
+from kelemetry.model import tags
+from kelemetry.model.events import Event, TraceSource
+from kelemetry.model.objects import ObjectKey, ObjectRef
+from kelemetry.model.spans import SpanRecord
+
+_MEMO_LIMIT = 200_000
+
+
+class HierarchyAggregator:
+    def __init__(self, window_seconds: int = 1800) -> None:
+        if window_seconds <= 0:
+            raise ValueError("window_seconds must be positive")
+        self.window_us = window_seconds * 1_000_000
+        # (object span id) -> (trace id, parent id, had uid) last written; bounded, a miss only costs
+        # an idempotent rewrite.
+        self._written: dict[int, tuple[int, int | None, bool]] = {}
+
+    def aggregate(self, event: Event, graph: OwnerGraph) -> list[SpanRecord]:
+        window = window_of(event.start_us, self.window_us)
+        chain = graph.chain(event.object.key)
+        trace = ids.trace_id(chain[-1], window)
+        spans = self._chain_spans(chain, event.object, window, trace, graph, force=False)
+        key = event.object.key
+        obj = event.object
+        spans.append(
+            SpanRecord(
+                trace_id=trace,
+                span_id=ids.event_span_id(key, event.source, event.event_id),
+                parent_id=ids.object_span_id(key, window),
+                source=event.source,
+                name=event.title,
+                start_us=event.start_us,
+                end_us=event.end_us,
+                key=key,
+                object_id=ids.object_id(key),
+                window=window,
+                uid=obj.uid,
+                kind=obj.kind,
+                version=obj.version,
+                tags={tags.TRACE_SOURCE: str(event.source), **event.tags},
+                logs=event.logs,
+                error=event.error,
+            )
+        )
+        return spans
+
+    def object_chain(self, key: ObjectKey, window: int, graph: OwnerGraph) -> list[SpanRecord]:
+        chain = graph.chain(key)
+        trace = ids.trace_id(chain[-1], window)
+        return self._chain_spans(chain, graph.ref(key), window, trace, graph, force=True)
+
+    def _chain_spans(
+        self,
+        chain: list[ObjectKey],
+        first: ObjectRef,
+        window: int,
+        trace: int,
+        graph: OwnerGraph,
+        *,
+        force: bool,
+    ) -> list[SpanRecord]:
+        written = self._written
+        spans: list[SpanRecord] = []
+        start, end = window_bounds(window, self.window_us)
+        for i, key in enumerate(chain):
+            ref = first if i == 0 else graph.ref(key)
+            span_id = ids.object_span_id(key, window)
+            parent = ids.object_span_id(chain[i + 1], window) if i + 1 < len(chain) else None
+            state = (trace, parent, bool(ref.uid))
+            if not force and written.get(span_id) == state:
+                if i > 0:
+                    break  # this owner's own chain was written with it
+                continue
+            if len(written) >= _MEMO_LIMIT:
+                written.clear()
+            written[span_id] = state
+            spans.append(
+                SpanRecord(
+                    trace_id=trace,
+                    span_id=span_id,
+                    parent_id=parent,
+                    source=TraceSource.OBJECT,
+                    name=key.display,
+                    start_us=start,
+                    end_us=end,
+                    key=key,
+                    object_id=ids.object_id(key),
+                    window=window,
+                    uid=ref.uid,
+                    kind=ref.kind,
+                    version=ref.version,
+                    tags={tags.TRACE_SOURCE: str(TraceSource.OBJECT), tags.PSEUDO: True},
+                )
+            )
+        return spans

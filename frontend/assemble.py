@@ -1,0 +1,218 @@
+"""Assemble the trace of one object from the store.
+
+The object's spans in the requested range name the traces it is part of (one per window); those
+traces are loaded whole and merged into one tree: each object's per-window spans become one span
+covering all its windows, and every request span hangs under its object. The result is what the
+dump formats and the Jaeger-shaped JSON render.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field, replace
+
+from jaeger import model as jaeger_model
+from kelemetry import errors
+from kelemetry.model.events import TraceSource
+from kelemetry.model.spans import SpanRecord, span_tags
+from kelemetry.store.sqlite import ObjectRow, StoreReader
+
+
+@dataclass(frozen=True, slots=True)
+class ObjectQuery:
+    cluster: str
+    resource: str
+    name: str
+    group: str | None = None
+    namespace: str | None = None
+    start_us: int | None = None
+    end_us: int | None = None
+
+    def describe(self) -> str:
+        resource = f"{self.resource}.{self.group}" if self.group else self.resource
+        where = f" in namespace {self.namespace}" if self.namespace else ""
+        return f"{resource}/{self.name}{where} (cluster {self.cluster})"
+
+
+@dataclass
+class SpanNode:
+    span: SpanRecord
+    children: list[SpanNode] = field(default_factory=list)
+
+
+@dataclass
+class AssembledTrace:
+    trace_id: int
+    root: SpanNode
+    target: ObjectRow
+    warnings: list[str] = field(default_factory=list)
+
+    def walk(self) -> list[SpanNode]:
+        """Every node, parents before children."""
+        nodes: list[SpanNode] = []
+        stack = [self.root]
+        while stack:
+            node = stack.pop()
+            nodes.append(node)
+            stack.extend(reversed(node.children))
+        return nodes
+
+
+def find_object(reader: StoreReader, query: ObjectQuery) -> ObjectRow:
+    rows = reader.find_objects(
+        cluster=query.cluster,
+        resource=query.resource,
+        name=query.name,
+        namespace=query.namespace,
+        group=query.group,
+    )
+    if not rows:
+        raise errors.NotFound(f"no object {query.describe()} in the store")
+    if len(rows) > 1:
+        groups = {r.key.group for r in rows}
+        options = ", ".join(
+            f"--group {r.key.group!r} --namespace {r.key.namespace!r}"
+            if len(groups) > 1
+            else f"--namespace {r.key.namespace!r}"
+            for r in rows
+        )
+        raise errors.NotFound(f"{query.describe()} is ambiguous; narrow it with one of: {options}")
+    return rows[0]
+
+
+def assemble(reader: StoreReader, query: ObjectQuery) -> AssembledTrace:
+    target = find_object(reader, query)
+    own = reader.spans_of_objects([target.object_id], query.start_us, query.end_us)
+    if not own:
+        raise errors.NotFound(f"{query.describe()} has no activity in the requested time range")
+    spans = reader.spans_of_traces({span.trace_id for span in own})
+    spans = [s for s in spans if _in_range(s, query.start_us, query.end_us)]
+    return merge(spans, target)
+
+
+def _in_range(span: SpanRecord, start_us: int | None, end_us: int | None) -> bool:
+    return (start_us is None or span.end_us >= start_us) and (end_us is None or span.start_us <= end_us)
+
+
+def merge(spans: list[SpanRecord], target: ObjectRow) -> AssembledTrace:
+    """Fold per-window object spans into one per object and build the tree."""
+    by_object: dict[int, list[SpanRecord]] = defaultdict(list)
+    events: list[SpanRecord] = []
+    for span in spans:
+        if span.source is TraceSource.OBJECT:
+            by_object[span.object_id].append(span)
+        else:
+            events.append(span)
+
+    span_object = {s.span_id: s.object_id for group in by_object.values() for s in group}
+    merged: dict[int, SpanRecord] = {}
+    parent_object: dict[int, int | None] = {}
+    for object_id, group in by_object.items():
+        group.sort(key=lambda s: s.window)
+        first, latest = group[0], group[-1]
+        uid = next((s.uid for s in reversed(group) if s.uid), "")
+        kind = next((s.kind for s in group if s.kind), "")
+        version = next((s.version for s in group if s.version), "")
+        merged[object_id] = replace(
+            first,
+            start_us=first.start_us,
+            end_us=latest.end_us,
+            uid=uid,
+            kind=kind,
+            version=version,
+            parent_id=None,
+        )
+        parent_object[object_id] = span_object.get(latest.parent_id) if latest.parent_id is not None else None
+
+    nodes = {object_id: SpanNode(span) for object_id, span in merged.items()}
+    roots: list[SpanNode] = []
+    for object_id, node in nodes.items():
+        owner = parent_object[object_id]
+        if owner is not None and owner in nodes and owner != object_id:
+            node.span = replace(node.span, parent_id=nodes[owner].span.span_id)
+            nodes[owner].children.append(node)
+        else:
+            roots.append(node)
+    for event in events:
+        holder = nodes.get(event.object_id)
+        if holder is None:
+            continue
+        holder.children.append(SpanNode(replace(event, parent_id=holder.span.span_id)))
+
+    warnings: list[str] = []
+    main = _main_root(roots, nodes, target)
+    for extra in roots:
+        if extra is not main:
+            warnings.append(f"{extra.span.key.display} was a separate root in an earlier window")
+            extra.span = replace(extra.span, parent_id=main.span.span_id)
+            main.children.append(extra)
+    _sort(main)
+    trace_id = main.span.trace_id
+    return AssembledTrace(trace_id=trace_id, root=main, target=target, warnings=warnings)
+
+
+def _main_root(roots: list[SpanNode], nodes: dict[int, SpanNode], target: ObjectRow) -> SpanNode:
+    if len(roots) == 1:
+        return roots[0]
+    parent_of = {id(child): node for node in nodes.values() for child in node.children}
+    node = nodes.get(target.object_id)
+    while node is not None and id(node) in parent_of:
+        node = parent_of[id(node)]
+    return node if node is not None else roots[0]
+
+
+def _sort(node: SpanNode) -> None:
+    # Requests in time order first, then owned objects by when they were first active.
+    def first_activity(child: SpanNode) -> int:
+        starts = [c.span.start_us for c in child.children if c.span.source is not TraceSource.OBJECT]
+        return min(starts) if starts else child.span.start_us
+
+    node.children.sort(key=lambda c: (c.span.source is TraceSource.OBJECT, first_activity(c), c.span.name))
+    for child in node.children:
+        _sort(child)
+
+
+# ---------------------------------------------------------------------------------------------
+# Jaeger JSON
+
+_SERVICES = {TraceSource.OBJECT: "p1", TraceSource.AUDIT: "p2", TraceSource.EVENT: "p3"}
+
+
+def to_jaeger(trace: AssembledTrace) -> jaeger_model.Trace:
+    trace_hex = f"{trace.trace_id:032x}"
+    spans: list[jaeger_model.Span] = []
+    for node in trace.walk():
+        span = node.span
+        references: list[jaeger_model.Reference] = []
+        if span.parent_id is not None:
+            references.append(
+                {"refType": "CHILD_OF", "traceID": trace_hex, "spanID": f"{span.parent_id:016x}"}
+            )
+        spans.append(
+            {
+                "traceID": trace_hex,
+                "spanID": span.span_hex,
+                "flags": 1,
+                "operationName": span.name,
+                "references": references,
+                "startTime": span.start_us,
+                "duration": max(span.end_us - span.start_us, 0),
+                "tags": [jaeger_model.key_value(k, v) for k, v in span_tags(span).items()],
+                "logs": [
+                    {
+                        "timestamp": span.start_us,
+                        "fields": [
+                            jaeger_model.key_value("event", log.kind),
+                            jaeger_model.key_value("message", log.message),
+                        ],
+                    }
+                    for log in span.logs
+                ],
+                "processID": _SERVICES[span.source],
+                "warnings": None,
+            }
+        )
+    processes: dict[str, jaeger_model.Process] = {
+        pid: {"serviceName": source.value, "tags": []} for source, pid in _SERVICES.items()
+    }
+    return {"traceID": trace_hex, "spans": spans, "processes": processes, "warnings": trace.warnings or None}

@@ -1,0 +1,1 @@
+"""The Jaeger boundary: Jaeger's query JSON model. Imports nothing of ours."""

@@ -1,0 +1,3 @@
+from kelemetry import cli
+
+raise SystemExit(cli.main())

@@ -1,0 +1,162 @@
+"""The `serve` process: the FastAPI app with the webhook, health and metrics, and its workers.
+
+``Collector`` owns the moving parts (store, inbox, pipeline, ingest worker, OTLP follower,
+retention timer) and their start/stop order; ``create_app`` wires a collector into routes. No
+module-level app or settings: tests build as many as they like.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import Counter
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.responses import PlainTextResponse
+
+import aggregators
+from kelemetry import __version__
+from kelemetry.export.otlp import OtlpFollower
+from kelemetry.ingest import Ingestor
+from kelemetry.kube.kinds import KindResolver
+from kelemetry.pipeline import Pipeline
+from kelemetry.receivers import webhook
+from kelemetry.receivers.audit import AuditConverter, AuditFilter
+from kelemetry.settings import ServeSettings
+from kelemetry.store.inbox import Inbox
+from kelemetry.store.sqlite import SpanStore
+
+logger = logging.getLogger(__name__)
+
+RETENTION_INTERVAL_SECONDS = 300.0
+
+
+class Collector:
+    def __init__(self, settings: ServeSettings, resolver: KindResolver | None = None) -> None:
+        self.settings = settings
+        store_path = Path(settings.store.path)
+        self.store = SpanStore(store_path, synchronous=settings.store.synchronous)
+        self.inbox = Inbox(
+            store_path.with_name(store_path.name + ".inbox"), synchronous=settings.store.synchronous
+        )
+        trace = settings.trace
+        converter = AuditConverter(
+            resolver or KindResolver(),
+            AuditFilter.from_strings(trace.excluded_resources, trace.excluded_user_agents),
+        )
+        self.pipeline = Pipeline(
+            self.store, aggregators.create(trace.aggregator, trace.window_seconds), converter
+        )
+        self.ingestor = Ingestor(
+            self.inbox, self.pipeline, max_backlog_bytes=settings.webhook.max_backlog_bytes
+        )
+        self.webhook_counters: Counter[str] = Counter()
+        self.follower: OtlpFollower | None = None
+        if settings.otlp.endpoint:
+            self.follower = OtlpFollower(
+                store_path,
+                settings.otlp.endpoint,
+                batch_size=settings.otlp.batch_size,
+                poll_interval_seconds=settings.otlp.poll_interval_seconds,
+            )
+        self._stop = threading.Event()
+        self._retention: threading.Thread | None = None
+
+    def start(self) -> None:
+        self.ingestor.start()
+        if self.follower is not None:
+            self.follower.start()
+        self._retention = threading.Thread(target=self._retain, name="kelemetry-retention", daemon=True)
+        self._retention.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self.ingestor.stop()
+        if self.follower is not None:
+            self.follower.stop()
+        self.inbox.close()
+        self.store.close()
+
+    def apply_retention(self) -> int:
+        store = self.settings.store
+        newest = self.store.newest_start_us()
+        if newest is None:
+            return 0
+        return self.store.apply_retention(
+            now_us=newest,
+            max_age_us=None if store.retention_seconds is None else store.retention_seconds * 1_000_000,
+            max_bytes=store.max_bytes,
+        )
+
+    def _retain(self) -> None:
+        while not self._stop.wait(RETENTION_INTERVAL_SECONDS):
+            try:
+                removed = self.apply_retention()
+                if removed:
+                    logger.info("retention removed %d spans", removed)
+            except Exception:
+                logger.exception("retention pass failed")
+
+    def metrics(self) -> dict[str, float]:
+        values: dict[str, float] = {}
+        for name, value in self.webhook_counters.items():
+            values[f"kelemetry_{name}_total"] = value
+        for name, value in self.ingestor.counters.items():
+            values[f"kelemetry_ingest_{name}_total"] = value
+        for name, value in self.pipeline.converter.stats.counts.items():
+            values[f'kelemetry_audit_events_total{{outcome="{name}"}}'] = value
+        values["kelemetry_ingest_backlog_bytes"] = self.ingestor.backlog_bytes
+        values["kelemetry_owner_graph_objects"] = len(self.pipeline.graph)
+        if self.follower is not None:
+            values["kelemetry_otlp_exported_spans_total"] = self.follower.exported
+            values["kelemetry_otlp_export_failures_total"] = self.follower.failures
+        return values
+
+
+def create_app(collector: Collector) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        collector.start()
+        try:
+            yield
+        finally:
+            collector.stop()
+
+    app = FastAPI(title="kelemetry", version=__version__, lifespan=lifespan)
+    settings = collector.settings
+    app.include_router(
+        webhook.create_router(
+            collector.ingestor.accept,
+            default_cluster=settings.webhook.default_cluster,
+            max_body_bytes=settings.webhook.max_body_bytes,
+            token=settings.webhook.token,
+            counters=collector.webhook_counters,
+        )
+    )
+
+    @app.get("/healthz")
+    def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/metrics", response_class=PlainTextResponse)
+    def metrics() -> str:
+        return "".join(f"{name} {value:g}\n" for name, value in sorted(collector.metrics().items()))
+
+    @app.get("/")
+    def index() -> dict[str, Any]:
+        return {
+            "service": "kelemetry",
+            "version": __version__,
+            "webhook": f"POST /audit/<cluster> (default cluster: {settings.webhook.default_cluster})",
+            "store": str(settings.store.path),
+            "counts": collector.store.counts(),
+            "dump": "kelemetry dump --store <store> --cluster C --resource R --namespace N --name NAME",
+            "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        }
+
+    return app

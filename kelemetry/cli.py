@@ -1,0 +1,451 @@
+"""The `kelemetry` command: serve, replay, dump.
+
+Every failure a user can cause (unknown object, bad time, unreadable file, busy port) ends with a
+one-line ``kelemetry: error: ...`` on stderr and a non-zero exit, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import re
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import IO
+
+import aggregators
+from frontend import dump as dumping
+from frontend.assemble import ObjectQuery, assemble
+from kelemetry import __version__, errors
+from kelemetry.app import Collector, create_app
+from kelemetry.export.otlp import OtlpFollower, create_exporter
+from kelemetry.kube.kinds import KindResolver
+from kelemetry.pipeline import Pipeline
+from kelemetry.receivers.audit import AuditConverter, AuditFilter, parse_time_us
+from kelemetry.receivers.auditfiles import FileStats, read_audit_file
+from kelemetry.settings import (
+    DEFAULT_EXCLUDED_RESOURCES,
+    DEFAULT_EXCLUDED_USER_AGENTS,
+    OtlpSettings,
+    ServeSettings,
+    StoreSettings,
+    TraceSettings,
+    WebhookSettings,
+)
+from kelemetry.store.sqlite import SpanStore, StoreReader
+
+logger = logging.getLogger("kelemetry")
+
+DEFAULT_STORE = StoreSettings().path
+EXIT_USAGE = 2
+EXIT_FAILURE = 1
+
+_DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhdw])$")
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+_SIZE = re.compile(r"^(\d+(?:\.\d+)?)\s*([kmgt]i?b?)?$", re.IGNORECASE)
+
+
+class CliError(errors.KelemetryError):
+    pass
+
+
+def parse_duration(text: str) -> int:
+    """``90s``, ``30m``, ``2h``, ``7d``, ``1w`` → seconds."""
+    match = _DURATION.match(text.strip().lower())
+    if not match:
+        raise CliError(f"invalid duration {text!r}: use a number and a unit, e.g. 30m, 2h, 7d")
+    return int(float(match.group(1)) * _UNITS[match.group(2)])
+
+
+def parse_size(text: str) -> int:
+    """``500MB``, ``2GiB``, ``1024`` (bytes) → bytes."""
+    match = _SIZE.match(text.strip())
+    if not match:
+        raise CliError(f"invalid size {text!r}: use e.g. 500MB or 2GB")
+    unit = (match.group(2) or "").lower()[:1]
+    factor = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}[unit]
+    return int(float(match.group(1)) * factor)
+
+
+def parse_time(text: str) -> int:
+    """RFC 3339 (``2024-05-01T10:00:00Z``), a date, or ``now`` → µs since the epoch."""
+    if text.strip().lower() == "now":
+        return time.time_ns() // 1000
+    try:
+        return parse_time_us(text.strip().replace(" ", "T"))
+    except ValueError:
+        raise CliError(f"invalid time {text!r}: use RFC 3339, e.g. 2024-05-01T10:00:00Z") from None
+
+
+def parse_listen(text: str) -> tuple[str, int]:
+    host, sep, port = text.rpartition(":")
+    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
+        raise CliError(f"invalid --listen {text!r}: use HOST:PORT, e.g. 127.0.0.1:8080")
+    return host.strip("[]") or "0.0.0.0", int(port)
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="kelemetry",
+        description="Kubernetes control-plane tracer: turns kube-apiserver audit events into per-object "
+        "traces (Deployment → ReplicaSet → Pod), keeps them in an embedded store, exports OTLP, and dumps "
+        "the trace of any object for incident reviews.",
+    )
+    parser.add_argument("--version", action="version", version=f"kelemetry {__version__}")
+    parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    def add_store(sub: argparse.ArgumentParser) -> None:
+        sub.add_argument(
+            "--store", default=DEFAULT_STORE, help=f"embedded store file (default: {DEFAULT_STORE})"
+        )
+
+    def add_trace(sub: argparse.ArgumentParser) -> None:
+        sub.add_argument(
+            "--window",
+            default="30m",
+            help="trace window length; one trace per root object per window (default 30m)",
+        )
+        sub.add_argument(
+            "--exclude-resource",
+            action="append",
+            metavar="[GROUP/]RESOURCE",
+            help="audit events on this resource make no spans (repeatable; default: "
+            + ", ".join(DEFAULT_EXCLUDED_RESOURCES)
+            + "; pass 'none' to keep all)",
+        )
+        sub.add_argument(
+            "--kubeconfig",
+            help="connect to this cluster for API discovery, so owner kinds of custom resources resolve "
+            "(default: built-in table of standard kinds, then pluralised kind)",
+        )
+
+    serve = commands.add_parser(
+        "serve",
+        help="run the audit webhook, the embedded store and optional OTLP export",
+        description="Serve the audit webhook (POST /audit/<cluster>) and write traces to the embedded store; "
+        "with --otlp-endpoint also export them to Jaeger or any OTLP backend. Point kube-apiserver at it "
+        "with --audit-webhook-config-file (see samples/apiserver/).",
+    )
+    serve.add_argument(
+        "--listen", default="127.0.0.1:8080", help="HOST:PORT to listen on (default 127.0.0.1:8080)"
+    )
+    add_store(serve)
+    serve.add_argument(
+        "--otlp-endpoint",
+        help="export spans over OTLP: grpc://HOST:4317, http://HOST:4318 or HOST:PORT (gRPC); spans wait in "
+        "the store while the endpoint is down",
+    )
+    serve.add_argument(
+        "--cluster", default="default", help="cluster name for POST /audit without one in the path"
+    )
+    serve.add_argument("--max-body", default="64MB", help="largest accepted webhook batch (default 64MB)")
+    serve.add_argument(
+        "--max-backlog",
+        default="512MB",
+        help="unprocessed batches beyond this are answered 429 (default 512MB)",
+    )
+    serve.add_argument(
+        "--retention",
+        default="7d",
+        help="keep this much history behind the newest activity (default 7d; 'forever')",
+    )
+    serve.add_argument(
+        "--max-store-size", help="drop oldest windows when the store is bigger than this, e.g. 5GB"
+    )
+    serve.add_argument(
+        "--durability",
+        choices=["process", "power"],
+        default="process",
+        help="'process' survives a killed collector (default); "
+        "'power' also survives power loss (fsync per batch)",
+    )
+    serve.add_argument(
+        "--token-env",
+        default="KELEMETRY_TOKEN",
+        help="if this environment variable is set, the webhook requires 'Authorization: Bearer <value>' "
+        "(default KELEMETRY_TOKEN)",
+    )
+    add_trace(serve)
+
+    replay = commands.add_parser(
+        "replay",
+        help="replay audit log files (JSON lines, plain or gzip) into the store",
+        description="Read kube-apiserver audit log files (log backend output: one Event per line; gzip is "
+        "detected) and write their traces to the store. Replaying the same file again changes nothing.",
+    )
+    replay.add_argument("files", nargs="+", metavar="FILE")
+    replay.add_argument(
+        "--cluster", default="default", help="cluster name to record the events under (default 'default')"
+    )
+    add_store(replay)
+    replay.add_argument("--otlp-endpoint", help="also export the store's new spans over OTLP before exiting")
+    replay.add_argument("--quiet", action="store_true", help="no progress output")
+    add_trace(replay)
+
+    dump = commands.add_parser(
+        "dump",
+        help="dump the trace of one object (tree, Jaeger JSON, JSON lines, Parquet)",
+        description="Print or write the trace of one object: the object, its owners and owned objects, and "
+        "every request on them, over the requested time range (all windows merged).",
+    )
+    dump.add_argument("--cluster", required=True)
+    dump.add_argument("--group", help="API group ('' for core; default: any)")
+    dump.add_argument("--resource", required=True, help="plural resource, e.g. deployments, pods")
+    dump.add_argument("--namespace", help="namespace (default: any; '' for cluster-scoped)")
+    dump.add_argument("--name", required=True)
+    dump.add_argument("--since", help="only the last DURATION, e.g. 2h (default: all history)")
+    dump.add_argument("--start", help="range start, RFC 3339")
+    dump.add_argument("--end", help="range end, RFC 3339 (default now)")
+    dump.add_argument(
+        "--format", choices=dumping.FORMATS, default="tree", help="output format (default tree)"
+    )
+    dump.add_argument(
+        "--output", "-o", help="write to this file instead of stdout (required for parquet on a tty)"
+    )
+    add_store(dump)
+    return parser
+
+
+def _trace_settings(args: argparse.Namespace) -> TraceSettings:
+    excluded = args.exclude_resource
+    if excluded is None:
+        resources: tuple[str, ...] = DEFAULT_EXCLUDED_RESOURCES
+    else:
+        resources = tuple(r for r in excluded if r != "none")
+    return TraceSettings(
+        window_seconds=parse_duration(args.window),
+        excluded_resources=resources,
+        excluded_user_agents=DEFAULT_EXCLUDED_USER_AGENTS,
+    )
+
+
+def _resolver(kubeconfig: str | None) -> KindResolver:
+    if not kubeconfig:
+        return KindResolver()
+    # Imported here so commands that need no cluster never pay for loading the kubernetes client.
+    from kelemetry.kube import discovery
+
+    return KindResolver(discovery.discover(kubeconfig))
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    host, port = parse_listen(args.listen)
+    retention = None if args.retention in ("forever", "none", "0") else parse_duration(args.retention)
+    settings = ServeSettings(
+        host=host,
+        port=port,
+        kubeconfig=args.kubeconfig,
+        store=StoreSettings(
+            path=args.store,
+            synchronous="FULL" if args.durability == "power" else "NORMAL",
+            retention_seconds=retention,
+            max_bytes=parse_size(args.max_store_size) if args.max_store_size else None,
+        ),
+        trace=_trace_settings(args),
+        webhook=WebhookSettings(
+            default_cluster=args.cluster,
+            max_body_bytes=parse_size(args.max_body),
+            max_backlog_bytes=parse_size(args.max_backlog),
+            token=os.environ.get(args.token_env) or None,
+        ),
+        otlp=OtlpSettings(endpoint=args.otlp_endpoint),
+    )
+    if settings.otlp.endpoint:
+        create_exporter(settings.otlp.endpoint).shutdown()  # fail fast on a malformed endpoint
+    collector = Collector(settings, _resolver(args.kubeconfig))
+    app = create_app(collector)
+    shown_host = f"[{host}]" if ":" in host else host
+    print(f"kelemetry {__version__} listening on http://{shown_host}:{port}", file=sys.stderr)
+    print(f"  audit webhook: http://{shown_host}:{port}/audit/<cluster>", file=sys.stderr)
+    print(f"  store:         {Path(args.store).resolve()}", file=sys.stderr)
+    if settings.otlp.endpoint:
+        print(f"  OTLP export:   {settings.otlp.endpoint}", file=sys.stderr)
+    config = uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False)
+    server = uvicorn.Server(config)
+    try:
+        server.run()
+    except OSError as exc:
+        raise CliError(f"cannot listen on {args.listen}: {exc.strerror or exc}") from exc
+    if not server.started:
+        raise CliError(f"cannot listen on {args.listen} (is the port in use?)")
+    return 0
+
+
+class _Progress:
+    """Progress of a replay on stderr: a rewriting line on a terminal, a line every 5 s otherwise."""
+
+    def __init__(self, stream: IO[str], enabled: bool) -> None:
+        self.stream = stream
+        self.enabled = enabled
+        self.tty = stream.isatty()
+        self.started = time.monotonic()
+        self.last = 0.0
+        self.events = 0
+        self.file = ""
+
+    def update(self, done: int, total: int) -> None:
+        if not self.enabled:
+            return
+        now = time.monotonic()
+        interval = 0.5 if self.tty else 5.0
+        if now - self.last < interval and done < total:
+            return
+        self.last = now
+        rate = self.events / max(now - self.started, 1e-6)
+        percent = 100.0 * done / total if total else 100.0
+        line = f"replay {self.file}: {percent:5.1f}%  {self.events} events  {rate:,.0f} events/s"
+        if self.tty:
+            self.stream.write("\r" + line)
+        else:
+            self.stream.write(line + "\n")
+        self.stream.flush()
+
+    def finish(self) -> None:
+        if self.enabled and self.tty:
+            self.stream.write("\n")
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    trace = _trace_settings(args)
+    for path in args.files:
+        if not os.path.isfile(path):
+            raise CliError(f"cannot read {path}: no such file")
+    store = SpanStore(args.store)
+    converter = AuditConverter(
+        _resolver(args.kubeconfig),
+        AuditFilter.from_strings(trace.excluded_resources, trace.excluded_user_agents),
+    )
+    pipeline = Pipeline(store, aggregators.create(trace.aggregator, trace.window_seconds), converter)
+    progress = _Progress(sys.stderr, not args.quiet)
+    totals = FileStats()
+    spans = 0
+    started = time.monotonic()
+    try:
+        for path in args.files:
+            stats = FileStats()
+            progress.file = path
+            for batch in read_audit_file(path, stats, progress.update):
+                result = pipeline.process_audit(batch, args.cluster)
+                spans += result.spans
+                progress.events += len(batch)
+            if stats.events == 0 and stats.bad_lines:
+                raise CliError(f"{path} holds no audit events ({stats.bad_lines} unreadable lines)")
+            totals.lines += stats.lines
+            totals.events += stats.events
+            totals.bad_lines += stats.bad_lines
+        progress.finish()
+    finally:
+        store.close()
+    took = time.monotonic() - started
+    counts = converter.stats.counts
+    dropped = ", ".join(f"{k.removeprefix('dropped_')} {v}" for k, v in sorted(counts.items()) if k != "kept")
+    if not args.quiet:
+        print(
+            f"replayed {totals.events} audit events from {len(args.files)} file(s) in {took:.1f}s: "
+            f"{counts['kept']} traced, {spans} spans written"
+            + (f"; skipped: {dropped}" if dropped else "")
+            + (f"; {totals.bad_lines} unreadable lines" if totals.bad_lines else ""),
+            file=sys.stderr,
+        )
+    if pipeline.failed_events:
+        print(f"kelemetry: warning: {pipeline.failed_events} events failed (see log)", file=sys.stderr)
+    if args.otlp_endpoint:
+        follower = OtlpFollower(args.store, args.otlp_endpoint)
+        if not follower.drain(timeout_seconds=120):
+            raise CliError(f"OTLP export to {args.otlp_endpoint} did not finish; rerun to resume")
+        follower.exporter.shutdown()
+        if not args.quiet:
+            print(f"exported {follower.exported} spans to {args.otlp_endpoint}", file=sys.stderr)
+    return 0
+
+
+def cmd_dump(args: argparse.Namespace) -> int:
+    start_us = end_us = None
+    if args.since and (args.start or args.end):
+        raise CliError("use either --since or --start/--end, not both")
+    if args.since:
+        end_us = time.time_ns() // 1000
+        start_us = end_us - parse_duration(args.since) * 1_000_000
+    if args.start:
+        start_us = parse_time(args.start)
+    if args.end:
+        end_us = parse_time(args.end)
+    if start_us is not None and end_us is not None and start_us > end_us:
+        raise CliError("--start is after --end")
+    if args.format == "parquet" and not args.output and sys.stdout.isatty():
+        raise CliError("parquet is binary: give --output FILE")
+    query = ObjectQuery(
+        cluster=args.cluster,
+        group=args.group,
+        resource=args.resource,
+        namespace=args.namespace,
+        name=args.name,
+        start_us=start_us,
+        end_us=end_us,
+    )
+    reader = StoreReader(args.store)
+    try:
+        trace = assemble(reader, query)
+    finally:
+        reader.close()
+    if args.format == "parquet":
+        if args.output:
+            dumping.write_parquet(trace, args.output)
+        else:
+            dumping.write_parquet(trace, sys.stdout.buffer)
+        return 0
+    if args.format == "tree":
+        data = dumping.render_tree(trace).encode()
+    elif args.format == "json":
+        data = dumping.render_json(trace)
+    else:
+        data = dumping.render_jsonl(trace)
+    if args.output:
+        try:
+            Path(args.output).write_bytes(data)
+        except OSError as exc:
+            raise CliError(f"cannot write {args.output}: {exc.strerror or exc}") from exc
+    else:
+        sys.stdout.buffer.write(data)
+        sys.stdout.flush()
+    return 0
+
+
+COMMANDS = {"serve": cmd_serve, "replay": cmd_replay, "dump": cmd_dump}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=getattr(logging, args.log_level.upper()),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    if args.command is None:
+        parser.print_help(sys.stderr)
+        return EXIT_USAGE
+    try:
+        return COMMANDS[args.command](args)
+    except errors.NotFound as exc:
+        print(f"kelemetry: error: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    except errors.KelemetryError as exc:
+        print(f"kelemetry: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE if isinstance(exc, CliError | errors.InputError) else EXIT_FAILURE
+    except KeyboardInterrupt:
+        print("kelemetry: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        # `kelemetry dump | head` closes the pipe early; that is not an error.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0

@@ -1,0 +1,55 @@
+"""The one error hierarchy of the project.
+
+Third-party exceptions are wrapped at the edge (``raise ... from exc``) so callers only ever
+catch these::
+
+    KelemetryError
+    ├── InputError            bad user or wire input; carries an HTTP status for the edges
+    │   ├── BodyTooLarge      413
+    │   ├── MalformedBody     400 (not JSON, not UTF-8)
+    │   └── WrongKind         422 (JSON, but not an audit Event/EventList)
+    ├── BacklogFull           the ingest backlog is over its limit (429, the sender retries)
+    ├── NotFound              the object or trace asked for is not known
+    ├── StoreError            the embedded store could not be opened or written
+    └── ExportError           the OTLP endpoint configuration is unusable
+"""
+
+from __future__ import annotations
+
+
+class KelemetryError(Exception):
+    """Base of every error this project raises on purpose."""
+
+
+class InputError(KelemetryError):
+    """Input that we refuse; ``status`` is the HTTP status the edges answer with."""
+
+    status = 400
+
+
+class BodyTooLarge(InputError):
+    status = 413
+
+
+class MalformedBody(InputError):
+    status = 400
+
+
+class WrongKind(InputError):
+    status = 422
+
+
+class BacklogFull(KelemetryError):
+    """The durable backlog is full; answering 429 makes kube-apiserver retry later."""
+
+
+class NotFound(KelemetryError):
+    pass
+
+
+class StoreError(KelemetryError):
+    pass
+
+
+class ExportError(KelemetryError):
+    pass

@@ -1,0 +1,1 @@
+"""Span export beyond the embedded store (OTLP)."""

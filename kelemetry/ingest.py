@@ -1,0 +1,138 @@
+"""Ingestion: durable acceptance of webhook batches and the worker that processes them.
+
+``accept`` runs on the webhook's request threads: it validates the whole batch, refuses it with
+`BacklogFull` if the unprocessed backlog is over its limit, writes it to the inbox (durable) and
+queues it. One worker thread drains the queue in order through the pipeline, so the store has a
+single writer, and deletes each batch from the inbox once its spans are committed.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass
+
+from kelemetry import errors
+from kelemetry.pipeline import Pipeline
+from kelemetry.receivers.audit import RawAuditEvent, decode_webhook_body
+from kelemetry.store.inbox import Inbox
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class _Batch:
+    batch_id: int
+    cluster: str
+    events: list[RawAuditEvent]
+    size: int
+
+
+_STOP = _Batch(-1, "", [], 0)
+
+
+class Ingestor:
+    def __init__(self, inbox: Inbox, pipeline: Pipeline, *, max_backlog_bytes: int) -> None:
+        self.inbox = inbox
+        self.pipeline = pipeline
+        self.max_backlog_bytes = max_backlog_bytes
+        self.counters: Counter[str] = Counter()
+        self._queue: queue.Queue[_Batch] = queue.Queue()
+        self._backlog_bytes = 0
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._idle = threading.Event()
+        self._idle.set()
+        self.last_processed_us = 0
+
+    @property
+    def backlog_bytes(self) -> int:
+        return self._backlog_bytes
+
+    def accept(self, cluster: str, body: bytes) -> int:
+        """Validate, persist and queue one webhook body; returns the number of events in it."""
+        try:
+            events = decode_webhook_body(body)
+        except errors.InputError:
+            self.counters["batches_rejected"] += 1
+            raise
+        size = len(body)
+        with self._lock:
+            if self._backlog_bytes + size > self.max_backlog_bytes and self._backlog_bytes > 0:
+                self.counters["batches_throttled"] += 1
+                raise errors.BacklogFull(
+                    f"backlog of {self._backlog_bytes} bytes is at its limit of {self.max_backlog_bytes}"
+                )
+            self._backlog_bytes += size
+        try:
+            batch_id = self.inbox.put(cluster, body, time.time_ns() // 1000)
+        except errors.StoreError:
+            with self._lock:
+                self._backlog_bytes -= size
+            raise
+        self._idle.clear()
+        self._queue.put(_Batch(batch_id, cluster, events, size))
+        self.counters["batches_accepted"] += 1
+        self.counters["events_received"] += len(events)
+        return len(events)
+
+    def start(self) -> None:
+        """Queue what the inbox kept from a previous run, then start the worker."""
+        recovered = 0
+        for batch_id, cluster, body in self.inbox.pending():
+            try:
+                events = decode_webhook_body(body)
+            except errors.InputError:
+                logger.error("inbox batch %d is unreadable; dropping it", batch_id)
+                self.inbox.delete(batch_id)
+                continue
+            with self._lock:
+                self._backlog_bytes += len(body)
+            self._idle.clear()
+            self._queue.put(_Batch(batch_id, cluster, events, len(body)))
+            recovered += 1
+        if recovered:
+            logger.info("recovered %d unprocessed batches from the inbox", recovered)
+        self._thread = threading.Thread(target=self._run, name="kelemetry-ingest", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Process what is queued, then stop the worker."""
+        if self._thread is None:
+            return
+        self._queue.put(_STOP)
+        self._thread.join(timeout)
+        self._thread = None
+
+    def wait_idle(self, timeout: float) -> bool:
+        """Block until every accepted batch is processed (tests and graceful shutdown)."""
+        return self._idle.wait(timeout)
+
+    def _run(self) -> None:
+        while True:
+            batch = self._queue.get()
+            if batch is _STOP:
+                return
+            try:
+                result = self.pipeline.process_audit(batch.events, batch.cluster)
+                self.inbox.delete(batch.batch_id)
+                self.counters["events_kept"] += result.kept
+                self.counters["spans_written"] += result.spans
+                self.counters["events_failed"] += result.failed
+                self.last_processed_us = time.time_ns() // 1000
+            except errors.StoreError:
+                # The batch stays in the inbox and is retried on the next start; keep serving.
+                self.counters["batches_failed"] += 1
+                logger.exception("batch %d could not be stored; it stays in the inbox", batch.batch_id)
+            except Exception:
+                self.counters["batches_failed"] += 1
+                logger.exception("batch %d failed", batch.batch_id)
+                self.inbox.delete(batch.batch_id)
+            finally:
+                with self._lock:
+                    self._backlog_bytes -= batch.size
+                if self._queue.empty():
+                    self._idle.set()

@@ -1,0 +1,1 @@
+"""Kubernetes knowledge: kinds and resources (`kinds`), and the live cluster edge (`discovery`)."""

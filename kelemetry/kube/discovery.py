@@ -1,0 +1,69 @@
+"""API discovery against a live cluster: the only module that imports the `kubernetes` client.
+
+Discovery turns the cluster's APIResourceLists into the (group, kind) → resource table that
+`kinds.KindResolver` consults before its built-in table, so owner references to custom resources
+resolve to their real plural names.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from kubernetes import client, config
+
+from kelemetry.errors import KelemetryError
+from kelemetry.kube.kinds import ResourceInfo, split_api_version
+
+logger = logging.getLogger(__name__)
+
+
+def parse_resource_lists(lists: Iterable[Mapping[str, Any]]) -> dict[tuple[str, str], ResourceInfo]:
+    """Fold APIResourceList documents into a kind table, skipping subresources ("pods/status")."""
+    table: dict[tuple[str, str], ResourceInfo] = {}
+    for resource_list in lists:
+        group, _version = split_api_version(str(resource_list.get("groupVersion", "")))
+        for item in resource_list.get("resources") or ():
+            name = str(item.get("name", ""))
+            kind = str(item.get("kind", ""))
+            if not name or not kind or "/" in name:
+                continue
+            table.setdefault((group, kind), ResourceInfo(name, bool(item.get("namespaced", False))))
+    return table
+
+
+def discover(kubeconfig: str | None, context: str | None = None) -> dict[tuple[str, str], ResourceInfo]:
+    """Read every served group-version of the cluster and return its kind table."""
+    try:
+        api_client = config.new_client_from_config(  # type: ignore[no-untyped-call]
+            config_file=kubeconfig, context=context
+        )
+    except Exception as exc:
+        raise KelemetryError(f"cannot load kubeconfig {kubeconfig or '(default)'}: {exc}") from exc
+    # Raw responses (_preload_content=False) keep us independent of how each client release
+    # models discovery documents; older apiservers omit fields newer models require.
+    try:
+        core: Any = client.CoreV1Api(api_client).get_api_resources(_preload_content=False)
+        lists = [json.loads(core.data)]
+        apis: Any = client.ApisApi(api_client).get_api_versions(_preload_content=False)
+        groups = json.loads(apis.data)
+        custom = client.CustomObjectsApi(api_client)
+        for group in groups.get("groups") or ():
+            for version in group.get("versions") or ():
+                try:
+                    response: Any = custom.get_api_resources(
+                        group["name"], version["version"], _preload_content=False
+                    )
+                    lists.append(json.loads(response.data))
+                except client.ApiException as exc:
+                    # An aggregated API that is down must not stop the collector from starting.
+                    logger.warning("discovery of %s failed: %s", version.get("groupVersion"), exc.reason)
+        return parse_resource_lists(lists)
+    except client.ApiException as exc:
+        raise KelemetryError(f"API discovery failed: {exc.status} {exc.reason}") from exc
+    except Exception as exc:
+        raise KelemetryError(f"API discovery failed: {exc}") from exc
+    finally:
+        api_client.close()

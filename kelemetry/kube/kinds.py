@@ -1,0 +1,169 @@
+"""Kind → resource resolution for owner references.
+
+ownerReferences name their owner by apiVersion + kind, but we key objects by resource. Resolution
+order: what API discovery reported for the connected cluster (if any), then the built-in table of
+standard kinds below, then a fallback that lower-cases the kind and pluralises it the way
+Kubernetes' own default REST mapper does ("Ingress" → "ingresses", "Policy" → "policies"). A
+fallback-resolved owner is assumed to live in its dependent's namespace, which is what the
+garbage collector assumes too for namespaced dependents.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class ResourceInfo:
+    resource: str
+    namespaced: bool
+
+
+def _table(group: str, namespaced: bool, *pairs: tuple[str, str]) -> dict[tuple[str, str], ResourceInfo]:
+    return {(group, kind): ResourceInfo(resource, namespaced) for kind, resource in pairs}
+
+
+BUILTIN: dict[tuple[str, str], ResourceInfo] = {
+    **_table(
+        "",
+        True,
+        ("Pod", "pods"),
+        ("Service", "services"),
+        ("ConfigMap", "configmaps"),
+        ("Secret", "secrets"),
+        ("ServiceAccount", "serviceaccounts"),
+        ("Endpoints", "endpoints"),
+        ("PersistentVolumeClaim", "persistentvolumeclaims"),
+        ("ReplicationController", "replicationcontrollers"),
+        ("LimitRange", "limitranges"),
+        ("ResourceQuota", "resourcequotas"),
+        ("PodTemplate", "podtemplates"),
+        ("Event", "events"),
+        ("Binding", "bindings"),
+    ),
+    **_table(
+        "",
+        False,
+        ("Node", "nodes"),
+        ("Namespace", "namespaces"),
+        ("PersistentVolume", "persistentvolumes"),
+        ("ComponentStatus", "componentstatuses"),
+    ),
+    **_table(
+        "apps",
+        True,
+        ("Deployment", "deployments"),
+        ("ReplicaSet", "replicasets"),
+        ("StatefulSet", "statefulsets"),
+        ("DaemonSet", "daemonsets"),
+        ("ControllerRevision", "controllerrevisions"),
+    ),
+    **_table("batch", True, ("Job", "jobs"), ("CronJob", "cronjobs")),
+    **_table("autoscaling", True, ("HorizontalPodAutoscaler", "horizontalpodautoscalers")),
+    **_table("policy", True, ("PodDisruptionBudget", "poddisruptionbudgets")),
+    **_table("networking.k8s.io", True, ("Ingress", "ingresses"), ("NetworkPolicy", "networkpolicies")),
+    **_table("networking.k8s.io", False, ("IngressClass", "ingressclasses"), ("IPAddress", "ipaddresses")),
+    **_table("discovery.k8s.io", True, ("EndpointSlice", "endpointslices")),
+    **_table("coordination.k8s.io", True, ("Lease", "leases")),
+    **_table("events.k8s.io", True, ("Event", "events")),
+    **_table("rbac.authorization.k8s.io", True, ("Role", "roles"), ("RoleBinding", "rolebindings")),
+    **_table(
+        "rbac.authorization.k8s.io",
+        False,
+        ("ClusterRole", "clusterroles"),
+        ("ClusterRoleBinding", "clusterrolebindings"),
+    ),
+    **_table("storage.k8s.io", True, ("CSIStorageCapacity", "csistoragecapacities")),
+    **_table(
+        "storage.k8s.io",
+        False,
+        ("StorageClass", "storageclasses"),
+        ("VolumeAttachment", "volumeattachments"),
+        ("CSIDriver", "csidrivers"),
+        ("CSINode", "csinodes"),
+    ),
+    **_table("apiextensions.k8s.io", False, ("CustomResourceDefinition", "customresourcedefinitions")),
+    **_table(
+        "admissionregistration.k8s.io",
+        False,
+        ("ValidatingWebhookConfiguration", "validatingwebhookconfigurations"),
+        ("MutatingWebhookConfiguration", "mutatingwebhookconfigurations"),
+        ("ValidatingAdmissionPolicy", "validatingadmissionpolicies"),
+        ("ValidatingAdmissionPolicyBinding", "validatingadmissionpolicybindings"),
+    ),
+    **_table("apiregistration.k8s.io", False, ("APIService", "apiservices")),
+    **_table("scheduling.k8s.io", False, ("PriorityClass", "priorityclasses")),
+    **_table("node.k8s.io", False, ("RuntimeClass", "runtimeclasses")),
+    **_table("certificates.k8s.io", False, ("CertificateSigningRequest", "certificatesigningrequests")),
+    **_table(
+        "flowcontrol.apiserver.k8s.io",
+        False,
+        ("FlowSchema", "flowschemas"),
+        ("PriorityLevelConfiguration", "prioritylevelconfigurations"),
+    ),
+    **_table("resource.k8s.io", True, ("ResourceClaim", "resourceclaims")),
+    **_table("resource.k8s.io", True, ("ResourceClaimTemplate", "resourceclaimtemplates")),
+    **_table("resource.k8s.io", False, ("DeviceClass", "deviceclasses"), ("ResourceSlice", "resourceslices")),
+}
+
+# Resources served under retired groups are the same objects as under their current group, so a
+# Deployment created through extensions/v1beta1 and a ReplicaSet owned by apps/v1 Deployment meet.
+_LEGACY_GROUPS: dict[tuple[str, str], str] = {
+    ("extensions", "deployments"): "apps",
+    ("extensions", "replicasets"): "apps",
+    ("extensions", "daemonsets"): "apps",
+    ("extensions", "ingresses"): "networking.k8s.io",
+    ("extensions", "networkpolicies"): "networking.k8s.io",
+    ("extensions", "podsecuritypolicies"): "policy",
+}
+
+
+def canonical_group(group: str, resource: str) -> str:
+    """The group an object is keyed under, folding retired API groups into their successors."""
+    if group == "extensions":
+        return _LEGACY_GROUPS.get((group, resource), group)
+    return group
+
+
+def split_api_version(api_version: str) -> tuple[str, str]:
+    """``"apps/v1"`` → ``("apps", "v1")``; ``"v1"`` → ``("", "v1")``."""
+    group, _, version = api_version.rpartition("/")
+    return group, version
+
+
+def pluralize(kind: str) -> str:
+    """The default REST mapper's guess of a resource name from a kind."""
+    lower = kind.lower()
+    if not lower:
+        return lower
+    if lower.endswith(("s", "x", "z", "ch", "sh")):
+        return lower + "es"
+    if lower.endswith("y") and len(lower) > 1 and lower[-2] not in "aeiou":
+        return lower[:-1] + "ies"
+    return lower + "s"
+
+
+class KindResolver:
+    """Maps (group, kind) to a resource; discovery results override the built-in table."""
+
+    def __init__(self, discovered: Mapping[tuple[str, str], ResourceInfo] | None = None) -> None:
+        self._discovered: dict[tuple[str, str], ResourceInfo] = dict(discovered or {})
+        self._kinds_of: dict[tuple[str, str], str] = {
+            (group, info.resource): kind for (group, kind), info in {**BUILTIN, **self._discovered}.items()
+        }
+
+    def resolve(self, group: str, kind: str) -> ResourceInfo:
+        found = self._discovered.get((group, kind)) or BUILTIN.get((group, kind))
+        if found is not None:
+            return found
+        if group == "extensions":
+            for new_group in ("apps", "networking.k8s.io", "policy"):
+                found = BUILTIN.get((new_group, kind))
+                if found is not None:
+                    return found
+        return ResourceInfo(pluralize(kind), namespaced=True)
+
+    def kind_of(self, group: str, resource: str) -> str:
+        """Best-effort reverse lookup, used when an event's body does not say its kind."""
+        return self._kinds_of.get((group, resource), "")

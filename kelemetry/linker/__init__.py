@@ -1,0 +1,1 @@
+"""Who is related to whom: the owner graph fed by ownerReferences."""

@@ -1,0 +1,55 @@
+"""Identity of Kubernetes objects.
+
+An object is keyed by (cluster, group, resource, namespace, name); the resource is the plural
+("deployments") and the group is "" for the core API. The uid, kind and version travel beside the
+key: a deleted-and-recreated object keeps its key but gets a new uid.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+
+_intern = sys.intern
+
+
+@dataclass(frozen=True, slots=True)
+class ObjectKey:
+    cluster: str
+    group: str
+    resource: str
+    namespace: str
+    name: str
+
+    @classmethod
+    def make(cls, cluster: str, group: str, resource: str, namespace: str, name: str) -> ObjectKey:
+        # Interning the low-cardinality parts keeps thousands of keys from holding copies of
+        # "default" or "pods"; the owner graph holds one key per object.
+        return cls(_intern(cluster), _intern(group), _intern(resource), _intern(namespace), name)
+
+    def __str__(self) -> str:
+        return f"{self.cluster}/{self.group}/{self.resource}/{self.namespace}/{self.name}"
+
+    @property
+    def display(self) -> str:
+        """``resource/name`` as kubectl users write it, with the group when it is not core."""
+        resource = f"{self.resource}.{self.group}" if self.group else self.resource
+        return f"{resource}/{self.name}"
+
+
+@dataclass(frozen=True, slots=True)
+class ObjectRef:
+    """An object as one event saw it: its key plus what that event told about it."""
+
+    key: ObjectKey
+    uid: str = ""
+    kind: str = ""
+    version: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class OwnerLink:
+    """A controller ownerReference resolved to an object key: ``child`` is owned by ``owner``."""
+
+    child: ObjectRef
+    owner: ObjectRef

@@ -1,0 +1,165 @@
+"""The one module that knows every stage: receive → link → aggregate → store.
+
+Per batch of raw audit events: convert them to model Events, feed their owner references to the
+owner graph, let the aggregator place each in its trace, then write every resulting span and the
+objects they belong to in one store transaction. A failure in one event is logged and counted; it
+never stops the batch. When an object that already has spans learns a new owner (its root
+changed), the spans of its subtree are moved to the new root's trace in the store.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from aggregators import Aggregator, ids
+from kelemetry.linker.graph import OwnerGraph
+from kelemetry.model.events import Event
+from kelemetry.model.objects import ObjectKey, ObjectRef
+from kelemetry.model.spans import SpanRecord
+from kelemetry.receivers.audit import AuditConverter, RawAuditEvent
+from kelemetry.store.sqlite import ObjectRow, SpanStore
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class BatchResult:
+    events: int = 0
+    kept: int = 0
+    spans: int = 0
+    failed: int = 0
+
+
+class Pipeline:
+    def __init__(
+        self,
+        store: SpanStore,
+        aggregator: Aggregator,
+        converter: AuditConverter,
+        graph: OwnerGraph | None = None,
+    ) -> None:
+        self.store = store
+        self.aggregator = aggregator
+        self.converter = converter
+        self.graph = graph if graph is not None else load_graph(store)
+        self.failed_events = 0
+
+    def process_audit(self, raws: Iterable[RawAuditEvent], cluster: str) -> BatchResult:
+        result = BatchResult()
+        spans: list[SpanRecord] = []
+        objects: dict[int, ObjectRow] = {}
+        for raw in raws:
+            result.events += 1
+            try:
+                event = self.converter.convert(raw, cluster)
+                if event is None:
+                    continue
+                result.kept += 1
+                if self._link(event, objects):
+                    # The subtree's root changed: flush so the store sees this batch before moving it.
+                    self._flush(spans, objects, result)
+                    self._retrace(event.object.key)
+                spans.extend(self.aggregator.aggregate(event, self.graph))
+                _note_object(objects, event.object, None, event.start_us, event.end_us)
+            except Exception:
+                result.failed += 1
+                self.failed_events += 1
+                logger.exception("audit event %s could not be processed", raw.get("auditID", "?"))
+        self._flush(spans, objects, result)
+        return result
+
+    def _link(self, event: Event, objects: dict[int, ObjectRow]) -> bool:
+        """Feed the event's object and owner to the graph; True if a known object's root changed."""
+        graph = self.graph
+        link = event.owner
+        if link is None:
+            graph.add(event.object)
+            return False
+        known = event.object.key in graph
+        changed = graph.set_owner(link.child, link.owner)
+        _note_object(objects, link.owner, None, None, None)
+        _note_object(objects, event.object, ids.object_id(link.owner.key), None, None)
+        return changed and known
+
+    def _retrace(self, key: ObjectKey) -> None:
+        graph = self.graph
+        subtree = graph.subtree(key)
+        subtree_ids = [ids.object_id(k) for k in subtree]
+        windows = self.store.windows_of(subtree_ids)
+        if not windows:
+            return
+        root = graph.root(key)
+        spans: list[SpanRecord] = []
+        for window in sorted(windows):
+            self.store.retrace(subtree_ids, window, ids.trace_id(root, window))
+            spans.extend(self.aggregator.object_chain(key, window, graph))
+        objects: dict[int, ObjectRow] = {}
+        for span in spans:
+            _note_object(objects, graph.ref(span.key), None, None, None)
+        self.store.write(spans, objects.values())
+        logger.info("moved %s and %d dependents to the trace of %s", key, len(subtree) - 1, root)
+
+    def _flush(self, spans: list[SpanRecord], objects: dict[int, ObjectRow], result: BatchResult) -> None:
+        if not spans and not objects:
+            return
+        for span in spans:
+            if span.object_id not in objects:
+                _note_object(objects, self.graph.ref(span.key), None, None, None)
+        self.store.write(spans, objects.values())
+        result.spans += len(spans)
+        spans.clear()
+        objects.clear()
+
+
+def _note_object(
+    objects: dict[int, ObjectRow],
+    ref: ObjectRef,
+    owner_id: int | None,
+    first_us: int | None,
+    last_us: int | None,
+) -> None:
+    object_id = ids.object_id(ref.key)
+    known = objects.get(object_id)
+    if known is None:
+        objects[object_id] = ObjectRow(
+            object_id, ref.key, ref.uid, ref.kind, ref.version, owner_id, first_us, last_us
+        )
+        return
+    objects[object_id] = ObjectRow(
+        object_id,
+        ref.key,
+        ref.uid or known.uid,
+        ref.kind or known.kind,
+        ref.version or known.version,
+        owner_id if owner_id is not None else known.owner_id,
+        _min(known.first_us, first_us),
+        _max(known.last_us, last_us),
+    )
+
+
+def _min(a: int | None, b: int | None) -> int | None:
+    return b if a is None else a if b is None else min(a, b)
+
+
+def _max(a: int | None, b: int | None) -> int | None:
+    return b if a is None else a if b is None else max(a, b)
+
+
+def load_graph(store: SpanStore) -> OwnerGraph:
+    """Rebuild the owner graph from the objects the store knows."""
+    graph = OwnerGraph()
+    rows = list(store.objects())
+    by_id = {row.object_id: row for row in rows}
+    for row in rows:
+        ref = ObjectRef(row.key, row.uid, row.kind, row.version)
+        graph.add(ref)
+    for row in rows:
+        if row.owner_id is not None and row.owner_id in by_id:
+            owner = by_id[row.owner_id]
+            graph.set_owner(
+                ObjectRef(row.key, row.uid, row.kind, row.version),
+                ObjectRef(owner.key, owner.uid, owner.kind, owner.version),
+            )
+    return graph

@@ -1,0 +1,1 @@
+"""Edge adapters: the outside world → model events. They know nothing of later stages."""

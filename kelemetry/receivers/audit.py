@@ -1,0 +1,367 @@
+"""audit.k8s.io Events → model Events.
+
+Input forms: an ``EventList`` (the webhook body), a single ``Event``, or one Event per JSON line
+(the log backend). Versions ``audit.k8s.io/v1`` and ``v1beta1`` share every field we read.
+
+What is kept: mutating verbs (create, update, patch, delete, deletecollection) at stage
+``ResponseComplete`` or ``Panic``. Reads and earlier stages are dropped and counted, before any
+body is looked at, because they are most of a real audit stream. Failed requests are kept and
+marked as errors. This module does no I/O.
+"""
+
+from __future__ import annotations
+
+import http
+from collections import Counter
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, NotRequired, TypedDict
+
+import orjson
+
+from kelemetry import errors
+from kelemetry.kube.kinds import KindResolver, canonical_group, split_api_version
+from kelemetry.model import tags
+from kelemetry.model.events import Event, Log, TagValue, TraceSource
+from kelemetry.model.objects import ObjectKey, ObjectRef, OwnerLink
+
+AUDIT_API_VERSIONS = frozenset({"audit.k8s.io/v1", "audit.k8s.io/v1beta1"})
+KEEP_VERBS = frozenset({"create", "update", "patch", "delete", "deletecollection"})
+KEEP_STAGES = frozenset({"ResponseComplete", "Panic"})
+
+_NON_OBJECT_KINDS = frozenset({"Status", "DeleteOptions", "Scale", "Binding", "Eviction"})
+
+
+class RawObjectRef(TypedDict, total=False):
+    resource: str
+    namespace: str
+    name: str
+    uid: str
+    apiGroup: str
+    apiVersion: str
+    resourceVersion: str
+    subresource: str
+
+
+class RawUser(TypedDict, total=False):
+    username: str
+    groups: list[str]
+
+
+class RawAuditEvent(TypedDict):
+    auditID: str
+    stage: str
+    verb: str
+    kind: NotRequired[str]
+    apiVersion: NotRequired[str]
+    user: NotRequired[RawUser]
+    impersonatedUser: NotRequired[RawUser]
+    userAgent: NotRequired[str]
+    sourceIPs: NotRequired[list[str]]
+    objectRef: NotRequired[RawObjectRef]
+    responseStatus: NotRequired[dict[str, Any]]
+    requestObject: NotRequired[dict[str, Any]]
+    responseObject: NotRequired[dict[str, Any]]
+    requestReceivedTimestamp: NotRequired[str]
+    stageTimestamp: NotRequired[str]
+    timestamp: NotRequired[str]
+
+
+# ---------------------------------------------------------------------------------------------
+# Decoding and validation of wire bodies
+
+
+def loads(body: bytes) -> Any:
+    """JSON-decode a body, telling "not UTF-8" apart from "not JSON"."""
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        if "UTF-8" in str(exc) or "utf-8" in str(exc):
+            raise errors.MalformedBody("body is not valid UTF-8") from exc
+        raise errors.MalformedBody(f"body is not valid JSON: {exc}") from exc
+
+
+def check_event(item: Any, where: str, *, strict_version: bool) -> RawAuditEvent:
+    """Validate one audit Event's envelope; ``strict_version`` also requires its apiVersion."""
+    if not isinstance(item, dict):
+        raise errors.WrongKind(f"{where} is not a JSON object")
+    kind = item.get("kind")
+    if kind is not None and kind != "Event":
+        raise errors.WrongKind(f"{where} has kind {kind!r}, expected an audit Event")
+    api_version = item.get("apiVersion")
+    if (api_version is not None or strict_version) and api_version not in AUDIT_API_VERSIONS:
+        raise errors.WrongKind(f"{where} has apiVersion {api_version!r}, expected audit.k8s.io/v1 or v1beta1")
+    for required in ("auditID", "stage", "verb"):
+        if not isinstance(item.get(required), str):
+            raise errors.WrongKind(f"{where} has no {required}")
+    return item  # type: ignore[return-value]
+
+
+def decode_webhook_body(body: bytes) -> list[RawAuditEvent]:
+    """Validate a webhook body (EventList, or a lone Event) and return its events.
+
+    The whole body is refused if any part is wrong, so nothing is ever half-ingested.
+    """
+    document = loads(body)
+    if not isinstance(document, dict):
+        raise errors.WrongKind("body is not a JSON object")
+    kind = document.get("kind")
+    api_version = document.get("apiVersion")
+    if api_version not in AUDIT_API_VERSIONS:
+        raise errors.WrongKind(f"apiVersion {api_version!r} is not audit.k8s.io/v1 or audit.k8s.io/v1beta1")
+    if kind == "Event":
+        return [check_event(document, "body", strict_version=True)]
+    if kind != "EventList":
+        raise errors.WrongKind(f"kind {kind!r} is not EventList or Event")
+    items = document.get("items")
+    if items is None:
+        return []
+    if not isinstance(items, list):
+        raise errors.WrongKind("items is not a list")
+    return [check_event(item, f"items[{i}]", strict_version=False) for i, item in enumerate(items)]
+
+
+def events_of_document(document: Any, where: str) -> list[RawAuditEvent]:
+    """Events of one JSON-lines record: a bare Event (apiVersion optional) or an EventList."""
+    if isinstance(document, dict) and document.get("kind") == "EventList":
+        items = document.get("items") or []
+        if not isinstance(items, list):
+            raise errors.WrongKind(f"{where}: items is not a list")
+        return [
+            check_event(item, f"{where} items[{i}]", strict_version=False) for i, item in enumerate(items)
+        ]
+    return [check_event(document, where, strict_version=False)]
+
+
+# ---------------------------------------------------------------------------------------------
+# Conversion
+
+
+def parse_time_us(value: str) -> int:
+    """RFC 3339 → µs since the epoch."""
+    moment = datetime.fromisoformat(value)
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    delta = moment - _EPOCH
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class AuditFilter:
+    """Which audit events become spans beyond the verb/stage rule."""
+
+    excluded_resources: frozenset[tuple[str, str]] = frozenset()
+    excluded_user_agents: tuple[str, ...] = ()
+
+    @classmethod
+    def from_strings(cls, resources: Iterable[str], user_agents: Iterable[str]) -> AuditFilter:
+        """Resources are written ``resource`` (core group) or ``group/resource``."""
+        parsed = set()
+        for entry in resources:
+            group, _, resource = entry.strip().rpartition("/")
+            if resource:
+                parsed.add((group, resource))
+        return cls(frozenset(parsed), tuple(ua for ua in user_agents if ua))
+
+
+@dataclass
+class AuditStats:
+    """Counters of what the converter did with each event, by outcome."""
+
+    counts: Counter[str] = field(default_factory=Counter)
+
+    def add(self, outcome: str, n: int = 1) -> None:
+        self.counts[outcome] += n
+
+
+class AuditConverter:
+    """Turns raw audit events into model Events for one or more clusters."""
+
+    def __init__(self, resolver: KindResolver, audit_filter: AuditFilter | None = None) -> None:
+        self._resolver = resolver
+        self._filter = audit_filter or AuditFilter()
+        self.stats = AuditStats()
+
+    def convert_all(self, raws: Iterable[RawAuditEvent], cluster: str) -> Iterator[Event]:
+        for raw in raws:
+            event = self.convert(raw, cluster)
+            if event is not None:
+                yield event
+
+    def convert(self, raw: RawAuditEvent, cluster: str) -> Event | None:
+        counts = self.stats.counts
+        if raw["stage"] not in KEEP_STAGES:
+            counts["dropped_stage"] += 1
+            return None
+        verb = raw["verb"]
+        if verb not in KEEP_VERBS:
+            counts["dropped_read"] += 1
+            return None
+        ref = raw.get("objectRef")
+        if not ref or not ref.get("resource"):
+            counts["dropped_no_object"] += 1
+            return None
+        resource = ref["resource"]
+        group = canonical_group(ref.get("apiGroup", ""), resource)
+        excluded = self._filter.excluded_resources
+        if excluded and (group, resource) in excluded:
+            counts["dropped_excluded_resource"] += 1
+            return None
+        user_agent = raw.get("userAgent", "")
+        if user_agent and any(pattern in user_agent for pattern in self._filter.excluded_user_agents):
+            counts["dropped_excluded_user_agent"] += 1
+            return None
+
+        response = raw.get("responseObject")
+        if response is not None and (
+            not isinstance(response, dict) or response.get("kind") in _NON_OBJECT_KINDS
+        ):
+            status_body = response if isinstance(response, dict) else None
+            response = None
+        else:
+            status_body = None
+        request = raw.get("requestObject")
+        if not isinstance(request, dict):
+            request = None
+
+        namespace = ref.get("namespace", "")
+        name = ref.get("name", "")
+        if not name and verb == "create":
+            name = _meta(response).get("name") or _meta(request).get("name") or ""
+            if not name:
+                # A failed generateName create never got a name; the prefix is what a user searches.
+                name = _meta(request).get("generateName") or ""
+                if not name:
+                    counts["dropped_no_name"] += 1
+                    return None
+        if not namespace:
+            namespace = _meta(response).get("namespace") or ""
+
+        start_us, end_us = _times(raw)
+        if start_us is None:
+            counts["dropped_no_time"] += 1
+            return None
+
+        key = ObjectKey.make(cluster, group, resource, namespace, name)
+        body = response if response is not None else (request if verb in ("create", "update") else None)
+        meta = _meta(body)
+        uid = meta.get("uid") or ref.get("uid") or ""
+        if not uid and status_body is not None:
+            uid = (status_body.get("details") or {}).get("uid") or ""
+        api_version = (body or {}).get("apiVersion") or ""
+        version = split_api_version(api_version)[1] if api_version else ref.get("apiVersion", "")
+        kind = (body or {}).get("kind") or self._resolver.kind_of(group, resource)
+        obj = ObjectRef(key, uid, kind, version)
+
+        user = raw.get("user") or {}
+        impersonated = raw.get("impersonatedUser") or {}
+        username = impersonated.get("username") or user.get("username") or "unknown"
+        status = raw.get("responseStatus") or {}
+        code = status.get("code")
+        subresource = ref.get("subresource", "")
+
+        event_tags: dict[str, TagValue] = {
+            tags.AUDIT_ID: raw["auditID"],
+            tags.AUDIT_VERB: verb,
+            tags.AUDIT_USER: username,
+        }
+        if impersonated.get("username") and user.get("username"):
+            event_tags[tags.AUDIT_IMPERSONATOR] = user["username"]
+        if user_agent:
+            event_tags[tags.AUDIT_USER_AGENT] = user_agent
+        if isinstance(code, int):
+            event_tags[tags.AUDIT_CODE] = code
+        if subresource:
+            event_tags[tags.AUDIT_SUBRESOURCE] = subresource
+        resource_version = meta.get("resourceVersion") or ref.get("resourceVersion")
+        if resource_version:
+            event_tags[tags.RESOURCE_VERSION] = resource_version
+        source_ips = raw.get("sourceIPs")
+        if source_ips:
+            event_tags[tags.AUDIT_SOURCE_IP] = source_ips[0]
+
+        title = f"{username} {verb}"
+        if subresource:
+            title += f" {subresource}"
+        logs: tuple[Log, ...] = ()
+        failed = raw["stage"] == "Panic" or (isinstance(code, int) and code >= 400)
+        if isinstance(code, int) and code >= 300:
+            title += f" ({_status_text(code)})"
+        if failed:
+            logs = (Log("error", _failure_message(raw["stage"], status, status_body)),)
+
+        counts["kept"] += 1
+        return Event(
+            object=obj,
+            source=TraceSource.AUDIT,
+            event_id=raw["auditID"],
+            title=title,
+            start_us=start_us,
+            end_us=max(end_us, start_us),
+            tags=event_tags,
+            logs=logs,
+            error=failed,
+            owner=self._owner(obj, meta, verb),
+        )
+
+    def _owner(self, obj: ObjectRef, meta: Mapping[str, Any], verb: str) -> OwnerLink | None:
+        refs = meta.get("ownerReferences")
+        if not refs or verb in ("delete", "deletecollection") or not isinstance(refs, list):
+            return None
+        chosen = next((r for r in refs if isinstance(r, dict) and r.get("controller")), None)
+        if chosen is None:
+            chosen = refs[0] if isinstance(refs[0], dict) else None
+        if chosen is None or not chosen.get("kind") or not chosen.get("name"):
+            return None
+        group, version = split_api_version(str(chosen.get("apiVersion", "")))
+        info = self._resolver.resolve(group, str(chosen["kind"]))
+        group = canonical_group(group, info.resource)
+        key = obj.key
+        owner_key = ObjectKey.make(
+            key.cluster, group, info.resource, key.namespace if info.namespaced else "", str(chosen["name"])
+        )
+        owner = ObjectRef(owner_key, str(chosen.get("uid", "")), str(chosen["kind"]), version)
+        return OwnerLink(child=obj, owner=owner)
+
+
+def _meta(body: Mapping[str, Any] | None) -> Mapping[str, Any]:
+    if not body:
+        return {}
+    meta = body.get("metadata")
+    return meta if isinstance(meta, dict) else {}
+
+
+def _times(raw: RawAuditEvent) -> tuple[int | None, int]:
+    received = raw.get("requestReceivedTimestamp") or raw.get("timestamp")
+    stage = raw.get("stageTimestamp")
+    try:
+        start = parse_time_us(received) if received else None
+        end = parse_time_us(stage) if stage else None
+    except (TypeError, ValueError):
+        return None, 0
+    if start is None:
+        start = end
+    if start is None:
+        return None, 0
+    return start, end if end is not None else start
+
+
+def _status_text(code: int) -> str:
+    try:
+        return http.HTTPStatus(code).phrase
+    except ValueError:
+        return str(code)
+
+
+def _failure_message(stage: str, status: Mapping[str, Any], status_body: Mapping[str, Any] | None) -> str:
+    if stage == "Panic":
+        return "Panic: the apiserver panicked while serving this request"
+    reason = (
+        status.get("reason") or (status_body or {}).get("reason") or _status_text(int(status.get("code", 0)))
+    )
+    message = status.get("message") or (status_body or {}).get("message") or ""
+    return f"{reason}: {message}" if message else str(reason)

@@ -1,0 +1,107 @@
+"""The audit webhook: ``POST /audit`` and ``POST /audit/{cluster}`` (FastAPI).
+
+kube-apiserver's webhook backend posts ``EventList`` batches here. The handler reads the body
+under a size limit, hands it to the ingest ``accept`` callable (validate → durable → queued) on a
+worker thread, and answers 200 only after that. Bad input gets a 4xx with a reason; a full
+backlog gets 429, which the apiserver retries with backoff. The handler never blocks the event
+loop and never holds more than one body per request in memory.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import re
+from collections import Counter
+from collections.abc import Callable
+from typing import Annotated
+
+from fastapi import APIRouter, Header, Request
+from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
+
+from kelemetry import errors
+
+logger = logging.getLogger(__name__)
+
+AcceptFn = Callable[[str, bytes], int]
+
+_CLUSTER_NAME = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9._-]{0,61}[A-Za-z0-9])?$")
+
+
+def _problem(status: int, reason: str, counters: Counter[str], counter: str) -> JSONResponse:
+    counters[counter] += 1
+    logger.warning("audit webhook refused a request (%d): %s", status, reason)
+    return JSONResponse({"error": reason}, status_code=status)
+
+
+def create_router(
+    accept: AcceptFn, *, default_cluster: str, max_body_bytes: int, token: str | None, counters: Counter[str]
+) -> APIRouter:
+    router = APIRouter(tags=["audit"])
+
+    async def receive(request: Request, cluster: str, authorization: str | None) -> JSONResponse:
+        if token is not None:
+            expected = f"Bearer {token}".encode()
+            if authorization is None or not hmac.compare_digest(authorization.encode(), expected):
+                return _problem(401, "missing or wrong bearer token", counters, "webhook_unauthorized")
+        if not _CLUSTER_NAME.match(cluster):
+            return _problem(400, f"invalid cluster name {cluster[:80]!r}", counters, "webhook_bad_cluster")
+        declared = request.headers.get("content-length")
+        if declared is not None and declared.isdigit() and int(declared) > max_body_bytes:
+            return _problem(
+                413,
+                f"body of {declared} bytes is over the {max_body_bytes}-byte limit",
+                counters,
+                "webhook_too_large",
+            )
+        chunks: list[bytes] = []
+        size = 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > max_body_bytes:
+                return _problem(
+                    413, f"body is over the {max_body_bytes}-byte limit", counters, "webhook_too_large"
+                )
+            chunks.append(chunk)
+        body = b"".join(chunks)
+        if not body:
+            return _problem(400, "empty body", counters, "webhook_malformed")
+        try:
+            accepted = await run_in_threadpool(accept, cluster, body)
+        except errors.BacklogFull as exc:
+            counters["webhook_throttled"] += 1
+            return JSONResponse({"error": str(exc)}, status_code=429, headers={"Retry-After": "1"})
+        except errors.InputError as exc:
+            return _problem(
+                exc.status,
+                str(exc),
+                counters,
+                "webhook_malformed"
+                if exc.status == 400
+                else "webhook_too_large"
+                if exc.status == 413
+                else "webhook_wrong_kind",
+            )
+        except errors.StoreError as exc:
+            logger.error("audit batch could not be made durable: %s", exc)
+            counters["webhook_store_error"] += 1
+            return JSONResponse({"error": "the batch could not be stored; retry"}, status_code=503)
+        counters["webhook_accepted"] += 1
+        return JSONResponse({"accepted": accepted})
+
+    @router.post("/audit")
+    async def audit_default(
+        request: Request, authorization: Annotated[str | None, Header()] = None
+    ) -> JSONResponse:
+        """Receive an audit EventList for the default cluster."""
+        return await receive(request, default_cluster, authorization)
+
+    @router.post("/audit/{cluster}")
+    async def audit_cluster(
+        request: Request, cluster: str, authorization: Annotated[str | None, Header()] = None
+    ) -> JSONResponse:
+        """Receive an audit EventList for the cluster named in the path."""
+        return await receive(request, cluster, authorization)
+
+    return router

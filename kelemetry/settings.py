@@ -1,0 +1,74 @@
+"""Settings, grouped by concern. Every field says what it means, its unit and why its default.
+
+The CLI builds these from flags; tests build them directly. Nothing reads the environment here
+except the token, so a secret never has to appear on a command line.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+DEFAULT_EXCLUDED_RESOURCES = ("events", "events.k8s.io/events", "coordination.k8s.io/leases")
+DEFAULT_EXCLUDED_USER_AGENTS = ("/leader-election",)
+
+
+@dataclass(frozen=True, slots=True)
+class StoreSettings:
+    path: str = "kelemetry-data/kelemetry.db"
+    """The embedded SQLite store file; created with its folder if missing."""
+    synchronous: str = "NORMAL"
+    """SQLite ``synchronous`` mode. NORMAL (WAL) survives a killed process; FULL also survives
+    power loss, at the price of an fsync per batch."""
+    retention_seconds: int | None = 7 * 24 * 3600
+    """Spans older than this, counted back from the newest recorded activity (so a replay of an
+    old log is not deleted on arrival), are removed. None keeps everything."""
+    max_bytes: int | None = None
+    """Upper bound on the store's used size; oldest windows go first. None means unbounded."""
+
+
+@dataclass(frozen=True, slots=True)
+class TraceSettings:
+    window_seconds: int = 1800
+    """Length of a trace window; 30 minutes as in Go Kelemetry, aligned to the epoch."""
+    aggregator: str = "hierarchy"
+    """Name of the aggregator in `aggregators.registry()`."""
+    excluded_resources: tuple[str, ...] = DEFAULT_EXCLUDED_RESOURCES
+    """Audit events on these resources (``resource`` or ``group/resource``) make no spans; the
+    defaults are Go Kelemetry's: Events and Leases are noise as requests."""
+    excluded_user_agents: tuple[str, ...] = DEFAULT_EXCLUDED_USER_AGENTS
+    """Substrings of user agents whose requests make no spans (leader-election heartbeats)."""
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookSettings:
+    default_cluster: str = "default"
+    """Cluster name for ``POST /audit`` without a cluster in the path."""
+    max_body_bytes: int = 64 * 1024 * 1024
+    """Largest accepted batch. A 400-event RequestResponse batch of node status is ~12 MB."""
+    max_backlog_bytes: int = 512 * 1024 * 1024
+    """Accepted-but-unprocessed batches past this get 429 so the apiserver retries later
+    instead of us running out of memory."""
+    token: str | None = None
+    """If set, ``Authorization: Bearer <token>`` is required on the webhook."""
+
+
+@dataclass(frozen=True, slots=True)
+class OtlpSettings:
+    endpoint: str | None = None
+    """``grpc://host:4317``, ``http://host:4318`` (``/v1/traces`` added), or ``host:port`` (gRPC)."""
+    batch_size: int = 512
+    """Spans per export request."""
+    poll_interval_seconds: float = 0.2
+    """How often the exporter looks for new spans in the store when idle."""
+
+
+@dataclass(frozen=True, slots=True)
+class ServeSettings:
+    host: str = "127.0.0.1"
+    port: int = 8080
+    kubeconfig: str | None = None
+    """When set, API discovery of that cluster resolves owner kinds (custom resources)."""
+    store: StoreSettings = field(default_factory=StoreSettings)
+    trace: TraceSettings = field(default_factory=TraceSettings)
+    webhook: WebhookSettings = field(default_factory=WebhookSettings)
+    otlp: OtlpSettings = field(default_factory=OtlpSettings)

@@ -1,0 +1,428 @@
+"""The embedded span store: one SQLite file in WAL mode.
+
+Spans are upserted by span id (ids are deterministic, so the same input never makes a second
+copy), in one transaction per batch, so a crash leaves every batch either whole or absent. Rows
+that would not change are not rewritten, which keeps replays cheap and the export cursor still.
+Objects (key, last uid, kind, controller owner) are kept beside the spans: they rebuild the
+owner graph on restart and answer "which objects do you know?".
+
+One writer per file: the ingest thread of a `serve` process, or `replay`. Readers (the dump
+command, the OTLP follower, the query side) open their own connections; WAL lets them read
+while the writer writes.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from kelemetry import errors
+from kelemetry.model.events import Log, TagValue, TraceSource
+from kelemetry.model.objects import ObjectKey
+from kelemetry.model.spans import SpanRecord
+
+SCHEMA_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS objects (
+    object_id INTEGER PRIMARY KEY,
+    cluster TEXT NOT NULL, grp TEXT NOT NULL, resource TEXT NOT NULL,
+    namespace TEXT NOT NULL, name TEXT NOT NULL,
+    uid TEXT NOT NULL, kind TEXT NOT NULL, version TEXT NOT NULL,
+    owner_id INTEGER,
+    first_us INTEGER, last_us INTEGER
+);
+CREATE INDEX IF NOT EXISTS objects_by_name ON objects (name, resource, namespace, cluster, grp);
+CREATE TABLE IF NOT EXISTS spans (
+    span_id INTEGER PRIMARY KEY,
+    trace_id TEXT NOT NULL,
+    parent_id INTEGER,
+    source TEXT NOT NULL,
+    name TEXT NOT NULL,
+    start_us INTEGER NOT NULL,
+    end_us INTEGER NOT NULL,
+    object_id INTEGER NOT NULL,
+    window INTEGER NOT NULL,
+    uid TEXT NOT NULL, kind TEXT NOT NULL, version TEXT NOT NULL,
+    error INTEGER NOT NULL,
+    tags BLOB NOT NULL,
+    logs BLOB NOT NULL,
+    seq INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS spans_by_object ON spans (object_id, window);
+CREATE INDEX IF NOT EXISTS spans_by_trace ON spans (trace_id);
+CREATE INDEX IF NOT EXISTS spans_by_seq ON spans (seq);
+CREATE INDEX IF NOT EXISTS spans_by_end ON spans (end_us);
+"""
+
+# Object spans keep the first uid/kind/version they were written with, so the span of a window
+# does not flip between incarnations on every event; event spans take what their input says.
+_KEEP = "CASE WHEN spans.source = 'object' AND spans.{col} <> '' THEN spans.{col} ELSE excluded.{col} END"
+_UPSERT_SPAN = f"""
+INSERT INTO spans (span_id, trace_id, parent_id, source, name, start_us, end_us, object_id, window,
+                   uid, kind, version, error, tags, logs, seq)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+ON CONFLICT (span_id) DO UPDATE SET
+    trace_id = excluded.trace_id, parent_id = excluded.parent_id, source = excluded.source,
+    name = excluded.name, start_us = excluded.start_us, end_us = excluded.end_us,
+    object_id = excluded.object_id, window = excluded.window,
+    uid = {_KEEP.format(col="uid")}, kind = {_KEEP.format(col="kind")},
+    version = {_KEEP.format(col="version")},
+    error = excluded.error, tags = excluded.tags, logs = excluded.logs, seq = excluded.seq
+WHERE spans.trace_id IS NOT excluded.trace_id OR spans.parent_id IS NOT excluded.parent_id
+   OR spans.name IS NOT excluded.name OR spans.start_us IS NOT excluded.start_us
+   OR spans.end_us IS NOT excluded.end_us OR spans.error IS NOT excluded.error
+   OR spans.tags IS NOT excluded.tags OR spans.logs IS NOT excluded.logs
+   OR spans.uid IS NOT ({_KEEP.format(col="uid")}) OR spans.kind IS NOT ({_KEEP.format(col="kind")})
+   OR spans.version IS NOT ({_KEEP.format(col="version")})
+"""
+
+_UPSERT_OBJECT = """
+INSERT INTO objects (object_id, cluster, grp, resource, namespace, name, uid, kind, version, owner_id,
+                     first_us, last_us)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+ON CONFLICT (object_id) DO UPDATE SET
+    uid = CASE WHEN excluded.uid <> '' THEN excluded.uid ELSE objects.uid END,
+    kind = CASE WHEN excluded.kind <> '' THEN excluded.kind ELSE objects.kind END,
+    version = CASE WHEN excluded.version <> '' THEN excluded.version ELSE objects.version END,
+    owner_id = COALESCE(excluded.owner_id, objects.owner_id),
+    first_us = CASE WHEN objects.first_us IS NULL OR excluded.first_us < objects.first_us
+                    THEN COALESCE(excluded.first_us, objects.first_us) ELSE objects.first_us END,
+    last_us = CASE WHEN objects.last_us IS NULL OR excluded.last_us > objects.last_us
+                   THEN COALESCE(excluded.last_us, objects.last_us) ELSE objects.last_us END
+"""
+
+_SPAN_COLUMNS = (
+    "s.span_id, s.trace_id, s.parent_id, s.source, s.name, s.start_us, s.end_us, s.object_id, s.window, "
+    "s.uid, s.kind, s.version, s.error, s.tags, s.logs, o.cluster, o.grp, o.resource, o.namespace, o.name"
+)
+_SPAN_FROM = "spans AS s JOIN objects AS o ON o.object_id = s.object_id"
+
+
+def to_signed(value: int) -> int:
+    """SQLite integers are signed 64-bit; ids are unsigned."""
+    return value - (1 << 64) if value >= (1 << 63) else value
+
+
+def to_unsigned(value: int) -> int:
+    return value + (1 << 64) if value < 0 else value
+
+
+@dataclass(frozen=True, slots=True)
+class ObjectRow:
+    object_id: int
+    key: ObjectKey
+    uid: str = ""
+    kind: str = ""
+    version: str = ""
+    owner_id: int | None = None
+    first_us: int | None = None
+    last_us: int | None = None
+
+
+def _encode_logs(logs: Sequence[Log]) -> bytes:
+    return orjson.dumps([[log.kind, log.message] for log in logs]) if logs else b"[]"
+
+
+def _decode_logs(blob: bytes) -> tuple[Log, ...]:
+    return tuple(Log(kind, message) for kind, message in orjson.loads(blob))
+
+
+def _span_from_row(row: Sequence[Any]) -> SpanRecord:
+    tags: dict[str, TagValue] = orjson.loads(row[13])
+    parent = row[2]
+    return SpanRecord(
+        trace_id=int(row[1], 16),
+        span_id=to_unsigned(row[0]),
+        parent_id=None if parent is None else to_unsigned(parent),
+        source=TraceSource(row[3]),
+        name=row[4],
+        start_us=row[5],
+        end_us=row[6],
+        key=ObjectKey(row[15], row[16], row[17], row[18], row[19]),
+        object_id=to_unsigned(row[7]),
+        window=row[8],
+        uid=row[9],
+        kind=row[10],
+        version=row[11],
+        error=bool(row[12]),
+        tags=tags,
+        logs=_decode_logs(row[14]),
+    )
+
+
+def _object_from_row(row: Sequence[Any]) -> ObjectRow:
+    return ObjectRow(
+        object_id=to_unsigned(row[0]),
+        key=ObjectKey.make(row[1], row[2], row[3], row[4], row[5]),
+        uid=row[6],
+        kind=row[7],
+        version=row[8],
+        owner_id=None if row[9] is None else to_unsigned(row[9]),
+        first_us=row[10],
+        last_us=row[11],
+    )
+
+
+class StoreReader:
+    """Read access to a store file; safe to use from one thread per instance."""
+
+    def __init__(self, path: str | Path, *, create: bool = False, synchronous: str = "NORMAL") -> None:
+        self.path = Path(path)
+        if not create and not self.path.exists():
+            raise errors.StoreError(
+                f"no store at {self.path} (run `kelemetry replay` or `kelemetry serve` first)"
+            )
+        try:
+            if create:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute(f"PRAGMA synchronous={synchronous}")
+            self._db.execute("PRAGMA foreign_keys=OFF")
+            if create:
+                self._db.executescript(_SCHEMA)
+                self._db.execute(
+                    "INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', ?)",
+                    (str(SCHEMA_VERSION),),
+                )
+            version = self._db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+        except sqlite3.DatabaseError as exc:
+            raise errors.StoreError(f"cannot open store {self.path}: {exc}") from exc
+        if version is None or int(version[0]) != SCHEMA_VERSION:
+            raise errors.StoreError(f"{self.path} is not a kelemetry store of schema {SCHEMA_VERSION}")
+        self._lock = threading.Lock()
+
+    def close(self) -> None:
+        self._db.close()
+
+    def _query(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+        with self._lock:
+            return self._db.execute(sql, params).fetchall()
+
+    # -- objects
+
+    def find_objects(
+        self,
+        *,
+        cluster: str,
+        resource: str,
+        name: str,
+        namespace: str | None = None,
+        group: str | None = None,
+    ) -> list[ObjectRow]:
+        sql = (
+            "SELECT object_id, cluster, grp, resource, namespace, name, uid, kind, version, owner_id, "
+            "first_us, last_us FROM objects WHERE name = ? AND resource = ? AND cluster = ?"
+        )
+        params: list[Any] = [name, resource, cluster]
+        if namespace is not None:
+            sql += " AND namespace = ?"
+            params.append(namespace)
+        if group is not None:
+            sql += " AND grp = ?"
+            params.append(group)
+        return [_object_from_row(row) for row in self._query(sql, params)]
+
+    def objects(self) -> Iterator[ObjectRow]:
+        rows = self._query(
+            "SELECT object_id, cluster, grp, resource, namespace, name, uid, kind, version, owner_id, "
+            "first_us, last_us FROM objects ORDER BY object_id"
+        )
+        return (_object_from_row(row) for row in rows)
+
+    def children_of(self, object_ids: Iterable[int]) -> list[int]:
+        ids = [to_signed(i) for i in object_ids]
+        found: list[int] = []
+        for chunk in _chunks(ids, 500):
+            marks = ",".join("?" * len(chunk))
+            rows = self._query(f"SELECT object_id FROM objects WHERE owner_id IN ({marks})", chunk)
+            found.extend(to_unsigned(row[0]) for row in rows)
+        return found
+
+    # -- spans
+
+    def windows_of(self, object_ids: Iterable[int]) -> set[int]:
+        windows: set[int] = set()
+        for chunk in _chunks([to_signed(i) for i in object_ids], 500):
+            marks = ",".join("?" * len(chunk))
+            rows = self._query(f"SELECT DISTINCT window FROM spans WHERE object_id IN ({marks})", chunk)
+            windows.update(row[0] for row in rows)
+        return windows
+
+    def spans_of_objects(
+        self, object_ids: Iterable[int], start_us: int | None = None, end_us: int | None = None
+    ) -> list[SpanRecord]:
+        found: list[SpanRecord] = []
+        for chunk in _chunks([to_signed(i) for i in object_ids], 500):
+            marks = ",".join("?" * len(chunk))
+            sql = f"SELECT {_SPAN_COLUMNS} FROM {_SPAN_FROM} WHERE s.object_id IN ({marks})"
+            params: list[Any] = list(chunk)
+            if start_us is not None:
+                sql += " AND s.end_us >= ?"
+                params.append(start_us)
+            if end_us is not None:
+                sql += " AND s.start_us <= ?"
+                params.append(end_us)
+            found.extend(_span_from_row(row) for row in self._query(sql, params))
+        return found
+
+    def spans_of_traces(self, trace_ids: Iterable[int]) -> list[SpanRecord]:
+        found: list[SpanRecord] = []
+        for chunk in _chunks([f"{t:032x}" for t in trace_ids], 500):
+            marks = ",".join("?" * len(chunk))
+            sql = f"SELECT {_SPAN_COLUMNS} FROM {_SPAN_FROM} WHERE s.trace_id IN ({marks})"
+            found.extend(_span_from_row(row) for row in self._query(sql, chunk))
+        return found
+
+    def spans_after(self, seq: int, limit: int) -> list[tuple[int, SpanRecord]]:
+        """Spans written or changed after export cursor ``seq``, in write order."""
+        rows = self._query(
+            f"SELECT s.seq, {_SPAN_COLUMNS} FROM {_SPAN_FROM} WHERE s.seq > ? ORDER BY s.seq LIMIT ?",
+            (seq, limit),
+        )
+        return [(row[0], _span_from_row(row[1:])) for row in rows]
+
+    def all_spans(self) -> list[SpanRecord]:
+        return [_span_from_row(row) for row in self._query(f"SELECT {_SPAN_COLUMNS} FROM {_SPAN_FROM}")]
+
+    def digest_rows(self) -> list[tuple[Any, ...]]:
+        """Every span row minus the write sequence: what "the store did not change" compares."""
+        return [
+            tuple(row) for row in self._query(f"SELECT {_SPAN_COLUMNS} FROM {_SPAN_FROM} ORDER BY s.span_id")
+        ]
+
+    def counts(self) -> dict[str, int]:
+        spans = self._query("SELECT source, COUNT(*) FROM spans GROUP BY source")
+        objects = self._query("SELECT COUNT(*) FROM objects")[0][0]
+        result = {f"spans_{source}": count for source, count in spans}
+        result["objects"] = objects
+        return result
+
+    def newest_start_us(self) -> int | None:
+        """Start of the newest non-object span: "now" for retention, whatever the data's age."""
+        value = self._query("SELECT MAX(start_us) FROM spans WHERE source <> 'object'")[0][0]
+        return None if value is None else int(value)
+
+    def max_seq(self) -> int:
+        return int(self._query("SELECT COALESCE(MAX(seq), 0) FROM spans")[0][0])
+
+
+class SpanStore(StoreReader):
+    """The writer of a store file."""
+
+    def __init__(self, path: str | Path, *, synchronous: str = "NORMAL") -> None:
+        super().__init__(path, create=True, synchronous=synchronous)
+        self._seq = self.max_seq()
+
+    def write(self, spans: Sequence[SpanRecord], objects: Iterable[ObjectRow] = ()) -> None:
+        """Upsert objects and spans in one transaction."""
+        span_rows = []
+        for span in spans:
+            self._seq += 1
+            span_rows.append(
+                (
+                    to_signed(span.span_id),
+                    f"{span.trace_id:032x}",
+                    None if span.parent_id is None else to_signed(span.parent_id),
+                    span.source.value,
+                    span.name,
+                    span.start_us,
+                    span.end_us,
+                    to_signed(span.object_id),
+                    span.window,
+                    span.uid,
+                    span.kind,
+                    span.version,
+                    int(span.error),
+                    orjson.dumps(span.tags, option=orjson.OPT_SORT_KEYS),
+                    _encode_logs(span.logs),
+                    self._seq,
+                )
+            )
+        object_rows = [
+            (
+                to_signed(o.object_id),
+                o.key.cluster,
+                o.key.group,
+                o.key.resource,
+                o.key.namespace,
+                o.key.name,
+                o.uid,
+                o.kind,
+                o.version,
+                None if o.owner_id is None else to_signed(o.owner_id),
+                o.first_us,
+                o.last_us,
+            )
+            for o in objects
+        ]
+        with self._lock:
+            try:
+                self._db.execute("BEGIN IMMEDIATE")
+                if object_rows:
+                    self._db.executemany(_UPSERT_OBJECT, object_rows)
+                if span_rows:
+                    self._db.executemany(_UPSERT_SPAN, span_rows)
+                self._db.execute("COMMIT")
+            except sqlite3.DatabaseError as exc:
+                self._db.execute("ROLLBACK")
+                raise errors.StoreError(f"write to {self.path} failed: {exc}") from exc
+
+    def retrace(self, object_ids: Iterable[int], window: int, trace_id: int) -> int:
+        """Move the spans of ``object_ids`` in ``window`` to ``trace_id`` (their root changed)."""
+        changed = 0
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            for chunk in _chunks([to_signed(i) for i in object_ids], 500):
+                marks = ",".join("?" * len(chunk))
+                self._seq += 1
+                cursor = self._db.execute(
+                    f"UPDATE spans SET trace_id = ?, seq = ? WHERE window = ? AND object_id IN ({marks}) "
+                    "AND trace_id <> ?",
+                    (f"{trace_id:032x}", self._seq, window, *chunk, f"{trace_id:032x}"),
+                )
+                changed += cursor.rowcount
+            self._db.execute("COMMIT")
+        return changed
+
+    def apply_retention(self, *, now_us: int, max_age_us: int | None, max_bytes: int | None) -> int:
+        """Drop spans older than ``max_age_us``, then oldest windows while over ``max_bytes``."""
+        removed = 0
+        with self._lock:
+            if max_age_us is not None:
+                removed += self._db.execute(
+                    "DELETE FROM spans WHERE end_us < ?", (now_us - max_age_us,)
+                ).rowcount
+            if max_bytes is not None:
+                while self._used_bytes() > max_bytes:
+                    oldest = self._db.execute("SELECT MIN(window) FROM spans").fetchone()[0]
+                    if oldest is None:
+                        break
+                    removed += self._db.execute("DELETE FROM spans WHERE window <= ?", (oldest,)).rowcount
+            if removed:
+                self._db.execute(
+                    "DELETE FROM objects WHERE last_us IS NOT NULL AND last_us < ? "
+                    "AND object_id NOT IN (SELECT object_id FROM spans) "
+                    "AND object_id NOT IN (SELECT owner_id FROM objects WHERE owner_id IS NOT NULL)",
+                    (now_us - (max_age_us or 0),),
+                )
+        return removed
+
+    def _used_bytes(self) -> int:
+        page_size = self._db.execute("PRAGMA page_size").fetchone()[0]
+        pages = self._db.execute("PRAGMA page_count").fetchone()[0]
+        free = self._db.execute("PRAGMA freelist_count").fetchone()[0]
+        return int((pages - free) * page_size)
+
+
+def _chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]

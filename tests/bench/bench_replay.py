@@ -1,0 +1,262 @@
+"""Benchmark of the hot paths on real audit data: prints figures, asserts nothing.
+
+  replay   decode → filter → link → aggregate → store, through the same code as `kelemetry replay`,
+           over the real audit logs of ../shared/realdata repeated (with fresh audit IDs, names and
+           uids per copy) to at least 100k events. Reports audit events/s per core (events / CPU s).
+  webhook  a real `kelemetry serve` process; 400-event batches POSTed one after another; p50/p99
+           time until the 200 (the batch is durable by then).
+  graph    memory per object held in the owner graph (tracemalloc), for 100k objects.
+
+Run: `make bench` (or `python tests/bench/bench_replay.py --events 200000`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import os
+import resource
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import tracemalloc
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+
+import aggregators
+from kelemetry.kube.kinds import KindResolver
+from kelemetry.linker.graph import OwnerGraph
+from kelemetry.model.objects import ObjectKey, ObjectRef
+from kelemetry.pipeline import Pipeline
+from kelemetry.receivers.audit import AuditConverter, AuditFilter
+from kelemetry.receivers.auditfiles import FileStats, read_audit_file
+from kelemetry.settings import DEFAULT_EXCLUDED_RESOURCES, DEFAULT_EXCLUDED_USER_AGENTS
+from kelemetry.store.sqlite import SpanStore
+
+ROOT = Path(__file__).resolve().parents[2]
+REALDATA = ROOT.parent / "shared" / "realdata"
+SOURCES = ("falco_k8s_audit_trace_events.jsonl", "audit2rbac_demo_v1beta1.jsonl")
+
+
+def load_sources() -> list[dict[str, Any]]:
+    events: list[dict[str, Any]] = []
+    samples = sorted((ROOT / "samples").glob("*/audit.log"))
+    for path in [REALDATA / name for name in SOURCES] + samples:
+        if path.exists():
+            events.extend(orjson.loads(line) for line in path.read_bytes().splitlines() if line.strip())
+    if not events:
+        sys.exit("bench: no audit data found (../shared/realdata or samples/*/audit.log)")
+    return events
+
+
+def _suffix_meta(body: Any, i: int) -> None:
+    if not isinstance(body, dict):
+        return
+    meta = body.get("metadata")
+    if not isinstance(meta, dict):
+        return
+    for field in ("name", "generateName", "uid"):
+        if meta.get(field):
+            meta[field] = f"{meta[field]}-c{i}"
+    for ref in meta.get("ownerReferences") or ():
+        ref["name"] = f"{ref['name']}-c{i}"
+        if ref.get("uid"):
+            ref["uid"] = f"{ref['uid']}-c{i}"
+
+
+def restamp(event: dict[str, Any], i: int) -> dict[str, Any]:
+    """A copy that is a different request on different objects, with the same shape and links."""
+    event = copy.deepcopy(event)
+    event["auditID"] = f"{event.get('auditID', '')}-c{i}"
+    ref = event.get("objectRef")
+    if isinstance(ref, dict):
+        for field in ("name", "uid"):
+            if ref.get(field):
+                ref[field] = f"{ref[field]}-c{i}"
+    _suffix_meta(event.get("requestObject"), i)
+    _suffix_meta(event.get("responseObject"), i)
+    return event
+
+
+def write_input(events: list[dict[str, Any]], target: int, path: Path) -> int:
+    copies = -(-target // len(events))
+    written = 0
+    with path.open("wb") as out:
+        for i in range(copies):
+            for event in events:
+                out.write(orjson.dumps(restamp(event, i)) + b"\n")
+                written += 1
+    return written
+
+
+def bench_replay(path: Path, store_path: Path) -> dict[str, float]:
+    converter = AuditConverter(
+        KindResolver(), AuditFilter.from_strings(DEFAULT_EXCLUDED_RESOURCES, DEFAULT_EXCLUDED_USER_AGENTS)
+    )
+    # Decode + filter + convert alone, to see where the time goes.
+    cpu0 = time.process_time()
+    decoded = 0
+    for batch in read_audit_file(str(path)):
+        decoded += len(batch)
+        for _ in converter.convert_all(batch, "bench"):
+            pass
+    decode_cpu = time.process_time() - cpu0
+
+    store = SpanStore(store_path)
+    pipeline = Pipeline(
+        store,
+        aggregators.create("hierarchy", 1800),
+        AuditConverter(
+            KindResolver(), AuditFilter.from_strings(DEFAULT_EXCLUDED_RESOURCES, DEFAULT_EXCLUDED_USER_AGENTS)
+        ),
+    )
+    stats = FileStats()
+    wall0, cpu0 = time.perf_counter(), time.process_time()
+    kept = spans = 0
+    for batch in read_audit_file(str(path), stats):
+        result = pipeline.process_audit(batch, "bench")
+        kept += result.kept
+        spans += result.spans
+    cpu = time.process_time() - cpu0
+    wall = time.perf_counter() - wall0
+    store.close()
+    return {
+        "events": stats.events,
+        "kept": kept,
+        "spans": spans,
+        "wall_s": wall,
+        "cpu_s": cpu,
+        "events_per_cpu_s": stats.events / cpu,
+        "kept_per_cpu_s": kept / cpu,
+        "decode_filter_events_per_cpu_s": decoded / decode_cpu,
+        "store_mb": sum(p.stat().st_size for p in store_path.parent.glob(store_path.name + "*")) / 1e6,
+    }
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def bench_webhook(events: list[dict[str, Any]], workdir: Path, batches: int) -> dict[str, float]:
+    port = _free_port()
+    exe = Path(sys.executable).with_name("kelemetry")
+    server = subprocess.Popen(
+        [str(exe), "serve", "--listen", f"127.0.0.1:{port}", "--store", str(workdir / "webhook.db")],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 30
+        with httpx.Client(timeout=30) as client:
+            while True:
+                try:
+                    if client.get(f"{base}/healthz").status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                if time.monotonic() > deadline:
+                    raise RuntimeError("kelemetry serve did not start")
+                time.sleep(0.1)
+            bodies = []
+            for b in range(batches):
+                items = [restamp(events[(b * 400 + k) % len(events)], 10_000 + b) for k in range(400)]
+                bodies.append(
+                    orjson.dumps({"kind": "EventList", "apiVersion": "audit.k8s.io/v1", "items": items})
+                )
+            for body in bodies[:5]:
+                # Warm-up: the first requests pay for imports and SQLite page cache.
+                client.post(f"{base}/audit/warmup", content=body)
+            latencies = []
+            for body in bodies:
+                t0 = time.perf_counter()
+                response = client.post(f"{base}/audit/bench", content=body)
+                latencies.append(time.perf_counter() - t0)
+                if response.status_code != 200:
+                    raise RuntimeError(f"webhook answered {response.status_code}: {response.text}")
+        latencies.sort()
+        return {
+            "batches": batches,
+            "batch_mb": sum(len(b) for b in bodies) / len(bodies) / 1e6,
+            "p50_ms": latencies[len(latencies) // 2] * 1000,
+            "p99_ms": latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))] * 1000,
+            "max_ms": latencies[-1] * 1000,
+        }
+    finally:
+        server.kill()
+        server.wait()
+
+
+def bench_graph(objects: int) -> dict[str, float]:
+    tracemalloc.start()
+    before = tracemalloc.take_snapshot()
+    graph = OwnerGraph()
+    for d in range(objects // 10):
+        deploy = ObjectRef(
+            ObjectKey.make("c", "apps", "deployments", f"ns{d % 50}", f"d{d}"), f"u{d}", "Deployment", "v1"
+        )
+        rs = ObjectRef(
+            ObjectKey.make("c", "apps", "replicasets", f"ns{d % 50}", f"d{d}-x"), f"r{d}", "ReplicaSet", "v1"
+        )
+        graph.set_owner(rs, deploy)
+        for p in range(8):
+            pod = ObjectRef(
+                ObjectKey.make("c", "", "pods", f"ns{d % 50}", f"d{d}-x-{p}"), f"p{d}-{p}", "Pod", "v1"
+            )
+            graph.set_owner(pod, rs)
+    after = tracemalloc.take_snapshot()
+    tracemalloc.stop()
+    used = sum(stat.size_diff for stat in after.compare_to(before, "filename"))
+    return {"objects": len(graph), "bytes_per_object": used / len(graph)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--events", type=int, default=100_000)
+    parser.add_argument("--batches", type=int, default=200)
+    parser.add_argument("--graph-objects", type=int, default=100_000)
+    args = parser.parse_args()
+    events = load_sources()
+    with tempfile.TemporaryDirectory(prefix="kelemetry-bench-") as tmp:
+        workdir = Path(tmp)
+        path = workdir / "audit.jsonl"
+        total = write_input(events, args.events, path)
+        print(
+            f"input: {total} audit events ({path.stat().st_size / 1e6:.1f} MB) from {len(events)} real events"
+        )
+        replay = bench_replay(path, workdir / "replay.db")
+        peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        print(
+            f"replay: {replay['events']:.0f} events ({replay['kept']:.0f} traced, "
+            f"{replay['spans']:.0f} spans) "
+            f"in {replay['wall_s']:.2f} s wall / {replay['cpu_s']:.2f} s CPU"
+        )
+        print(f"replay: {replay['events_per_cpu_s']:,.0f} audit events/s per core (target >= 20,000)")
+        print(f"replay: {replay['kept_per_cpu_s']:,.0f} traced events/s per core")
+        print(f"decode+filter alone: {replay['decode_filter_events_per_cpu_s']:,.0f} events/s per core")
+        print(f"store: {replay['store_mb']:.1f} MB; peak RSS of the replay process: {peak_mb:.0f} MB")
+        hook = bench_webhook(events, workdir, args.batches)
+        print(
+            f"webhook: {hook['batches']:.0f} batches of 400 events ({hook['batch_mb']:.2f} MB each): "
+            f"p50 {hook['p50_ms']:.1f} ms, p99 {hook['p99_ms']:.1f} ms, max {hook['max_ms']:.1f} ms "
+            "(target p99 < 50)"
+        )
+    graph = bench_graph(args.graph_objects)
+    print(
+        f"owner graph: {graph['objects']:.0f} objects, {graph['bytes_per_object']:.0f} bytes/object "
+        "(target <= 1024)"
+    )
+    print(f"cpu count: {os.cpu_count()}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,353 @@
+"""The `kelemetry` command as a user runs it: replay real audit logs, dump traces, and every error
+path ending in one line and a non-zero exit (no traceback).
+
+Most cases call `cli.main` in-process for speed; a few run the installed console script to prove
+the entry point itself works.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+from kelemetry import cli
+from kelemetry.store.sqlite import StoreReader
+from tests.conftest import AUDIT2RBAC, FALCO
+from tests.factories import audit_event, owner_ref
+
+KELEMETRY = str(Path(sys.executable).with_name("kelemetry"))
+RS = "nginx-deployment-559dddfd99"
+POD = "nginx-deployment-559dddfd99-4klq4"
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = cli.main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.fixture
+def falco_store(realdata: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Path:
+    store = tmp_path / "k.db"
+    code, _out, err = run(
+        capsys, "replay", str(realdata / FALCO), "--store", str(store), "--cluster", "minikube"
+    )
+    assert code == 0, err
+    return store
+
+
+def dump_args(store: Path, *extra: str) -> list[str]:
+    return [
+        "dump",
+        "--store",
+        str(store),
+        "--cluster",
+        "minikube",
+        "--resource",
+        "replicasets",
+        "--name",
+        RS,
+        *extra,
+    ]
+
+
+def test_replay_summary_counts_what_was_skipped(realdata: Path, tmp_path: Path, capsys) -> None:
+    code, _out, err = run(
+        capsys, "replay", str(realdata / FALCO), str(realdata / AUDIT2RBAC), "--store", str(tmp_path / "k.db")
+    )
+    assert code == 0
+    summary = err.strip().splitlines()[-1]
+    assert summary.startswith("replayed 840 audit events from 2 file(s)")
+    assert "traced" in summary and "read 216" in summary and "stage 322" in summary
+
+
+def test_dump_tree_shows_replicaset_with_its_pod_and_create_request(falco_store: Path, capsys) -> None:
+    code, out, err = run(capsys, *dump_args(falco_store))
+    assert code == 0, err
+    lines = out.splitlines()
+    assert lines[0].startswith(f"replicasets.apps/{RS}") and "looked up" in lines[0]
+    pod_line = next(i for i, line in enumerate(lines) if f"pods/{POD}" in line)
+    assert lines[pod_line].startswith("└── ") or lines[pod_line].startswith("├── ")
+    request = lines[pod_line + 1]
+    assert "create  by system:serviceaccount:kube-system:replicaset-controller  -> 201" in request
+    assert request.index("create") > lines[pod_line].index("pods/")
+
+
+def test_dump_json_is_jaeger_trace_json(falco_store: Path, capsys) -> None:
+    code, out, _err = run(capsys, *dump_args(falco_store, "--format", "json"))
+    assert code == 0
+    document = json.loads(out)
+    assert set(document) >= {"data", "total", "limit", "offset", "errors"}
+    (trace,) = document["data"]
+    assert len(trace["traceID"]) == 32
+    spans = {span["spanID"]: span for span in trace["spans"]}
+    roots = [s for s in trace["spans"] if not s["references"]]
+    assert len(roots) == 1
+    for span in trace["spans"]:
+        assert span["traceID"] == trace["traceID"] and span["processID"] in trace["processes"]
+        for ref in span["references"]:
+            assert ref["refType"] == "CHILD_OF" and ref["spanID"] in spans
+    tags = {s["operationName"]: {t["key"]: t["value"] for t in s["tags"]} for s in trace["spans"]}
+    assert tags[f"pods/{POD}"]["kind"] == "Pod"
+    pod_span = next(s for s in trace["spans"] if s["operationName"] == f"pods/{POD}")
+    assert spans[pod_span["references"][0]["spanID"]]["operationName"] == f"replicasets.apps/{RS}"
+    services = {p["serviceName"] for p in trace["processes"].values()}
+    assert {"object", "audit"} <= services
+
+
+def test_dump_jsonl_and_parquet(falco_store: Path, tmp_path: Path, capsys) -> None:
+    code, out, _err = run(capsys, *dump_args(falco_store, "--format", "jsonl"))
+    assert code == 0
+    rows = [json.loads(line) for line in out.splitlines()]
+    assert {row["trace_source"] for row in rows} == {"object", "audit"}
+    target = tmp_path / "review.parquet"
+    code, _out, _err = run(capsys, *dump_args(falco_store, "--format", "parquet", "--output", str(target)))
+    assert code == 0
+    table = pq.read_table(target)
+    assert table.num_rows == len(rows)
+    assert set(table.column("name").to_pylist()) == {RS, POD}
+
+
+def test_dump_time_range(falco_store: Path, capsys) -> None:
+    code, out, _err = run(
+        capsys, *dump_args(falco_store, "--start", "2019-06-26T19:00:00Z", "--end", "2019-06-26T19:30:00Z")
+    )
+    assert code == 0 and POD in out
+    code, _out, err = run(capsys, *dump_args(falco_store, "--start", "2020-01-01T00:00:00Z"))
+    assert code == 1
+    assert err.strip() == (
+        f"kelemetry: error: replicasets/{RS} (cluster minikube) has no activity in the requested time range"
+    )
+
+
+def test_replaying_twice_changes_nothing(realdata: Path, falco_store: Path, capsys) -> None:
+    reader = StoreReader(falco_store)
+    before = reader.digest_rows()
+    seq_before = {span.span_id: span for span in reader.all_spans()}
+    max_seq = reader.max_seq()
+    reader.close()
+    code, _out, _err = run(
+        capsys, "replay", str(realdata / FALCO), "--store", str(falco_store), "--cluster", "minikube"
+    )
+    assert code == 0
+    reader = StoreReader(falco_store)
+    assert reader.digest_rows() == before
+    rewritten = [row for seq, row in reader.spans_after(max_seq, 10_000)]
+    reader.close()
+    # The falco file holds hand-edited variants of one request under the same audit ID (see the
+    # realdata README); the last variant wins on every replay, so only those spans were rewritten,
+    # back to the same content.
+    ids = [json.loads(line)["auditID"] for line in (realdata / FALCO).read_text().splitlines()]
+    duplicated = {audit_id for audit_id in ids if ids.count(audit_id) > 1}
+    assert all(span.tags["audit.id"] in duplicated for span in rewritten)
+    assert all(seq_before[span.span_id].tags == span.tags for span in rewritten)
+
+
+def test_replay_gzip_and_own_events(tmp_path: Path, capsys) -> None:
+    events = [
+        audit_event(verb="create", resource="deployments", group="apps", name="demo", uid="d1"),
+        audit_event(
+            verb="create",
+            resource="replicasets",
+            group="apps",
+            name="demo-1",
+            uid="r1",
+            owner=owner_ref("Deployment", "demo", uid="d1"),
+        ),
+        audit_event(
+            verb="create", name="demo-1-a", uid="p1", owner=owner_ref("ReplicaSet", "demo-1", uid="r1")
+        ),
+    ]
+    log = tmp_path / "audit.log.gz"
+    with gzip.open(log, "wb") as out:
+        out.write(b"".join(json.dumps(e).encode() + b"\n" for e in events))
+    store = str(tmp_path / "k.db")
+    assert run(capsys, "replay", str(log), "--store", store, "--quiet")[0] == 0
+    code, out, _err = run(
+        capsys, "dump", "--store", store, "--cluster", "default", "--resource", "pods", "--name", "demo-1-a"
+    )
+    assert code == 0
+    lines = out.splitlines()
+    assert lines[0].startswith("deployments.apps/demo")
+    assert any(line.lstrip("│ ").startswith("└── replicasets.apps/demo-1") for line in lines)
+    assert "looked up" in next(line for line in lines if "pods/demo-1-a" in line)
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        pytest.param(
+            ["dump", "--cluster", "c", "--resource", "pods", "--name", "nope"],
+            "kelemetry: error: no object pods/nope (cluster c) in the store",
+            id="unknown-object",
+        ),
+        pytest.param(
+            ["dump", "--cluster", "c", "--resource", "pods", "--name", "x", "--since", "yesterday"],
+            "kelemetry: error: invalid duration 'yesterday': use a number and a unit, e.g. 30m, 2h, 7d",
+            id="bad-duration",
+        ),
+        pytest.param(
+            ["dump", "--cluster", "c", "--resource", "pods", "--name", "x", "--start", "last tuesday"],
+            "kelemetry: error: invalid time 'last tuesday': use RFC 3339, e.g. 2024-05-01T10:00:00Z",
+            id="bad-time",
+        ),
+        pytest.param(
+            [
+                "dump",
+                "--cluster",
+                "c",
+                "--resource",
+                "pods",
+                "--name",
+                "x",
+                "--start",
+                "2024-05-02T00:00:00Z",
+                "--end",
+                "2024-05-01T00:00:00Z",
+            ],
+            "kelemetry: error: --start is after --end",
+            id="inverted-range",
+        ),
+        pytest.param(
+            [
+                "dump",
+                "--cluster",
+                "c",
+                "--resource",
+                "pods",
+                "--name",
+                "x",
+                "--since",
+                "1h",
+                "--start",
+                "now",
+            ],
+            "kelemetry: error: use either --since or --start/--end, not both",
+            id="since-and-start",
+        ),
+        pytest.param(
+            ["replay", "/nonexistent/audit.log"],
+            "kelemetry: error: cannot read /nonexistent/audit.log: no such file",
+            id="missing-file",
+        ),
+    ],
+)
+def test_errors_are_one_line(tmp_path: Path, capsys, argv: list[str], message: str) -> None:
+    store = tmp_path / "k.db"
+    run(capsys, "replay", "--quiet", "--store", str(store), str(_tiny_log(tmp_path)))
+    code, out, err = run(capsys, *argv, "--store", str(store))
+    assert code in (1, 2)
+    assert err.strip() == message
+    assert out == ""
+
+
+def test_dump_without_a_store(tmp_path: Path, capsys) -> None:
+    code, _out, err = run(
+        capsys,
+        "dump",
+        "--store",
+        str(tmp_path / "none.db"),
+        "--cluster",
+        "c",
+        "--resource",
+        "pods",
+        "--name",
+        "x",
+    )
+    assert code == 1
+    assert err.startswith("kelemetry: error: no store at ") and err.count("\n") == 1
+
+
+def test_replay_of_a_file_that_is_not_an_audit_log(tmp_path: Path, capsys) -> None:
+    bogus = tmp_path / "deployment.yaml"
+    bogus.write_text("apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: x\n")
+    code, _out, err = run(capsys, "replay", "--quiet", "--store", str(tmp_path / "k.db"), str(bogus))
+    assert code == 2
+    assert (
+        err.strip().splitlines()[-1]
+        == f"kelemetry: error: {bogus} holds no audit events (4 unreadable lines)"
+    )
+
+
+def test_ambiguous_name_lists_namespaces(tmp_path: Path, capsys) -> None:
+    log = tmp_path / "audit.log"
+    log.write_text(
+        "\n".join(json.dumps(audit_event(name="web", namespace=ns, uid=f"u-{ns}")) for ns in ("a", "b"))
+        + "\n"
+    )
+    store = str(tmp_path / "k.db")
+    assert run(capsys, "replay", "--quiet", "--store", store, str(log))[0] == 0
+    code, _out, err = run(
+        capsys, "dump", "--store", store, "--cluster", "default", "--resource", "pods", "--name", "web"
+    )
+    assert code == 1
+    assert "ambiguous" in err and "--namespace 'a'" in err and "--namespace 'b'" in err
+    code, out, _err = run(
+        capsys,
+        "dump",
+        "--store",
+        store,
+        "--cluster",
+        "default",
+        "--resource",
+        "pods",
+        "--name",
+        "web",
+        "--namespace",
+        "b",
+    )
+    assert code == 0 and "namespace b" in out
+
+
+def _tiny_log(tmp_path: Path) -> Path:
+    log = tmp_path / "tiny.log"
+    log.write_text(json.dumps(audit_event()) + "\n")
+    return log
+
+
+def test_console_script_help_and_errors(tmp_path: Path) -> None:
+    for argv in ([], ["serve"], ["replay"], ["dump"]):
+        result = subprocess.run([KELEMETRY, *argv, "--help"], capture_output=True, text=True, check=False)
+        assert result.returncode == 0 and "usage: kelemetry" in result.stdout
+    result = subprocess.run(
+        [
+            KELEMETRY,
+            "dump",
+            "--store",
+            str(tmp_path / "none.db"),
+            "--cluster",
+            "c",
+            "--resource",
+            "pods",
+            "--name",
+            "x",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr and result.stderr.count("\n") == 1
+    result = subprocess.run([KELEMETRY], capture_output=True, text=True, check=False)
+    assert result.returncode == 2 and "usage: kelemetry" in result.stderr
+
+
+def test_serve_refuses_a_bad_listen_address(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [KELEMETRY, "serve", "--listen", "nowhere", "--store", str(tmp_path / "k.db")],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    assert (
+        result.stderr.strip()
+        == "kelemetry: error: invalid --listen 'nowhere': use HOST:PORT, e.g. 127.0.0.1:8080"
+    )
