@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-stamp
 LISTEN ?= 127.0.0.1:8080
 STORE ?= kelemetry-data/kelemetry.db
 
-.PHONY: install run test lint unit bench clean
+.PHONY: install run test lint unit e2e-deps bench record clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 run: install
-	$(BIN)/kelemetry serve --listen $(LISTEN) --store $(STORE)
+	$(BIN)/kelemetry serve --listen $(LISTEN) --store $(STORE) --cluster tracetest --replay samples/deployment/audit.log
 
 lint: install
 	$(BIN)/ruff check kelemetry aggregators frontend jaeger tests
@@ -25,13 +25,25 @@ lint: install
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
-unit: install
+# The end-to-end tests need etcd (Debian) and the Go-built servers (cached outside the repository).
+e2e-deps:
+	@command -v etcd >/dev/null || { \
+	  echo "installing etcd-server (Debian)"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq etcd-server >/dev/null; }
+	@command -v go >/dev/null || { echo "go is required to build the test servers"; exit 1; }
+	bash tests/e2e/build-servers.sh all
+
+unit: install e2e-deps
 	$(BIN)/python -m pytest
 
 test: lint unit
 
 bench: install
 	$(BIN)/python tests/bench/bench_replay.py
+
+record: install e2e-deps
+	KELEMETRY_RECORD=1 $(BIN)/python -m pytest tests/e2e -k lifecycle -q
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -145,6 +145,13 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--cluster", default="default", help="cluster name for POST /audit without one in the path"
     )
+    serve.add_argument(
+        "--replay",
+        action="append",
+        metavar="FILE",
+        help="replay this audit log into the store (under --cluster) before serving; repeatable. "
+        "Idempotent, so it is safe on every start",
+    )
     serve.add_argument("--max-body", default="64MB", help="largest accepted webhook batch (default 64MB)")
     serve.add_argument(
         "--max-backlog",
@@ -186,7 +193,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_store(replay)
     replay.add_argument("--otlp-endpoint", help="also export the store's new spans over OTLP before exiting")
-    replay.add_argument("--quiet", action="store_true", help="no progress output")
+    replay.add_argument(
+        "--quiet", action="store_true", help="no progress output (the summary is still printed)"
+    )
     add_trace(replay)
 
     dump = commands.add_parser(
@@ -261,7 +270,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
     )
     if settings.otlp.endpoint:
         create_exporter(settings.otlp.endpoint).shutdown()  # fail fast on a malformed endpoint
-    collector = Collector(settings, _resolver(args.kubeconfig))
+    resolver = _resolver(args.kubeconfig)
+    if args.replay:
+        for path in args.replay:
+            if not os.path.isfile(path):
+                raise CliError(f"cannot read {path}: no such file")
+        _replay_files(args.replay, args.cluster, args.store, settings.trace, resolver, quiet=True)
+    collector = Collector(settings, resolver)
     app = create_app(collector)
     shown_host = f"[{host}]" if ":" in host else host
     print(f"kelemetry {__version__} listening on http://{shown_host}:{port}", file=sys.stderr)
@@ -314,27 +329,30 @@ class _Progress:
             self.stream.write("\n")
 
 
-def cmd_replay(args: argparse.Namespace) -> int:
-    trace = _trace_settings(args)
-    for path in args.files:
-        if not os.path.isfile(path):
-            raise CliError(f"cannot read {path}: no such file")
-    store = SpanStore(args.store)
+def _replay_files(
+    files: Sequence[str],
+    cluster: str,
+    store_path: str,
+    trace: TraceSettings,
+    resolver: KindResolver,
+    *,
+    quiet: bool,
+) -> None:
+    store = SpanStore(store_path)
     converter = AuditConverter(
-        _resolver(args.kubeconfig),
-        AuditFilter.from_strings(trace.excluded_resources, trace.excluded_user_agents),
+        resolver, AuditFilter.from_strings(trace.excluded_resources, trace.excluded_user_agents)
     )
     pipeline = Pipeline(store, aggregators.create(trace.aggregator, trace.window_seconds), converter)
-    progress = _Progress(sys.stderr, not args.quiet)
+    progress = _Progress(sys.stderr, not quiet)
     totals = FileStats()
     spans = 0
     started = time.monotonic()
     try:
-        for path in args.files:
+        for path in files:
             stats = FileStats()
             progress.file = path
             for batch in read_audit_file(path, stats, progress.update):
-                result = pipeline.process_audit(batch, args.cluster)
+                result = pipeline.process_audit(batch, cluster)
                 spans += result.spans
                 progress.events += len(batch)
             if stats.events == 0 and stats.bad_lines:
@@ -348,16 +366,23 @@ def cmd_replay(args: argparse.Namespace) -> int:
     took = time.monotonic() - started
     counts = converter.stats.counts
     dropped = ", ".join(f"{k.removeprefix('dropped_')} {v}" for k, v in sorted(counts.items()) if k != "kept")
-    if not args.quiet:
-        print(
-            f"replayed {totals.events} audit events from {len(args.files)} file(s) in {took:.1f}s: "
-            f"{counts['kept']} traced, {spans} spans written"
-            + (f"; skipped: {dropped}" if dropped else "")
-            + (f"; {totals.bad_lines} unreadable lines" if totals.bad_lines else ""),
-            file=sys.stderr,
-        )
+    print(
+        f"replayed {totals.events} audit events from {len(files)} file(s) in {took:.1f}s: "
+        f"{counts['kept']} traced, {spans} spans written"
+        + (f"; skipped: {dropped}" if dropped else "")
+        + (f"; {totals.bad_lines} unreadable lines" if totals.bad_lines else ""),
+        file=sys.stderr,
+    )
     if pipeline.failed_events:
         print(f"kelemetry: warning: {pipeline.failed_events} events failed (see log)", file=sys.stderr)
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    trace = _trace_settings(args)
+    for path in args.files:
+        if not os.path.isfile(path):
+            raise CliError(f"cannot read {path}: no such file")
+    _replay_files(args.files, args.cluster, args.store, trace, _resolver(args.kubeconfig), quiet=args.quiet)
     if args.otlp_endpoint:
         follower = OtlpFollower(args.store, args.otlp_endpoint)
         if not follower.drain(timeout_seconds=120):

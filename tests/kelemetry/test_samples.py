@@ -1,0 +1,90 @@
+"""Replays of the recorded real-cluster samples under samples/ (no cluster needed), and `make run`'s
+way of serving one."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+from frontend.assemble import ObjectQuery, assemble
+from kelemetry import cli
+from kelemetry.model.events import TraceSource
+from kelemetry.store.sqlite import StoreReader
+from tests.conftest import REPO_ROOT
+
+DEPLOYMENT = REPO_ROOT / "samples" / "deployment" / "audit.log"
+KELEMETRY = str(Path(sys.executable).with_name("kelemetry"))
+
+
+def test_deployment_sample_replays_into_the_full_hierarchy(tmp_path: Path) -> None:
+    store = tmp_path / "k.db"
+    assert (
+        cli.main(["replay", "--quiet", "--cluster", "tracetest", "--store", str(store), str(DEPLOYMENT)]) == 0
+    )
+    reader = StoreReader(store)
+    trace = assemble(
+        reader, ObjectQuery(cluster="tracetest", resource="deployments", namespace="default", name="demo")
+    )
+    reader.close()
+    root = trace.root
+    assert root.span.key.display == "deployments.apps/demo"
+    replicasets = [c for c in root.children if c.span.source is TraceSource.OBJECT]
+    assert len(replicasets) == 2
+    assert all(c.span.key.resource == "replicasets" for c in replicasets)
+    pods = [p for rs in replicasets for p in rs.children if p.span.source is TraceSource.OBJECT]
+    assert len(pods) >= 4
+    verbs = {
+        (c.span.tags["audit.user"], c.span.tags["audit.verb"])
+        for c in root.children
+        if c.span.source is TraceSource.AUDIT
+    }
+    assert ("admin", "create") in verbs and ("admin", "delete") in verbs
+    for pod in pods:
+        users = {c.span.tags["audit.user"] for c in pod.children}
+        assert "system:serviceaccount:kube-system:replicaset-controller" in users
+        assert "system:kube-scheduler" in users
+
+
+def test_serve_with_a_sample_shows_it(tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    server = subprocess.Popen(
+        [
+            KELEMETRY,
+            "serve",
+            "--listen",
+            f"127.0.0.1:{port}",
+            "--store",
+            str(tmp_path / "k.db"),
+            "--cluster",
+            "tracetest",
+            "--replay",
+            str(DEPLOYMENT),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        index = None
+        while time.monotonic() < deadline:
+            try:
+                index = httpx.get(f"http://127.0.0.1:{port}/", timeout=2).json()
+                break
+            except httpx.TransportError:
+                time.sleep(0.2)
+        assert index is not None, "kelemetry serve did not answer"
+        assert index["counts"]["spans_audit"] > 50
+    finally:
+        server.terminate()
+        _out, err = server.communicate(timeout=30)
+    assert f"listening on http://127.0.0.1:{port}" in err
+    assert "replayed " in err
