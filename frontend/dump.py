@@ -101,9 +101,16 @@ def _flat_rows(trace: AssembledTrace) -> Iterator[dict[str, Any]]:
             "uid": span.uid,
             "kind": span.kind,
             "error": span.error,
-            "tags": {k: str(v) for k, v in span_tags(span).items()},
+            "tags": {k: _tag_text(v) for k, v in span_tags(span).items()},
             "logs": [{"kind": log.kind, "message": log.message} for log in span.logs],
         }
+
+
+def _tag_text(value: object) -> str:
+    # JSON spelling for booleans, so `tags['error'] = 'true'` works in DuckDB as it does in Jaeger.
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
 
 
 def render_jsonl(trace: AssembledTrace) -> bytes:

@@ -60,7 +60,7 @@ class Pipeline:
                 if self._link(event, objects):
                     # The subtree's root changed: flush so the store sees this batch before moving it.
                     self._flush(spans, objects, result)
-                    self._retrace(event.object.key)
+                    result.spans += self._retrace(event.object.key)
                 spans.extend(self.aggregator.aggregate(event, self.graph))
                 _note_object(objects, event.object, None, event.start_us, event.end_us)
             except Exception:
@@ -83,13 +83,14 @@ class Pipeline:
         _note_object(objects, event.object, ids.object_id(link.owner.key), None, None)
         return changed and known
 
-    def _retrace(self, key: ObjectKey) -> None:
+    def _retrace(self, key: ObjectKey) -> int:
+        """Move ``key``'s subtree into its new root's traces; returns the spans written."""
         graph = self.graph
         subtree = graph.subtree(key)
         subtree_ids = [ids.object_id(k) for k in subtree]
         windows = self.store.windows_of(subtree_ids)
         if not windows:
-            return
+            return 0
         root = graph.root(key)
         spans: list[SpanRecord] = []
         for window in sorted(windows):
@@ -100,6 +101,7 @@ class Pipeline:
             _note_object(objects, graph.ref(span.key), None, None, None)
         self.store.write(spans, objects.values())
         logger.info("moved %s and %d dependents to the trace of %s", key, len(subtree) - 1, root)
+        return len(spans)
 
     def _flush(self, spans: list[SpanRecord], objects: dict[int, ObjectRow], result: BatchResult) -> None:
         if not spans and not objects:

@@ -36,6 +36,9 @@ from kelemetry.store.sqlite import StoreReader
 
 logger = logging.getLogger(__name__)
 
+# Short enough that spans reach a restarted backend within seconds (freshness target: 5 s).
+MAX_BACKOFF_SECONDS = 5.0
+
 
 def create_exporter(endpoint: str, timeout_seconds: float = 10.0) -> SpanExporter:
     """An OTLP span exporter for ``grpc://host:port``, ``http(s)://host:port[/path]`` or ``host:port``."""
@@ -194,7 +197,7 @@ class OtlpFollower:
                     self.failures += 1
                     logger.warning("%s; retrying in %.1fs", exc, backoff)
                     time.sleep(min(backoff, max(deadline - time.monotonic(), 0)))
-                    backoff = min(backoff * 2, 30)
+                    backoff = min(backoff * 2, MAX_BACKOFF_SECONDS)
             return False
         finally:
             reader.close()
@@ -222,11 +225,11 @@ class OtlpFollower:
                     self.failures += 1
                     logger.warning("%s; spans wait in the store, retrying in %.1fs", exc, backoff)
                     self._stop.wait(backoff)
-                    backoff = min(backoff * 2, 30)
+                    backoff = min(backoff * 2, MAX_BACKOFF_SECONDS)
                 except Exception:
                     self.failures += 1
                     logger.exception("OTLP export failed unexpectedly; retrying")
                     self._stop.wait(backoff)
-                    backoff = min(backoff * 2, 30)
+                    backoff = min(backoff * 2, MAX_BACKOFF_SECONDS)
         finally:
             reader.close()

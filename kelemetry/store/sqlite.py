@@ -184,20 +184,28 @@ class StoreReader:
             if create:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
             self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute(f"PRAGMA synchronous={synchronous}")
-            self._db.execute("PRAGMA foreign_keys=OFF")
+        except sqlite3.DatabaseError as exc:
+            raise errors.StoreError(f"cannot open store {self.path}: {exc}") from exc
+        try:
             if create:
+                # WAL is a property of the file: set by the writer, readers inherit it. A reader must
+                # not change a file that may turn out not to be ours.
+                self._db.execute("PRAGMA journal_mode=WAL")
                 self._db.executescript(_SCHEMA)
                 self._db.execute(
                     "INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', ?)",
                     (str(SCHEMA_VERSION),),
                 )
             version = self._db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+            if version is None or int(version[0]) != SCHEMA_VERSION:
+                raise errors.StoreError(f"{self.path} is not a kelemetry store of schema {SCHEMA_VERSION}")
+            self._db.execute(f"PRAGMA synchronous={synchronous}")
         except sqlite3.DatabaseError as exc:
+            self._db.close()
             raise errors.StoreError(f"cannot open store {self.path}: {exc}") from exc
-        if version is None or int(version[0]) != SCHEMA_VERSION:
-            raise errors.StoreError(f"{self.path} is not a kelemetry store of schema {SCHEMA_VERSION}")
+        except errors.StoreError:
+            self._db.close()
+            raise
         self._lock = threading.Lock()
 
     def close(self) -> None:
@@ -373,25 +381,40 @@ class SpanStore(StoreReader):
                     self._db.executemany(_UPSERT_SPAN, span_rows)
                 self._db.execute("COMMIT")
             except sqlite3.DatabaseError as exc:
-                self._db.execute("ROLLBACK")
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
                 raise errors.StoreError(f"write to {self.path} failed: {exc}") from exc
 
     def retrace(self, object_ids: Iterable[int], window: int, trace_id: int) -> int:
-        """Move the spans of ``object_ids`` in ``window`` to ``trace_id`` (their root changed)."""
-        changed = 0
+        """Move the spans of ``object_ids`` in ``window`` to ``trace_id`` (their root changed).
+
+        Every moved span gets its own write sequence number, so an exporter paging by sequence
+        sees each of them.
+        """
+        trace_hex = f"{trace_id:032x}"
         with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            for chunk in _chunks([to_signed(i) for i in object_ids], 500):
-                marks = ",".join("?" * len(chunk))
-                self._seq += 1
-                cursor = self._db.execute(
-                    f"UPDATE spans SET trace_id = ?, seq = ? WHERE window = ? AND object_id IN ({marks}) "
-                    "AND trace_id <> ?",
-                    (f"{trace_id:032x}", self._seq, window, *chunk, f"{trace_id:032x}"),
-                )
-                changed += cursor.rowcount
-            self._db.execute("COMMIT")
-        return changed
+            try:
+                self._db.execute("BEGIN IMMEDIATE")
+                moved: list[int] = []
+                for chunk in _chunks([to_signed(i) for i in object_ids], 500):
+                    marks = ",".join("?" * len(chunk))
+                    rows = self._db.execute(
+                        f"SELECT span_id FROM spans WHERE window = ? AND object_id IN ({marks}) "
+                        "AND trace_id <> ?",
+                        (window, *chunk, trace_hex),
+                    ).fetchall()
+                    moved.extend(row[0] for row in rows)
+                updates = []
+                for span_id in moved:
+                    self._seq += 1
+                    updates.append((trace_hex, self._seq, span_id))
+                self._db.executemany("UPDATE spans SET trace_id = ?, seq = ? WHERE span_id = ?", updates)
+                self._db.execute("COMMIT")
+            except sqlite3.DatabaseError as exc:
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
+                raise errors.StoreError(f"retrace in {self.path} failed: {exc}") from exc
+        return len(moved)
 
     def apply_retention(self, *, now_us: int, max_age_us: int | None, max_bytes: int | None) -> int:
         """Drop spans older than ``max_age_us``, then oldest windows while over ``max_bytes``."""

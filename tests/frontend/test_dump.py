@@ -1,0 +1,306 @@
+"""Dump formats for incident reviews (frontend.dump), rendered from traces assembled out of a store
+filled through the real pipeline.
+
+Covers: the text tree (object lines with kind, version, namespace, uid and the looked-up marker;
+request lines with time, verb, subresource, user, code, duration, ERROR and their log lines; the
+tree drawing; warnings), Jaeger JSON ({"data": [trace], ...}), JSON lines (one object per span) and
+the Parquet round trip through pyarrow (one row per span, map and list columns).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+import aggregators
+from aggregators import ids
+from frontend.assemble import AssembledTrace, ObjectQuery, assemble, merge, to_jaeger
+from frontend.dump import FORMATS, format_time, render_json, render_jsonl, render_tree, write_parquet
+from kelemetry.kube.kinds import KindResolver
+from kelemetry.model import tags
+from kelemetry.model.events import TraceSource
+from kelemetry.model.objects import ObjectKey
+from kelemetry.model.spans import SpanRecord
+from kelemetry.pipeline import Pipeline
+from kelemetry.receivers.audit import AuditConverter
+from kelemetry.store.sqlite import ObjectRow, SpanStore
+from tests.factories import audit_event, owner_ref
+
+CLUSTER = "c1"
+RS_CONTROLLER = "system:serviceaccount:kube-system:rs-ctl"
+
+
+def at(second: int, took_us: int = 10_000) -> dict[str, str]:
+    return {
+        "received": f"2024-05-01T10:00:{second:02d}.000000Z",
+        "completed": f"2024-05-01T10:00:{second:02d}.{took_us:06d}Z",
+    }
+
+
+HISTORY = [
+    audit_event(resource="replicasets", group="apps", name="web-1", uid="r-1", namespace="prod", **at(0)),
+    audit_event(
+        name="web-1-a",
+        uid="p-a",
+        namespace="prod",
+        owner=owner_ref("ReplicaSet", "web-1", uid="r-1"),
+        user=RS_CONTROLLER,
+        **at(1),
+    ),
+    audit_event(
+        verb="update",
+        resource="replicasets",
+        group="apps",
+        name="web-1",
+        uid="r-1",
+        namespace="prod",
+        code=409,
+        **at(3),
+    ),
+    audit_event(
+        verb="patch",
+        name="web-1-a",
+        uid="p-a",
+        namespace="prod",
+        code=409,
+        subresource="status",
+        **at(5, 2_500),
+    ),
+]
+
+TREE = """\
+replicasets.apps/web-1  [ReplicaSet, v1, namespace prod, uid r-1]
+├── 2024-05-01T10:00:00.000Z  create  by admin  -> 201  (10.0 ms)
+├── 2024-05-01T10:00:03.000Z  update  by admin  -> 409  (10.0 ms)  ERROR
+│       error: Conflict
+└── pods/web-1-a  [Pod, v1, namespace prod, uid p-a]  <- looked up
+    ├── 2024-05-01T10:00:01.000Z  create  by system:serviceaccount:kube-system:rs-ctl  -> 201  (10.0 ms)
+    └── 2024-05-01T10:00:05.000Z  patch status  by admin  -> 409  (2.5 ms)  ERROR
+            error: Conflict
+"""
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[SpanStore]:
+    opened = SpanStore(tmp_path / "k.db")
+    pipeline = Pipeline(opened, aggregators.create("hierarchy", 1800), AuditConverter(KindResolver()))
+    assert pipeline.process_audit(HISTORY, CLUSTER).failed == 0
+    yield opened
+    opened.close()
+
+
+@pytest.fixture
+def trace(store: SpanStore) -> AssembledTrace:
+    return assemble(store, ObjectQuery(cluster=CLUSTER, resource="pods", name="web-1-a"))
+
+
+def test_formats_are_the_documented_four() -> None:
+    assert FORMATS == ("tree", "json", "jsonl", "parquet")
+
+
+@pytest.mark.parametrize(
+    ("time_us", "text"),
+    [
+        (0, "1970-01-01T00:00:00.000Z"),
+        (1_714_557_600_012_999, "2024-05-01T10:00:00.012Z"),
+        (1_714_557_601_999_999, "2024-05-01T10:00:01.999Z"),
+    ],
+)
+def test_format_time_is_utc_with_milliseconds(time_us: int, text: str) -> None:
+    assert format_time(time_us) == text
+
+
+# -- tree
+
+
+def test_tree_shows_objects_and_requests_with_verb_user_code_and_errors(trace: AssembledTrace) -> None:
+    assert render_tree(trace) == TREE
+
+
+def test_tree_marks_the_object_that_was_looked_up(store: SpanStore) -> None:
+    text = render_tree(assemble(store, ObjectQuery(cluster=CLUSTER, resource="replicasets", name="web-1")))
+    lines = text.splitlines()
+    assert lines[0] == "replicasets.apps/web-1  [ReplicaSet, v1, namespace prod, uid r-1]  <- looked up"
+    assert [line for line in lines if "looked up" in line] == [lines[0]]
+
+
+def test_tree_of_a_cluster_scoped_object_has_no_namespace(tmp_path: Path) -> None:
+    store = SpanStore(tmp_path / "k.db")
+    try:
+        pipeline = Pipeline(store, aggregators.create("hierarchy", 1800), AuditConverter(KindResolver()))
+        pipeline.process_audit(
+            [
+                audit_event(
+                    resource="namespaces", name="prod", namespace="", uid="n-1", kind="Namespace", **at(0)
+                )
+            ],
+            CLUSTER,
+        )
+        text = render_tree(assemble(store, ObjectQuery(cluster=CLUSTER, resource="namespaces", name="prod")))
+    finally:
+        store.close()
+    assert text == (
+        "namespaces/prod  [Namespace, v1, uid n-1]  <- looked up\n"
+        "└── 2024-05-01T10:00:00.000Z  create  by admin  -> 201  (10.0 ms)\n"
+    )
+
+
+def _object_span(key: ObjectKey, window: int, root: ObjectKey, parent: ObjectKey | None) -> SpanRecord:
+    return SpanRecord(
+        trace_id=ids.trace_id(root, window),
+        span_id=ids.object_span_id(key, window),
+        parent_id=None if parent is None else ids.object_span_id(parent, window),
+        source=TraceSource.OBJECT,
+        name=key.display,
+        start_us=window * 1_800_000_000,
+        end_us=(window + 1) * 1_800_000_000,
+        key=key,
+        object_id=ids.object_id(key),
+        window=window,
+        uid="",
+        kind="",
+        version="",
+        tags={tags.TRACE_SOURCE: "object", tags.PSEUDO: True},
+    )
+
+
+def test_tree_ends_with_the_merge_warnings() -> None:
+    old = ObjectKey.make(CLUSTER, "apps", "replicasets", "prod", "web-0")
+    new = ObjectKey.make(CLUSTER, "apps", "replicasets", "prod", "web-1")
+    pod = ObjectKey.make(CLUSTER, "", "pods", "prod", "web-1-a")
+    spans = [
+        _object_span(old, 1, old, None),
+        _object_span(pod, 1, old, old),
+        _object_span(new, 2, new, None),
+        _object_span(pod, 2, new, new),
+    ]
+    text = render_tree(merge(spans, ObjectRow(ids.object_id(pod), pod)))
+    assert text.splitlines() == [
+        "replicasets.apps/web-1  [namespace prod]",
+        "├── pods/web-1-a  [namespace prod]  <- looked up",
+        "└── replicasets.apps/web-0  [namespace prod]",
+        "warning: replicasets.apps/web-0 was a separate root in an earlier window",
+    ]
+
+
+# -- JSON
+
+
+def test_render_json_is_a_jaeger_traces_response(trace: AssembledTrace) -> None:
+    raw = render_json(trace)
+    assert raw.endswith(b"\n")
+    document = json.loads(raw)
+    assert document == {
+        "data": [json.loads(json.dumps(to_jaeger(trace)))],
+        "total": 1,
+        "limit": 0,
+        "offset": 0,
+        "errors": None,
+    }
+    (jaeger_trace,) = document["data"]
+    assert len(jaeger_trace["spans"]) == len(trace.walk()) == 6
+
+
+def test_render_jsonl_is_one_object_per_span_parents_first(trace: AssembledTrace) -> None:
+    lines = render_jsonl(trace).decode().splitlines()
+    rows = [json.loads(line) for line in lines]
+    nodes = trace.walk()
+    assert len(rows) == len(nodes)
+    assert [row["span_id"] for row in rows] == [n.span.span_hex for n in nodes]
+
+    root, *rest = rows
+    assert root["parent_span_id"] is None and root["operation"] == "replicasets.apps/web-1"
+    seen = {root["span_id"]}
+    for row in rest:
+        assert row["parent_span_id"] in seen
+        seen.add(row["span_id"])
+    assert {row["trace_id"] for row in rows} == {f"{trace.trace_id:032x}"}
+    assert {row["trace_source"] for row in rows} == {"object", "audit"}
+
+    patch = next(row for row in rows if row["operation"].startswith("admin patch"))
+    assert patch["error"] is True
+    assert patch["logs"] == [{"kind": "error", "message": "Conflict"}]
+    assert patch["duration_us"] == patch["end_us"] - patch["start_us"] == 2_500
+    assert (patch["resource"], patch["namespace"], patch["name"]) == ("pods", "prod", "web-1-a")
+    pod = next(row for row in rows if row["operation"] == "pods/web-1-a")
+    assert (pod["uid"], pod["kind"], pod["version"], pod["group"]) == ("p-a", "Pod", "v1", "")
+    assert patch["tags"]["audit.code"] == "409" and patch["tags"]["audit.subresource"] == "status"
+    assert all(isinstance(value, str) for row in rows for value in row["tags"].values())
+
+
+# -- Parquet
+
+
+def _read(sink: Any) -> pa.Table:
+    return pq.read_table(sink)
+
+
+def test_parquet_round_trip_has_one_row_per_span(trace: AssembledTrace, tmp_path: Path) -> None:
+    target = tmp_path / "review.parquet"
+    write_parquet(trace, str(target))
+    table = _read(target)
+    expected = [json.loads(line) for line in render_jsonl(trace).decode().splitlines()]
+
+    assert table.num_rows == len(expected) == 6
+    assert table.column_names == [
+        "trace_id",
+        "span_id",
+        "parent_span_id",
+        "trace_source",
+        "operation",
+        "start",
+        "end",
+        "duration_us",
+        "cluster",
+        "group",
+        "version",
+        "resource",
+        "namespace",
+        "name",
+        "uid",
+        "kind",
+        "error",
+        "tags",
+        "logs",
+    ]
+    assert pa.types.is_map(table.schema.field("tags").type)
+    assert pa.types.is_list(table.schema.field("logs").type)
+    assert table.schema.field("start").type == pa.timestamp("us", tz="UTC")
+
+    for row, want in zip(table.to_pylist(), expected, strict=True):
+        assert row["start"] == datetime.fromtimestamp(want["start_us"] / 1_000_000, tz=UTC)
+        assert row["end"] == datetime.fromtimestamp(want["end_us"] / 1_000_000, tz=UTC)
+        assert dict(row["tags"]) == want["tags"]
+        assert row["logs"] == want["logs"]
+        for column in (
+            "trace_id",
+            "span_id",
+            "parent_span_id",
+            "operation",
+            "duration_us",
+            "namespace",
+            "error",
+        ):
+            assert row[column] == want[column]
+
+
+def test_parquet_to_a_file_object_and_its_columns_filter(trace: AssembledTrace) -> None:
+    sink = io.BytesIO()
+    write_parquet(trace, sink)
+    table = _read(io.BytesIO(sink.getvalue()))
+    errors = table.filter(table.column("error")).to_pylist()
+    assert sorted(row["operation"] for row in errors) == [
+        "admin patch status (Conflict)",
+        "admin update (Conflict)",
+    ]
+    assert set(table.column("name").to_pylist()) == {"web-1", "web-1-a"}
+    logs = table.column("logs").to_pylist()
+    assert sum(len(entry) for entry in logs) == 2
