@@ -27,6 +27,9 @@ class Aggregator(Protocol):
     def object_chain(self, key: ObjectKey, window: int, graph: OwnerGraph) -> list[SpanRecord]:
         """Object spans of ``key`` and its owners in ``window``, written again after a hierarchy change."""
 
+    def forget(self) -> None:
+        """Drop the memory of what was written (the write it assumed did not happen)."""
+
 
 AggregatorFactory = Callable[[int], Aggregator]
 

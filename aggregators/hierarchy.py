@@ -57,6 +57,9 @@ class HierarchyAggregator:
         )
         return spans
 
+    def forget(self) -> None:
+        self._written.clear()
+
     def object_chain(self, key: ObjectKey, window: int, graph: OwnerGraph) -> list[SpanRecord]:
         chain = graph.chain(key)
         trace = ids.trace_id(chain[-1], window)

@@ -42,10 +42,10 @@ class Ingestor:
         self.counters: Counter[str] = Counter()
         self._queue: queue.Queue[_Batch] = queue.Queue()
         self._backlog_bytes = 0
-        self._lock = threading.Lock()
+        # Batches queued and not yet finished; guarded by _changed, which also wakes wait_idle.
+        self._queued_ids: set[int] = set()
+        self._changed = threading.Condition()
         self._thread: threading.Thread | None = None
-        self._idle = threading.Event()
-        self._idle.set()
         self.last_processed_us = 0
 
     @property
@@ -60,7 +60,7 @@ class Ingestor:
             self.counters["batches_rejected"] += 1
             raise
         size = len(body)
-        with self._lock:
+        with self._changed:
             if self._backlog_bytes + size > self.max_backlog_bytes and self._backlog_bytes > 0:
                 self.counters["batches_throttled"] += 1
                 raise errors.BacklogFull(
@@ -70,30 +70,39 @@ class Ingestor:
         try:
             batch_id = self.inbox.put(cluster, body, time.time_ns() // 1000)
         except errors.StoreError:
-            with self._lock:
+            with self._changed:
                 self._backlog_bytes -= size
             raise
-        self._idle.clear()
-        self._queue.put(_Batch(batch_id, cluster, events, size))
+        self._enqueue(_Batch(batch_id, cluster, events, size), counted=True)
         self.counters["batches_accepted"] += 1
         self.counters["events_received"] += len(events)
         return len(events)
 
+    def _enqueue(self, batch: _Batch, *, counted: bool) -> bool:
+        with self._changed:
+            if batch.batch_id in self._queued_ids:
+                return False
+            self._queued_ids.add(batch.batch_id)
+            if not counted:
+                self._backlog_bytes += batch.size
+        self._queue.put(batch)
+        return True
+
     def start(self) -> None:
-        """Queue what the inbox kept from a previous run, then start the worker."""
+        """Queue what the inbox kept from a previous run (unless already queued), then start the worker."""
         recovered = 0
         for batch_id, cluster, body in self.inbox.pending():
+            with self._changed:
+                if batch_id in self._queued_ids:
+                    continue
             try:
                 events = decode_webhook_body(body)
             except errors.InputError:
                 logger.error("inbox batch %d is unreadable; dropping it", batch_id)
                 self.inbox.delete(batch_id)
                 continue
-            with self._lock:
-                self._backlog_bytes += len(body)
-            self._idle.clear()
-            self._queue.put(_Batch(batch_id, cluster, events, len(body)))
-            recovered += 1
+            if self._enqueue(_Batch(batch_id, cluster, events, len(body)), counted=False):
+                recovered += 1
         if recovered:
             logger.info("recovered %d unprocessed batches from the inbox", recovered)
         self._thread = threading.Thread(target=self._run, name="kelemetry-ingest", daemon=True)
@@ -109,7 +118,8 @@ class Ingestor:
 
     def wait_idle(self, timeout: float) -> bool:
         """Block until every accepted batch is processed (tests and graceful shutdown)."""
-        return self._idle.wait(timeout)
+        with self._changed:
+            return self._changed.wait_for(lambda: not self._queued_ids, timeout)
 
     def _run(self) -> None:
         while True:
@@ -132,7 +142,7 @@ class Ingestor:
                 logger.exception("batch %d failed", batch.batch_id)
                 self.inbox.delete(batch.batch_id)
             finally:
-                with self._lock:
+                with self._changed:
                     self._backlog_bytes -= batch.size
-                if self._queue.empty():
-                    self._idle.set()
+                    self._queued_ids.discard(batch.batch_id)
+                    self._changed.notify_all()

@@ -109,7 +109,12 @@ class Pipeline:
         for span in spans:
             if span.object_id not in objects:
                 _note_object(objects, self.graph.ref(span.key), None, None, None)
-        self.store.write(spans, objects.values())
+        try:
+            self.store.write(spans, objects.values())
+        except Exception:
+            # The aggregator believes these object spans exist; make it write them again next time.
+            self.aggregator.forget()
+            raise
         result.spans += len(spans)
         spans.clear()
         objects.clear()

@@ -43,17 +43,22 @@ MAX_BACKOFF_SECONDS = 5.0
 def create_exporter(endpoint: str, timeout_seconds: float = 10.0) -> SpanExporter:
     """An OTLP span exporter for ``grpc://host:port``, ``http(s)://host:port[/path]`` or ``host:port``."""
     parsed = urlparse(endpoint if "://" in endpoint else f"grpc://{endpoint}")
-    if not parsed.hostname or (parsed.port is None and parsed.scheme in ("grpc", "grpcs")):
+    try:
+        port = parsed.port
+    except ValueError as exc:
+        raise errors.ExportError(f"OTLP endpoint {endpoint!r} has an invalid port") from exc
+    if not parsed.hostname or (port is None and parsed.scheme in ("grpc", "grpcs")):
         raise errors.ExportError(
             f"OTLP endpoint {endpoint!r} needs a host and port, e.g. grpc://127.0.0.1:4317"
         )
     if parsed.scheme in ("grpc", "grpcs"):
         from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter as GrpcExporter
 
+        host = f"[{parsed.hostname}]" if ":" in parsed.hostname else parsed.hostname
         return GrpcExporter(
-            endpoint=f"{parsed.hostname}:{parsed.port}",
+            endpoint=f"{host}:{port}",
             insecure=parsed.scheme == "grpc",
-            timeout=int(timeout_seconds),
+            timeout=timeout_seconds,
         )
     if parsed.scheme in ("http", "https"):
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter as HttpExporter

@@ -328,7 +328,10 @@ class SpanStore(StoreReader):
 
     def __init__(self, path: str | Path, *, synchronous: str = "NORMAL") -> None:
         super().__init__(path, create=True, synchronous=synchronous)
-        self._seq = self.max_seq()
+        # The high-water mark is kept apart from the spans: retention may delete the spans that
+        # held the highest numbers, and an exporter's cursor must never see a number twice.
+        saved = self._query("SELECT value FROM meta WHERE key = 'seq'")
+        self._seq = max(self.max_seq(), int(saved[0][0]) if saved else 0)
 
     def write(self, spans: Sequence[SpanRecord], objects: Iterable[ObjectRow] = ()) -> None:
         """Upsert objects and spans in one transaction."""
@@ -379,6 +382,7 @@ class SpanStore(StoreReader):
                     self._db.executemany(_UPSERT_OBJECT, object_rows)
                 if span_rows:
                     self._db.executemany(_UPSERT_SPAN, span_rows)
+                    self._save_seq()
                 self._db.execute("COMMIT")
             except sqlite3.DatabaseError as exc:
                 if self._db.in_transaction:
@@ -409,12 +413,16 @@ class SpanStore(StoreReader):
                     self._seq += 1
                     updates.append((trace_hex, self._seq, span_id))
                 self._db.executemany("UPDATE spans SET trace_id = ?, seq = ? WHERE span_id = ?", updates)
+                self._save_seq()
                 self._db.execute("COMMIT")
             except sqlite3.DatabaseError as exc:
                 if self._db.in_transaction:
                     self._db.execute("ROLLBACK")
                 raise errors.StoreError(f"retrace in {self.path} failed: {exc}") from exc
         return len(moved)
+
+    def _save_seq(self) -> None:
+        self._db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('seq', ?)", (str(self._seq),))
 
     def apply_retention(self, *, now_us: int, max_age_us: int | None, max_bytes: int | None) -> int:
         """Drop spans older than ``max_age_us``, then oldest windows while over ``max_bytes``."""

@@ -38,12 +38,14 @@ RUN_DIR = Path(os.environ.get("KELEMETRY_E2E_DIR", REPO / "test-artifacts" / "e2
 SERVERS: dict[str, Server] = {}
 
 
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> None:
-    if call.when == "call" and call.excinfo is not None and SERVERS:
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    outcome = yield
+    report = outcome.get_result()  # type: ignore[attr-defined]
+    if report.when == "call" and report.failed:
+        # The servers' own words are what explain an e2e failure; pytest prints these sections.
         for name, server in SERVERS.items():
-            print(
-                f"\n----- last lines of {name} ({server.log_path}) -----\n{server.tail(25)}", file=sys.stderr
-            )
+            report.sections.append((f"{name} log, last lines ({server.log_path})", server.tail(30)))
 
 
 @pytest.fixture(scope="session")
@@ -90,7 +92,13 @@ class Jaeger:
         }
         config_path = run / "jaeger.yaml"
         config_path.write_text(yaml.safe_dump(config))
-        self.server = Server("jaeger", [binaries.jaeger, "--config", config_path], run / "jaeger.log")
+        # Jaeger would otherwise try to send its own traces to localhost:4317.
+        self.server = Server(
+            "jaeger",
+            [binaries.jaeger, "--config", config_path],
+            run / "jaeger.log",
+            env={"OTEL_TRACES_EXPORTER": "none"},
+        )
         SERVERS["jaeger"] = self.server
 
     @property

@@ -94,6 +94,9 @@ def wait_until(what: str, check: Callable[[], Any], timeout: float = 60.0, inter
     )
 
 
+_STARTED_LOGS: set[Path] = set()
+
+
 @dataclass
 class Server:
     name: str
@@ -104,7 +107,9 @@ class Server:
 
     def start(self) -> Server:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        log = self.log_path.open("ab")
+        # A restart in the same run appends, so a crash test's log shows both lives.
+        log = self.log_path.open("ab" if self.log_path in _STARTED_LOGS else "wb")
+        _STARTED_LOGS.add(self.log_path)
         log.write(f"\n===== start {' '.join(map(str, self.argv))}\n".encode())
         log.flush()
         self.process = subprocess.Popen(

@@ -1,0 +1,371 @@
+"""Ingestion (kelemetry.ingest.Ingestor) with its real inbox, pipeline and SQLite store.
+
+Covers: accept() validating the whole body before anything is written, making it durable in the
+inbox and queueing it; the worker writing the spans and clearing the inbox; the backlog limit
+(BacklogFull once full, nothing written for the refused batch, room again once processed, one
+oversized batch still admitted into an empty backlog); stop() draining the queue; recovery of the
+batches a previous run left in the inbox, exactly once; the same body twice in the inbox; an
+unreadable inbox batch dropped at start; a batch whose store write fails staying in the inbox for
+the next start, while later batches in the same run still form whole traces.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sqlite3
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import aggregators
+from kelemetry import errors
+from kelemetry.ingest import Ingestor
+from kelemetry.kube.kinds import KindResolver
+from kelemetry.model import tags
+from kelemetry.model.events import TraceSource
+from kelemetry.pipeline import Pipeline
+from kelemetry.receivers.audit import AuditConverter
+from kelemetry.store.inbox import Inbox
+from kelemetry.store.sqlite import SpanStore, StoreReader
+from tests.factories import audit_event, event_list, owner_ref
+
+CLUSTER = "c1"
+WAIT = 10.0
+
+
+def body_of(events: list[dict[str, Any]]) -> bytes:
+    return json.dumps(event_list(events)).encode()
+
+
+def pod_events(prefix: str, count: int) -> list[dict[str, Any]]:
+    return [
+        audit_event(name=f"{prefix}-{i}", uid=f"uid-{prefix}-{i}", audit_id=f"{prefix}-{i}")
+        for i in range(count)
+    ]
+
+
+def ids_of(events: list[dict[str, Any]]) -> list[str]:
+    return [event["auditID"] for event in events]
+
+
+@dataclass
+class Rig:
+    """One run of the ingest side: store, inbox, pipeline and ingestor as `serve` wires them."""
+
+    store_path: Path
+    store: SpanStore
+    inbox: Inbox
+    ingestor: Ingestor
+
+    def close(self) -> None:
+        self.ingestor.stop(timeout=WAIT)
+        self.inbox.close()
+        self.store.close()
+
+
+@pytest.fixture
+def rigs(tmp_path: Path) -> Iterator[Callable[..., Rig]]:
+    """Builds runs over the same files (a second one is a restart); closes them all at teardown."""
+    made: list[Rig] = []
+
+    def make(max_backlog_bytes: int = 64 << 20) -> Rig:
+        store_path = tmp_path / "k.db"
+        store = SpanStore(store_path)
+        inbox = Inbox(tmp_path / "k.db.inbox")
+        pipeline = Pipeline(store, aggregators.create("hierarchy", 1800), AuditConverter(KindResolver()))
+        rig = Rig(store_path, store, inbox, Ingestor(inbox, pipeline, max_backlog_bytes=max_backlog_bytes))
+        made.append(rig)
+        return rig
+
+    yield make
+    for rig in reversed(made):
+        rig.close()
+
+
+def audit_ids(store_path: Path) -> Counter[str]:
+    """How many audit spans the store holds per audit ID, read through a separate connection."""
+    reader = StoreReader(store_path)
+    try:
+        return Counter(
+            str(span.tags[tags.AUDIT_ID]) for span in reader.all_spans() if span.source is TraceSource.AUDIT
+        )
+    finally:
+        reader.close()
+
+
+def test_accept_makes_the_batch_durable_and_the_worker_writes_it_and_clears_the_inbox(
+    rigs: Callable[..., Rig],
+) -> None:
+    rig = rigs()
+    rig.ingestor.start()
+    events = pod_events("web", 3)
+
+    assert rig.ingestor.accept(CLUSTER, body_of(events)) == 3
+    assert rig.ingestor.wait_idle(WAIT)
+
+    assert audit_ids(rig.store_path) == Counter(ids_of(events))
+    assert {span.key.cluster for span in rig.store.all_spans()} == {CLUSTER}
+    assert rig.inbox.count() == 0
+    assert rig.ingestor.backlog_bytes == 0
+    counters = rig.ingestor.counters
+    assert counters["batches_accepted"] == 1
+    assert counters["events_received"] == counters["events_kept"] == 3
+    assert counters["spans_written"] == 6  # an object span and an audit span per pod
+    assert counters["batches_failed"] == 0
+    assert rig.ingestor.last_processed_us > 0
+
+
+def test_an_accepted_batch_is_in_the_inbox_before_any_processing(rigs: Callable[..., Rig]) -> None:
+    rig = rigs()
+    body = body_of(pod_events("web", 2))
+
+    assert rig.ingestor.accept(CLUSTER, body) == 2
+
+    ((_batch_id, cluster, kept),) = list(rig.inbox.pending())
+    assert (cluster, kept) == (CLUSTER, body)
+    assert rig.ingestor.backlog_bytes == len(body)
+    assert not rig.ingestor.wait_idle(0.05)
+    assert audit_ids(rig.store_path) == Counter()
+
+
+@pytest.mark.parametrize(
+    ("body", "error", "reason"),
+    [
+        (b'{"kind": "EventList", "items": [', errors.MalformedBody, "not valid JSON"),
+        (b'{"kind": "EventList", "note": "\xff\xfe"}', errors.MalformedBody, "UTF-8"),
+        (json.dumps({**event_list([]), "kind": "PodList"}).encode(), errors.WrongKind, "PodList"),
+        (body_of([audit_event(api_version="audit.k8s.io/v2")]), errors.WrongKind, "items[0]"),
+        (
+            body_of([audit_event(audit_id="good-1"), {"kind": "Pod", "metadata": {}}, audit_event()]),
+            errors.WrongKind,
+            "items[1]",
+        ),
+    ],
+    ids=["not-json", "not-utf8", "wrong-kind", "item-wrong-version", "one-bad-item-among-good"],
+)
+def test_an_invalid_body_is_refused_whole_and_nothing_of_it_is_written(
+    rigs: Callable[..., Rig], body: bytes, error: type[errors.InputError], reason: str
+) -> None:
+    rig = rigs()
+    rig.ingestor.start()
+
+    with pytest.raises(error, match=reason.replace("[", r"\[")):
+        rig.ingestor.accept(CLUSTER, body)
+
+    assert rig.ingestor.wait_idle(WAIT)
+    assert rig.inbox.count() == 0
+    assert rig.ingestor.backlog_bytes == 0
+    assert rig.ingestor.counters["batches_rejected"] == 1
+    assert rig.ingestor.counters["batches_accepted"] == 0
+    assert rig.store.all_spans() == []
+
+
+def test_the_backlog_refuses_a_batch_once_full_and_takes_it_after_processing(
+    rigs: Callable[..., Rig],
+) -> None:
+    batches = [pod_events(f"b{n}", 2) for n in range(3)]
+    bodies = [body_of(events) for events in batches]
+    # Room for the first two batches and half of the third.
+    rig = rigs(max_backlog_bytes=len(bodies[0]) + len(bodies[1]) + len(bodies[2]) // 2)
+
+    assert rig.ingestor.accept(CLUSTER, bodies[0]) == 2
+    assert rig.ingestor.accept(CLUSTER, bodies[1]) == 2
+    with pytest.raises(errors.BacklogFull, match="at its limit"):
+        rig.ingestor.accept(CLUSTER, bodies[2])
+
+    assert rig.inbox.count() == 2, "a refused batch is not written anywhere"
+    assert rig.ingestor.backlog_bytes == len(bodies[0]) + len(bodies[1])
+    assert rig.ingestor.counters["batches_throttled"] == 1
+    assert rig.ingestor.counters["batches_accepted"] == 2
+
+    rig.ingestor.start()
+    assert rig.ingestor.wait_idle(WAIT)
+    assert rig.ingestor.backlog_bytes == 0
+    assert rig.ingestor.accept(CLUSTER, bodies[2]) == 2
+    assert rig.ingestor.wait_idle(WAIT)
+
+    assert audit_ids(rig.store_path) == Counter(ids_of(batches[0] + batches[1] + batches[2]))
+    assert rig.inbox.count() == 0
+
+
+def test_one_batch_larger_than_the_backlog_limit_is_admitted_into_an_empty_backlog(
+    rigs: Callable[..., Rig],
+) -> None:
+    rig = rigs(max_backlog_bytes=10)
+    big, next_one = body_of(pod_events("big", 3)), body_of(pod_events("next", 1))
+
+    assert rig.ingestor.accept(CLUSTER, big) == 3
+    with pytest.raises(errors.BacklogFull):
+        rig.ingestor.accept(CLUSTER, next_one)
+
+    rig.ingestor.start()
+    assert rig.ingestor.wait_idle(WAIT)
+    assert rig.ingestor.accept(CLUSTER, next_one) == 1
+    assert rig.ingestor.wait_idle(WAIT)
+    assert audit_ids(rig.store_path) == Counter(ids_of(pod_events("big", 3) + pod_events("next", 1)))
+
+
+def test_batches_accepted_before_start_are_processed_once(rigs: Callable[..., Rig]) -> None:
+    rig = rigs()
+    first, second = pod_events("early", 2), pod_events("later", 1)
+    rig.ingestor.accept(CLUSTER, body_of(first))
+    rig.ingestor.accept(CLUSTER, body_of(second))
+
+    rig.ingestor.start()
+    assert rig.ingestor.wait_idle(WAIT)
+
+    assert audit_ids(rig.store_path) == Counter(ids_of(first + second))
+    # Each accepted batch is already queued; start() must not queue its inbox copy a second time.
+    assert rig.ingestor.counters["events_kept"] == 3
+    assert rig.ingestor.counters["batches_accepted"] == 2
+    assert rig.ingestor.backlog_bytes == 0
+
+
+def test_stop_processes_what_is_queued_before_returning(rigs: Callable[..., Rig]) -> None:
+    rig = rigs()
+    rig.ingestor.start()
+    batches = [pod_events(f"q{n}", 2) for n in range(5)]
+    for events in batches:
+        rig.ingestor.accept(CLUSTER, body_of(events))
+
+    rig.ingestor.stop(timeout=WAIT)
+
+    assert audit_ids(rig.store_path) == Counter(ids_of([e for events in batches for e in events]))
+    assert rig.inbox.count() == 0
+
+
+def test_a_new_run_processes_what_the_previous_run_left_in_the_inbox_exactly_once(
+    rigs: Callable[..., Rig], caplog: pytest.LogCaptureFixture
+) -> None:
+    first_run = rigs()
+    batches = [pod_events("left-a", 2), pod_events("left-b", 3)]
+    for events in batches:
+        first_run.ingestor.accept(CLUSTER, body_of(events))
+    first_run.close()  # the worker never ran: as if the process died right after answering 200
+    assert audit_ids(first_run.store_path) == Counter()
+
+    second_run = rigs()
+    assert second_run.inbox.count() == 2
+    with caplog.at_level(logging.INFO, logger="kelemetry.ingest"):
+        second_run.ingestor.start()
+        assert second_run.ingestor.wait_idle(WAIT)
+
+    assert audit_ids(second_run.store_path) == Counter(ids_of(batches[0] + batches[1]))
+    assert second_run.inbox.count() == 0
+    assert second_run.ingestor.backlog_bytes == 0
+    assert "recovered 2 unprocessed batches" in caplog.text
+
+
+def test_the_same_body_twice_in_the_inbox_leaves_one_copy_of_each_span(rigs: Callable[..., Rig]) -> None:
+    events = [
+        audit_event(resource="deployments", group="apps", name="web", uid="d-1", audit_id="dep"),
+        audit_event(
+            resource="replicasets",
+            group="apps",
+            name="web-1",
+            uid="r-1",
+            owner=owner_ref("Deployment", "web", uid="d-1"),
+            audit_id="rs",
+        ),
+        audit_event(
+            name="web-1-a", uid="p-1", owner=owner_ref("ReplicaSet", "web-1", uid="r-1"), audit_id="pod"
+        ),
+    ]
+    body = body_of(events)
+    rig = rigs()
+    # A crash after the store commit and before the inbox delete leaves a batch to be processed again.
+    rig.inbox.put(CLUSTER, body, 1)
+    rig.inbox.put(CLUSTER, body, 2)
+
+    rig.ingestor.start()
+    assert rig.ingestor.wait_idle(WAIT)
+
+    assert audit_ids(rig.store_path) == Counter({"dep": 1, "rs": 1, "pod": 1})
+    spans = rig.store.all_spans()
+    assert len(spans) == len({span.span_id for span in spans}) == 6
+    assert len({span.trace_id for span in spans}) == 1
+    assert rig.inbox.count() == 0
+
+
+def test_an_unreadable_inbox_batch_is_dropped_at_start_and_the_rest_processed(
+    rigs: Callable[..., Rig], caplog: pytest.LogCaptureFixture
+) -> None:
+    rig = rigs()
+    good = pod_events("good", 2)
+    rig.inbox.put(CLUSTER, b"\x00 not an audit batch", 1)
+    rig.inbox.put(CLUSTER, body_of(good), 2)
+
+    with caplog.at_level(logging.ERROR, logger="kelemetry.ingest"):
+        rig.ingestor.start()
+        assert rig.ingestor.wait_idle(WAIT)
+
+    assert "is unreadable; dropping it" in caplog.text
+    assert audit_ids(rig.store_path) == Counter(ids_of(good))
+    assert rig.inbox.count() == 0
+
+
+def _fail_span_writes(store_path: Path) -> sqlite3.Connection:
+    """A real write failure inside the store's transaction, injected with a trigger on the file."""
+    db = sqlite3.connect(store_path, isolation_level=None)
+    db.execute(
+        "CREATE TRIGGER fail_span_writes BEFORE INSERT ON spans "
+        "BEGIN SELECT RAISE(ABORT, 'injected write failure'); END"
+    )
+    return db
+
+
+def test_a_batch_whose_store_write_fails_stays_in_the_inbox_for_the_next_run(
+    rigs: Callable[..., Rig], caplog: pytest.LogCaptureFixture
+) -> None:
+    rig = rigs()
+    rig.ingestor.start()
+    db = _fail_span_writes(rig.store_path)
+    events = pod_events("unlucky", 2)
+
+    with caplog.at_level(logging.ERROR, logger="kelemetry.ingest"):
+        assert rig.ingestor.accept(CLUSTER, body_of(events)) == 2
+        assert rig.ingestor.wait_idle(WAIT)
+
+    assert "stays in the inbox" in caplog.text
+    assert rig.ingestor.counters["batches_failed"] == 1
+    assert rig.ingestor.backlog_bytes == 0
+    assert rig.inbox.count() == 1
+    assert audit_ids(rig.store_path) == Counter()
+
+    db.execute("DROP TRIGGER fail_span_writes")
+    db.close()
+    rig.close()
+    next_run = rigs()
+    next_run.ingestor.start()
+    assert next_run.ingestor.wait_idle(WAIT)
+
+    assert audit_ids(next_run.store_path) == Counter(ids_of(events))
+    assert next_run.inbox.count() == 0
+
+
+def test_after_a_failed_write_later_batches_on_the_same_object_still_form_whole_traces(
+    rigs: Callable[..., Rig],
+) -> None:
+    rig = rigs()
+    rig.ingestor.start()
+    db = _fail_span_writes(rig.store_path)
+    rig.ingestor.accept(CLUSTER, body_of([audit_event(name="web-0", uid="p-0", audit_id="lost-for-now")]))
+    assert rig.ingestor.wait_idle(WAIT)
+    db.execute("DROP TRIGGER fail_span_writes")
+    db.close()
+
+    update = audit_event(verb="update", name="web-0", uid="p-0", code=200, audit_id="after-failure")
+    rig.ingestor.accept(CLUSTER, body_of([update]))
+    assert rig.ingestor.wait_idle(WAIT)
+
+    spans = {span.span_id: span for span in rig.store.all_spans()}
+    (audit,) = [span for span in spans.values() if span.source is TraceSource.AUDIT]
+    assert audit.tags[tags.AUDIT_ID] == "after-failure"
+    # The object span of the failed batch never reached the store, so this batch must write it.
+    assert audit.parent_id in spans, "the audit span's object span is missing from the store"
+    assert spans[audit.parent_id].source is TraceSource.OBJECT  # type: ignore[index]
