@@ -26,11 +26,13 @@ def object_id(key: ObjectKey) -> int:
     return _digest(f"o{_SEP}{key}", 8)
 
 
+@lru_cache(maxsize=131_072)
 def trace_id(root: ObjectKey, window: int) -> int:
     """One trace per root object per window."""
     return _digest(f"t{_SEP}{root}{_SEP}{window}", 16)
 
 
+@lru_cache(maxsize=131_072)
 def object_span_id(key: ObjectKey, window: int) -> int:
     return _digest(f"s{_SEP}{key}{_SEP}{window}", 8)
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 from kelemetry import errors
 from kelemetry.pipeline import Pipeline
-from kelemetry.receivers.audit import RawAuditEvent, decode_webhook_body
+from kelemetry.receivers.audit import decode_webhook_body
 from kelemetry.store.inbox import Inbox
 
 logger = logging.getLogger(__name__)
@@ -25,13 +25,18 @@ logger = logging.getLogger(__name__)
 
 @dataclass(frozen=True, slots=True)
 class _Batch:
+    # The body stays bytes until the worker takes it: decoded JSON is ~4x larger and millions of
+    # queued dicts make every garbage-collector pass stall the webhook for hundreds of ms.
     batch_id: int
     cluster: str
-    events: list[RawAuditEvent]
-    size: int
+    body: bytes
+
+    @property
+    def size(self) -> int:
+        return len(self.body)
 
 
-_STOP = _Batch(-1, "", [], 0)
+_STOP = _Batch(-1, "", b"")
 
 
 class Ingestor:
@@ -73,7 +78,7 @@ class Ingestor:
             with self._changed:
                 self._backlog_bytes -= size
             raise
-        self._enqueue(_Batch(batch_id, cluster, events, size), counted=True)
+        self._enqueue(_Batch(batch_id, cluster, body), counted=True)
         self.counters["batches_accepted"] += 1
         self.counters["events_received"] += len(events)
         return len(events)
@@ -95,13 +100,7 @@ class Ingestor:
             with self._changed:
                 if batch_id in self._queued_ids:
                     continue
-            try:
-                events = decode_webhook_body(body)
-            except errors.InputError:
-                logger.error("inbox batch %d is unreadable; dropping it", batch_id)
-                self.inbox.delete(batch_id)
-                continue
-            if self._enqueue(_Batch(batch_id, cluster, events, len(body)), counted=False):
+            if self._enqueue(_Batch(batch_id, cluster, body), counted=False):
                 recovered += 1
         if recovered:
             logger.info("recovered %d unprocessed batches from the inbox", recovered)
@@ -127,7 +126,13 @@ class Ingestor:
             if batch is _STOP:
                 return
             try:
-                result = self.pipeline.process_audit(batch.events, batch.cluster)
+                try:
+                    events = decode_webhook_body(batch.body)
+                except errors.InputError:
+                    logger.error("inbox batch %d is unreadable; dropping it", batch.batch_id)
+                    self.inbox.delete(batch.batch_id)
+                    continue
+                result = self.pipeline.process_audit(events, batch.cluster)
                 self.inbox.delete(batch.batch_id)
                 self.counters["events_kept"] += result.kept
                 self.counters["spans_written"] += result.spans

@@ -16,9 +16,9 @@ DEFAULT_EXCLUDED_USER_AGENTS = ("/leader-election",)
 class StoreSettings:
     path: str = "kelemetry-data/kelemetry.db"
     """The embedded SQLite store file; created with its folder if missing."""
-    synchronous: str = "NORMAL"
-    """SQLite ``synchronous`` mode. NORMAL (WAL) survives a killed process; FULL also survives
-    power loss, at the price of an fsync per batch."""
+    synchronous: str = "OFF"
+    """SQLite ``synchronous`` mode. In WAL mode a killed process loses no committed batch even with
+    OFF; FULL also survives an OS crash or power loss, at the price of fsyncs per batch."""
     retention_seconds: int | None = 7 * 24 * 3600
     """Spans older than this, counted back from the newest recorded activity (so a replay of an
     old log is not deleted on arrival), are removed. None keeps everything."""

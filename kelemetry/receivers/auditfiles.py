@@ -10,6 +10,7 @@ from __future__ import annotations
 import gzip
 import logging
 import os
+from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import IO, cast
@@ -17,7 +18,7 @@ from typing import IO, cast
 import orjson
 
 from kelemetry import errors
-from kelemetry.receivers.audit import RawAuditEvent, events_of_document
+from kelemetry.receivers.audit import RawAuditEvent, cheap_drop, events_of_document
 
 logger = logging.getLogger(__name__)
 
@@ -47,9 +48,17 @@ def open_audit_file(path: str) -> tuple[IO[bytes], IO[bytes]]:
 
 
 def read_audit_file(
-    path: str, stats: FileStats | None = None, progress: ProgressFn | None = None, batch_lines: int = 2000
+    path: str,
+    stats: FileStats | None = None,
+    progress: ProgressFn | None = None,
+    batch_lines: int = 2000,
+    drops: Counter[str] | None = None,
 ) -> Iterator[list[RawAuditEvent]]:
-    """Yield batches of audit events from a JSON-lines file."""
+    """Yield batches of audit events from a JSON-lines file.
+
+    With ``drops``, lines whose outcome is decided from their bytes alone (reads, early stages)
+    are counted there by outcome and not decoded or yielded.
+    """
     stats = stats if stats is not None else FileStats()
     source, raw = open_audit_file(path)
     try:
@@ -60,6 +69,12 @@ def read_audit_file(
                 stats.lines += 1
                 if not line.strip():
                     continue
+                if drops is not None:
+                    outcome = cheap_drop(line)
+                    if outcome is not None:
+                        drops[outcome] += 1
+                        stats.events += 1
+                        continue
                 try:
                     batch.extend(events_of_document(orjson.loads(line), f"{path}:{stats.lines}"))
                 except orjson.JSONDecodeError:

@@ -174,7 +174,7 @@ def _object_from_row(row: Sequence[Any]) -> ObjectRow:
 class StoreReader:
     """Read access to a store file; safe to use from one thread per instance."""
 
-    def __init__(self, path: str | Path, *, create: bool = False, synchronous: str = "NORMAL") -> None:
+    def __init__(self, path: str | Path, *, create: bool = False, synchronous: str = "OFF") -> None:
         self.path = Path(path)
         if not create and not self.path.exists():
             raise errors.StoreError(
@@ -326,7 +326,7 @@ class StoreReader:
 class SpanStore(StoreReader):
     """The writer of a store file."""
 
-    def __init__(self, path: str | Path, *, synchronous: str = "NORMAL") -> None:
+    def __init__(self, path: str | Path, *, synchronous: str = "OFF") -> None:
         super().__init__(path, create=True, synchronous=synchronous)
         # The high-water mark is kept apart from the spans: retention may delete the spans that
         # held the highest numbers, and an exporter's cursor must never see a number twice.
