@@ -92,13 +92,7 @@ class Jaeger:
         }
         config_path = run / "jaeger.yaml"
         config_path.write_text(yaml.safe_dump(config))
-        # Jaeger would otherwise try to send its own traces to localhost:4317.
-        self.server = Server(
-            "jaeger",
-            [binaries.jaeger, "--config", config_path],
-            run / "jaeger.log",
-            env={"OTEL_TRACES_EXPORTER": "none"},
-        )
+        self.server = Server("jaeger", [binaries.jaeger, "--config", config_path], run / "jaeger.log")
         SERVERS["jaeger"] = self.server
 
     @property

@@ -327,7 +327,14 @@ def test_jaeger_down_then_back(cluster: ControlPlane, collector: Collector, jaeg
             "later",
             lambda t: any(n.span.key.resource == "pods" for n in objects(t)),
         )
-        assert collector.metrics().get("kelemetry_otlp_export_failures_total", 0) >= 1
+        # The exporter's own retries take a while to give up on a batch; then it counts a failure
+        # and the spans keep waiting in the store.
+        wait_until(
+            "the collector to notice that Jaeger is down",
+            lambda: collector.metrics().get("kelemetry_otlp_export_failures_total", 0) >= 1,
+            60,
+            0.5,
+        )
     finally:
         jaeger.start()
     pod = cluster.kubectl("get", "pods", "-n", namespace, "-o", "jsonpath={.items[0].metadata.name}")
