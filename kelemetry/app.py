@@ -21,6 +21,7 @@ from fastapi.responses import PlainTextResponse
 
 import aggregators
 from kelemetry import __version__
+from kelemetry.diff.redact import DEFAULT_RULES, RedactionRule, Redactor
 from kelemetry.export.otlp import OtlpFollower
 from kelemetry.ingest import Ingestor
 from kelemetry.kube.kinds import KindResolver
@@ -36,6 +37,11 @@ logger = logging.getLogger(__name__)
 RETENTION_INTERVAL_SECONDS = 300.0
 
 
+def redactor_for(extra_rules: tuple[str, ...]) -> Redactor:
+    """The default redaction (Secret values) plus ``RESOURCE[.GROUP]:FIELD`` rules."""
+    return Redactor((*DEFAULT_RULES, *(RedactionRule.parse(rule) for rule in extra_rules)))
+
+
 class Collector:
     def __init__(self, settings: ServeSettings, resolver: KindResolver | None = None) -> None:
         self.settings = settings
@@ -48,12 +54,16 @@ class Collector:
         converter = AuditConverter(
             resolver or KindResolver(),
             AuditFilter.from_strings(trace.excluded_resources, trace.excluded_user_agents),
+            redactor_for(trace.redact),
         )
         self.pipeline = Pipeline(
             self.store, aggregators.create(trace.aggregator, trace.window_seconds), converter
         )
         self.ingestor = Ingestor(
-            self.inbox, self.pipeline, max_backlog_bytes=settings.webhook.max_backlog_bytes
+            self.inbox,
+            self.pipeline,
+            max_backlog_bytes=settings.webhook.max_backlog_bytes,
+            redactor=redactor_for(trace.redact),
         )
         self.webhook_counters: Counter[str] = Counter()
         self.follower: OtlpFollower | None = None

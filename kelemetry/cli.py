@@ -21,7 +21,8 @@ import aggregators
 from frontend import dump as dumping
 from frontend.assemble import ObjectQuery, assemble
 from kelemetry import __version__, errors
-from kelemetry.app import Collector, create_app
+from kelemetry.app import Collector, create_app, redactor_for
+from kelemetry.diff.redact import RedactionRule
 from kelemetry.export.otlp import OtlpFollower, create_exporter
 from kelemetry.kube.kinds import KindResolver
 from kelemetry.pipeline import Pipeline
@@ -124,6 +125,14 @@ def build_parser() -> argparse.ArgumentParser:
             help="audit events on this resource make no spans (repeatable; default: "
             + ", ".join(DEFAULT_EXCLUDED_RESOURCES)
             + "; pass 'none' to keep all)",
+        )
+        sub.add_argument(
+            "--redact",
+            action="append",
+            default=[],
+            metavar="RESOURCE[.GROUP]:FIELD",
+            help="also keep the values of this top-level field out of diffs, snapshots and every output "
+            "(repeatable, e.g. configmaps:data); Secret data and stringData are always redacted",
         )
         sub.add_argument(
             "--kubeconfig",
@@ -233,7 +242,13 @@ def _trace_settings(args: argparse.Namespace) -> TraceSettings:
         resources: tuple[str, ...] = DEFAULT_EXCLUDED_RESOURCES
     else:
         resources = tuple(r for r in excluded if r != "none")
+    for rule in args.redact:
+        try:
+            RedactionRule.parse(rule)
+        except ValueError as exc:
+            raise CliError(str(exc)) from None
     return TraceSettings(
+        redact=tuple(args.redact),
         window_seconds=parse_duration(args.window),
         excluded_resources=resources,
         excluded_user_agents=DEFAULT_EXCLUDED_USER_AGENTS,
@@ -356,7 +371,9 @@ def _replay_files(
     tune_gc()
     store = SpanStore(store_path)
     converter = AuditConverter(
-        resolver, AuditFilter.from_strings(trace.excluded_resources, trace.excluded_user_agents)
+        resolver,
+        AuditFilter.from_strings(trace.excluded_resources, trace.excluded_user_agents),
+        redactor_for(trace.redact),
     )
     pipeline = Pipeline(store, aggregators.create(trace.aggregator, trace.window_seconds), converter)
     progress = _Progress(sys.stderr, not quiet)

@@ -16,8 +16,9 @@ from collections import Counter
 from dataclasses import dataclass
 
 from kelemetry import errors
+from kelemetry.diff.redact import Redactor
 from kelemetry.pipeline import Pipeline
-from kelemetry.receivers.audit import decode_webhook_body
+from kelemetry.receivers.audit import decode_webhook_body, scrub_batch
 from kelemetry.store.inbox import Inbox
 
 logger = logging.getLogger(__name__)
@@ -40,8 +41,11 @@ _STOP = _Batch(-1, "", b"")
 
 
 class Ingestor:
-    def __init__(self, inbox: Inbox, pipeline: Pipeline, *, max_backlog_bytes: int) -> None:
+    def __init__(
+        self, inbox: Inbox, pipeline: Pipeline, *, max_backlog_bytes: int, redactor: Redactor | None = None
+    ) -> None:
         self.inbox = inbox
+        self.redactor = redactor or Redactor()
         self.pipeline = pipeline
         self.max_backlog_bytes = max_backlog_bytes
         self.counters: Counter[str] = Counter()
@@ -64,6 +68,7 @@ class Ingestor:
         except errors.InputError:
             self.counters["batches_rejected"] += 1
             raise
+        body = scrub_batch(body, events, self.redactor)
         size = len(body)
         with self._changed:
             if self._backlog_bytes + size > self.max_backlog_bytes and self._backlog_bytes > 0:

@@ -11,11 +11,14 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from aggregators import Aggregator, ids
+from kelemetry.diff import compute
+from kelemetry.diff.history import BodyHistory
 from kelemetry.linker.graph import OwnerGraph
-from kelemetry.model.events import Event
+from kelemetry.model import tags
+from kelemetry.model.events import Event, Log
 from kelemetry.model.objects import ObjectKey, ObjectRef
 from kelemetry.model.spans import SpanRecord
 from kelemetry.receivers.audit import AuditConverter, RawAuditEvent
@@ -44,6 +47,7 @@ class Pipeline:
         self.aggregator = aggregator
         self.converter = converter
         self.graph = graph if graph is not None else load_graph(store)
+        self.history = BodyHistory()
         self.failed_events = 0
 
     def process_audit(self, raws: Iterable[RawAuditEvent], cluster: str) -> BatchResult:
@@ -57,6 +61,8 @@ class Pipeline:
                 if event is None:
                     continue
                 result.kept += 1
+                if event.body is not None or event.tags.get(tags.AUDIT_VERB) == "delete":
+                    event = self._with_changes(event)
                 if self._link(event, objects):
                     # The subtree's root changed: flush so the store sees this batch before moving it.
                     self._flush(spans, objects, result)
@@ -69,6 +75,31 @@ class Pipeline:
                 logger.exception("audit event %s could not be processed", raw.get("auditID", "?"))
         self._flush(spans, objects, result)
         return result
+
+    def _with_changes(self, event: Event) -> Event:
+        """Attach what the request changed: a diff against the object's previous version, or the
+        object's last state on delete."""
+        verb = event.tags.get(tags.AUDIT_VERB)
+        key = event.object.key
+        body = event.body
+        version = str(event.tags.get(tags.RESOURCE_VERSION, ""))
+        logs: list[Log] = []
+        if verb in ("update", "patch") and body is not None and version:
+            previous = self.history.previous(key, version)
+            if previous is not None:
+                diffs = compute.compute(previous[1], body)
+                rendered = compute.render([d for d in diffs if d.path != "metadata.resourceVersion"])
+                logs.append(Log("diff", rendered) if rendered else Log("verbose", "No-op update"))
+            self.history.put(key, version, dict(body))
+        elif verb == "create" and body is not None and version:
+            self.history.put(key, version, dict(body))
+        elif verb == "delete" and not event.tags.get(tags.AUDIT_SUBRESOURCE):
+            last = body if body is not None else (self.history.latest(key) or (None, None))[1]
+            if last is not None:
+                logs.append(Log("snapshot", compute.snapshot(last)))
+        if not logs:
+            return event
+        return replace(event, logs=(*event.logs, *logs))
 
     def _link(self, event: Event, objects: dict[int, ObjectRow]) -> bool:
         """Feed the event's object and owner to the graph; True if a known object's root changed."""

@@ -37,6 +37,9 @@ class TraceSettings:
     defaults are Go Kelemetry's: Events and Leases are noise as requests."""
     excluded_user_agents: tuple[str, ...] = DEFAULT_EXCLUDED_USER_AGENTS
     """Substrings of user agents whose requests make no spans (leader-election heartbeats)."""
+    redact: tuple[str, ...] = ()
+    """Extra fields whose values never leave the collector, as ``RESOURCE[.GROUP]:FIELD``
+    (``configmaps:data``); Secret ``data`` and ``stringData`` are always redacted."""
 
 
 @dataclass(frozen=True, slots=True)

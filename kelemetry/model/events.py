@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import Any
 
 from kelemetry.model.objects import ObjectRef, OwnerLink
 
@@ -43,3 +45,5 @@ class Event:
     logs: tuple[Log, ...] = ()
     error: bool = False
     owner: OwnerLink | None = None
+    body: Mapping[str, Any] | None = field(default=None, compare=False, repr=False)
+    """The object as the request left it (already redacted), for diffs and snapshots."""

@@ -21,6 +21,7 @@ from typing import Any, NotRequired, TypedDict
 import orjson
 
 from kelemetry import errors
+from kelemetry.diff.redact import Redactor
 from kelemetry.kube.kinds import KindResolver, canonical_group, split_api_version
 from kelemetry.model import tags
 from kelemetry.model.events import Event, Log, TagValue, TraceSource
@@ -159,6 +160,32 @@ def events_of_document(document: Any, where: str) -> list[RawAuditEvent]:
     return [check_event(document, where, strict_version=False)]
 
 
+def scrub_batch(body: bytes, events: list[RawAuditEvent], redactor: Redactor) -> bytes:
+    """``body`` with redacted fields removed from every request/response object, re-encoded only
+    if the batch touches a redacted resource at all (so Secret values are never written to disk)."""
+    if not any(f'"{resource}"'.encode() in body for resource in redactor.resources()):
+        return body
+    changed = False
+    for event in events:
+        ref = event.get("objectRef") or {}
+        resource = ref.get("resource", "")
+        group = canonical_group(ref.get("apiGroup", ""), resource)
+        if not redactor.fields_of(group, resource):
+            continue
+        for side in ("requestObject", "responseObject"):
+            target = event.get(side)
+            if isinstance(target, dict):
+                redactor.scrub_in_place(group, resource, target)
+                changed = True
+    if not changed:
+        return body
+    document = orjson.loads(body)
+    if isinstance(document, dict) and document.get("kind") == "EventList":
+        document["items"] = events
+        return orjson.dumps(document)
+    return orjson.dumps(events[0])
+
+
 # ---------------------------------------------------------------------------------------------
 # Conversion
 
@@ -206,9 +233,15 @@ class AuditStats:
 class AuditConverter:
     """Turns raw audit events into model Events for one or more clusters."""
 
-    def __init__(self, resolver: KindResolver, audit_filter: AuditFilter | None = None) -> None:
+    def __init__(
+        self,
+        resolver: KindResolver,
+        audit_filter: AuditFilter | None = None,
+        redactor: Redactor | None = None,
+    ) -> None:
         self._resolver = resolver
         self._filter = audit_filter or AuditFilter()
+        self._redactor = redactor or Redactor()
         self.stats = AuditStats()
 
     def convert_all(self, raws: Iterable[RawAuditEvent], cluster: str) -> Iterator[Event]:
@@ -331,6 +364,7 @@ class AuditConverter:
             logs=logs,
             error=failed,
             owner=self._owner(obj, meta, verb),
+            body=None if response is None or failed else self._redactor.clean(group, resource, response),
         )
 
     def _owner(self, obj: ObjectRef, meta: Mapping[str, Any], verb: str) -> OwnerLink | None:

@@ -3,6 +3,7 @@ way of serving one."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import time
@@ -88,3 +89,32 @@ def test_serve_with_a_sample_shows_it(tmp_path: Path) -> None:
         _out, err = server.communicate(timeout=30)
     assert f"listening on http://127.0.0.1:{port}" in err
     assert "replayed " in err
+
+
+def test_deployment_sample_shows_diffs_and_a_delete_snapshot(tmp_path: Path) -> None:
+    store = tmp_path / "k.db"
+    argv = ["replay", "--quiet", "--cluster", "tracetest", "--store", str(store), str(DEPLOYMENT)]
+    assert cli.main(argv) == 0
+    reader = StoreReader(store)
+    before = reader.digest_rows()
+    trace = assemble(
+        reader, ObjectQuery(cluster="tracetest", resource="deployments", namespace="default", name="demo")
+    )
+    reader.close()
+    logs = [(log.kind, log.message, node.span) for node in trace.walk() for log in node.span.logs]
+    diffs = [message for kind, message, _span in logs if kind == "diff"]
+    assert any("status.observedGeneration 1 -> 2" in diff.split("\n") for diff in diffs)
+    assert any("spec.replicas 2 -> 4" in diff.split("\n") for diff in diffs)
+    snapshots = [
+        json.loads(message)
+        for kind, message, span in logs
+        if kind == "snapshot" and span.key.resource == "deployments"
+    ]
+    assert [s["metadata"]["name"] for s in snapshots] == ["demo"]
+    everything = json.dumps([message for _kind, message, _span in logs])
+    assert "managedFields" not in everything
+    # Diffs are derived from the input alone, so a second replay changes nothing.
+    assert cli.main(argv) == 0
+    reader = StoreReader(store)
+    assert reader.digest_rows() == before
+    reader.close()

@@ -1,0 +1,1 @@
+"""Object bodies → field-level diffs and snapshots, redacted before anything else sees them."""

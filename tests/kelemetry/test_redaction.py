@@ -1,0 +1,179 @@
+"""A canary Secret value goes in through the webhook and through replay, and comes out nowhere:
+not in the store or inbox files, not in any dump format, not in OTLP export bytes, not in our logs.
+The diff still says which Secret key changed."""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import ClassVar
+from warnings import catch_warnings, filterwarnings
+
+import pytest
+
+from kelemetry import cli
+from kelemetry.app import Collector, create_app
+from kelemetry.export.otlp import OtlpFollower
+from kelemetry.settings import ServeSettings, StoreSettings
+from tests.factories import audit_event, event_list
+
+with catch_warnings():
+    # starlette warns at import that it prefers another HTTP client; not our concern here.
+    filterwarnings("ignore", message="Using `httpx` with `starlette.testclient`")
+    from fastapi.testclient import TestClient
+
+CANARY = "canary-7f3a9c-do-not-leak"
+CANARY2 = "canary-second-e41d"
+NEEDLES = [CANARY, CANARY2, *(base64.b64encode(c.encode()).decode() for c in (CANARY, CANARY2))]
+
+
+def secret_events() -> list[dict[str, object]]:
+    def secret(data: dict[str, str], rv: str, string_data: dict[str, str] | None = None) -> dict[str, object]:
+        body: dict[str, object] = {
+            "kind": "Secret",
+            "apiVersion": "v1",
+            "metadata": {"name": "db", "namespace": "prod", "uid": "uid-db", "resourceVersion": rv},
+            "data": {k: base64.b64encode(v.encode()).decode() for k, v in data.items()},
+            "type": "Opaque",
+        }
+        if string_data:
+            body["stringData"] = string_data
+        return body
+
+    created = secret({"password": CANARY, "user": "admin"}, "10")
+    request = secret({"user": "admin"}, "", string_data={"password": CANARY})
+    updated = secret({"password": CANARY2, "user": "admin"}, "11")
+    return [
+        audit_event(
+            verb="create",
+            resource="secrets",
+            namespace="prod",
+            name="db",
+            uid="uid-db",
+            kind="Secret",
+            request_object=request,
+            response_object=created,
+            received="2024-05-01T10:00:00Z",
+            completed="2024-05-01T10:00:00.01Z",
+        ),
+        audit_event(
+            verb="update",
+            resource="secrets",
+            namespace="prod",
+            name="db",
+            uid="uid-db",
+            code=200,
+            kind="Secret",
+            request_object=updated,
+            response_object=updated,
+            received="2024-05-01T10:01:00Z",
+            completed="2024-05-01T10:01:00.01Z",
+        ),
+        audit_event(
+            verb="delete",
+            resource="secrets",
+            namespace="prod",
+            name="db",
+            uid="uid-db",
+            code=200,
+            kind="Secret",
+            request_object={"kind": "DeleteOptions", "apiVersion": "v1"},
+            response_object=updated,
+            received="2024-05-01T10:02:00Z",
+            completed="2024-05-01T10:02:00.01Z",
+        ),
+    ]
+
+
+def assert_clean(blob: bytes | str, where: str) -> None:
+    text = blob.decode(errors="replace") if isinstance(blob, bytes) else blob
+    for needle in NEEDLES:
+        assert needle not in text, f"{needle!r} leaked into {where}"
+
+
+class _Receiver(BaseHTTPRequestHandler):
+    received: ClassVar[list[bytes]] = []
+
+    def do_POST(self) -> None:
+        self.received.append(self.rfile.read(int(self.headers["Content-Length"])))
+        self.send_response(200)
+        self.send_header("Content-Type", "application/x-protobuf")
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def otlp_receiver() -> Iterator[str]:
+    _Receiver.received.clear()
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Receiver)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def _dumps(store: Path, capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    args = ["dump", "--store", str(store), "--cluster", "c", "--resource", "secrets", "--name", "db"]
+    assert cli.main([*args, "--format", "tree"]) == 0
+    tree = capsys.readouterr().out
+    assert "data.password <redacted> -> <redacted>" in tree
+    assert "snapshot:" in tree and '"password":"<redacted>"' in tree.replace(" ", "")
+    assert_clean(tree, "the tree dump")
+    for fmt in ("json", "jsonl"):
+        assert cli.main([*args, "--format", fmt]) == 0
+        assert_clean(capsys.readouterr().out, f"the {fmt} dump")
+    target = tmp_path / "d.parquet"
+    assert cli.main([*args, "--format", "parquet", "--output", str(target)]) == 0
+    assert_clean(target.read_bytes(), "the parquet dump")
+
+
+def test_canary_through_the_webhook(
+    tmp_path: Path, otlp_receiver: str, caplog: pytest.LogCaptureFixture, capsys: pytest.CaptureFixture[str]
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    store = tmp_path / "k.db"
+    collector = Collector(ServeSettings(store=StoreSettings(path=str(store))))
+    collector.ingestor.stop()
+    with TestClient(create_app(collector)) as client:
+        collector.ingestor.stop()  # keep the batch in the inbox to look at what was persisted
+        response = client.post("/audit/c", content=json.dumps(event_list(secret_events())))
+        assert response.status_code == 200
+        for path in tmp_path.glob("k.db.inbox*"):
+            assert_clean(path.read_bytes(), path.name)
+        collector.ingestor.start()
+        assert collector.ingestor.wait_idle(10)
+    for path in tmp_path.glob("k.db*"):
+        assert_clean(path.read_bytes(), path.name)
+    follower = OtlpFollower(store, otlp_receiver)
+    assert follower.drain(10)
+    assert _Receiver.received
+    for payload in _Receiver.received:
+        assert_clean(payload, "an OTLP export request")
+    _dumps(store, capsys, tmp_path)
+    assert_clean(caplog.text, "our log lines")
+
+
+def test_canary_through_replay(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, capsys: pytest.CaptureFixture[str]
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    log = tmp_path / "audit.log"
+    log.write_text("".join(json.dumps(e) + "\n" for e in secret_events()))
+    store = tmp_path / "k.db"
+    assert cli.main(["replay", "--cluster", "c", "--store", str(store), str(log)]) == 0
+    assert_clean(capsys.readouterr().err, "replay output")
+    for path in tmp_path.glob("k.db*"):
+        assert_clean(path.read_bytes(), path.name)
+    _dumps(store, capsys, tmp_path)
+    assert_clean(caplog.text, "our log lines")
