@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 run: install
-	$(BIN)/kelemetry serve --listen $(LISTEN) --store $(STORE) --cluster tracetest --replay samples/deployment/audit.log
+	$(BIN)/kelemetry serve --listen $(LISTEN) --store $(STORE) --cluster tracetest --replay samples/deployment/audit.log --replay samples/deployment/events.jsonl
 
 lint: install
 	$(BIN)/ruff check kelemetry aggregators frontend jaeger tests

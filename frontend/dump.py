@@ -41,6 +41,19 @@ def render_tree(trace: AssembledTrace) -> str:
                 details.append(f"uid {span.uid}")
             marker = "  <- looked up" if span.object_id == trace.target.object_id else ""
             return f"{span.key.display}  [{', '.join(details)}]{marker}"
+        if span.source is TraceSource.EVENT:
+            count = span.tags.get(tags.EVENT_COUNT, 1)
+            times = f" x{count}" if isinstance(count, int) and count > 1 else ""
+            origin = span.tags.get(tags.EVENT_SOURCE)
+            text = (
+                f"{format_time(span.start_us)}  Event {span.name} ({span.tags.get(tags.EVENT_TYPE, 'Normal')}"
+                f"{times}){' from ' + str(origin) if origin else ''}"
+            )
+            if span.error:
+                text += "  WARNING"
+            for log in span.logs:
+                text += f"\n{log.kind}: {log.message}"
+            return text
         user = span.tags.get(tags.AUDIT_USER, "")
         verb = span.tags.get(tags.AUDIT_VERB, span.name)
         sub = span.tags.get(tags.AUDIT_SUBRESOURCE)

@@ -7,11 +7,13 @@ module-level app or settings: tests build as many as they like.
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 import threading
 import time
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -25,6 +27,7 @@ from kelemetry.diff.redact import DEFAULT_RULES, RedactionRule, Redactor
 from kelemetry.export.otlp import OtlpFollower
 from kelemetry.ingest import Ingestor
 from kelemetry.kube.kinds import KindResolver
+from kelemetry.kube.watch import EventWatcher
 from kelemetry.pipeline import Pipeline
 from kelemetry.receivers import webhook
 from kelemetry.receivers.audit import AuditConverter, AuditFilter
@@ -74,11 +77,44 @@ class Collector:
                 batch_size=settings.otlp.batch_size,
                 poll_interval_seconds=settings.otlp.poll_interval_seconds,
             )
+        self.watcher: EventWatcher | None = None
+        self._resume_path = store_path.with_name(store_path.name + ".events-rv")
+        if settings.kubeconfig:
+            self.watcher = EventWatcher(
+                settings.kubeconfig, self._on_kube_events, resume_from=self._resume_point()
+            )
         self._stop = threading.Event()
         self._retention: threading.Thread | None = None
 
+    def _resume_point(self) -> str | None:
+        try:
+            saved = json.loads(self._resume_path.read_text())
+        except (OSError, ValueError):
+            return None
+        if saved.get("cluster") != self.settings.webhook.default_cluster:
+            return None
+        return str(saved.get("resourceVersion") or "") or None
+
+    def _save_resume_point(self, resource_version: str) -> None:
+        tmp = self._resume_path.with_suffix(".tmp")
+        tmp.write_text(
+            json.dumps(
+                {"cluster": self.settings.webhook.default_cluster, "resourceVersion": resource_version}
+            )
+        )
+        os.replace(tmp, self._resume_path)
+
+    def _on_kube_events(self, events: list[Mapping[str, Any]], resource_version: str) -> None:
+        def done() -> None:
+            if resource_version:
+                self._save_resume_point(resource_version)
+
+        self.ingestor.submit_kube_events(self.settings.webhook.default_cluster, events, done)
+
     def start(self) -> None:
         self.ingestor.start()
+        if self.watcher is not None:
+            self.watcher.start()
         if self.follower is not None:
             self.follower.start()
         self._retention = threading.Thread(target=self._retain, name="kelemetry-retention", daemon=True)
@@ -86,6 +122,8 @@ class Collector:
 
     def stop(self) -> None:
         self._stop.set()
+        if self.watcher is not None:
+            self.watcher.stop()
         self.ingestor.stop()
         if self.follower is not None:
             self.follower.stop()
@@ -122,6 +160,11 @@ class Collector:
             values[f'kelemetry_audit_events_total{{outcome="{name}"}}'] = value
         values["kelemetry_ingest_backlog_bytes"] = self.ingestor.backlog_bytes
         values["kelemetry_owner_graph_objects"] = len(self.pipeline.graph)
+        if self.watcher is not None:
+            values["kelemetry_events_watch_relists_total"] = self.watcher.relists
+            values["kelemetry_events_watch_reconnects_total"] = self.watcher.reconnects
+        for name, value in self.pipeline.events.counts.items():
+            values[f'kelemetry_kube_events_total{{outcome="{name}"}}'] = value
         if self.follower is not None:
             values["kelemetry_otlp_exported_spans_total"] = self.follower.exported
             values["kelemetry_otlp_export_failures_total"] = self.follower.failures

@@ -12,6 +12,7 @@ import logging
 import os
 import re
 import sys
+import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -27,7 +28,7 @@ from kelemetry.export.otlp import OtlpFollower, create_exporter
 from kelemetry.kube.kinds import KindResolver
 from kelemetry.pipeline import Pipeline
 from kelemetry.receivers.audit import AuditConverter, AuditFilter, parse_time_us
-from kelemetry.receivers.auditfiles import FileStats, read_audit_file
+from kelemetry.receivers.auditfiles import FileStats, read_audit_file, read_kube_events_file, sniff
 from kelemetry.settings import (
     DEFAULT_EXCLUDED_RESOURCES,
     DEFAULT_EXCLUDED_USER_AGENTS,
@@ -136,8 +137,9 @@ def build_parser() -> argparse.ArgumentParser:
         )
         sub.add_argument(
             "--kubeconfig",
-            help="connect to this cluster for API discovery, so owner kinds of custom resources resolve "
-            "(default: built-in table of standard kinds, then pluralised kind)",
+            help="connect to this cluster: API discovery resolves owner kinds of custom resources, and "
+            "`serve` also watches its Kubernetes Events into the traces (default: no cluster; owner kinds "
+            "from the built-in table of standard kinds, then the pluralised kind)",
         )
 
     serve = commands.add_parser(
@@ -255,13 +257,39 @@ def _trace_settings(args: argparse.Namespace) -> TraceSettings:
     )
 
 
-def _resolver(kubeconfig: str | None) -> KindResolver:
+def _resolver(kubeconfig: str | None, *, required: bool = True) -> KindResolver:
     if not kubeconfig:
         return KindResolver()
     # Imported here so commands that need no cluster never pay for loading the kubernetes client.
     from kelemetry.kube import discovery
 
-    return KindResolver(discovery.discover(kubeconfig))
+    try:
+        return KindResolver(discovery.discover(kubeconfig))
+    except errors.KelemetryError as exc:
+        if required:
+            raise
+        # The webhook must be up before the apiserver it serves: start anyway, discover later.
+        logger.warning("%s; using built-in kinds until the cluster answers", exc)
+        resolver = KindResolver()
+        _discover_later(kubeconfig, resolver)
+        return resolver
+
+
+def _discover_later(kubeconfig: str, resolver: KindResolver) -> None:
+    from kelemetry.kube import discovery
+
+    def retry() -> None:
+        delay = 2.0
+        while True:
+            time.sleep(delay)
+            try:
+                resolver.update(discovery.discover(kubeconfig))
+                logger.info("API discovery of %s succeeded", kubeconfig)
+                return
+            except errors.KelemetryError:
+                delay = min(delay * 2, 60.0)
+
+    threading.Thread(target=retry, name="kelemetry-discovery", daemon=True).start()
 
 
 def tune_gc() -> None:
@@ -299,7 +327,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     )
     if settings.otlp.endpoint:
         create_exporter(settings.otlp.endpoint).shutdown()  # fail fast on a malformed endpoint
-    resolver = _resolver(args.kubeconfig)
+    resolver = _resolver(args.kubeconfig, required=False)
     if args.replay:
         for path in args.replay:
             if not os.path.isfile(path):
@@ -379,19 +407,30 @@ def _replay_files(
     progress = _Progress(sys.stderr, not quiet)
     totals = FileStats()
     spans = 0
+    kube_events = 0
     started = time.monotonic()
     try:
         for path in files:
             stats = FileStats()
             progress.file = path
             seen = stats.events
-            for batch in read_audit_file(path, stats, progress.update, drops=converter.stats.counts):
-                result = pipeline.process_audit(batch, cluster)
-                spans += result.spans
-                progress.events += stats.events - seen
-                seen = stats.events
+            if sniff(path) == "events":
+                for events in read_kube_events_file(path, stats, progress.update):
+                    result = pipeline.process_kube_events(events, cluster)
+                    spans += result.spans
+                    kube_events += result.kept
+                    progress.events += stats.events - seen
+                    seen = stats.events
+            else:
+                for batch in read_audit_file(path, stats, progress.update, drops=converter.stats.counts):
+                    result = pipeline.process_audit(batch, cluster)
+                    spans += result.spans
+                    progress.events += stats.events - seen
+                    seen = stats.events
             if stats.events == 0 and stats.bad_lines:
-                raise CliError(f"{path} holds no audit events ({stats.bad_lines} unreadable lines)")
+                raise CliError(
+                    f"{path} holds no audit events or Kubernetes Events ({stats.bad_lines} unreadable lines)"
+                )
             totals.lines += stats.lines
             totals.events += stats.events
             totals.bad_lines += stats.bad_lines
@@ -402,8 +441,8 @@ def _replay_files(
     counts = converter.stats.counts
     dropped = ", ".join(f"{k.removeprefix('dropped_')} {v}" for k, v in sorted(counts.items()) if k != "kept")
     print(
-        f"replayed {totals.events} audit events from {len(files)} file(s) in {took:.1f}s: "
-        f"{counts['kept']} traced, {spans} spans written"
+        f"replayed {totals.events} events from {len(files)} file(s) in {took:.1f}s: "
+        f"{counts['kept']} audit events and {kube_events} Kubernetes Events traced, {spans} spans written"
         + (f"; skipped: {dropped}" if dropped else "")
         + (f"; {totals.bad_lines} unreadable lines" if totals.bad_lines else ""),
         file=sys.stderr,

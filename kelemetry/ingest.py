@@ -13,7 +13,9 @@ import queue
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from kelemetry import errors
 from kelemetry.diff.redact import Redactor
@@ -31,6 +33,10 @@ class _Batch:
     batch_id: int
     cluster: str
     body: bytes
+    # Kubernetes Events from the watcher travel the same queue, so the store keeps one writer;
+    # they are not in the inbox: their durability is the watcher's resume point, saved by on_done.
+    kube_events: list[Mapping[str, Any]] | None = None
+    on_done: Callable[[], None] | None = None
 
     @property
     def size(self) -> int:
@@ -53,6 +59,7 @@ class Ingestor:
         self._backlog_bytes = 0
         # Batches queued and not yet finished; guarded by _changed, which also wakes wait_idle.
         self._queued_ids: set[int] = set()
+        self._next_internal_id = -1
         self._changed = threading.Condition()
         self._thread: threading.Thread | None = None
         self.last_processed_us = 0
@@ -98,6 +105,15 @@ class Ingestor:
         self._queue.put(batch)
         return True
 
+    def submit_kube_events(
+        self, cluster: str, events: list[Mapping[str, Any]], on_done: Callable[[], None] | None = None
+    ) -> None:
+        """Queue Kubernetes Events for the worker; ``on_done`` runs after they are stored."""
+        with self._changed:
+            self._next_internal_id -= 1
+            batch_id = self._next_internal_id
+        self._enqueue(_Batch(batch_id, cluster, b"", events, on_done), counted=False)
+
     def start(self) -> None:
         """Queue what the inbox kept from a previous run (unless already queued), then start the worker."""
         recovered = 0
@@ -131,6 +147,13 @@ class Ingestor:
             if batch is _STOP:
                 return
             try:
+                if batch.kube_events is not None:
+                    result = self.pipeline.process_kube_events(batch.kube_events, batch.cluster)
+                    self.counters["kube_events_kept"] += result.kept
+                    self.counters["spans_written"] += result.spans
+                    if batch.on_done is not None:
+                        batch.on_done()
+                    continue
                 try:
                     events = decode_webhook_body(batch.body)
                 except errors.InputError:

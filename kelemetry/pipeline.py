@@ -10,8 +10,9 @@ changed), the spans of its subtree are moved to the new root's trace in the stor
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
+from typing import Any
 
 from aggregators import Aggregator, ids
 from kelemetry.diff import compute
@@ -22,6 +23,7 @@ from kelemetry.model.events import Event, Log
 from kelemetry.model.objects import ObjectKey, ObjectRef
 from kelemetry.model.spans import SpanRecord
 from kelemetry.receivers.audit import AuditConverter, RawAuditEvent
+from kelemetry.receivers.events import EventConverter
 from kelemetry.store.sqlite import ObjectRow, SpanStore
 
 logger = logging.getLogger(__name__)
@@ -48,6 +50,7 @@ class Pipeline:
         self.converter = converter
         self.graph = graph if graph is not None else load_graph(store)
         self.history = BodyHistory()
+        self.events = EventConverter(converter.resolver)
         self.failed_events = 0
 
     def process_audit(self, raws: Iterable[RawAuditEvent], cluster: str) -> BatchResult:
@@ -73,6 +76,28 @@ class Pipeline:
                 result.failed += 1
                 self.failed_events += 1
                 logger.exception("audit event %s could not be processed", raw.get("auditID", "?"))
+        self._flush(spans, objects, result)
+        return result
+
+    def process_kube_events(self, objects_: Iterable[Mapping[str, Any]], cluster: str) -> BatchResult:
+        """Kubernetes Event objects → event spans under their involved objects."""
+        result = BatchResult()
+        spans: list[SpanRecord] = []
+        objects: dict[int, ObjectRow] = {}
+        for obj in objects_:
+            result.events += 1
+            try:
+                event = self.events.convert(obj, cluster)
+                if event is None:
+                    continue
+                result.kept += 1
+                self.graph.add(event.object)
+                spans.extend(self.aggregator.aggregate(event, self.graph))
+                _note_object(objects, event.object, None, event.start_us, event.end_us)
+            except Exception:
+                result.failed += 1
+                self.failed_events += 1
+                logger.exception("Kubernetes Event could not be processed")
         self._flush(spans, objects, result)
         return result
 

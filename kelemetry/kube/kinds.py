@@ -153,6 +153,12 @@ class KindResolver:
             (group, info.resource): kind for (group, kind), info in {**BUILTIN, **self._discovered}.items()
         }
 
+    def update(self, discovered: Mapping[tuple[str, str], ResourceInfo]) -> None:
+        """Take in what discovery found later (the cluster was not reachable at start)."""
+        self._discovered.update(discovered)
+        for (group, kind), info in discovered.items():
+            self._kinds_of[(group, info.resource)] = kind
+
     def resolve(self, group: str, kind: str) -> ResourceInfo:
         found = self._discovered.get((group, kind)) or BUILTIN.get((group, kind))
         if found is not None:

@@ -28,3 +28,8 @@ ERROR = "error"
 HIDDEN_PREFIX = "zzz-"
 
 OBJECT_KEY_TAGS = (CLUSTER, GROUP, VERSION, RESOURCE, NAMESPACE, NAME, UID, KIND)
+
+EVENT_REASON = "event.reason"
+EVENT_TYPE = "event.type"
+EVENT_COUNT = "event.count"
+EVENT_SOURCE = "event.source"

@@ -239,7 +239,7 @@ class AuditConverter:
         audit_filter: AuditFilter | None = None,
         redactor: Redactor | None = None,
     ) -> None:
-        self._resolver = resolver
+        self.resolver = resolver
         self._filter = audit_filter or AuditFilter()
         self._redactor = redactor or Redactor()
         self.stats = AuditStats()
@@ -312,7 +312,7 @@ class AuditConverter:
             uid = (status_body.get("details") or {}).get("uid") or ""
         api_version = (body or {}).get("apiVersion") or ""
         version = split_api_version(api_version)[1] if api_version else ref.get("apiVersion", "")
-        kind = (body or {}).get("kind") or self._resolver.kind_of(group, resource)
+        kind = (body or {}).get("kind") or self.resolver.kind_of(group, resource)
         obj = ObjectRef(key, uid, kind, version)
 
         user = raw.get("user") or {}
@@ -377,7 +377,7 @@ class AuditConverter:
         if chosen is None or not chosen.get("kind") or not chosen.get("name"):
             return None
         group, version = split_api_version(str(chosen.get("apiVersion", "")))
-        info = self._resolver.resolve(group, str(chosen["kind"]))
+        info = self.resolver.resolve(group, str(chosen["kind"]))
         group = canonical_group(group, info.resource)
         key = obj.key
         owner_key = ObjectKey.make(

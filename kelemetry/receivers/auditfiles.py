@@ -1,4 +1,5 @@
-"""Audit log files written by kube-apiserver's log backend: one JSON Event per line.
+"""Recorded input files: kube-apiserver audit logs (its log backend: one audit Event per line) and
+Kubernetes Events files (``events.jsonl``: one Event object or watch event per line).
 
 Files are streamed line by line, plain or gzip (recognised by content, not name), so a file of any
 size replays in constant memory. A line that is not a valid audit Event is counted and reported
@@ -11,14 +12,15 @@ import gzip
 import logging
 import os
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import IO, cast
+from typing import IO, Any, cast
 
 import orjson
 
 from kelemetry import errors
 from kelemetry.receivers.audit import RawAuditEvent, cheap_drop, events_of_document
+from kelemetry.receivers.events import is_kube_event, unwrap
 
 logger = logging.getLogger(__name__)
 
@@ -98,6 +100,64 @@ def read_audit_file(
             yield batch
         if progress is not None:
             progress(total, total)
+    finally:
+        source.close()
+        raw.close()
+
+
+def sniff(path: str) -> str:
+    """``"events"`` if the file's first record is a Kubernetes Event, else ``"audit"``."""
+    source, raw = open_audit_file(path)
+    try:
+        for line in source:
+            if line.strip():
+                try:
+                    return "events" if is_kube_event(orjson.loads(line)) else "audit"
+                except orjson.JSONDecodeError:
+                    return "audit"
+        return "audit"
+    except (OSError, EOFError, gzip.BadGzipFile) as exc:
+        raise errors.InputError(f"cannot read {path}: {exc}") from exc
+    finally:
+        source.close()
+        raw.close()
+
+
+def read_kube_events_file(
+    path: str, stats: FileStats | None = None, progress: ProgressFn | None = None, batch_lines: int = 2000
+) -> Iterator[list[Mapping[str, Any]]]:
+    """Yield batches of Kubernetes Event objects (deleted ones skipped) from a JSON-lines file."""
+    stats = stats if stats is not None else FileStats()
+    source, raw = open_audit_file(path)
+    try:
+        total = os.fstat(raw.fileno()).st_size
+        batch: list[Mapping[str, Any]] = []
+        for line in source:
+            stats.lines += 1
+            if not line.strip():
+                continue
+            try:
+                found = unwrap(orjson.loads(line))
+            except orjson.JSONDecodeError:
+                found = None
+            if found is None or not is_kube_event(found[1]):
+                stats.bad_lines += 1
+                logger.warning("%s:%d: not a Kubernetes Event, skipped", path, stats.lines)
+                continue
+            stats.events += 1
+            if found[0] in ("ADDED", "MODIFIED"):
+                batch.append(found[1])
+            if len(batch) >= batch_lines:
+                yield batch
+                batch = []
+                if progress is not None:
+                    progress(raw.tell(), total)
+        if batch:
+            yield batch
+        if progress is not None:
+            progress(total, total)
+    except (OSError, EOFError, gzip.BadGzipFile) as exc:
+        raise errors.InputError(f"cannot read {path} past line {stats.lines}: {exc}") from exc
     finally:
         source.close()
         raw.close()

@@ -34,6 +34,7 @@ from tests.e2e.servers import (
     wait_until,
 )
 
+COLLECTOR_TOKEN = "collector-token"
 RUN_DIR = Path(os.environ.get("KELEMETRY_E2E_DIR", REPO / "test-artifacts" / "e2e"))
 SERVERS: dict[str, Server] = {}
 
@@ -112,7 +113,7 @@ class Jaeger:
 class Collector:
     """The real `kelemetry serve` process under test."""
 
-    def __init__(self, binaries: Binaries, run: Path, otlp_endpoint: str) -> None:
+    def __init__(self, binaries: Binaries, run: Path, otlp_endpoint: str, kubeconfig: Path) -> None:
         self.port = free_port()
         self.store = run / "kelemetry.db"
         for stale in run.glob("kelemetry.db*"):
@@ -124,6 +125,8 @@ class Collector:
             f"127.0.0.1:{self.port}",
             "--store",
             self.store,
+            "--kubeconfig",
+            kubeconfig,
             "--otlp-endpoint",
             otlp_endpoint,
             "--cluster",
@@ -149,13 +152,13 @@ class Collector:
 
 
 class ControlPlane:
-    def __init__(self, binaries: Binaries, run: Path, collector: Collector) -> None:
+    def __init__(self, binaries: Binaries, run: Path, collector: Collector, port: int) -> None:
         self.binaries = binaries
         self.run = run
         self.audit_log = run / "audit.log"
         if self.audit_log.exists():
             self.audit_log.unlink()
-        self.port = free_port()
+        self.port = port
         self.server_url = f"https://127.0.0.1:{self.port}"
         etcd_client, etcd_peer = free_port(), free_port()
         shutil.rmtree(run / "etcd", ignore_errors=True)
@@ -170,6 +173,7 @@ class ControlPlane:
             "kcm-token,system:kube-controller-manager,uid-kcm\n"
             "sched-token,system:kube-scheduler,uid-sched\n"
             'kwok-token,kwok,uid-kwok,"system:masters"\n'
+            f'{COLLECTOR_TOKEN},kelemetry,uid-kelemetry,"system:masters"\n'
         )
         # The same example files the README points users to, with this run's collector address.
         policy = REPO / "samples" / "apiserver" / "audit-policy.yaml"
@@ -354,16 +358,28 @@ def jaeger(binaries: Binaries, run_dir: Path) -> Iterator[Jaeger]:
 
 
 @pytest.fixture(scope="session")
-def collector(binaries: Binaries, run_dir: Path, jaeger: Jaeger) -> Iterator[Collector]:
-    server = Collector(binaries, run_dir, f"grpc://127.0.0.1:{jaeger.otlp_grpc}")
+def apiserver_port(run_dir: Path) -> int:
+    """Chosen before anything starts: the collector's kubeconfig must name it before the apiserver runs."""
+    port = free_port()
+    kubeconfig(run_dir / "collector.kubeconfig", f"https://127.0.0.1:{port}", COLLECTOR_TOKEN)
+    return port
+
+
+@pytest.fixture(scope="session")
+def collector(binaries: Binaries, run_dir: Path, jaeger: Jaeger, apiserver_port: int) -> Iterator[Collector]:
+    server = Collector(
+        binaries, run_dir, f"grpc://127.0.0.1:{jaeger.otlp_grpc}", run_dir / "collector.kubeconfig"
+    )
     server.start()
     yield server
     server.server.stop()
 
 
 @pytest.fixture(scope="session")
-def cluster(binaries: Binaries, run_dir: Path, collector: Collector) -> Iterator[ControlPlane]:
-    plane = ControlPlane(binaries, run_dir, collector)
+def cluster(
+    binaries: Binaries, run_dir: Path, collector: Collector, apiserver_port: int
+) -> Iterator[ControlPlane]:
+    plane = ControlPlane(binaries, run_dir, collector, apiserver_port)
     started = time.monotonic()
     try:
         plane.start()

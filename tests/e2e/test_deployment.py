@@ -160,9 +160,41 @@ def test_deployment_lifecycle(cluster: ControlPlane, collector: Collector) -> No
         }
         assert (REPLICASET_CONTROLLER, "create", None) in pod_calls
         assert (SCHEDULER, "create", "binding") in pod_calls
+
+    def has_events(trace: AssembledTrace) -> bool:
+        root = trace.root
+        reasons = {c.span.name for c in root.children if c.span.source is TraceSource.EVENT}
+        rs_reasons = {
+            c.span.name
+            for rs in root.children
+            if rs.span.key.resource == "replicasets"
+            for c in rs.children
+            if c.span.source is TraceSource.EVENT
+        }
+        pod_reasons = {
+            c.span.name
+            for n in trace.walk()
+            if n.span.key.resource == "pods"
+            for c in n.children
+            if c.span.source is TraceSource.EVENT
+        }
+        return (
+            "ScalingReplicaSet" in reasons
+            and {"SuccessfulCreate", "SuccessfulDelete"} <= rs_reasons
+            and "Scheduled" in pod_reasons
+        )
+
+    trace = wait_for_trace(collector, "deployments", "default", "demo", has_events)
+    scaling = [c.span for c in trace.root.children if c.span.name == "ScalingReplicaSet"]
+    assert all(s.tags["event.source"] == "deployment-controller" for s in scaling)
+    assert any("Scaled up replica set demo-" in log.message for s in scaling for log in s.logs)
     if os.environ.get("KELEMETRY_RECORD"):
         time.sleep(2)  # the log backend writes the last requests a moment after they complete
         record_sample(cluster.audit_log, "default", started_us)
+        events = json.loads(cluster.kubectl("get", "events", "-n", "default", "-o", "json"))["items"]
+        (REPO / "samples" / "deployment" / "events.jsonl").write_text(
+            "".join(json.dumps(e, sort_keys=True) + "\n" for e in events)
+        )
 
 
 def test_pod_lookup_leads_to_the_deployment_hierarchy(cluster: ControlPlane, collector: Collector) -> None:

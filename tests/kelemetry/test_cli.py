@@ -63,7 +63,7 @@ def test_replay_summary_counts_what_was_skipped(realdata: Path, tmp_path: Path, 
     )
     assert code == 0
     summary = err.strip().splitlines()[-1]
-    assert summary.startswith("replayed 840 audit events from 2 file(s)")
+    assert summary.startswith("replayed 840 events from 2 file(s)")
     assert "traced" in summary and "read 216" in summary and "stage 322" in summary
 
 
@@ -271,7 +271,7 @@ def test_replay_of_a_file_that_is_not_an_audit_log(tmp_path: Path, capsys) -> No
     assert code == 2
     assert (
         err.strip().splitlines()[-1]
-        == f"kelemetry: error: {bogus} holds no audit events (4 unreadable lines)"
+        == f"kelemetry: error: {bogus} holds no audit events or Kubernetes Events (4 unreadable lines)"
     )
 
 

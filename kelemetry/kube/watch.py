@@ -1,0 +1,164 @@
+"""Watching Kubernetes Events of a live cluster (core/v1; the same objects events.k8s.io serves).
+
+List, then watch from the list's resourceVersion. A ``410 Gone`` (the version is too old) means
+list again; a dropped connection or an apiserver restart means reconnect with backoff from the
+last version seen. Items go to ``sink`` in small batches together with the resourceVersion they
+reach; the sink persists that resume point only after the batch is stored, so a restart resumes
+without gaps, and span ids derived from Event uids make anything seen twice a no-op.
+
+Raw JSON is read straight from the watch stream (no client models), which keeps this independent
+of how each client release models Events. One of the two modules that import `kubernetes`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from kubernetes import client, config
+
+from kelemetry.errors import KelemetryError
+
+logger = logging.getLogger(__name__)
+
+EventSink = Callable[[list[Mapping[str, Any]], str], None]
+"""Called with (Event objects, resourceVersion reached after them)."""
+
+WATCH_TIMEOUT_SECONDS = 30
+MAX_BACKOFF_SECONDS = 10.0
+BATCH_MAX = 200
+BATCH_WAIT_SECONDS = 0.5
+
+
+class Gone(Exception):
+    """The resourceVersion is too old to watch from: list again."""
+
+
+class EventWatcher:
+    def __init__(self, kubeconfig: str, sink: EventSink, *, resume_from: str | None = None) -> None:
+        try:
+            self._api_client = config.new_client_from_config(config_file=kubeconfig)  # type: ignore[no-untyped-call]
+        except Exception as exc:
+            raise KelemetryError(f"cannot load kubeconfig {kubeconfig}: {exc}") from exc
+        self._api = client.CoreV1Api(self._api_client)
+        self._sink = sink
+        self.resource_version = resume_from
+        self.relists = 0
+        self.reconnects = 0
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._response: Any = None
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="kelemetry-events", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._stop.set()
+        response = self._response
+        if response is not None:
+            try:
+                response.close()
+            except Exception:
+                logger.debug("closing the watch stream failed", exc_info=True)
+        if self._thread is not None:
+            self._thread.join(timeout)
+        self._api_client.close()
+
+    def _run(self) -> None:
+        backoff = 0.5
+        while not self._stop.is_set():
+            try:
+                if self.resource_version is None:
+                    self._list()
+                self._watch()
+                backoff = 0.5
+            except Gone:
+                logger.info("Events watch: resourceVersion %s is gone; listing again", self.resource_version)
+                self.resource_version = None
+                self.relists += 1
+            except Exception as exc:
+                if self._stop.is_set():
+                    return
+                self.reconnects += 1
+                status = getattr(exc, "status", None)
+                if status == 410:
+                    self.resource_version = None
+                    self.relists += 1
+                    continue
+                logger.warning(
+                    "Events watch interrupted (%s); reconnecting in %.1fs", _describe(exc), backoff
+                )
+                self._stop.wait(backoff)
+                backoff = min(backoff * 2, MAX_BACKOFF_SECONDS)
+
+    def _list(self) -> None:
+        token: str | None = None
+        while True:
+            kwargs: dict[str, Any] = {"limit": 500, "_preload_content": False}
+            if token:
+                kwargs["_continue"] = token
+            response: Any = self._api.list_event_for_all_namespaces(**kwargs)
+            document = json.loads(response.data)
+            meta = document.get("metadata") or {}
+            items = document.get("items") or []
+            token = meta.get("continue")
+            if not token:
+                self.resource_version = str(meta.get("resourceVersion", ""))
+                self._sink(items, self.resource_version)
+                return
+            self._sink(items, "")
+
+    def _watch(self) -> None:
+        response: Any = self._api.list_event_for_all_namespaces(
+            watch=True,
+            resource_version=self.resource_version,
+            allow_watch_bookmarks=True,
+            timeout_seconds=WATCH_TIMEOUT_SECONDS,
+            _preload_content=False,
+            _request_timeout=(10, WATCH_TIMEOUT_SECONDS + 10),
+        )
+        self._response = response
+        batch: list[Mapping[str, Any]] = []
+        flushed = time.monotonic()
+        buffer = b""
+        try:
+            for chunk in response.stream(65536):
+                buffer += chunk
+                *lines, buffer = buffer.split(b"\n")
+                for line in lines:
+                    if line.strip():
+                        self._handle(json.loads(line), batch)
+                if batch and (len(batch) >= BATCH_MAX or time.monotonic() - flushed > BATCH_WAIT_SECONDS):
+                    self._sink(batch, self.resource_version or "")
+                    batch = []
+                    flushed = time.monotonic()
+                if self._stop.is_set():
+                    break
+        finally:
+            self._response = None
+            response.release_conn()
+            if batch:
+                self._sink(batch, self.resource_version or "")
+
+    def _handle(self, event: Mapping[str, Any], batch: list[Mapping[str, Any]]) -> None:
+        kind = event.get("type")
+        obj = event.get("object") or {}
+        if kind == "ERROR":
+            if obj.get("code") == 410:
+                raise Gone()
+            raise KelemetryError(f"watch error {obj.get('code')}: {obj.get('message')}")
+        version = (obj.get("metadata") or {}).get("resourceVersion")
+        if version:
+            self.resource_version = str(version)
+        if kind in ("ADDED", "MODIFIED"):
+            batch.append(obj)
+
+
+def _describe(exc: Exception) -> str:
+    status = getattr(exc, "status", None)
+    return f"{status} {getattr(exc, 'reason', '')}".strip() if status else f"{type(exc).__name__}: {exc}"
