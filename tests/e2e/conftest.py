@@ -324,6 +324,16 @@ class ControlPlane:
             60,
         )
 
+    def restart_apiserver(self) -> None:
+        apiserver = self.servers[1]
+        apiserver.stop()
+        apiserver.start()
+        wait_until(
+            "kube-apiserver /readyz after a restart",
+            lambda: apiserver.check_alive() or http_ok(f"{self.server_url}/readyz", verify=False),
+            120,
+        )
+
     def stop(self) -> None:
         for server in reversed([*self.servers, *self.controllers]):
             server.stop()

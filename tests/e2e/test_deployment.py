@@ -378,3 +378,26 @@ def test_jaeger_down_then_back(cluster: ControlPlane, collector: Collector, jaeg
         )
 
     wait_until("the spans made while Jaeger was down to arrive", arrived, 90, 1.0)
+
+
+def test_events_keep_flowing_after_an_apiserver_restart(cluster: ControlPlane, collector: Collector) -> None:
+    namespace = "restart"
+    cluster.restart_apiserver()
+    cluster.kubectl("create", "namespace", namespace)
+    wait_until(
+        "default service account",
+        lambda: cluster.kubectl("get", "sa", "default", "-n", namespace, check=False),
+        60,
+    )
+    cluster.kubectl("create", "deployment", "after", "-n", namespace, "--image=nginx:1.27", "--replicas=1")
+    rollout(cluster, namespace, "after", 1)
+    trace = wait_for_trace(
+        collector,
+        "deployments",
+        namespace,
+        "after",
+        lambda t: any(c.span.name == "ScalingReplicaSet" for c in t.root.children),
+        90,
+    )
+    assert trace.root.span.key.name == "after"
+    assert collector.metrics().get("kelemetry_events_watch_reconnects_total", 0) >= 1
