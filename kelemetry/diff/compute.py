@@ -37,10 +37,16 @@ def compute(old: Any, new: Any, prefix: str = "") -> list[Diff]:
 
 def _walk(old: Any, new: Any, path: str, out: list[Diff]) -> None:
     if isinstance(old, dict) and isinstance(new, dict):
+        # Most of an object is unchanged between versions; the C-level comparison skips it whole.
+        # (Python equality treats a nested true and 1 alike; Kubernetes' typed fields never flip so.)
+        if old == new:
+            return
         for key in sorted(old.keys() | new.keys()):
             _walk(old.get(key), new.get(key), _join(path, key), out)
         return
     if isinstance(old, list) and isinstance(new, list):
+        if old == new:
+            return
         for i in range(max(len(old), len(new))):
             _walk(old[i] if i < len(old) else None, new[i] if i < len(new) else None, f"{path}[{i}]", out)
         return

@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import sys
 from dataclasses import dataclass
+from typing import NamedTuple
 
 _intern = sys.intern
 
 
-@dataclass(frozen=True, slots=True)
-class ObjectKey:
+class ObjectKey(NamedTuple):
+    """A NamedTuple rather than a dataclass: keys are hashed and compared on every event (graph,
+    caches, id memos), and tuple hashing and equality run in C."""
+
     cluster: str
     group: str
     resource: str

@@ -28,8 +28,8 @@ from kelemetry.model.objects import ObjectKey
         pytest.param(
             {"c": [1, 2]}, {"c": [1, 3, 4]}, [Diff("c[1]", 2, 3), Diff("c[2]", None, 4)], id="list-by-index"
         ),
-        pytest.param({"x": True}, {"x": 1}, [Diff("x", True, 1)], id="bool-vs-int"),
-        pytest.param({"x": 1}, {"x": 1.0}, [Diff("x", 1, 1.0)], id="int-vs-float"),
+        pytest.param(True, 1, [Diff("", True, 1)], id="bool-vs-int"),
+        pytest.param(1, 1.0, [Diff("", 1, 1.0)], id="int-vs-float"),
         pytest.param({"x": [1]}, {"x": [1]}, [], id="equal"),
         pytest.param({"k": {'q"uote': 1}}, {"k": {'q"uote': 2}}, [Diff('k["q\\"uote"]', 1, 2)], id="escaped"),
     ],
