@@ -185,6 +185,20 @@ def test_deployment_lifecycle(cluster: ControlPlane, collector: Collector) -> No
         )
 
     trace = wait_for_trace(collector, "deployments", "default", "demo", has_events)
+    logs = [(log.kind, log.message, node.span) for node in trace.walk() for log in node.span.logs]
+    status_diffs = [
+        message
+        for kind, message, span in logs
+        if kind == "diff"
+        and span.key.resource == "deployments"
+        and span.tags.get("audit.subresource") == "status"
+    ]
+    assert any("status.observedGeneration 1 -> 2" in diff.split("\n") for diff in status_diffs)
+    snapshots = [
+        json.loads(m) for k, m, span in logs if k == "snapshot" and span.key.resource == "deployments"
+    ]
+    assert [s["metadata"]["name"] for s in snapshots] == ["demo"]
+    assert all("managedFields" not in message for _kind, message, _span in logs)
     scaling = [c.span for c in trace.root.children if c.span.name == "ScalingReplicaSet"]
     assert all(s.tags["event.source"] == "deployment-controller" for s in scaling)
     assert any("Scaled up replica set demo-" in log.message for s in scaling for log in s.logs)
