@@ -43,7 +43,7 @@ bench: install
 	$(BIN)/python tests/bench/bench_replay.py
 
 record: install e2e-deps
-	KELEMETRY_RECORD=1 $(BIN)/python -m pytest tests/e2e -k lifecycle -q
+	KELEMETRY_RECORD=1 $(BIN)/python -m pytest tests/e2e -k "lifecycle or secret" -q
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -324,9 +324,15 @@ class ControlPlane:
             60,
         )
 
-    def restart_apiserver(self) -> None:
+    def restart_apiserver(self, policy: Path | None = None) -> None:
+        """Restart kube-apiserver, optionally with another audit policy file."""
         apiserver = self.servers[1]
         apiserver.stop()
+        chosen = policy or REPO / "samples" / "apiserver" / "audit-policy.yaml"
+        apiserver.argv = [
+            f"--audit-policy-file={chosen}" if str(a).startswith("--audit-policy-file=") else a
+            for a in apiserver.argv
+        ]
         apiserver.start()
         wait_until(
             "kube-apiserver /readyz after a restart",

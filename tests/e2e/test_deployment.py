@@ -415,3 +415,100 @@ def test_events_keep_flowing_after_an_apiserver_restart(cluster: ControlPlane, c
     )
     assert trace.root.span.key.name == "after"
     assert collector.metrics().get("kelemetry_events_watch_reconnects_total", 0) >= 1
+
+
+SECRET_CANARIES = ("kelemetry-canary-4f1d2e", "kelemetry-canary-second-9b7c")
+
+
+def secret_needles() -> list[str]:
+    import base64
+
+    return [*SECRET_CANARIES, *(base64.b64encode(c.encode()).decode() for c in SECRET_CANARIES)]
+
+
+def test_secret_canary_appears_nowhere(
+    cluster: ControlPlane, collector: Collector, jaeger: Jaeger, tmp_path: Path
+) -> None:
+    from kelemetry import cli
+
+    namespace = "secret"
+    cluster.restart_apiserver(REPO / "samples" / "apiserver" / "audit-policy-secret-bodies.yaml")
+    try:
+        started_us = time.time_ns() // 1000 - 1_000_000
+        cluster.kubectl("create", "namespace", namespace)
+        cluster.kubectl(
+            "create",
+            "secret",
+            "generic",
+            "db",
+            "-n",
+            namespace,
+            f"--from-literal=password={SECRET_CANARIES[0]}",
+            "--from-literal=user=admin",
+        )
+        cluster.kubectl(
+            "patch",
+            "secret",
+            "db",
+            "-n",
+            namespace,
+            "-p",
+            json.dumps({"stringData": {"password": SECRET_CANARIES[1]}}),
+        )
+        cluster.kubectl("delete", "secret", "db", "-n", namespace)
+
+        def complete(trace: AssembledTrace) -> bool:
+            kinds = {log.kind for n in trace.walk() for log in n.span.logs}
+            return {"diff", "snapshot"} <= kinds
+
+        trace = wait_for_trace(collector, "secrets", namespace, "db", complete)
+        diffs = [log.message for n in trace.walk() for log in n.span.logs if log.kind == "diff"]
+        assert "data.password <redacted> -> <redacted>" in diffs
+        if os.environ.get("KELEMETRY_RECORD"):
+            time.sleep(2)
+            target = REPO / "samples" / "secret" / "audit.log"
+            target.parent.mkdir(exist_ok=True)
+            kept = [
+                line
+                for line in cluster.audit_log.read_bytes().splitlines()
+                if (orjson.loads(line).get("objectRef") or {}).get("namespace") == namespace
+                and parse_time_us(orjson.loads(line)["requestReceivedTimestamp"]) >= started_us
+            ]
+            target.write_bytes(b"\n".join(kept) + b"\n")
+    finally:
+        cluster.restart_apiserver()
+
+    def in_jaeger() -> list[dict[str, Any]]:
+        return [t for service in ("object", "audit") for t in jaeger_traces(jaeger, service, {"name": "db"})]
+
+    wait_until("the Secret's spans in Jaeger", in_jaeger, 60, 1.0)
+    outputs: dict[str, bytes] = {"Jaeger's API output": json.dumps(in_jaeger()).encode()}
+    for path in collector.store.parent.glob("kelemetry.db*"):
+        outputs[path.name] = path.read_bytes()
+    outputs["the collector's log"] = collector.server.log_path.read_bytes()
+    for fmt in ("tree", "json", "jsonl", "parquet"):
+        target = tmp_path / f"dump.{fmt}"
+        code = cli.main(
+            [
+                "dump",
+                "--store",
+                str(collector.store),
+                "--cluster",
+                CLUSTER,
+                "--resource",
+                "secrets",
+                "--namespace",
+                namespace,
+                "--name",
+                "db",
+                "--format",
+                fmt,
+                "--output",
+                str(target),
+            ]
+        )
+        assert code == 0
+        outputs[f"the {fmt} dump"] = target.read_bytes()
+    for where, blob in outputs.items():
+        for needle in secret_needles():
+            assert needle.encode() not in blob, f"{needle} leaked into {where}"
