@@ -175,7 +175,12 @@ def _sort(node: SpanNode) -> None:
 # ---------------------------------------------------------------------------------------------
 # Jaeger JSON
 
-_SERVICES = {TraceSource.OBJECT: "p1", TraceSource.AUDIT: "p2", TraceSource.EVENT: "p3"}
+_SERVICES = {
+    TraceSource.OBJECT: "p1",
+    TraceSource.AUDIT: "p2",
+    TraceSource.EVENT: "p3",
+    TraceSource.CHANGE: "p4",
+}
 
 
 def to_jaeger(trace: AssembledTrace) -> jaeger_model.Trace:
@@ -212,7 +217,11 @@ def to_jaeger(trace: AssembledTrace) -> jaeger_model.Trace:
                 "warnings": None,
             }
         )
+    # The three classic services are always listed (tools expect them); "change" only when used.
+    used = {span["processID"] for span in spans}
     processes: dict[str, jaeger_model.Process] = {
-        pid: {"serviceName": source.value, "tags": []} for source, pid in _SERVICES.items()
+        pid: {"serviceName": source.value, "tags": []}
+        for source, pid in _SERVICES.items()
+        if source is not TraceSource.CHANGE or pid in used
     }
     return {"traceID": trace_hex, "spans": spans, "processes": processes, "warnings": trace.warnings or None}

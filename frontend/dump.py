@@ -41,6 +41,11 @@ def render_tree(trace: AssembledTrace) -> str:
                 details.append(f"uid {span.uid}")
             marker = "  <- looked up" if span.object_id == trace.target.object_id else ""
             return f"{span.key.display}  [{', '.join(details)}]{marker}"
+        if span.source is TraceSource.CHANGE:
+            text = f"{format_time(span.start_us)}  {span.tags.get(tags.CHANGE_VERB, 'change')}  seen by the watch (no audit)"
+            for log in span.logs:
+                text += f"\n{log.kind}: {log.message}"
+            return text
         if span.source is TraceSource.EVENT:
             count = span.tags.get(tags.EVENT_COUNT, 1)
             times = f" x{count}" if isinstance(count, int) and count > 1 else ""

@@ -13,7 +13,7 @@ import os
 import threading
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -27,7 +27,7 @@ from kelemetry.diff.redact import DEFAULT_RULES, RedactionRule, Redactor
 from kelemetry.export.otlp import OtlpFollower
 from kelemetry.ingest import Ingestor
 from kelemetry.kube.kinds import KindResolver
-from kelemetry.kube.watch import EventWatcher
+from kelemetry.kube.watch import ResourceWatcher, WatchItem
 from kelemetry.pipeline import Pipeline
 from kelemetry.receivers import webhook
 from kelemetry.receivers.audit import AuditConverter, AuditFilter
@@ -38,6 +38,15 @@ from kelemetry.store.sqlite import SpanStore
 logger = logging.getLogger(__name__)
 
 RETENTION_INTERVAL_SECONDS = 300.0
+
+
+def parse_watch_target(spec: str) -> tuple[str, str, str]:
+    """``deployments.apps`` → (apps, v1, deployments); ``widgets.example.com/v1beta1`` too."""
+    name, _, version = spec.partition("/")
+    resource, _, group = name.partition(".")
+    if not resource:
+        raise ValueError(f"invalid resource to watch {spec!r}: use RESOURCE[.GROUP][/VERSION]")
+    return group, version or "v1", resource
 
 
 def redactor_for(extra_rules: tuple[str, ...]) -> Redactor:
@@ -77,14 +86,36 @@ class Collector:
                 batch_size=settings.otlp.batch_size,
                 poll_interval_seconds=settings.otlp.poll_interval_seconds,
             )
-        self.watcher: EventWatcher | None = None
+        self.watcher: ResourceWatcher | None = None
         self._resume_path = store_path.with_name(store_path.name + ".events-rv")
         if settings.kubeconfig:
-            self.watcher = EventWatcher(
+            self.watcher = ResourceWatcher(
                 settings.kubeconfig, self._on_kube_events, resume_from=self._resume_point()
             )
+        self.object_watchers: list[ResourceWatcher] = []
+        self.pipeline.change_grace_us = int(settings.change_grace_seconds * 1_000_000)
+        if settings.kubeconfig:
+            for spec in settings.watch_resources:
+                target = parse_watch_target(spec)
+                self.object_watchers.append(
+                    ResourceWatcher(
+                        settings.kubeconfig,
+                        self._sink_for(target),
+                        group=target[0],
+                        version=target[1],
+                        resource=target[2],
+                    )
+                )
         self._stop = threading.Event()
         self._retention: threading.Thread | None = None
+
+    def _sink_for(self, target: tuple[str, str, str]) -> Callable[[list[WatchItem], str], None]:
+        cluster = self.settings.webhook.default_cluster
+
+        def sink(items: list[WatchItem], _resource_version: str) -> None:
+            self.ingestor.submit_object_changes(cluster, target, items)
+
+        return sink
 
     def _resume_point(self) -> str | None:
         try:
@@ -104,17 +135,20 @@ class Collector:
         )
         os.replace(tmp, self._resume_path)
 
-    def _on_kube_events(self, events: list[Mapping[str, Any]], resource_version: str) -> None:
+    def _on_kube_events(self, items: list[WatchItem], resource_version: str) -> None:
         def done() -> None:
             if resource_version:
                 self._save_resume_point(resource_version)
 
+        events = [obj for kind, obj in items if kind != "DELETED"]
         self.ingestor.submit_kube_events(self.settings.webhook.default_cluster, events, done)
 
     def start(self) -> None:
         self.ingestor.start()
         if self.watcher is not None:
             self.watcher.start()
+        for watcher in self.object_watchers:
+            watcher.start()
         if self.follower is not None:
             self.follower.start()
         self._retention = threading.Thread(target=self._retain, name="kelemetry-retention", daemon=True)
@@ -124,6 +158,8 @@ class Collector:
         self._stop.set()
         if self.watcher is not None:
             self.watcher.stop()
+        for watcher in self.object_watchers:
+            watcher.stop()
         self.ingestor.stop()
         if self.follower is not None:
             self.follower.stop()

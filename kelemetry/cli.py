@@ -22,7 +22,7 @@ import aggregators
 from frontend import dump as dumping
 from frontend.assemble import ObjectQuery, assemble
 from kelemetry import __version__, errors
-from kelemetry.app import Collector, create_app, redactor_for
+from kelemetry.app import Collector, create_app, parse_watch_target, redactor_for
 from kelemetry.diff.redact import RedactionRule
 from kelemetry.export.otlp import OtlpFollower, create_exporter
 from kelemetry.kube.kinds import KindResolver
@@ -32,6 +32,7 @@ from kelemetry.receivers.auditfiles import FileStats, read_audit_file, read_kube
 from kelemetry.settings import (
     DEFAULT_EXCLUDED_RESOURCES,
     DEFAULT_EXCLUDED_USER_AGENTS,
+    DEFAULT_WATCHED,
     OtlpSettings,
     ServeSettings,
     StoreSettings,
@@ -167,6 +168,19 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="FILE",
         help="replay this audit log into the store (under --cluster) before serving; repeatable. "
         "Idempotent, so it is safe on every start",
+    )
+    serve.add_argument(
+        "--watch",
+        action="append",
+        metavar="RESOURCE[.GROUP][/VERSION]",
+        help="with --kubeconfig: watch these objects for diffs and for changes no audit event explains "
+        "(repeatable; default: " + ", ".join(DEFAULT_WATCHED) + "; 'none' to watch no objects)",
+    )
+    serve.add_argument(
+        "--change-grace",
+        default="5s",
+        help="how long a watched change waits for the audit event that explains it before it becomes a "
+        "change span of its own (default 5s)",
     )
     serve.add_argument("--max-body", default="64MB", help="largest accepted webhook batch (default 64MB)")
     serve.add_argument(
@@ -306,10 +320,18 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     host, port = parse_listen(args.listen)
     retention = None if args.retention in ("forever", "none", "0") else parse_duration(args.retention)
+    watched = DEFAULT_WATCHED if args.watch is None else tuple(w for w in args.watch if w != "none")
+    for spec in watched:
+        try:
+            parse_watch_target(spec)
+        except ValueError as exc:
+            raise CliError(str(exc)) from None
     settings = ServeSettings(
         host=host,
         port=port,
         kubeconfig=args.kubeconfig,
+        watch_resources=watched,
+        change_grace_seconds=parse_duration(args.change_grace),
         store=StoreSettings(
             path=args.store,
             synchronous=SYNCHRONOUS[args.durability],

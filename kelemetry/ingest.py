@@ -37,6 +37,9 @@ class _Batch:
     # they are not in the inbox: their durability is the watcher's resume point, saved by on_done.
     kube_events: list[Mapping[str, Any]] | None = None
     on_done: Callable[[], None] | None = None
+    # Watched object versions: (group, version, resource) and (watch type, object) items.
+    target: tuple[str, str, str] | None = None
+    changes: list[tuple[str, Mapping[str, Any]]] | None = None
 
     @property
     def size(self) -> int:
@@ -114,6 +117,15 @@ class Ingestor:
             batch_id = self._next_internal_id
         self._enqueue(_Batch(batch_id, cluster, b"", events, on_done), counted=False)
 
+    def submit_object_changes(
+        self, cluster: str, target: tuple[str, str, str], items: list[tuple[str, Mapping[str, Any]]]
+    ) -> None:
+        """Queue watched object versions for the worker."""
+        with self._changed:
+            self._next_internal_id -= 1
+            batch_id = self._next_internal_id
+        self._enqueue(_Batch(batch_id, cluster, b"", target=target, changes=items), counted=False)
+
     def start(self) -> None:
         """Queue what the inbox kept from a previous run (unless already queued), then start the worker."""
         recovered = 0
@@ -143,10 +155,25 @@ class Ingestor:
 
     def _run(self) -> None:
         while True:
-            batch = self._queue.get()
+            try:
+                batch = self._queue.get(timeout=1.0)
+            except queue.Empty:
+                # Watched changes nobody claimed become change spans once their grace period ends.
+                try:
+                    self.pipeline.flush_pending(time.time_ns() // 1000)
+                except Exception:
+                    logger.exception("emitting watched changes failed")
+                continue
             if batch is _STOP:
                 return
             try:
+                if batch.changes is not None and batch.target is not None:
+                    result = self.pipeline.process_object_changes(
+                        batch.changes, batch.cluster, batch.target, time.time_ns() // 1000
+                    )
+                    self.counters["object_changes"] += result.events
+                    self.counters["spans_written"] += result.spans
+                    continue
                 if batch.kube_events is not None:
                     result = self.pipeline.process_kube_events(batch.kube_events, batch.cluster)
                     self.counters["kube_events_kept"] += result.kept

@@ -19,7 +19,7 @@ from kelemetry.diff import compute
 from kelemetry.diff.history import BodyHistory
 from kelemetry.linker.graph import OwnerGraph
 from kelemetry.model import tags
-from kelemetry.model.events import Event, Log
+from kelemetry.model.events import Event, Log, TraceSource
 from kelemetry.model.objects import ObjectKey, ObjectRef
 from kelemetry.model.spans import SpanRecord
 from kelemetry.receivers.audit import AuditConverter, RawAuditEvent
@@ -49,8 +49,16 @@ class Pipeline:
         self.aggregator = aggregator
         self.converter = converter
         self.graph = graph if graph is not None else load_graph(store)
+        # Audit bodies and watched versions are kept apart: the watch runs ahead of the batched audit
+        # stream, and audit diffs must come from audit input alone to be the same on replay.
         self.history = BodyHistory()
+        self.watched = BodyHistory()
         self.events = EventConverter(converter.resolver)
+        # Watched changes waiting for an audit event to claim them: (key, change id) ->
+        # (seen at, object, verb, logs); and what audit events have claimed.
+        self._pending: dict[tuple[ObjectKey, str], tuple[int, ObjectRef, str, tuple[Log, ...]]] = {}
+        self._claimed: set[tuple[ObjectKey, str]] = set()
+        self.change_grace_us = 5_000_000
         self.failed_events = 0
 
     def process_audit(self, raws: Iterable[RawAuditEvent], cluster: str) -> BatchResult:
@@ -66,6 +74,8 @@ class Pipeline:
                 result.kept += 1
                 if event.body is not None or event.tags.get(tags.AUDIT_VERB) == "delete":
                     event = self._with_changes(event)
+                if not event.error:
+                    self._claim(event)
                 if self._link(event, objects):
                     # The subtree's root changed: flush so the store sees this batch before moving it.
                     self._flush(spans, objects, result)
@@ -100,6 +110,135 @@ class Pipeline:
                 logger.exception("Kubernetes Event could not be processed")
         self._flush(spans, objects, result)
         return result
+
+    def process_object_changes(
+        self,
+        items: Iterable[tuple[str, Mapping[str, Any]]],
+        cluster: str,
+        target: tuple[str, str, str],
+        now_us: int,
+    ) -> BatchResult:
+        """Watched object versions → owner links, diffs, and (unless an audit event claims them
+        within the grace period) change spans. ``target`` is (group, version, resource)."""
+        group, version, resource = target
+        result = BatchResult()
+        objects: dict[int, ObjectRow] = {}
+        spans: list[SpanRecord] = []
+        for kind, obj in items:
+            result.events += 1
+            try:
+                self._observe(kind, obj, cluster, group, version, resource, now_us, objects, spans, result)
+            except Exception:
+                result.failed += 1
+                self.failed_events += 1
+                logger.exception("watched %s could not be processed", resource)
+        self._flush(spans, objects, result)
+        self.flush_pending(now_us, result)
+        return result
+
+    def _observe(
+        self,
+        kind: str,
+        obj: Mapping[str, Any],
+        cluster: str,
+        group: str,
+        version: str,
+        resource: str,
+        now_us: int,
+        objects: dict[int, ObjectRow],
+        spans: list[SpanRecord],
+        result: BatchResult,
+    ) -> None:
+        meta = obj.get("metadata") or {}
+        name = meta.get("name")
+        if not name:
+            return
+        key = ObjectKey.make(cluster, group, resource, str(meta.get("namespace") or ""), str(name))
+        ref = ObjectRef(
+            key,
+            str(meta.get("uid") or ""),
+            str(obj.get("kind") or self.converter.resolver.kind_of(group, resource)),
+            version,
+        )
+        link = self.converter.owner_link(ref, meta)
+        if link is not None:
+            known = key in self.graph
+            if self.graph.set_owner(link.child, link.owner) and known:
+                self._flush(spans, objects, result)
+                result.spans += self._retrace(key)
+            _note_object(objects, link.owner, None, None, None)
+            _note_object(objects, ref, ids.object_id(link.owner.key), None, None)
+        else:
+            self.graph.add(ref)
+            _note_object(objects, ref, None, None, None)
+        body = self.converter.redactor.clean(group, resource, obj)
+        rv = str(meta.get("resourceVersion") or "")
+        if kind == "DELETED":
+            change_id = f"delete@{ref.uid}"
+            if (key, change_id) not in self._claimed:
+                self._pending[(key, change_id)] = (
+                    now_us,
+                    ref,
+                    "delete",
+                    (Log("snapshot", compute.snapshot(body)),),
+                )
+            return
+        previous = self.watched.previous(key, rv) if rv else None
+        if rv:
+            self.watched.put(key, rv, body)
+        if kind == "LIST" or not rv:
+            return
+        change_id = f"update@{rv}" if kind == "MODIFIED" else f"create@{rv}"
+        if (key, change_id) in self._claimed or (key, f"update@{rv}") in self._claimed:
+            return
+        logs: tuple[Log, ...] = ()
+        if kind == "MODIFIED" and previous is not None:
+            rendered = compute.render(
+                [d for d in compute.compute(previous[1], body) if d.path != "metadata.resourceVersion"]
+            )
+            if not rendered:
+                return
+            logs = (Log("diff", rendered),)
+        self._pending[(key, change_id)] = (now_us, ref, change_id.split("@")[0], logs)
+
+    def _claim(self, event: Event) -> None:
+        """An audit event accounts for the watched change with its resourceVersion."""
+        verb = event.tags.get(tags.AUDIT_VERB)
+        key = event.object.key
+        if verb == "delete":
+            change_id = f"delete@{event.object.uid}"
+        else:
+            change_id = f"update@{event.tags.get(tags.RESOURCE_VERSION, '')}"
+        if len(self._claimed) > 100_000:
+            self._claimed.clear()
+        self._claimed.add((key, change_id))
+        self._pending.pop((key, change_id), None)
+        self._pending.pop((key, change_id.replace("update@", "create@")), None)
+
+    def flush_pending(self, now_us: int, result: BatchResult | None = None) -> int:
+        """Emit change spans for watched changes no audit event claimed within the grace period."""
+        due = [k for k, (seen, *_rest) in self._pending.items() if seen + self.change_grace_us <= now_us]
+        if not due:
+            return 0
+        spans: list[SpanRecord] = []
+        objects: dict[int, ObjectRow] = {}
+        for pending_key in due:
+            seen, ref, verb, logs = self._pending.pop(pending_key)
+            change = Event(
+                object=ref,
+                source=TraceSource.CHANGE,
+                event_id=pending_key[1],
+                title=f"{verb} (watched)",
+                start_us=seen,
+                end_us=seen + 1,
+                tags={tags.CHANGE_VERB: verb, tags.RESOURCE_VERSION: pending_key[1].split("@", 1)[1]},
+                logs=logs,
+            )
+            spans.extend(self.aggregator.aggregate(change, self.graph))
+            _note_object(objects, ref, None, seen, seen)
+        batch = result if result is not None else BatchResult()
+        self._flush(spans, objects, batch)
+        return len(due)
 
     def _with_changes(self, event: Event) -> Event:
         """Attach what the request changed: a diff against the object's previous version, or the

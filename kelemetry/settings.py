@@ -65,12 +65,32 @@ class OtlpSettings:
     """How often the exporter looks for new spans in the store when idle."""
 
 
+DEFAULT_WATCHED = (
+    "deployments.apps",
+    "replicasets.apps",
+    "statefulsets.apps",
+    "daemonsets.apps",
+    "jobs.batch",
+    "cronjobs.batch",
+    "pods",
+    "services",
+    "configmaps",
+    "nodes",
+)
+
+
 @dataclass(frozen=True, slots=True)
 class ServeSettings:
     host: str = "127.0.0.1"
     port: int = 8080
     kubeconfig: str | None = None
-    """When set, API discovery of that cluster resolves owner kinds (custom resources)."""
+    """When set, API discovery of that cluster resolves owner kinds (custom resources), its Events
+    are watched, and so are the objects of ``watch_resources``."""
+    watch_resources: tuple[str, ...] = DEFAULT_WATCHED
+    """``RESOURCE[.GROUP][/VERSION]`` whose changes become diffs and, when no audit event claims them
+    within ``change_grace_seconds``, change spans; default: workloads, pods, services, configmaps, nodes."""
+    change_grace_seconds: float = 5.0
+    """How long a watched change waits for the audit event that explains it (who did it)."""
     store: StoreSettings = field(default_factory=StoreSettings)
     trace: TraceSettings = field(default_factory=TraceSettings)
     webhook: WebhookSettings = field(default_factory=WebhookSettings)

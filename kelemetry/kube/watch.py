@@ -1,4 +1,5 @@
-"""Watching Kubernetes Events of a live cluster (core/v1; the same objects events.k8s.io serves).
+"""Watching a resource of a live cluster: Kubernetes Events (core/v1; the same objects
+events.k8s.io serves) and the objects whose changes become diffs.
 
 List, then watch from the list's resourceVersion. A ``410 Gone`` (the version is too old) means
 list again; a dropped connection or an apiserver restart means reconnect with backoff from the
@@ -25,8 +26,24 @@ from kelemetry.errors import KelemetryError
 
 logger = logging.getLogger(__name__)
 
-EventSink = Callable[[list[Mapping[str, Any]], str], None]
-"""Called with (Event objects, resourceVersion reached after them)."""
+WatchItem = tuple[str, Mapping[str, Any]]
+"""(``LIST`` for an item of a (re)list, or the watch type ``ADDED``/``MODIFIED``/``DELETED``, object)."""
+EventSink = Callable[[list[WatchItem], str], None]
+"""Called with (items, resourceVersion reached after them)."""
+
+_CORE_LISTS = {
+    "events": "list_event_for_all_namespaces",
+    "pods": "list_pod_for_all_namespaces",
+    "services": "list_service_for_all_namespaces",
+    "configmaps": "list_config_map_for_all_namespaces",
+    "secrets": "list_secret_for_all_namespaces",
+    "serviceaccounts": "list_service_account_for_all_namespaces",
+    "endpoints": "list_endpoints_for_all_namespaces",
+    "persistentvolumeclaims": "list_persistent_volume_claim_for_all_namespaces",
+    "persistentvolumes": "list_persistent_volume",
+    "nodes": "list_node",
+    "namespaces": "list_namespace",
+}
 
 WATCH_TIMEOUT_SECONDS = 30
 MAX_BACKOFF_SECONDS = 10.0
@@ -38,13 +55,35 @@ class Gone(Exception):
     """The resourceVersion is too old to watch from: list again."""
 
 
-class EventWatcher:
-    def __init__(self, kubeconfig: str, sink: EventSink, *, resume_from: str | None = None) -> None:
+class ResourceWatcher:
+    def __init__(
+        self,
+        kubeconfig: str,
+        sink: EventSink,
+        *,
+        group: str = "",
+        version: str = "v1",
+        resource: str = "events",
+        resume_from: str | None = None,
+    ) -> None:
         try:
             self._api_client = config.new_client_from_config(config_file=kubeconfig)  # type: ignore[no-untyped-call]
         except Exception as exc:
             raise KelemetryError(f"cannot load kubeconfig {kubeconfig}: {exc}") from exc
-        self._api = client.CoreV1Api(self._api_client)
+        self.group, self.version, self.resource = group, version, resource
+        if group == "":
+            if resource not in _CORE_LISTS:
+                raise KelemetryError(f"watching core resource {resource!r} is not supported")
+            self._list_fn: Callable[..., Any] = getattr(
+                client.CoreV1Api(self._api_client), _CORE_LISTS[resource]
+            )
+        else:
+            custom = client.CustomObjectsApi(self._api_client)
+
+            def list_grouped(**kwargs: Any) -> Any:
+                return custom.list_cluster_custom_object(group, version, resource, **kwargs)
+
+            self._list_fn = list_grouped
         self._sink = sink
         self.resource_version = resume_from
         self.relists = 0
@@ -54,7 +93,9 @@ class EventWatcher:
         self._response: Any = None
 
     def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name="kelemetry-events", daemon=True)
+        self._thread = threading.Thread(
+            target=self._run, name=f"kelemetry-watch-{self.resource}", daemon=True
+        )
         self._thread.start()
 
     def stop(self, timeout: float = 10.0) -> None:
@@ -78,7 +119,11 @@ class EventWatcher:
                 self._watch()
                 backoff = 0.5
             except Gone:
-                logger.info("Events watch: resourceVersion %s is gone; listing again", self.resource_version)
+                logger.info(
+                    "watch of %s: resourceVersion %s is gone; listing again",
+                    self.resource,
+                    self.resource_version,
+                )
                 self.resource_version = None
                 self.relists += 1
             except Exception as exc:
@@ -91,7 +136,10 @@ class EventWatcher:
                     self.relists += 1
                     continue
                 logger.warning(
-                    "Events watch interrupted (%s); reconnecting in %.1fs", _describe(exc), backoff
+                    "watch of %s interrupted (%s); reconnecting in %.1fs",
+                    self.resource,
+                    _describe(exc),
+                    backoff,
                 )
                 self._stop.wait(backoff)
                 backoff = min(backoff * 2, MAX_BACKOFF_SECONDS)
@@ -102,19 +150,19 @@ class EventWatcher:
             kwargs: dict[str, Any] = {"limit": 500, "_preload_content": False}
             if token:
                 kwargs["_continue"] = token
-            response: Any = self._api.list_event_for_all_namespaces(**kwargs)
+            response: Any = self._list_fn(**kwargs)
             document = json.loads(response.data)
             meta = document.get("metadata") or {}
             items = document.get("items") or []
             token = meta.get("continue")
             if not token:
                 self.resource_version = str(meta.get("resourceVersion", ""))
-                self._sink(items, self.resource_version)
+                self._sink([("LIST", item) for item in items], self.resource_version)
                 return
-            self._sink(items, "")
+            self._sink([("LIST", item) for item in items], "")
 
     def _watch(self) -> None:
-        response: Any = self._api.list_event_for_all_namespaces(
+        response: Any = self._list_fn(
             watch=True,
             resource_version=self.resource_version,
             allow_watch_bookmarks=True,
@@ -123,7 +171,7 @@ class EventWatcher:
             _request_timeout=(10, WATCH_TIMEOUT_SECONDS + 10),
         )
         self._response = response
-        batch: list[Mapping[str, Any]] = []
+        batch: list[WatchItem] = []
         flushed = time.monotonic()
         buffer = b""
         try:
@@ -145,7 +193,7 @@ class EventWatcher:
             if batch:
                 self._sink(batch, self.resource_version or "")
 
-    def _handle(self, event: Mapping[str, Any], batch: list[Mapping[str, Any]]) -> None:
+    def _handle(self, event: Mapping[str, Any], batch: list[WatchItem]) -> None:
         kind = event.get("type")
         obj = event.get("object") or {}
         if kind == "ERROR":
@@ -155,8 +203,8 @@ class EventWatcher:
         version = (obj.get("metadata") or {}).get("resourceVersion")
         if version:
             self.resource_version = str(version)
-        if kind in ("ADDED", "MODIFIED"):
-            batch.append(obj)
+        if kind in ("ADDED", "MODIFIED", "DELETED"):
+            batch.append((str(kind), obj))
 
 
 def _describe(exc: Exception) -> str:

@@ -14,6 +14,8 @@ class TraceSource(StrEnum):
     OBJECT = "object"
     AUDIT = "audit"
     EVENT = "event"
+    CHANGE = "change"
+    """A change seen only by the object watch (no audit event claimed it): who made it is unknown."""
 
 
 TagValue = str | int | bool

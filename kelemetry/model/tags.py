@@ -29,6 +29,8 @@ HIDDEN_PREFIX = "zzz-"
 
 OBJECT_KEY_TAGS = (CLUSTER, GROUP, VERSION, RESOURCE, NAMESPACE, NAME, UID, KIND)
 
+CHANGE_VERB = "change.verb"
+
 EVENT_REASON = "event.reason"
 EVENT_TYPE = "event.type"
 EVENT_COUNT = "event.count"

@@ -335,7 +335,12 @@ class AuditConverter:
             event_tags[tags.AUDIT_CODE] = code
         if subresource:
             event_tags[tags.AUDIT_SUBRESOURCE] = subresource
-        resource_version = meta.get("resourceVersion") or ref.get("resourceVersion")
+        # A Scale (or other non-object) response still carries the object's new resourceVersion.
+        resource_version = (
+            meta.get("resourceVersion")
+            or _meta(status_body).get("resourceVersion")
+            or ref.get("resourceVersion")
+        )
         if resource_version:
             event_tags[tags.RESOURCE_VERSION] = resource_version
         source_ips = raw.get("sourceIPs")
@@ -366,6 +371,14 @@ class AuditConverter:
             owner=self._owner(obj, meta, verb),
             body=None if response is None or failed else self._redactor.clean(group, resource, response),
         )
+
+    def owner_link(self, obj: ObjectRef, meta: Mapping[str, Any]) -> OwnerLink | None:
+        """The controller owner that an object's metadata declares."""
+        return self._owner(obj, meta, "update")
+
+    @property
+    def redactor(self) -> Redactor:
+        return self._redactor
 
     def _owner(self, obj: ObjectRef, meta: Mapping[str, Any], verb: str) -> OwnerLink | None:
         refs = meta.get("ownerReferences")

@@ -512,3 +512,90 @@ def test_secret_canary_appears_nowhere(
     for where, blob in outputs.items():
         for needle in secret_needles():
             assert needle.encode() not in blob, f"{needle} leaked into {where}"
+
+
+def test_without_audit_the_watch_still_gives_hierarchy_events_and_diffs(
+    cluster: ControlPlane, collector: Collector, run_dir: Path, binaries: Any
+) -> None:
+    from tests.e2e.servers import Server, free_port, http_ok
+
+    # A second collector that gets no audit webhook at all: only what it watches.
+    port = free_port()
+    store = run_dir / "noaudit.db"
+    for stale in run_dir.glob("noaudit.db*"):
+        stale.unlink()
+    server = Server(
+        "kelemetry-noaudit",
+        [
+            binaries.kelemetry,
+            "serve",
+            "--listen",
+            f"127.0.0.1:{port}",
+            "--store",
+            store,
+            "--cluster",
+            CLUSTER,
+            "--kubeconfig",
+            run_dir / "collector.kubeconfig",
+            "--change-grace",
+            "1s",
+        ],
+        run_dir / "kelemetry-noaudit.log",
+    ).start()
+    try:
+        wait_until(
+            "the audit-less collector",
+            lambda: server.check_alive() or http_ok(f"http://127.0.0.1:{port}/healthz"),
+            30,
+        )
+        namespace = "noaudit"
+        cluster.kubectl("create", "namespace", namespace)
+        wait_until(
+            "default service account",
+            lambda: cluster.kubectl("get", "sa", "default", "-n", namespace, check=False),
+            60,
+        )
+        time.sleep(2)  # let the watches finish their initial lists
+        cluster.kubectl(
+            "create", "deployment", "quiet", "-n", namespace, "--image=nginx:1.27", "--replicas=2"
+        )
+        rollout(cluster, namespace, "quiet", 2)
+        cluster.kubectl("scale", "deployment", "quiet", "-n", namespace, "--replicas=3")
+        rollout(cluster, namespace, "quiet", 3)
+
+        def complete(trace: AssembledTrace) -> bool:
+            root = trace.root
+            kinds = {c.span.source for c in root.children}
+            pods = [
+                n
+                for n in trace.walk()
+                if n.span.key.resource == "pods" and n.span.source is TraceSource.OBJECT
+            ]
+            diffs = [log.message for n in trace.walk() for log in n.span.logs if log.kind == "diff"]
+            return (
+                TraceSource.EVENT in kinds
+                and TraceSource.CHANGE in kinds
+                and len(pods) >= 3
+                and any("spec.replicas 2 -> 3" in d.split("\n") for d in diffs)
+            )
+
+        def attempt() -> AssembledTrace | None:
+            reader = StoreReader(store)
+            try:
+                trace = assemble(
+                    reader,
+                    ObjectQuery(cluster=CLUSTER, resource="deployments", namespace=namespace, name="quiet"),
+                )
+            except NotFound:
+                return None
+            finally:
+                reader.close()
+            return trace if complete(trace) else None
+
+        trace = wait_until("a trace built from watches and Events alone", attempt, 90, 1.0)
+        assert trace.root.span.key.resource == "deployments"
+        replicasets = [c for c in trace.root.children if c.span.key.resource == "replicasets"]
+        assert len(replicasets) == 1 and replicasets[0].span.source is TraceSource.OBJECT
+        assert not any(n.span.source is TraceSource.AUDIT for n in trace.walk())
+    finally:
+        server.stop()

@@ -18,7 +18,7 @@ from urllib.parse import parse_qs, urlparse
 
 import pytest
 
-from kelemetry.kube.watch import EventWatcher
+from kelemetry.kube.watch import ResourceWatcher
 
 
 def event(uid: str, rv: str) -> dict[str, Any]:
@@ -129,8 +129,8 @@ def test_list_watch_drop_410_and_relist(apiserver: str) -> None:
         410,
     ]
     received: list[tuple[str, str]] = []
-    watcher = EventWatcher(
-        apiserver, lambda items, rv: received.extend((i["metadata"]["uid"], rv) for i in items)
+    watcher = ResourceWatcher(
+        apiserver, lambda items, rv: received.extend((i["metadata"]["uid"], rv) for _t, i in items)
     )
     watcher.start()
     try:
@@ -155,7 +155,7 @@ def test_list_watch_drop_410_and_relist(apiserver: str) -> None:
 def test_resume_point_and_prompt_stop(apiserver: str) -> None:
     _Apiserver.lists[:] = []
     _Apiserver.watches[:] = ["hang"]
-    watcher = EventWatcher(apiserver, lambda items, rv: None, resume_from="555")
+    watcher = ResourceWatcher(apiserver, lambda items, rv: None, resume_from="555")
     watcher.start()
     wait_for(lambda: _Apiserver.requests)
     started = time.monotonic()
