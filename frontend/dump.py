@@ -42,7 +42,8 @@ def render_tree(trace: AssembledTrace) -> str:
             marker = "  <- looked up" if span.object_id == trace.target.object_id else ""
             return f"{span.key.display}  [{', '.join(details)}]{marker}"
         if span.source is TraceSource.CHANGE:
-            text = f"{format_time(span.start_us)}  {span.tags.get(tags.CHANGE_VERB, 'change')}  seen by the watch (no audit)"
+            verb = span.tags.get(tags.CHANGE_VERB, "change")
+            text = f"{format_time(span.start_us)}  {verb}  seen by the watch (no audit event)"
             for log in span.logs:
                 text += f"\n{log.kind}: {log.message}"
             return text
