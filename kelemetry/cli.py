@@ -358,6 +358,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     collector = Collector(settings, resolver)
     app = create_app(collector)
     tune_gc()
+    # The ingest worker is CPU-bound Python; a shorter GIL switch interval lets the webhook's
+    # request threads answer the apiserver promptly while it works.
+    sys.setswitchinterval(0.001)
     shown_host = f"[{host}]" if ":" in host else host
     print(f"kelemetry {__version__} listening on http://{shown_host}:{port}", file=sys.stderr)
     print(f"  audit webhook: http://{shown_host}:{port}/audit/<cluster>", file=sys.stderr)

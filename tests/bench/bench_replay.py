@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import itertools
 import os
 import resource
 import socket
@@ -29,6 +30,9 @@ import httpx
 import orjson
 
 import aggregators
+from kelemetry.diff import compute
+from kelemetry.diff.history import BodyHistory
+from kelemetry.diff.redact import Redactor
 from kelemetry.kube.kinds import KindResolver
 from kelemetry.linker.graph import OwnerGraph
 from kelemetry.model.objects import ObjectKey, ObjectRef
@@ -214,6 +218,40 @@ def bench_graph(objects: int) -> dict[str, float]:
     return {"objects": len(graph), "bytes_per_object": used / len(graph)}
 
 
+def bench_watch_cache(objects: int) -> dict[str, float]:
+    """Memory per object in the watch's version cache and diff throughput, on recorded bodies."""
+    sample = ROOT / "samples" / "deployment" / "audit.log"
+    redactor = Redactor()
+    versions: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for line in sample.read_bytes().splitlines():
+        event = orjson.loads(line)
+        body = event.get("responseObject")
+        ref = event.get("objectRef") or {}
+        if isinstance(body, dict) and body.get("metadata", {}).get("name") and body.get("kind") != "Status":
+            versions.setdefault((ref.get("resource", ""), body["metadata"]["name"]), []).append(
+                redactor.clean(ref.get("apiGroup", ""), ref.get("resource", ""), body)
+            )
+    bodies = [v[-1] for v in versions.values()]
+    tracemalloc.start()
+    before = tracemalloc.take_snapshot()
+    history = BodyHistory(max_objects=objects)
+    for i in range(objects):
+        body = copy.deepcopy(bodies[i % len(bodies)])
+        history.put(ObjectKey.make("c", "", "pods", "ns", f"o{i}"), str(i), body)
+    after = tracemalloc.take_snapshot()
+    tracemalloc.stop()
+    used = sum(stat.size_diff for stat in after.compare_to(before, "filename"))
+    pairs = [(a, b) for chain in versions.values() for a, b in itertools.pairwise(chain)]
+    rounds = max(1, 20_000 // max(len(pairs), 1))
+    cpu0 = time.process_time()
+    lines = 0
+    for _ in range(rounds):
+        for old, new in pairs:
+            lines += len(compute.compute(old, new))
+    cpu = time.process_time() - cpu0
+    return {"objects": objects, "bytes_per_object": used / objects, "diffs_per_s": rounds * len(pairs) / cpu}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -247,6 +285,11 @@ def main() -> None:
             f"p50 {hook['p50_ms']:.1f} ms, p99 {hook['p99_ms']:.1f} ms, max {hook['max_ms']:.1f} ms "
             "(target p99 < 50)"
         )
+    cache = bench_watch_cache(20_000)
+    print(
+        f"watch cache: {cache['bytes_per_object']:.0f} bytes per cached object (one version, cleaned); "
+        f"diffs: {cache['diffs_per_s']:,.0f} object-version diffs/s per core"
+    )
     graph = bench_graph(args.graph_objects)
     print(
         f"owner graph: {graph['objects']:.0f} objects, {graph['bytes_per_object']:.0f} bytes/object "
