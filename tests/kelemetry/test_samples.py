@@ -161,3 +161,18 @@ def test_secret_sample_replays_without_its_canary(tmp_path: Path, capsys) -> Non
     for text in outputs:
         for needle in needles:
             assert needle not in text
+
+
+def test_deployment_sample_with_its_events_in_the_dump(tmp_path: Path, capsys) -> None:
+    store = str(tmp_path / "k.db")
+    events = DEPLOYMENT.with_name("events.jsonl")
+    argv = ["replay", "--quiet", "--cluster", "tracetest", "--store", store, str(DEPLOYMENT), str(events)]
+    assert cli.main(argv) == 0
+    capsys.readouterr()
+    dump = ["dump", "--store", store, "--cluster", "tracetest", "--resource", "deployments", "--name", "demo"]
+    assert cli.main(dump) == 0
+    tree = capsys.readouterr().out
+    assert "Event ScalingReplicaSet (Normal) from deployment-controller" in tree
+    assert "Event SuccessfulCreate (Normal) from replicaset-controller" in tree
+    assert "Event Scheduled (Normal)" in tree
+    assert "status.observedGeneration 1 -> 2" in tree
