@@ -24,8 +24,10 @@ from fastapi.responses import PlainTextResponse
 import aggregators
 from kelemetry import __version__
 from kelemetry.diff.redact import DEFAULT_RULES, RedactionRule, Redactor
+from kelemetry.errors import KelemetryError
 from kelemetry.export.otlp import OtlpFollower
 from kelemetry.ingest import Ingestor
+from kelemetry.kube import discovery
 from kelemetry.kube.kinds import KindResolver
 from kelemetry.kube.watch import ResourceWatcher, WatchItem
 from kelemetry.pipeline import Pipeline
@@ -38,6 +40,7 @@ from kelemetry.store.sqlite import SpanStore
 logger = logging.getLogger(__name__)
 
 RETENTION_INTERVAL_SECONDS = 300.0
+CRD_REFRESH_SECONDS = 10.0
 
 
 def parse_watch_target(spec: str) -> tuple[str, str, str]:
@@ -109,6 +112,31 @@ class Collector:
         self._stop = threading.Event()
         self._retention: threading.Thread | None = None
 
+    def _watch_custom_resources(self) -> None:
+        """Start a watcher for each CRD's objects, now and whenever new CRDs appear."""
+        kubeconfig = self.settings.kubeconfig
+        assert kubeconfig is not None
+        watched = {(w.group, w.version, w.resource) for w in self.object_watchers}
+        while not self._stop.is_set():
+            try:
+                for target in discovery.custom_resources(kubeconfig):
+                    if target in watched:
+                        continue
+                    watcher = ResourceWatcher(
+                        kubeconfig,
+                        self._sink_for(target),
+                        group=target[0],
+                        version=target[1],
+                        resource=target[2],
+                    )
+                    self.object_watchers.append(watcher)
+                    watched.add(target)
+                    watcher.start()
+                    logger.info("watching custom resource %s.%s/%s", target[2], target[0], target[1])
+            except KelemetryError as exc:
+                logger.debug("custom resources not listed yet: %s", exc)
+            self._stop.wait(CRD_REFRESH_SECONDS)
+
     def _sink_for(self, target: tuple[str, str, str]) -> Callable[[list[WatchItem], str], None]:
         cluster = self.settings.webhook.default_cluster
 
@@ -149,6 +177,8 @@ class Collector:
             self.watcher.start()
         for watcher in self.object_watchers:
             watcher.start()
+        if self.settings.kubeconfig and self.settings.watch_custom_resources:
+            threading.Thread(target=self._watch_custom_resources, name="kelemetry-crds", daemon=True).start()
         if self.follower is not None:
             self.follower.start()
         self._retention = threading.Thread(target=self._retain, name="kelemetry-retention", daemon=True)
@@ -158,7 +188,7 @@ class Collector:
         self._stop.set()
         if self.watcher is not None:
             self.watcher.stop()
-        for watcher in self.object_watchers:
+        for watcher in list(self.object_watchers):
             watcher.stop()
         self.ingestor.stop()
         if self.follower is not None:

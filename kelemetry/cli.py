@@ -174,7 +174,8 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         metavar="RESOURCE[.GROUP][/VERSION]",
         help="with --kubeconfig: watch these objects for diffs and for changes no audit event explains "
-        "(repeatable; default: " + ", ".join(DEFAULT_WATCHED) + "; 'none' to watch no objects)",
+        "(repeatable; default: " + ", ".join(DEFAULT_WATCHED) + ", and the objects of every "
+        "CustomResourceDefinition; 'none' to watch no objects)",
     )
     serve.add_argument(
         "--change-grace",
@@ -331,6 +332,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         port=port,
         kubeconfig=args.kubeconfig,
         watch_resources=watched,
+        watch_custom_resources=not (args.watch and "none" in args.watch),
         change_grace_seconds=parse_duration(args.change_grace),
         store=StoreSettings(
             path=args.store,

@@ -89,6 +89,9 @@ class ServeSettings:
     watch_resources: tuple[str, ...] = DEFAULT_WATCHED
     """``RESOURCE[.GROUP][/VERSION]`` whose changes become diffs and, when no audit event claims them
     within ``change_grace_seconds``, change spans; default: workloads, pods, services, configmaps, nodes."""
+    watch_custom_resources: bool = True
+    """Also watch the objects of every CustomResourceDefinition (checked again every
+    ``CRD_REFRESH_SECONDS``, so CRDs installed later are picked up)."""
     change_grace_seconds: float = 5.0
     """How long a watched change waits for the audit event that explains it (who did it)."""
     store: StoreSettings = field(default_factory=StoreSettings)

@@ -67,3 +67,28 @@ def discover(kubeconfig: str | None, context: str | None = None) -> dict[tuple[s
         raise KelemetryError(f"API discovery failed: {exc}") from exc
     finally:
         api_client.close()
+
+
+def custom_resources(kubeconfig: str) -> list[tuple[str, str, str]]:
+    """(group, served storage version, plural) of every CustomResourceDefinition of the cluster."""
+    try:
+        api_client = config.new_client_from_config(config_file=kubeconfig)  # type: ignore[no-untyped-call]
+    except Exception as exc:
+        raise KelemetryError(f"cannot load kubeconfig {kubeconfig}: {exc}") from exc
+    try:
+        response: Any = client.ApiextensionsV1Api(api_client).list_custom_resource_definition(
+            _preload_content=False
+        )
+        found = []
+        for crd in json.loads(response.data).get("items") or ():
+            spec = crd.get("spec") or {}
+            versions = [v for v in spec.get("versions") or () if v.get("served")]
+            chosen = next((v for v in versions if v.get("storage")), versions[0] if versions else None)
+            plural = (spec.get("names") or {}).get("plural")
+            if chosen and plural and spec.get("group"):
+                found.append((str(spec["group"]), str(chosen["name"]), str(plural)))
+        return found
+    except Exception as exc:
+        raise KelemetryError(f"listing CustomResourceDefinitions failed: {exc}") from exc
+    finally:
+        api_client.close()

@@ -514,6 +514,42 @@ def test_secret_canary_appears_nowhere(
             assert needle.encode() not in blob, f"{needle} leaked into {where}"
 
 
+WIDGET_CRD = {
+    "apiVersion": "apiextensions.k8s.io/v1",
+    "kind": "CustomResourceDefinition",
+    "metadata": {"name": "widgets.example.com"},
+    "spec": {
+        "group": "example.com",
+        "scope": "Namespaced",
+        "names": {"plural": "widgets", "singular": "widget", "kind": "Widget"},
+        "versions": [
+            {
+                "name": "v1",
+                "served": True,
+                "storage": True,
+                "schema": {
+                    "openAPIV3Schema": {
+                        "type": "object",
+                        "properties": {
+                            "spec": {"type": "object", "properties": {"size": {"type": "integer"}}}
+                        },
+                    }
+                },
+            }
+        ],
+    },
+}
+
+
+def widget(size: int) -> dict[str, Any]:
+    return {
+        "apiVersion": "example.com/v1",
+        "kind": "Widget",
+        "metadata": {"name": "gear"},
+        "spec": {"size": size},
+    }
+
+
 def test_without_audit_the_watch_still_gives_hierarchy_events_and_diffs(
     cluster: ControlPlane, collector: Collector, run_dir: Path, binaries: Any
 ) -> None:
@@ -593,6 +629,43 @@ def test_without_audit_the_watch_still_gives_hierarchy_events_and_diffs(
             return trace if complete(trace) else None
 
         trace = wait_until("a trace built from watches and Events alone", attempt, 90, 1.0)
+
+        # Objects of a CustomResourceDefinition installed after the collector started are watched too.
+        cluster.kubectl("apply", "-f", "-", stdin=json.dumps(WIDGET_CRD))
+        wait_until(
+            "the Widget CRD to be served",
+            lambda: (
+                cluster.kubectl(
+                    "get",
+                    "crd",
+                    "widgets.example.com",
+                    "-o",
+                    "jsonpath={.status.conditions[?(@.type=='Established')].status}",
+                    check=False,
+                )
+                == "True"
+            ),
+            60,
+        )
+        time.sleep(12)  # the collector looks for new CRDs every 10 s
+        cluster.kubectl("apply", "-n", namespace, "-f", "-", stdin=json.dumps(widget(1)))
+        time.sleep(1)
+        cluster.kubectl("apply", "-n", namespace, "-f", "-", stdin=json.dumps(widget(5)))
+
+        def widget_changed() -> bool:
+            reader = StoreReader(store)
+            try:
+                spans = reader.all_spans()
+            finally:
+                reader.close()
+            return any(
+                s.key.resource == "widgets"
+                and s.source is TraceSource.CHANGE
+                and any("spec.size 1 -> 5" in log.message.split("\n") for log in s.logs)
+                for s in spans
+            )
+
+        wait_until("the Widget change from its watch", widget_changed, 60, 1.0)
         assert trace.root.span.key.resource == "deployments"
         replicasets = [c for c in trace.root.children if c.span.key.resource == "replicasets"]
         assert len(replicasets) == 1 and replicasets[0].span.source is TraceSource.OBJECT
