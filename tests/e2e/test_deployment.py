@@ -585,19 +585,8 @@ def test_without_audit_the_watch_still_gives_hierarchy_events_and_diffs(
             30,
         )
         namespace = "noaudit"
-        cluster.kubectl("create", "namespace", namespace)
-        wait_until(
-            "default service account",
-            lambda: cluster.kubectl("get", "sa", "default", "-n", namespace, check=False),
-            60,
-        )
         time.sleep(2)  # let the watches finish their initial lists
-        cluster.kubectl(
-            "create", "deployment", "quiet", "-n", namespace, "--image=nginx:1.27", "--replicas=2"
-        )
-        rollout(cluster, namespace, "quiet", 2)
-        cluster.kubectl("scale", "deployment", "quiet", "-n", namespace, "--replicas=3")
-        rollout(cluster, namespace, "quiet", 3)
+        lifecycle(cluster, namespace, "quiet")  # the same scenario as test_deployment_lifecycle
 
         def complete(trace: AssembledTrace) -> bool:
             root = trace.root
@@ -608,11 +597,14 @@ def test_without_audit_the_watch_still_gives_hierarchy_events_and_diffs(
                 if n.span.key.resource == "pods" and n.span.source is TraceSource.OBJECT
             ]
             diffs = [log.message for n in trace.walk() for log in n.span.logs if log.kind == "diff"]
+            replicasets = [c for c in root.children if c.span.key.resource == "replicasets"]
             return (
                 TraceSource.EVENT in kinds
                 and TraceSource.CHANGE in kinds
-                and len(pods) >= 3
-                and any("spec.replicas 2 -> 3" in d.split("\n") for d in diffs)
+                and len(pods) >= 4
+                and len(replicasets) == 2
+                and any("spec.replicas 2 -> 4" in d.split("\n") for d in diffs)
+                and any(log.kind == "snapshot" for c in root.children for log in c.span.logs)
             )
 
         def attempt() -> AssembledTrace | None:
@@ -668,7 +660,7 @@ def test_without_audit_the_watch_still_gives_hierarchy_events_and_diffs(
         wait_until("the Widget change from its watch", widget_changed, 60, 1.0)
         assert trace.root.span.key.resource == "deployments"
         replicasets = [c for c in trace.root.children if c.span.key.resource == "replicasets"]
-        assert len(replicasets) == 1 and replicasets[0].span.source is TraceSource.OBJECT
+        assert len(replicasets) == 2 and all(rs.span.source is TraceSource.OBJECT for rs in replicasets)
         assert not any(n.span.source is TraceSource.AUDIT for n in trace.walk())
     finally:
         server.stop()
