@@ -133,9 +133,10 @@ def split_api_version(api_version: str) -> tuple[str, str]:
 
 
 def pluralize(kind: str) -> str:
-    """The default REST mapper's guess of a resource name from a kind."""
+    """A resource name from a kind, close to Kubernetes' default REST mapper (which leaves
+    "...endpoints" alone) but with ordinary English plurals where it is naive ("boxes")."""
     lower = kind.lower()
-    if not lower:
+    if not lower or lower.endswith("endpoints"):
         return lower
     if lower.endswith(("s", "x", "z", "ch", "sh")):
         return lower + "es"

@@ -28,12 +28,15 @@ class OwnerGraph:
         return bool(self._graph.has_node(key))
 
     def add(self, ref: ObjectRef) -> None:
-        """Record an object; a ref with more detail (uid, kind) replaces a vaguer one."""
+        """Record an object, merging what this ref knows into what was known (a new uid wins)."""
         nodes = self._graph.nodes
         if ref.key in nodes:
             known = self.ref(ref.key)
-            if (ref.uid and ref.uid != known.uid) or (ref.kind and not known.kind):
-                nodes[ref.key]["ref"] = ref
+            merged = ObjectRef(
+                ref.key, ref.uid or known.uid, ref.kind or known.kind, ref.version or known.version
+            )
+            if merged != known:
+                nodes[ref.key]["ref"] = merged
         else:
             self._graph.add_node(ref.key, ref=ref)
 
@@ -50,7 +53,7 @@ class OwnerGraph:
         current = self.owner_of(child.key)
         if current == owner.key:
             return False
-        if child.key == owner.key or child.key in self.chain(owner.key):
+        if child.key == owner.key or (owner.key in graph and nx.has_path(graph, owner.key, child.key)):
             return False
         if current is not None:
             graph.remove_edge(child.key, current)

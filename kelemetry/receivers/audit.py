@@ -285,6 +285,8 @@ class AuditConverter:
         request = raw.get("requestObject")
         if not isinstance(request, dict):
             request = None
+        # A Binding, Scale or Eviction request body is about the object, not the object itself.
+        request_is_object = request is not None and request.get("kind") not in _NON_OBJECT_KINDS
 
         namespace = ref.get("namespace", "")
         name = ref.get("name", "")
@@ -305,7 +307,11 @@ class AuditConverter:
             return None
 
         key = ObjectKey.make(cluster, group, resource, namespace, name)
-        body = response if response is not None else (request if verb in ("create", "update") else None)
+        body: dict[str, Any] | None
+        if response is not None:
+            body = response
+        else:
+            body = request if request_is_object and verb in ("create", "update") else None
         meta = _meta(body)
         uid = meta.get("uid") or ref.get("uid") or ""
         if not uid and status_body is not None:

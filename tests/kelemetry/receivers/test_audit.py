@@ -1,222 +1,1037 @@
-"""audit.k8s.io Events → model Events: envelope validation, the keep/drop rules, names, owners."""
+"""audit.k8s.io Events → model Events (kelemetry.receivers.audit).
+
+Covers webhook body decoding and every rejection with its HTTP status, JSON-lines documents, the
+byte-level drop shortcut, and AuditConverter: stage and verb rules, outcome counters, resource and
+user-agent exclusion, names, namespaces, uids, kinds and versions, titles and tags, failures,
+impersonation, timestamps, owner links, and two real recorded audit logs.
+"""
 
 from __future__ import annotations
 
-import gzip
+import http
 import json
+from collections import Counter
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from kelemetry import errors
-from kelemetry.kube.kinds import KindResolver
-from kelemetry.receivers.audit import AuditConverter, AuditFilter, cheap_drop, decode_webhook_body
-from kelemetry.receivers.auditfiles import FileStats, read_audit_file
-from tests.conftest import FALCO
+from kelemetry.kube.kinds import KindResolver, ResourceInfo
+from kelemetry.model.events import Event, Log, TraceSource
+from kelemetry.model.objects import ObjectKey, ObjectRef
+from kelemetry.receivers.audit import (
+    AuditConverter,
+    AuditFilter,
+    RawAuditEvent,
+    cheap_drop,
+    decode_webhook_body,
+    events_of_document,
+    parse_time_us,
+)
+from tests.conftest import AUDIT2RBAC, FALCO
 from tests.factories import audit_event, event_list, owner_ref
 
+RS_CONTROLLER = "system:serviceaccount:kube-system:replicaset-controller"
+MUTATING = ("create", "update", "patch", "delete", "deletecollection")
 
-def convert(raw: dict[str, object], converter: AuditConverter | None = None):  # type: ignore[no-untyped-def]
+
+def encode(document: Any) -> bytes:
+    return json.dumps(document).encode()
+
+
+def without(mapping: dict[str, Any], *keys: str) -> dict[str, Any]:
+    return {k: v for k, v in mapping.items() if k not in keys}
+
+
+def convert(raw: dict[str, Any], converter: AuditConverter | None = None) -> Event | None:
     return (converter or AuditConverter(KindResolver())).convert(raw, "c")  # type: ignore[arg-type]
 
 
+def kept(raw: dict[str, Any], converter: AuditConverter | None = None) -> Event:
+    event = convert(raw, converter)
+    assert event is not None
+    return event
+
+
+def with_owners(raw: dict[str, Any], refs: Any) -> dict[str, Any]:
+    """``raw`` with ``refs`` as the ownerReferences of both bodies."""
+    for side in ("requestObject", "responseObject"):
+        if side in raw:
+            raw[side]["metadata"]["ownerReferences"] = refs
+    return raw
+
+
+def us(year: int, month: int, day: int, hour: int, minute: int, second: int, micro: int = 0) -> int:
+    whole = int(datetime(year, month, day, hour, minute, second, tzinfo=UTC).timestamp())
+    return whole * 1_000_000 + micro
+
+
+# ---------------------------------------------------------------------------------------------
+# decode_webhook_body: accepted bodies
+
+
 @pytest.mark.parametrize(
-    ("body", "error", "message"),
+    "api_version",
+    [pytest.param("audit.k8s.io/v1", id="v1"), pytest.param("audit.k8s.io/v1beta1", id="v1beta1")],
+)
+def test_event_list_returns_its_items_in_order(api_version: str) -> None:
+    items = [
+        audit_event(audit_id="a1", api_version=api_version),
+        audit_event(audit_id="a2", api_version=api_version, verb="update", code=200),
+    ]
+    decoded = decode_webhook_body(encode(event_list(items, api_version)))
+    assert decoded == items
+
+
+def test_event_list_items_may_omit_their_own_kind_and_api_version() -> None:
+    # kube-apiserver serialises list items with an empty TypeMeta, so real webhook items carry neither.
+    items = [without(audit_event(audit_id="a1"), "kind", "apiVersion")]
+    assert decode_webhook_body(encode(event_list(items))) == items
+
+
+@pytest.mark.parametrize(
+    "api_version",
+    [pytest.param("audit.k8s.io/v1", id="v1"), pytest.param("audit.k8s.io/v1beta1", id="v1beta1")],
+)
+def test_lone_event_is_a_list_of_one(api_version: str) -> None:
+    raw = audit_event(audit_id="lone", api_version=api_version)
+    assert decode_webhook_body(encode(raw)) == [raw]
+
+
+@pytest.mark.parametrize(
+    "document",
     [
-        pytest.param(b"{nope", errors.MalformedBody, "not valid JSON", id="not-json"),
-        pytest.param(b"\xff\xfe{}", errors.MalformedBody, "not valid UTF-8", id="not-utf8"),
-        pytest.param(b"[]", errors.WrongKind, "not a JSON object", id="array"),
+        pytest.param(event_list([]), id="empty-items"),
+        pytest.param(without(event_list([]), "items"), id="no-items"),
+        pytest.param({**event_list([]), "items": None}, id="null-items"),
+        pytest.param(event_list([], "audit.k8s.io/v1beta1"), id="empty-v1beta1"),
+    ],
+)
+def test_event_list_without_items_is_empty(document: dict[str, Any]) -> None:
+    assert decode_webhook_body(encode(document)) == []
+
+
+# ---------------------------------------------------------------------------------------------
+# decode_webhook_body: rejections
+
+
+def _item_without(field: str) -> bytes:
+    return encode(event_list([audit_event(), without(audit_event(), field)]))
+
+
+@pytest.mark.parametrize(
+    ("body", "error", "status", "message"),
+    [
+        pytest.param(b"{nope", errors.MalformedBody, 400, "not valid JSON", id="not-json"),
+        pytest.param(b"", errors.MalformedBody, 400, "not valid JSON", id="empty-body"),
+        pytest.param(b"\xff\xfe", errors.MalformedBody, 400, "not valid UTF-8", id="not-utf8"),
         pytest.param(
-            json.dumps({"kind": "PodList", "apiVersion": "audit.k8s.io/v1"}).encode(),
+            b'{"kind": "EventList", "x": "\xff"}',
+            errors.MalformedBody,
+            400,
+            "not valid UTF-8",
+            id="utf8-inside",
+        ),
+        pytest.param(b"[]", errors.WrongKind, 422, "not a JSON object", id="array"),
+        pytest.param(b'"EventList"', errors.WrongKind, 422, "not a JSON object", id="string"),
+        pytest.param(
+            encode({"kind": "PodList", "apiVersion": "audit.k8s.io/v1", "items": []}),
             errors.WrongKind,
-            "is not EventList",
+            422,
+            "kind 'PodList' is not EventList or Event",
             id="wrong-kind",
         ),
         pytest.param(
-            json.dumps({"kind": "EventList", "apiVersion": "v1"}).encode(),
+            encode({"apiVersion": "audit.k8s.io/v1", "items": []}),
             errors.WrongKind,
-            "apiVersion 'v1'",
-            id="wrong-api-version",
+            422,
+            "kind None",
+            id="missing-kind",
         ),
         pytest.param(
-            json.dumps({"kind": "EventList", "apiVersion": "audit.k8s.io/v1", "items": {}}).encode(),
+            encode({**audit_event(), "kind": "Pod"}),
             errors.WrongKind,
+            422,
+            "kind 'Pod' is not EventList or Event",
+            id="lone-object-of-wrong-kind",
+        ),
+        pytest.param(
+            encode(event_list([], "v1")), errors.WrongKind, 422, "apiVersion 'v1'", id="wrong-api-version"
+        ),
+        pytest.param(
+            encode(event_list([], "audit.k8s.io/v2")),
+            errors.WrongKind,
+            422,
+            "apiVersion 'audit.k8s.io/v2'",
+            id="unknown-audit-version",
+        ),
+        pytest.param(
+            encode(without(event_list([]), "apiVersion")),
+            errors.WrongKind,
+            422,
+            "apiVersion None",
+            id="missing-api-version",
+        ),
+        pytest.param(
+            encode(without(audit_event(), "apiVersion")),
+            errors.WrongKind,
+            422,
+            "apiVersion None",
+            id="lone-event-without-api-version",
+        ),
+        pytest.param(
+            encode({**event_list([]), "items": {}}),
+            errors.WrongKind,
+            422,
             "items is not a list",
-            id="items-not-list",
+            id="items-object",
         ),
         pytest.param(
-            json.dumps(event_list([audit_event(), 3])).encode(),
+            encode({**event_list([]), "items": "x"}),
             errors.WrongKind,
+            422,
+            "items is not a list",
+            id="items-string",
+        ),
+        pytest.param(
+            encode(event_list([audit_event(), 3])),
+            errors.WrongKind,
+            422,
             r"items\[1\] is not a JSON object",
-            id="item-not-object",
+            id="item-number",
         ),
         pytest.param(
-            json.dumps(event_list([{**audit_event(), "kind": "Pod"}])).encode(),
+            encode(event_list([None])),
             errors.WrongKind,
-            "kind 'Pod'",
-            id="item-wrong-kind",
+            422,
+            r"items\[0\] is not a JSON object",
+            id="item-null",
         ),
         pytest.param(
-            json.dumps(event_list([{k: v for k, v in audit_event().items() if k != "auditID"}])).encode(),
+            encode(event_list([[audit_event()]])),
             errors.WrongKind,
+            422,
+            r"items\[0\] is not a JSON object",
+            id="item-array",
+        ),
+        pytest.param(
+            _item_without("auditID"), errors.WrongKind, 422, r"items\[1\] has no auditID", id="no-id"
+        ),
+        pytest.param(
+            _item_without("stage"), errors.WrongKind, 422, r"items\[1\] has no stage", id="no-stage"
+        ),
+        pytest.param(_item_without("verb"), errors.WrongKind, 422, r"items\[1\] has no verb", id="no-verb"),
+        pytest.param(
+            encode(event_list([{**audit_event(), "auditID": 7}])),
+            errors.WrongKind,
+            422,
             "has no auditID",
-            id="item-without-audit-id",
+            id="numeric-audit-id",
+        ),
+        pytest.param(
+            encode(event_list([{**audit_event(), "kind": "Pod"}])),
+            errors.WrongKind,
+            422,
+            r"items\[0\] has kind 'Pod'",
+            id="item-kind-pod",
+        ),
+        pytest.param(
+            encode(event_list([{**audit_event(), "apiVersion": "v1"}])),
+            errors.WrongKind,
+            422,
+            r"items\[0\] has apiVersion 'v1'",
+            id="item-wrong-api-version",
+        ),
+        pytest.param(
+            encode(without(audit_event(), "verb")),
+            errors.WrongKind,
+            422,
+            "body has no verb",
+            id="lone-no-verb",
         ),
     ],
 )
-def test_bad_webhook_bodies(body: bytes, error: type[Exception], message: str) -> None:
-    with pytest.raises(error, match=message) as caught:
+def test_rejected_bodies(body: bytes, error: type[errors.InputError], status: int, message: str) -> None:
+    with pytest.raises(errors.InputError, match=message) as caught:
         decode_webhook_body(body)
-    assert caught.value.status in (400, 422)  # type: ignore[attr-defined]
+    assert type(caught.value) is error
+    assert caught.value.status == status
 
 
-def test_good_webhook_bodies() -> None:
-    assert len(decode_webhook_body(json.dumps(event_list([audit_event(), audit_event()])).encode())) == 2
-    assert len(decode_webhook_body(json.dumps(event_list([], "audit.k8s.io/v1beta1")).encode())) == 0
-    assert len(decode_webhook_body(json.dumps(audit_event()).encode())) == 1
+def test_one_bad_item_refuses_the_whole_body() -> None:
+    # Nothing is half-ingested: the good items before the bad one are not returned either.
+    body = encode(event_list([audit_event(), audit_event(), {"kind": "Event"}]))
+    with pytest.raises(errors.WrongKind, match=r"items\[2\]"):
+        decode_webhook_body(body)
+
+
+# ---------------------------------------------------------------------------------------------
+# events_of_document (one JSON line of a log file)
+
+
+def test_bare_event_without_api_version_or_kind_is_accepted() -> None:
+    # The log backend of older apiservers wrote events with neither field (see the falco fixtures).
+    raw = without(audit_event(), "apiVersion", "kind")
+    assert events_of_document(raw, "audit.log:1") == [raw]
 
 
 @pytest.mark.parametrize(
-    ("overrides", "outcome"),
+    "api_version",
+    [pytest.param("audit.k8s.io/v1", id="v1"), pytest.param("audit.k8s.io/v1beta1", id="v1beta1")],
+)
+def test_bare_versioned_event_is_accepted(api_version: str) -> None:
+    raw = audit_event(api_version=api_version)
+    assert events_of_document(raw, "audit.log:1") == [raw]
+
+
+def test_event_list_line_is_expanded() -> None:
+    items = [audit_event(audit_id="x1"), without(audit_event(audit_id="x2"), "kind", "apiVersion")]
+    assert events_of_document(event_list(items), "audit.log:4") == items
+    assert events_of_document({**event_list([]), "items": None}, "audit.log:5") == []
+
+
+@pytest.mark.parametrize(
+    ("document", "message"),
     [
-        pytest.param({"stage": "RequestReceived"}, "dropped_stage", id="request-received"),
-        pytest.param({"stage": "ResponseStarted"}, "dropped_stage", id="response-started"),
-        pytest.param({"verb": "get"}, "dropped_read", id="get"),
-        pytest.param({"verb": "watch"}, "dropped_read", id="watch"),
-        pytest.param({"objectRef": None}, "dropped_no_object", id="no-object"),
+        pytest.param({"kind": "Pod", "apiVersion": "v1"}, r"audit\.log:7 has kind 'Pod'", id="pod"),
         pytest.param(
-            {"objectRef": {"resource": "leases", "apiGroup": "coordination.k8s.io", "name": "x"}},
-            "dropped_excluded_resource",
-            id="lease",
+            {**audit_event(), "apiVersion": "v1"}, r"audit\.log:7 has apiVersion 'v1'", id="version"
         ),
+        pytest.param([1, 2], r"audit\.log:7 is not a JSON object", id="array"),
+        pytest.param(None, r"audit\.log:7 is not a JSON object", id="null"),
+        pytest.param(without(audit_event(), "stage"), r"audit\.log:7 has no stage", id="no-stage"),
+        pytest.param({**event_list([]), "items": "x"}, r"audit\.log:7: items is not a list", id="items"),
+        pytest.param(event_list([audit_event(), 5]), r"audit\.log:7 items\[1\]", id="bad-item"),
+    ],
+)
+def test_bad_lines_name_their_place(document: Any, message: str) -> None:
+    with pytest.raises(errors.WrongKind, match=message):
+        events_of_document(document, "audit.log:7")
+
+
+# ---------------------------------------------------------------------------------------------
+# cheap_drop (decision from the bytes of a line)
+
+
+@pytest.mark.parametrize(
+    ("stage", "verb", "expected"),
+    [
+        pytest.param("RequestReceived", "create", "dropped_stage", id="early-stage"),
+        pytest.param("ResponseStarted", "get", "dropped_stage", id="stage-before-verb"),
+        pytest.param("ResponseComplete", "list", "dropped_read", id="read"),
+        pytest.param("ResponseComplete", "watch", "dropped_read", id="watch"),
+        pytest.param("ResponseComplete", "update", None, id="kept"),
+        pytest.param("Panic", "patch", None, id="panic"),
+    ],
+)
+def test_cheap_drop_agrees_with_the_converter(stage: str, verb: str, expected: str | None) -> None:
+    raw = audit_event(stage=stage, verb=verb, code=200)
+    assert cheap_drop(json.dumps(raw, separators=(",", ":")).encode()) == expected
+    converter = AuditConverter(KindResolver())
+    converter.convert(raw, "c")  # type: ignore[arg-type]
+    assert converter.stats.counts == {expected or "kept": 1}
+
+
+def test_cheap_drop_leaves_ambiguous_lines_to_the_decoder() -> None:
+    # A body field named like the envelope's could be mistaken for it.
+    nested = audit_event(stage="RequestReceived", request_object={"stage": "ResponseComplete"})
+    assert cheap_drop(json.dumps(nested, separators=(",", ":")).encode()) is None
+    nested_verb = audit_event(verb="get", response_object={"verb": "create"})
+    assert cheap_drop(json.dumps(nested_verb, separators=(",", ":")).encode()) is None
+
+
+# ---------------------------------------------------------------------------------------------
+# AuditConverter: stage and verb rules, counters
+
+
+@pytest.mark.parametrize(
+    ("stage", "outcome"),
+    [
+        pytest.param("RequestReceived", "dropped_stage", id="request-received"),
+        pytest.param("ResponseStarted", "dropped_stage", id="response-started"),
+        pytest.param("ResponseComplete", "kept", id="response-complete"),
+        pytest.param("Panic", "kept", id="panic"),
+    ],
+)
+def test_stage_rule(stage: str, outcome: str) -> None:
+    converter = AuditConverter(KindResolver())
+    event = convert(audit_event(stage=stage, verb="update", code=200), converter)
+    assert (event is not None) == (outcome == "kept")
+    assert converter.stats.counts == {outcome: 1}
+    if event is not None:
+        assert event.error == (stage == "Panic")
+
+
+def test_panic_is_kept_as_an_error() -> None:
+    event = kept(audit_event(verb="update", stage="Panic", code=500))
+    assert event.error
+    assert event.logs == (Log("error", "Panic: the apiserver panicked while serving this request"),)
+    assert event.body is None
+
+
+@pytest.mark.parametrize(
+    ("verb", "outcome"),
+    [
+        *(pytest.param(verb, "dropped_read", id=verb) for verb in ("get", "list", "watch")),
+        *(pytest.param(verb, "kept", id=verb) for verb in MUTATING),
+    ],
+)
+def test_verb_rule(verb: str, outcome: str) -> None:
+    converter = AuditConverter(KindResolver())
+    event = convert(audit_event(verb=verb, code=200), converter)
+    assert converter.stats.counts == {outcome: 1}
+    if outcome == "kept":
+        assert event is not None and event.tags["audit.verb"] == verb and event.title == f"admin {verb}"
+    else:
+        assert event is None
+
+
+def test_stage_is_judged_before_verb() -> None:
+    converter = AuditConverter(KindResolver())
+    assert convert(audit_event(stage="RequestReceived", verb="get"), converter) is None
+    assert converter.stats.counts == {"dropped_stage": 1}
+
+
+def test_every_outcome_is_counted() -> None:
+    converter = AuditConverter(
+        KindResolver(),
+        AuditFilter.from_strings(["events", "coordination.k8s.io/leases"], ["leader-election"]),
+    )
+    raws = [
+        audit_event(audit_id="k1"),
+        audit_event(audit_id="k2", verb="patch", code=200),
+        audit_event(stage="RequestReceived"),
+        audit_event(stage="ResponseStarted"),
+        audit_event(verb="get", code=200),
+        audit_event(verb="watch", code=200),
+        audit_event(verb="list", code=200),
+        without(audit_event(), "objectRef"),
+        audit_event(resource="events", name="e1"),
+        audit_event(resource="leases", group="coordination.k8s.io", verb="update", code=200),
+        audit_event(userAgent="kube-controller-manager/v1.33.0/leader-election"),
+        audit_event(name="", with_bodies=False),
+        without(audit_event(), "requestReceivedTimestamp", "stageTimestamp"),
+    ]
+    events = list(converter.convert_all(raws, "c"))  # type: ignore[arg-type]
+    assert [e.event_id for e in events] == ["k1", "k2"]
+    assert converter.stats.counts == Counter(
+        kept=2,
+        dropped_stage=2,
+        dropped_read=3,
+        dropped_no_object=1,
+        dropped_excluded_resource=2,
+        dropped_excluded_user_agent=1,
+        dropped_no_name=1,
+        dropped_no_time=1,
+    )
+
+
+def test_stats_accumulate_across_calls() -> None:
+    converter = AuditConverter(KindResolver())
+    for _ in range(3):
+        convert(audit_event(verb="get"), converter)
+    converter.stats.add("kept", 2)
+    assert converter.stats.counts == {"dropped_read": 3, "kept": 2}
+
+
+@pytest.mark.parametrize(
+    "object_ref",
+    [
+        pytest.param(None, id="null"),
+        pytest.param({}, id="empty"),
+        pytest.param({"resource": "", "name": "x"}, id="empty-resource"),
+        pytest.param({"namespace": "default", "name": "x"}, id="no-resource"),
+    ],
+)
+def test_requests_without_an_object_are_dropped(object_ref: dict[str, Any] | None) -> None:
+    converter = AuditConverter(KindResolver())
+    assert convert({**audit_event(), "objectRef": object_ref}, converter) is None
+    assert convert(without(audit_event(), "objectRef"), converter) is None
+    assert converter.stats.counts == {"dropped_no_object": 2}
+
+
+@pytest.mark.parametrize(
+    "timestamps",
+    [
+        pytest.param({}, id="none"),
+        pytest.param({"requestReceivedTimestamp": "yesterday"}, id="unparsable-received"),
         pytest.param(
-            {"userAgent": "kube-scheduler/v1.33 (linux/amd64)/leader-election"},
-            "dropped_excluded_user_agent",
-            id="leader-election",
+            {"requestReceivedTimestamp": "2024-05-01T10:00:00Z", "stageTimestamp": "soon"},
+            id="unparsable-stage",
         ),
     ],
 )
-def test_drops_are_counted(overrides: dict[str, object], outcome: str) -> None:
+def test_requests_without_a_usable_time_are_dropped(timestamps: dict[str, str]) -> None:
+    converter = AuditConverter(KindResolver())
+    raw = {**without(audit_event(), "requestReceivedTimestamp", "stageTimestamp"), **timestamps}
+    assert convert(raw, converter) is None
+    assert converter.stats.counts == {"dropped_no_time": 1}
+
+
+# ---------------------------------------------------------------------------------------------
+# AuditFilter
+
+
+def test_filter_from_strings_parses_resources_and_user_agents() -> None:
+    parsed = AuditFilter.from_strings(
+        [" events ", "coordination.k8s.io/leases", "", "apps/"], ["", "kube-scheduler"]
+    )
+    assert parsed.excluded_resources == {("", "events"), ("coordination.k8s.io", "leases")}
+    assert parsed.excluded_user_agents == ("kube-scheduler",)
+
+
+@pytest.mark.parametrize(
+    ("resource", "group", "excluded"),
+    [
+        pytest.param("events", "", True, id="core-events"),
+        pytest.param("leases", "coordination.k8s.io", True, id="leases"),
+        pytest.param("events", "events.k8s.io", False, id="events-k8s-io-is-another-group"),
+        pytest.param("leases", "example.com", False, id="leases-of-another-group"),
+        pytest.param("pods", "", False, id="pods"),
+        pytest.param("configmaps", "", False, id="configmaps"),
+    ],
+)
+def test_excluded_resources(resource: str, group: str, excluded: bool) -> None:
     converter = AuditConverter(
-        KindResolver(), AuditFilter.from_strings(["coordination.k8s.io/leases"], ["/leader-election"])
+        KindResolver(), AuditFilter.from_strings(["events", "coordination.k8s.io/leases"], [])
     )
-    assert convert({**audit_event(), **overrides}, converter) is None
-    assert converter.stats.counts == {outcome: 1}
+    event = convert(audit_event(verb="update", code=200, resource=resource, group=group), converter)
+    assert (event is None) == excluded
+    assert converter.stats.counts == {"dropped_excluded_resource" if excluded else "kept": 1}
 
 
-def test_cheap_drop_agrees_with_the_decoder() -> None:
-    for stage, verb, expected in [
-        ("RequestReceived", "create", "dropped_stage"),
-        ("ResponseComplete", "list", "dropped_read"),
-        ("ResponseComplete", "update", None),
-        ("Panic", "patch", None),
-    ]:
-        line = json.dumps(audit_event(stage=stage, verb=verb), separators=(",", ":")).encode()
-        assert cheap_drop(line) == expected
-    # A body field named like the envelope's makes the bytes ambiguous: leave it to the decoder.
-    nested = audit_event(stage="RequestReceived", request_object={"stage": "ResponseComplete"})
-    assert cheap_drop(json.dumps(nested, separators=(",", ":")).encode()) is None
+def test_excluded_resources_match_the_canonical_group() -> None:
+    # A Deployment written through extensions/v1beta1 is the same object as through apps/v1.
+    converter = AuditConverter(KindResolver(), AuditFilter.from_strings(["apps/deployments"], []))
+    raw = audit_event(verb="update", code=200, resource="deployments", group="extensions", name="d")
+    assert convert(raw, converter) is None
+    assert converter.stats.counts == {"dropped_excluded_resource": 1}
 
 
-def test_create_takes_its_name_from_the_response_and_links_the_owner() -> None:
+@pytest.mark.parametrize(
+    ("user_agent", "excluded"),
+    [
+        pytest.param("kube-scheduler/v1.33.0 (linux/amd64) kubernetes/abc/leader-election", True, id="match"),
+        pytest.param("kubelet/v1.33.0 (linux/amd64)", True, id="second-pattern"),
+        pytest.param("kubectl/v1.33.0 (linux/amd64)", False, id="other"),
+        pytest.param("", False, id="empty"),
+    ],
+)
+def test_excluded_user_agents(user_agent: str, excluded: bool) -> None:
+    converter = AuditConverter(KindResolver(), AuditFilter.from_strings([], ["/leader-election", "kubelet/"]))
+    raw = audit_event(verb="update", code=200, userAgent=user_agent)
+    assert (convert(raw, converter) is None) == excluded
+    assert converter.stats.counts == {"dropped_excluded_user_agent" if excluded else "kept": 1}
+
+
+def test_event_without_user_agent_is_not_excluded() -> None:
+    converter = AuditConverter(KindResolver(), AuditFilter.from_strings([], ["kubelet"]))
+    event = kept(without(audit_event(verb="update", code=200), "userAgent"), converter)
+    assert "audit.user_agent" not in event.tags
+
+
+# ---------------------------------------------------------------------------------------------
+# Names, namespaces, uids, kinds, versions
+
+
+def test_create_takes_the_name_only_the_response_has() -> None:
     raw = audit_event(
-        name="web-abc",
-        uid="p1",
-        owner=owner_ref("ReplicaSet", "web", uid="r1"),
-        user="system:serviceaccount:kube-system:replicaset-controller",
+        name="web-x7k2p",
+        request_object={"kind": "Pod", "apiVersion": "v1", "metadata": {"generateName": "web-"}},
     )
-    event = convert(raw)
-    assert event is not None and event.object.key.name == "web-abc" and event.object.uid == "p1"
-    assert event.title == "system:serviceaccount:kube-system:replicaset-controller create"
-    assert event.owner is not None
-    owner = event.owner.owner.key
-    assert (owner.group, owner.resource, owner.namespace, owner.name) == (
-        "apps",
-        "replicasets",
-        "default",
-        "web",
-    )
-    assert event.end_us - event.start_us == 10_000
+    assert "name" not in raw["objectRef"]
+    event = kept(raw)
+    assert event.object.key == ObjectKey("c", "", "pods", "default", "web-x7k2p")
 
 
-def test_failed_generate_name_create_keeps_the_prefix_and_is_an_error() -> None:
+def test_create_takes_the_name_only_the_request_has() -> None:
+    # At level Request there is no responseObject.
+    raw = without(audit_event(name="cm-1", resource="configmaps", kind="ConfigMap", uid=""), "responseObject")
+    event = kept(raw)
+    assert event.object.key.name == "cm-1"
+    assert event.body is None
+
+
+def test_failed_generate_name_create_is_named_by_its_prefix() -> None:
     raw = audit_event(
         name="",
         code=409,
         request_object={"kind": "Pod", "apiVersion": "v1", "metadata": {"generateName": "web-"}},
     )
     raw["responseStatus"] = {"code": 409, "reason": "AlreadyExists", "message": 'pods "web-x" already exists'}
-    event = convert(raw)
-    assert event is not None and event.object.key.name == "web-" and event.error
-    assert event.title.endswith("create (Conflict)")
-    assert event.logs[0].message == 'AlreadyExists: pods "web-x" already exists'
+    event = kept(raw)
+    assert event.object.key.name == "web-"
+    assert event.error
+    assert event.title == "admin create (Conflict)"
+    assert event.logs == (Log("error", 'AlreadyExists: pods "web-x" already exists'),)
 
 
-def test_impersonation_subresource_and_panic() -> None:
-    raw = audit_event(verb="update", subresource="status", code=200, impersonatedUser={"username": "bob"})
-    event = convert(raw)
-    assert event is not None and event.title == "bob update status"
-    assert event.tags["audit.user"] == "bob" and event.tags["audit.impersonator"] == "admin"
+def test_create_without_any_name_is_dropped() -> None:
+    converter = AuditConverter(KindResolver())
+    raw = audit_event(name="", request_object={"kind": "Pod", "apiVersion": "v1", "metadata": {}}, code=422)
+    assert convert(raw, converter) is None
+    assert converter.stats.counts == {"dropped_no_name": 1}
+
+
+def test_the_object_ref_name_wins_for_other_verbs() -> None:
+    event = kept(audit_event(verb="update", code=200, name="web-0"))
+    assert event.object.key.name == "web-0"
+
+
+def test_namespace_comes_from_the_object_ref() -> None:
+    event = kept(audit_event(namespace="team-a", name="p"))
+    assert event.object.key == ObjectKey("c", "", "pods", "team-a", "p")
+
+
+def test_namespace_falls_back_to_the_response() -> None:
+    raw = audit_event(name="p")
+    raw["responseObject"]["metadata"]["namespace"] = "team-b"
+    del raw["objectRef"]["namespace"]
+    assert kept(raw).object.key.namespace == "team-b"
+
+
+def test_cluster_scoped_objects_have_no_namespace() -> None:
+    raw = audit_event(resource="namespaces", kind="Namespace", namespace="", name="team-c", uid="ns-1")
+    event = kept(raw)
+    assert event.object == ObjectRef(
+        ObjectKey("c", "", "namespaces", "", "team-c"), "ns-1", "Namespace", "v1"
+    )
+
+
+def test_uid_comes_from_the_body_before_the_object_ref() -> None:
+    raw = audit_event(verb="update", code=200, uid="from-body")
+    raw["objectRef"]["uid"] = "from-ref"
+    assert kept(raw).object.uid == "from-body"
+
+
+def test_uid_comes_from_the_object_ref_without_a_body() -> None:
+    raw = audit_event(verb="update", code=200, with_bodies=False)
+    raw["objectRef"]["uid"] = "from-ref"
+    assert kept(raw).object.uid == "from-ref"
+
+
+def test_delete_takes_uid_and_resource_version_from_its_status_body() -> None:
+    raw = audit_event(verb="delete", code=200, name="web-0", with_bodies=False)
+    raw["responseObject"] = {
+        "kind": "Status",
+        "apiVersion": "v1",
+        "metadata": {"resourceVersion": "777"},
+        "status": "Success",
+        "details": {"name": "web-0", "kind": "pods", "uid": "uid-gone"},
+    }
+    event = kept(raw)
+    assert event.object.uid == "uid-gone"
+    assert event.object.kind == "Pod"  # the Status is not the object: the kind is looked up
+    assert event.tags["resource_version"] == "777"
+    assert event.body is None
+
+
+def test_kind_and_version_come_from_the_body() -> None:
+    raw = audit_event(resource="widgets", group="example.com", kind="Widget", name="w", uid="w1")
+    for side in ("requestObject", "responseObject"):
+        raw[side]["apiVersion"] = "example.com/v1alpha2"
+    event = kept(raw)
+    assert event.object == ObjectRef(
+        ObjectKey("c", "example.com", "widgets", "default", "w"), "w1", "Widget", "v1alpha2"
+    )
+
+
+def test_kind_is_looked_up_and_version_taken_from_the_ref_without_a_body() -> None:
+    raw = audit_event(
+        verb="patch", code=200, resource="deployments", group="apps", name="d", with_bodies=False
+    )
+    raw["objectRef"]["apiVersion"] = "v1beta2"
+    event = kept(raw)
+    assert (event.object.kind, event.object.version) == ("Deployment", "v1beta2")
+
+
+def test_unknown_resource_without_a_body_has_no_kind() -> None:
+    raw = audit_event(verb="patch", code=200, resource="widgets", group="example.com", with_bodies=False)
+    assert kept(raw).object.kind == ""
+
+
+def test_patch_ignores_its_request_body() -> None:
+    # A patch request body is a patch document, not the object.
+    raw = audit_event(verb="patch", code=200, with_bodies=False)
+    raw["requestObject"] = {"metadata": {"labels": {"a": "b"}}}
+    event = kept(raw)
+    assert (event.object.uid, event.object.kind) == ("", "Pod")
+
+
+def test_binding_subresource_keeps_the_pods_kind() -> None:
+    # The scheduler binds a Pod by creating pods/binding with a Binding body; the object is the Pod.
+    raw = audit_event(
+        name="web-0",
+        subresource="binding",
+        user="system:kube-scheduler",
+        request_object={
+            "kind": "Binding",
+            "apiVersion": "v1",
+            "metadata": {"name": "web-0", "namespace": "default", "uid": "uid-web-0"},
+            "target": {"kind": "Node", "name": "node-1"},
+        },
+        response_object={
+            "kind": "Status",
+            "apiVersion": "v1",
+            "metadata": {},
+            "status": "Success",
+            "code": 201,
+        },
+    )
+    raw["objectRef"]["name"] = "web-0"
+    event = kept(raw)
+    assert event.object.key == ObjectKey("c", "", "pods", "default", "web-0")
+    assert event.title == "system:kube-scheduler create binding"
+    assert event.object.kind == "Pod"
+
+
+def test_scale_update_is_a_change_of_the_deployment() -> None:
+    # The HPA controller updates deployments/scale with a Scale body; the response Scale carries
+    # the Deployment's new resourceVersion.
+    def scale(resource_version: str) -> dict[str, Any]:
+        return {
+            "kind": "Scale",
+            "apiVersion": "autoscaling/v1",
+            "metadata": {
+                "name": "web",
+                "namespace": "default",
+                "uid": "u-d",
+                "resourceVersion": resource_version,
+            },
+            "spec": {"replicas": 3},
+        }
+
+    raw = audit_event(
+        verb="update",
+        code=200,
+        resource="deployments",
+        group="apps",
+        name="web",
+        subresource="scale",
+        request_object=scale("5"),
+        response_object=scale("6"),
+    )
+    event = kept(raw)
+    assert event.title == "admin update scale"
+    assert event.tags["audit.subresource"] == "scale"
+    assert event.body is None
+    assert event.object.kind == "Deployment"
+    assert event.tags["resource_version"] == "6"
+
+
+# ---------------------------------------------------------------------------------------------
+# Titles, tags, failures, users
+
+
+def test_tags_of_a_plain_create() -> None:
+    event = kept(audit_event(audit_id="id-1", name="web-0"))
+    assert event.source is TraceSource.AUDIT
+    assert event.event_id == "id-1"
+    assert event.title == "admin create"
+    assert event.tags == {
+        "audit.id": "id-1",
+        "audit.verb": "create",
+        "audit.user": "admin",
+        "audit.user_agent": "kubectl/v1.33.0",
+        "audit.code": 201,
+        "resource_version": "100",
+        "audit.source_ip": "10.0.0.1",
+    }
+    assert not event.error and event.logs == ()
+    assert event.body is not None and event.body["metadata"]["name"] == "web-0"
+
+
+@pytest.mark.parametrize(
+    ("code", "title"),
+    [
+        pytest.param(200, "admin update status", id="200"),
+        pytest.param(201, "admin update status", id="201"),
+        pytest.param(409, "admin update status (Conflict)", id="409"),
+        pytest.param(500, "admin update status (Internal Server Error)", id="500"),
+        pytest.param(599, "admin update status (599)", id="unknown-code"),
+    ],
+)
+def test_subresource_title_and_tag(code: int, title: str) -> None:
+    event = kept(audit_event(verb="update", subresource="status", code=code))
+    assert event.title == title
     assert event.tags["audit.subresource"] == "status"
-    panic = convert(audit_event(verb="update", stage="Panic", code=500))
-    assert panic is not None and panic.error and panic.logs[0].message.startswith("Panic")
+    assert event.tags["audit.code"] == code
 
 
-def test_owner_kinds() -> None:
-    mirror = convert(audit_event(owner=owner_ref("Node", "n0", api_version="v1")))
-    assert mirror is not None and mirror.owner is not None
-    assert (mirror.owner.owner.key.resource, mirror.owner.owner.key.namespace) == ("nodes", "")
-    custom = convert(audit_event(owner=owner_ref("WidgetSet", "w", api_version="example.com/v1")))
-    assert custom is not None and custom.owner is not None
-    assert custom.owner.owner.key.resource == "widgetsets"
-    first = convert(audit_event(owner=owner_ref("ReplicaSet", "a", controller=False)))
-    assert first is not None and first.owner is not None and first.owner.owner.key.name == "a"
-    legacy = convert(audit_event(resource="deployments", group="extensions", name="d"))
-    assert legacy is not None and legacy.object.key.group == "apps"
-    assert convert(audit_event(verb="delete", code=200, owner=owner_ref("ReplicaSet", "a"))).owner is None  # type: ignore[union-attr]
+def test_no_subresource_tag_without_subresource() -> None:
+    assert "audit.subresource" not in kept(audit_event(verb="update", code=200)).tags
 
 
-def test_audit_files_plain_gzip_and_bad_lines(tmp_path: Path) -> None:
-    lines = [
-        json.dumps(audit_event()),
-        "",
-        "{broken",
-        json.dumps({"kind": "Pod", "apiVersion": "v1"}),
-        json.dumps(event_list([audit_event(), audit_event()])),
-    ]
-    plain = tmp_path / "audit.log"
-    plain.write_text("\n".join(lines) + "\n")
-    zipped = tmp_path / "audit.log.1"  # gzip recognised by content, not by name
-    zipped.write_bytes(gzip.compress(plain.read_bytes()))
-    for path in (plain, zipped):
-        stats = FileStats()
-        progress: list[tuple[int, int]] = []
+@pytest.mark.parametrize(
+    ("code", "reason"),
+    [
+        pytest.param(409, "Conflict", id="409"),
+        pytest.param(422, "Invalid", id="422"),
+        pytest.param(500, "InternalError", id="500"),
+    ],
+)
+def test_failed_request_is_kept_as_an_error(code: int, reason: str) -> None:
+    converter = AuditConverter(KindResolver())
+    raw = audit_event(verb="update", code=code, name="web-0")
+    raw["responseStatus"] = {
+        "metadata": {},
+        "status": "Failure",
+        "reason": reason,
+        "message": f'pods "web-0" failed with {code}',
+        "code": code,
+    }
+    event = kept(raw, converter)
+    assert converter.stats.counts == {"kept": 1}
+    assert event.error
+    assert event.title == f"admin update ({http.HTTPStatus(code).phrase})"
+    assert event.logs == (Log("error", f'{reason}: pods "web-0" failed with {code}'),)
+    assert event.tags["audit.code"] == code
+    assert event.body is None
 
-        def record(done: int, total: int, seen: list[tuple[int, int]] = progress) -> None:
-            seen.append((done, total))
 
-        events = [e for batch in read_audit_file(str(path), stats, record) for e in batch]
-        assert len(events) == 3 and stats.bad_lines == 2 and stats.events == 3
-        assert progress[-1][0] == progress[-1][1]
-    with pytest.raises(errors.InputError, match="cannot read"):
-        list(read_audit_file(str(tmp_path / "missing.log")))
-    truncated = tmp_path / "cut.gz"
-    truncated.write_bytes(zipped.read_bytes()[:-20])
-    with pytest.raises(errors.InputError, match="cannot read"):
-        list(read_audit_file(str(truncated)))
+def test_failure_reason_and_message_from_the_status_body() -> None:
+    raw = audit_event(verb="update", code=422, name="web-0")
+    raw["responseObject"] = {
+        "kind": "Status",
+        "apiVersion": "v1",
+        "status": "Failure",
+        "reason": "Invalid",
+        "message": "spec.containers: Required value",
+        "code": 422,
+    }
+    assert kept(raw).logs == (Log("error", "Invalid: spec.containers: Required value"),)
+
+
+def test_failure_without_reason_uses_the_status_text() -> None:
+    event = kept(audit_event(verb="update", code=503, name="web-0"))
+    assert event.logs == (Log("error", "Service Unavailable"),)
+
+
+def test_redirect_is_titled_but_not_an_error() -> None:
+    event = kept(audit_event(verb="update", code=304, name="web-0"))
+    assert event.title == "admin update (Not Modified)"
+    assert not event.error and event.logs == ()
+
+
+def test_impersonated_user_becomes_the_user() -> None:
+    raw = audit_event(verb="update", code=200, user="system:admin", impersonatedUser={"username": "bob"})
+    event = kept(raw)
+    assert event.title == "bob update"
+    assert event.tags["audit.user"] == "bob"
+    assert event.tags["audit.impersonator"] == "system:admin"
+
+
+def test_no_impersonator_without_impersonation() -> None:
+    event = kept(audit_event(verb="update", code=200, user="alice"))
+    assert event.tags["audit.user"] == "alice"
+    assert "audit.impersonator" not in event.tags
+
+
+def test_missing_user_is_unknown() -> None:
+    event = kept(without(audit_event(verb="update", code=200), "user"))
+    assert event.title == "unknown update" and event.tags["audit.user"] == "unknown"
+
+
+# ---------------------------------------------------------------------------------------------
+# Timestamps
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        pytest.param("2024-05-01T10:00:00Z", us(2024, 5, 1, 10, 0, 0), id="seconds"),
+        pytest.param("2024-05-01T10:00:00.123456Z", us(2024, 5, 1, 10, 0, 0, 123456), id="micro"),
+        pytest.param("2024-05-01T10:00:00.5Z", us(2024, 5, 1, 10, 0, 0, 500000), id="tenths"),
+        pytest.param("2024-05-01T12:00:00.000001+02:00", us(2024, 5, 1, 10, 0, 0, 1), id="offset"),
+        pytest.param("2024-05-01T10:00:00.000002", us(2024, 5, 1, 10, 0, 0, 2), id="naive-is-utc"),
+        pytest.param("1970-01-01T00:00:00Z", 0, id="epoch"),
+        pytest.param("1969-12-31T23:59:59.999999Z", -1, id="before-epoch"),
+    ],
+)
+def test_parse_time_us_is_exact(text: str, expected: int) -> None:
+    assert parse_time_us(text) == expected
+
+
+def test_event_times_are_exact_microseconds() -> None:
+    raw = audit_event(received="2024-05-01T10:00:00.123456Z", completed="2024-05-01T10:00:01.000001Z")
+    event = kept(raw)
+    assert event.start_us == 1_714_557_600_123_456
+    assert event.end_us == 1_714_557_601_000_001
+
+
+def test_legacy_timestamp_stands_in_for_received() -> None:
+    raw = without(audit_event(), "requestReceivedTimestamp", "stageTimestamp")
+    raw["timestamp"] = "2017-09-11T19:55:05Z"
+    event = kept(raw)
+    assert event.start_us == event.end_us == us(2017, 9, 11, 19, 55, 5)
+
+
+def test_stage_timestamp_alone_is_start_and_end() -> None:
+    raw = without(audit_event(completed="2024-05-01T10:00:00.5Z"), "requestReceivedTimestamp")
+    event = kept(raw)
+    assert event.start_us == event.end_us == us(2024, 5, 1, 10, 0, 0, 500000)
+
+
+def test_end_never_precedes_start() -> None:
+    raw = audit_event(received="2024-05-01T10:00:01Z", completed="2024-05-01T10:00:00Z")
+    event = kept(raw)
+    assert event.end_us == event.start_us == us(2024, 5, 1, 10, 0, 1)
+
+
+# ---------------------------------------------------------------------------------------------
+# Owner links
+
+
+def test_create_links_its_controller_owner() -> None:
+    raw = audit_event(
+        name="web-abc", uid="p1", owner=owner_ref("ReplicaSet", "web", uid="r1"), user=RS_CONTROLLER
+    )
+    event = kept(raw)
+    assert event.owner is not None
+    assert event.owner.child == event.object
+    assert event.owner.owner == ObjectRef(
+        ObjectKey("c", "apps", "replicasets", "default", "web"), "r1", "ReplicaSet", "v1"
+    )
+
+
+def test_controller_owner_is_chosen_over_a_non_controller_one() -> None:
+    refs = [owner_ref("ConfigMap", "cm", api_version="v1", controller=False), owner_ref("ReplicaSet", "rs")]
+    event = kept(with_owners(audit_event(), refs))
+    assert event.owner is not None and event.owner.owner.key == ObjectKey(
+        "c", "apps", "replicasets", "default", "rs"
+    )
+
+
+def test_first_owner_is_used_when_none_is_controller() -> None:
+    refs = [owner_ref("ReplicaSet", "a", controller=False), owner_ref("ReplicaSet", "b", controller=False)]
+    event = kept(with_owners(audit_event(), refs))
+    assert event.owner is not None and event.owner.owner.key.name == "a"
+
+
+def test_cluster_scoped_owner_has_no_namespace() -> None:
+    # Mirror pods are owned by their Node.
+    event = kept(audit_event(owner=owner_ref("Node", "node-1", api_version="v1")))
+    assert event.owner is not None
+    assert event.owner.owner.key == ObjectKey("c", "", "nodes", "", "node-1")
+    assert event.owner.owner.kind == "Node"
+
+
+def test_legacy_extensions_object_is_keyed_under_apps() -> None:
+    raw = audit_event(resource="deployments", group="extensions", name="d", kind="Deployment")
+    for side in ("requestObject", "responseObject"):
+        raw[side]["apiVersion"] = "extensions/v1beta1"
+    event = kept(raw)
+    assert event.object.key == ObjectKey("c", "apps", "deployments", "default", "d")
+    assert (event.object.kind, event.object.version) == ("Deployment", "v1beta1")
+
+
+def test_legacy_extensions_owner_is_keyed_under_apps() -> None:
+    raw = audit_event(
+        resource="replicasets",
+        group="apps",
+        name="d-1",
+        owner=owner_ref("Deployment", "d", api_version="extensions/v1beta1"),
+    )
+    event = kept(raw)
+    assert event.owner is not None
+    assert event.owner.owner.key == ObjectKey("c", "apps", "deployments", "default", "d")
+    assert event.owner.owner.version == "v1beta1"
+
+
+def test_unknown_custom_owner_kind_falls_back_to_its_plural() -> None:
+    event = kept(audit_event(owner=owner_ref("WidgetPolicy", "w", api_version="example.com/v1")))
+    assert event.owner is not None
+    # An owner of unknown scope is assumed to live in its dependent's namespace.
+    assert event.owner.owner.key == ObjectKey("c", "example.com", "widgetpolicies", "default", "w")
+
+
+def test_discovered_owner_kind_uses_the_real_plural() -> None:
+    converter = AuditConverter(KindResolver({("example.com", "Gadget"): ResourceInfo("gadgetries", False)}))
+    event = kept(audit_event(owner=owner_ref("Gadget", "g", api_version="example.com/v1")), converter)
+    assert event.owner is not None
+    assert event.owner.owner.key == ObjectKey("c", "example.com", "gadgetries", "", "g")
+
+
+@pytest.mark.parametrize(
+    "verb", [pytest.param("delete", id="delete"), pytest.param("deletecollection", id="dc")]
+)
+def test_deletes_carry_no_owner_link(verb: str) -> None:
+    event = kept(audit_event(verb=verb, code=200, owner=owner_ref("ReplicaSet", "a")))
+    assert event.owner is None
+
+
+@pytest.mark.parametrize(
+    "refs",
+    [
+        pytest.param({"kind": "ReplicaSet", "name": "a"}, id="not-a-list"),
+        pytest.param([], id="empty"),
+        pytest.param(["ReplicaSet/a"], id="not-objects"),
+        pytest.param([{"apiVersion": "apps/v1", "name": "a", "controller": True}], id="no-kind"),
+        pytest.param([{"apiVersion": "apps/v1", "kind": "ReplicaSet", "controller": True}], id="no-name"),
+    ],
+)
+def test_unusable_owner_references_give_no_link(refs: Any) -> None:
+    assert kept(with_owners(audit_event(), refs)).owner is None
+
+
+def test_owner_link_of_metadata() -> None:
+    converter = AuditConverter(KindResolver())
+    child = ObjectRef(ObjectKey("c", "", "pods", "ns", "p"), "p1", "Pod", "v1")
+    link = converter.owner_link(child, {"ownerReferences": [owner_ref("StatefulSet", "db")]})
+    assert link is not None and link.owner.key == ObjectKey("c", "apps", "statefulsets", "ns", "db")
+    assert converter.owner_link(child, {}) is None
+
+
+# ---------------------------------------------------------------------------------------------
+# Real recorded audit logs
+
+
+def _raw_events(path: Path) -> list[RawAuditEvent]:
+    found: list[RawAuditEvent] = []
+    for number, line in enumerate(path.read_text().splitlines(), 1):
+        found.extend(events_of_document(json.loads(line), f"{path.name}:{number}"))
+    return found
 
 
 def test_falco_replicaset_controller_pods_link_to_replicasets(realdata: Path) -> None:
+    raws = _raw_events(realdata / FALCO)
+    assert len(raws) == 83
     converter = AuditConverter(KindResolver())
-    pods = 0
-    for line in (realdata / FALCO).read_text().splitlines():
-        raw = json.loads(line)
-        if raw["user"]["username"] != "system:serviceaccount:kube-system:replicaset-controller":
-            continue
-        event = convert(raw, converter)
-        assert event is not None and event.owner is not None
-        owner = event.owner.owner.key
-        assert (owner.group, owner.resource) == ("apps", "replicasets")
-        assert event.object.key.name.startswith(owner.name + "-")
-        pods += 1
-    assert pods == 42
+    events = list(converter.convert_all(raws, "c"))
+    assert converter.stats.counts == {"kept": 80, "dropped_stage": 2, "dropped_read": 1}
+    pod_creates = [
+        e for e in events if e.tags["audit.user"] == RS_CONTROLLER and e.tags["audit.verb"] == "create"
+    ]
+    assert len(pod_creates) == 42
+    for event in pod_creates:
+        assert event.object.key.resource == "pods"
+        assert event.owner is not None
+        owner = event.owner.owner
+        assert (owner.key.group, owner.key.resource, owner.kind) == ("apps", "replicasets", "ReplicaSet")
+        assert owner.key.namespace == event.object.key.namespace
+        assert event.object.key.name.startswith(owner.key.name + "-")
+    assert sum(e.owner is not None for e in events) == 42
+
+
+def test_audit2rbac_outcomes(realdata: Path) -> None:
+    raws = _raw_events(realdata / AUDIT2RBAC)
+    assert len(raws) == 757
+    assert {raw.get("apiVersion") for raw in raws} == {"audit.k8s.io/v1beta1"}
+    converter = AuditConverter(KindResolver())
+    events = list(converter.convert_all(raws, "c"))
+    complete = [raw for raw in raws if raw["stage"] == "ResponseComplete"]
+    mutations = [raw for raw in complete if raw["verb"] in MUTATING]
+    assert converter.stats.counts == {
+        "dropped_stage": 320,
+        "dropped_read": len(complete) - len(mutations),
+        "kept": len(mutations),
+    }
+    assert (len(complete), len(mutations)) == (437, 222)
+    assert [e.event_id for e in events] == [raw["auditID"] for raw in mutations]
+    failed = [raw["auditID"] for raw in mutations if raw.get("responseStatus", {}).get("code", 0) >= 400]
+    assert [e.event_id for e in events if e.error] == failed
+    # Level Metadata: no bodies, so times come from the legacy ``timestamp`` and kinds from the table.
+    assert all(e.body is None and e.start_us > 0 for e in events)
+    assert {e.object.kind for e in events} == {"Role", "RoleBinding", "ClusterRole", "ClusterRoleBinding"}

@@ -1,0 +1,296 @@
+"""Recorded audit log files (kelemetry.receivers.auditfiles).
+
+Covers plain and gzip files (recognised by content, not name), blank and bad lines, EventList
+lines, batching, progress reports, the byte-level drop counter, unreadable and truncated files,
+and sniffing audit logs apart from Kubernetes Events files.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import logging
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from kelemetry import errors
+from kelemetry.receivers.auditfiles import FileStats, open_audit_file, read_audit_file, sniff
+from tests.factories import audit_event, event_list
+
+
+def write_lines(path: Path, lines: list[str], *, zipped: bool = False) -> Path:
+    data = ("\n".join(lines) + "\n").encode()
+    path.write_bytes(gzip.compress(data) if zipped else data)
+    return path
+
+
+def compact(document: Any) -> str:
+    return json.dumps(document, separators=(",", ":"))
+
+
+def read_all(path: Path, **kwargs: Any) -> tuple[list[list[dict[str, Any]]], FileStats]:
+    stats = FileStats()
+    batches = [list(batch) for batch in read_audit_file(str(path), stats, **kwargs)]
+    return batches, stats  # type: ignore[return-value]
+
+
+class Progress:
+    def __init__(self) -> None:
+        self.calls: list[tuple[int, int]] = []
+
+    def __call__(self, done: int, total: int) -> None:
+        self.calls.append((done, total))
+
+
+@pytest.mark.parametrize(
+    ("name", "zipped"),
+    [
+        pytest.param("audit.log", False, id="plain"),
+        pytest.param("audit.log", True, id="gzip-named-log"),
+        pytest.param("audit.log.1.gz", True, id="gzip-named-gz"),
+        pytest.param("audit.log.gz", False, id="plain-named-gz"),
+    ],
+)
+def test_events_are_read_whatever_the_file_is_named(tmp_path: Path, name: str, zipped: bool) -> None:
+    raws = [audit_event(audit_id=f"a{i}") for i in range(3)]
+    path = write_lines(tmp_path / name, [compact(raw) for raw in raws], zipped=zipped)
+    batches, stats = read_all(path)
+    assert batches == [raws]
+    assert (stats.lines, stats.events, stats.bad_lines) == (3, 3, 0)
+
+
+def test_gzip_is_recognised_by_its_magic_bytes(tmp_path: Path) -> None:
+    path = write_lines(tmp_path / "audit.log", [compact(audit_event())], zipped=True)
+    source, raw = open_audit_file(str(path))
+    try:
+        assert source is not raw
+        assert json.loads(source.readline())["kind"] == "Event"
+    finally:
+        source.close()
+        raw.close()
+    plain = write_lines(tmp_path / "plain.gz", [compact(audit_event())])
+    source, raw = open_audit_file(str(plain))
+    try:
+        assert source is raw and raw.tell() == 0
+    finally:
+        raw.close()
+
+
+def test_blank_lines_are_ignored(tmp_path: Path) -> None:
+    raws = [audit_event(audit_id="a1"), audit_event(audit_id="a2")]
+    path = write_lines(tmp_path / "audit.log", ["", compact(raws[0]), "   ", "\t", "", compact(raws[1]), ""])
+    batches, stats = read_all(path)
+    assert batches == [raws]
+    assert (stats.lines, stats.events, stats.bad_lines) == (7, 2, 0)
+
+
+def test_windows_line_endings_are_read(tmp_path: Path) -> None:
+    path = tmp_path / "audit.log"
+    path.write_bytes(
+        b"\r\n".join(compact(audit_event(audit_id=f"a{i}")).encode() for i in range(2)) + b"\r\n"
+    )
+    batches, stats = read_all(path)
+    assert [e["auditID"] for e in batches[0]] == ["a0", "a1"] and stats.bad_lines == 0
+
+
+def test_bad_lines_are_counted_and_do_not_stop_the_replay(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    lines = [
+        compact(audit_event(audit_id="a1")),
+        "{broken",
+        compact({"kind": "Pod", "apiVersion": "v1", "metadata": {"name": "p"}}),
+        "[1, 2]",
+        compact({"kind": "Event", "apiVersion": "audit.k8s.io/v1", "stage": "ResponseComplete"}),
+        compact(event_list([audit_event(), 3])),
+        compact(audit_event(audit_id="a2")),
+    ]
+    path = write_lines(tmp_path / "audit.log", lines)
+    with caplog.at_level(logging.WARNING, logger="kelemetry.receivers.auditfiles"):
+        batches, stats = read_all(path)
+    assert [e["auditID"] for batch in batches for e in batch] == ["a1", "a2"]
+    assert (stats.lines, stats.events, stats.bad_lines) == (7, 2, 5)
+    messages = [record.getMessage() for record in caplog.records]
+    assert f"{path}:2: not valid JSON, skipped" in messages
+    assert any(m.startswith(f"{path}:3 has kind 'Pod'") for m in messages)
+    assert any(m.startswith(f"{path}:6 items[1]") for m in messages)
+    assert len(messages) == 5
+
+
+def test_non_utf8_line_is_a_bad_line(tmp_path: Path) -> None:
+    path = tmp_path / "audit.log"
+    path.write_bytes(b"\xff\xfe\n" + compact(audit_event(audit_id="a1")).encode() + b"\n")
+    batches, stats = read_all(path)
+    assert [e["auditID"] for batch in batches for e in batch] == ["a1"]
+    assert stats.bad_lines == 1
+
+
+def test_event_list_lines_are_expanded(tmp_path: Path) -> None:
+    first = [audit_event(audit_id="l1"), audit_event(audit_id="l2")]
+    lines = [
+        compact(event_list(first)),
+        compact(audit_event(audit_id="bare")),
+        compact(event_list([], "audit.k8s.io/v1beta1")),
+    ]
+    path = write_lines(tmp_path / "audit.log", lines)
+    batches, stats = read_all(path)
+    assert [e["auditID"] for batch in batches for e in batch] == ["l1", "l2", "bare"]
+    assert (stats.lines, stats.events, stats.bad_lines) == (3, 3, 0)
+
+
+def test_bare_events_without_api_version_are_read(tmp_path: Path) -> None:
+    raw = {k: v for k, v in audit_event(audit_id="old").items() if k != "apiVersion"}
+    batches, _ = read_all(write_lines(tmp_path / "audit.log", [compact(raw)]))
+    assert batches == [[raw]]
+
+
+@pytest.mark.parametrize(
+    ("count", "batch_lines", "sizes"),
+    [
+        pytest.param(5, 2, [2, 2, 1], id="remainder"),
+        pytest.param(4, 2, [2, 2], id="exact"),
+        pytest.param(3, 1, [1, 1, 1], id="one-per-batch"),
+        pytest.param(3, 10, [3], id="one-batch"),
+    ],
+)
+def test_batches_hold_batch_lines_events(
+    tmp_path: Path, count: int, batch_lines: int, sizes: list[int]
+) -> None:
+    raws = [audit_event(audit_id=f"a{i}") for i in range(count)]
+    path = write_lines(tmp_path / "audit.log", [compact(raw) for raw in raws])
+    batches, stats = read_all(path, batch_lines=batch_lines)
+    assert [len(batch) for batch in batches] == sizes
+    assert [e for batch in batches for e in batch] == raws
+    assert stats.events == count
+
+
+@pytest.mark.parametrize("zipped", [pytest.param(False, id="plain"), pytest.param(True, id="gzip")])
+def test_progress_ends_with_total_of_total(tmp_path: Path, zipped: bool) -> None:
+    path = write_lines(
+        tmp_path / "audit.log", [compact(audit_event(audit_id=f"a{i}")) for i in range(7)], zipped=zipped
+    )
+    total = path.stat().st_size
+    progress = Progress()
+    batches, _ = read_all(path, progress=progress, batch_lines=2)
+    assert len(batches) == 4
+    # One report per full batch, then the final one.
+    assert len(progress.calls) == 4
+    assert progress.calls[-1] == (total, total)
+    assert all(reported_total == total for _, reported_total in progress.calls)
+    done = [d for d, _ in progress.calls]
+    assert done == sorted(done) and all(0 < d <= total for d in done)
+
+
+def test_progress_of_an_empty_file(tmp_path: Path) -> None:
+    path = tmp_path / "empty.log"
+    path.write_bytes(b"")
+    progress = Progress()
+    batches, stats = read_all(path, progress=progress)
+    assert batches == [] and stats == FileStats()
+    assert progress.calls == [(0, 0)]
+
+
+def test_drops_are_counted_without_decoding(tmp_path: Path) -> None:
+    lines = [
+        compact(audit_event(stage="RequestReceived")),
+        compact(audit_event(verb="get", code=200)),
+        compact(audit_event(verb="list", code=200)),
+        compact(audit_event(audit_id="kept")),
+        # Dropped by bytes alone, so even a line that would not decode is only counted.
+        '{"stage":"RequestReceived", broken',
+    ]
+    path = write_lines(tmp_path / "audit.log", lines)
+    drops: Counter[str] = Counter()
+    batches, stats = read_all(path, drops=drops)
+    assert [e["auditID"] for batch in batches for e in batch] == ["kept"]
+    assert drops == {"dropped_stage": 2, "dropped_read": 2}
+    assert (stats.lines, stats.events, stats.bad_lines) == (5, 5, 0)
+
+
+def test_without_drops_every_line_is_decoded(tmp_path: Path) -> None:
+    lines = [compact(audit_event(stage="RequestReceived")), compact(audit_event(verb="get", code=200))]
+    batches, stats = read_all(write_lines(tmp_path / "audit.log", lines))
+    assert [e["stage"] for e in batches[0]] == ["RequestReceived", "ResponseComplete"]
+    assert stats.events == 2
+
+
+def test_missing_file_is_one_line_input_error(tmp_path: Path) -> None:
+    missing = tmp_path / "missing.log"
+    with pytest.raises(errors.InputError) as caught:
+        list(read_audit_file(str(missing)))
+    message = str(caught.value)
+    assert message == f"cannot read {missing}: No such file or directory"
+    assert "\n" not in message
+    assert caught.value.status == 400
+
+
+def test_directory_is_an_input_error(tmp_path: Path) -> None:
+    with pytest.raises(errors.InputError, match="cannot read"):
+        list(read_audit_file(str(tmp_path)))
+
+
+def test_truncated_gzip_is_an_input_error(tmp_path: Path) -> None:
+    lines = [compact(audit_event(audit_id=f"a{i}")) for i in range(50)]
+    whole = write_lines(tmp_path / "whole.gz", lines, zipped=True)
+    cut = tmp_path / "cut.gz"
+    cut.write_bytes(whole.read_bytes()[:-20])
+    with pytest.raises(errors.InputError, match=rf"cannot read {cut} past line \d+"):
+        list(read_audit_file(str(cut)))
+
+
+def test_corrupt_gzip_is_an_input_error(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.log"
+    bad.write_bytes(b"\x1f\x8b" + b"not really deflate data" * 4)
+    with pytest.raises(errors.InputError, match=f"cannot read {bad}"):
+        list(read_audit_file(str(bad)))
+
+
+def test_stats_accumulate_across_files(tmp_path: Path) -> None:
+    stats = FileStats()
+    for name in ("a.log", "b.log"):
+        path = write_lines(tmp_path / name, [compact(audit_event()), "{bad"])
+        list(read_audit_file(str(path), stats))
+    assert (stats.lines, stats.events, stats.bad_lines) == (4, 2, 2)
+
+
+# ---------------------------------------------------------------------------------------------
+# sniff
+
+
+@pytest.mark.parametrize(
+    ("lines", "zipped", "expected"),
+    [
+        pytest.param([compact(audit_event())], False, "audit", id="audit"),
+        pytest.param([compact(audit_event())], True, "audit", id="audit-gzip"),
+        pytest.param(
+            [compact({k: v for k, v in audit_event().items() if k != "apiVersion"})],
+            False,
+            "audit",
+            id="audit-without-api-version",
+        ),
+        pytest.param(
+            ["", compact({"kind": "Event", "apiVersion": "v1", "metadata": {"name": "e"}})],
+            False,
+            "events",
+            id="kube-event-after-blank",
+        ),
+        pytest.param(
+            [compact({"type": "ADDED", "object": {"kind": "Event", "apiVersion": "events.k8s.io/v1"}})],
+            True,
+            "events",
+            id="watch-event-gzip",
+        ),
+        pytest.param(["{broken"], False, "audit", id="bad-first-line"),
+        pytest.param([""], False, "audit", id="blank"),
+    ],
+)
+def test_sniff(tmp_path: Path, lines: list[str], zipped: bool, expected: str) -> None:
+    assert sniff(str(write_lines(tmp_path / "input", lines, zipped=zipped))) == expected
+
+
+def test_sniff_missing_file_is_an_input_error(tmp_path: Path) -> None:
+    with pytest.raises(errors.InputError, match="cannot read"):
+        sniff(str(tmp_path / "missing"))
