@@ -254,9 +254,9 @@ class Pipeline:
                 diffs = compute.compute(previous[1], body)
                 rendered = compute.render([d for d in diffs if d.path != "metadata.resourceVersion"])
                 logs.append(Log("diff", rendered) if rendered else Log("verbose", "No-op update"))
-            self.history.put(key, version, dict(body))
+            self.history.put(key, version, body)
         elif verb == "create" and body is not None and version:
-            self.history.put(key, version, dict(body))
+            self.history.put(key, version, body)
         elif verb == "delete" and not event.tags.get(tags.AUDIT_SUBRESOURCE):
             last = body if body is not None else (self.history.latest(key) or (None, None))[1]
             if last is not None:

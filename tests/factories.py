@@ -92,3 +92,21 @@ def owner_ref(
 
 def event_list(items: list[dict[str, Any]], api_version: str = "audit.k8s.io/v1") -> dict[str, Any]:
     return {"kind": "EventList", "apiVersion": api_version, "metadata": {}, "items": items}
+
+
+def hierarchy_events() -> list[dict[str, Any]]:
+    """A Deployment, its ReplicaSet and a Pod of it, created in that order."""
+    return [
+        audit_event(resource="deployments", group="apps", name="web", uid="d-1", audit_id="dep"),
+        audit_event(
+            resource="replicasets",
+            group="apps",
+            name="web-1",
+            uid="r-1",
+            owner=owner_ref("Deployment", "web", uid="d-1"),
+            audit_id="rs",
+        ),
+        audit_event(
+            name="web-1-a", uid="p-1", owner=owner_ref("ReplicaSet", "web-1", uid="r-1"), audit_id="pod"
+        ),
+    ]

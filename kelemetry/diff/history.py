@@ -9,6 +9,7 @@ recently touched dropped first; a miss only means a diff is not shown.
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Mapping
 from typing import Any
 
 from kelemetry.model.objects import ObjectKey
@@ -24,12 +25,12 @@ def rv_order(resource_version: str) -> tuple[int, str]:
 class BodyHistory:
     def __init__(self, max_objects: int = 50_000) -> None:
         self.max_objects = max_objects
-        self._versions: OrderedDict[ObjectKey, list[tuple[str, dict[str, Any]]]] = OrderedDict()
+        self._versions: OrderedDict[ObjectKey, list[tuple[str, Mapping[str, Any]]]] = OrderedDict()
 
     def __len__(self) -> int:
         return len(self._versions)
 
-    def previous(self, key: ObjectKey, resource_version: str) -> tuple[str, dict[str, Any]] | None:
+    def previous(self, key: ObjectKey, resource_version: str) -> tuple[str, Mapping[str, Any]] | None:
         """The newest known version strictly older than ``resource_version``."""
         versions = self._versions.get(key)
         if not versions:
@@ -38,11 +39,11 @@ class BodyHistory:
         older = [v for v in versions if rv_order(v[0]) < order]
         return max(older, key=lambda v: rv_order(v[0])) if older else None
 
-    def latest(self, key: ObjectKey) -> tuple[str, dict[str, Any]] | None:
+    def latest(self, key: ObjectKey) -> tuple[str, Mapping[str, Any]] | None:
         versions = self._versions.get(key)
         return max(versions, key=lambda v: rv_order(v[0])) if versions else None
 
-    def put(self, key: ObjectKey, resource_version: str, body: dict[str, Any]) -> None:
+    def put(self, key: ObjectKey, resource_version: str, body: Mapping[str, Any]) -> None:
         versions = self._versions.setdefault(key, [])
         self._versions.move_to_end(key)
         if any(rv == resource_version for rv, _ in versions):

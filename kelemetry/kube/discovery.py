@@ -34,14 +34,19 @@ def parse_resource_lists(lists: Iterable[Mapping[str, Any]]) -> dict[tuple[str, 
     return table
 
 
-def discover(kubeconfig: str | None, context: str | None = None) -> dict[tuple[str, str], ResourceInfo]:
-    """Read every served group-version of the cluster and return its kind table."""
+def api_client_for(kubeconfig: str | None, context: str | None = None) -> Any:
+    """A client for the cluster of a kubeconfig; a bad file is one clear error."""
     try:
-        api_client = config.new_client_from_config(  # type: ignore[no-untyped-call]
+        return config.new_client_from_config(  # type: ignore[no-untyped-call]
             config_file=kubeconfig, context=context
         )
     except Exception as exc:
         raise KelemetryError(f"cannot load kubeconfig {kubeconfig or '(default)'}: {exc}") from exc
+
+
+def discover(kubeconfig: str | None, context: str | None = None) -> dict[tuple[str, str], ResourceInfo]:
+    """Read every served group-version of the cluster and return its kind table."""
+    api_client = api_client_for(kubeconfig, context)
     # Raw responses (_preload_content=False) keep us independent of how each client release
     # models discovery documents; older apiservers omit fields newer models require.
     try:
@@ -71,10 +76,7 @@ def discover(kubeconfig: str | None, context: str | None = None) -> dict[tuple[s
 
 def custom_resources(kubeconfig: str) -> list[tuple[str, str, str]]:
     """(group, served storage version, plural) of every CustomResourceDefinition of the cluster."""
-    try:
-        api_client = config.new_client_from_config(config_file=kubeconfig)  # type: ignore[no-untyped-call]
-    except Exception as exc:
-        raise KelemetryError(f"cannot load kubeconfig {kubeconfig}: {exc}") from exc
+    api_client = api_client_for(kubeconfig)
     try:
         response: Any = client.ApiextensionsV1Api(api_client).list_custom_resource_definition(
             _preload_content=False

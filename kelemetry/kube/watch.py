@@ -20,9 +20,10 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from kubernetes import client, config
+from kubernetes import client
 
 from kelemetry.errors import KelemetryError
+from kelemetry.kube.discovery import api_client_for
 
 logger = logging.getLogger(__name__)
 
@@ -66,10 +67,7 @@ class ResourceWatcher:
         resource: str = "events",
         resume_from: str | None = None,
     ) -> None:
-        try:
-            self._api_client = config.new_client_from_config(config_file=kubeconfig)  # type: ignore[no-untyped-call]
-        except Exception as exc:
-            raise KelemetryError(f"cannot load kubeconfig {kubeconfig}: {exc}") from exc
+        self._api_client = api_client_for(kubeconfig)
         self.group, self.version, self.resource = group, version, resource
         if group == "":
             if resource not in _CORE_LISTS:

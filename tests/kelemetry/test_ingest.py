@@ -32,7 +32,7 @@ from kelemetry.pipeline import Pipeline
 from kelemetry.receivers.audit import AuditConverter
 from kelemetry.store.inbox import Inbox
 from kelemetry.store.sqlite import SpanStore, StoreReader
-from tests.factories import audit_event, event_list, owner_ref
+from tests.factories import audit_event, event_list, hierarchy_events
 
 CLUSTER = "c1"
 WAIT = 10.0
@@ -262,20 +262,7 @@ def test_a_new_run_processes_what_the_previous_run_left_in_the_inbox_exactly_onc
 
 
 def test_the_same_body_twice_in_the_inbox_leaves_one_copy_of_each_span(rigs: Callable[..., Rig]) -> None:
-    events = [
-        audit_event(resource="deployments", group="apps", name="web", uid="d-1", audit_id="dep"),
-        audit_event(
-            resource="replicasets",
-            group="apps",
-            name="web-1",
-            uid="r-1",
-            owner=owner_ref("Deployment", "web", uid="d-1"),
-            audit_id="rs",
-        ),
-        audit_event(
-            name="web-1-a", uid="p-1", owner=owner_ref("ReplicaSet", "web-1", uid="r-1"), audit_id="pod"
-        ),
-    ]
+    events = hierarchy_events()
     body = body_of(events)
     rig = rigs()
     # A crash after the store commit and before the inbox delete leaves a batch to be processed again.

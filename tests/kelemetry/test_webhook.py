@@ -38,7 +38,7 @@ from kelemetry.model.events import TraceSource
 from kelemetry.settings import ServeSettings, StoreSettings, WebhookSettings
 from kelemetry.store.inbox import Inbox
 from kelemetry.store.sqlite import StoreReader
-from tests.factories import audit_event, event_list, owner_ref
+from tests.factories import audit_event, event_list, hierarchy_events
 
 with warnings.catch_warnings():
     # starlette 1.10 warns on importing its test client when httpx (the project's dev dependency)
@@ -58,24 +58,6 @@ def pod_events(prefix: str, count: int) -> list[dict[str, Any]]:
     return [
         audit_event(name=f"{prefix}-{i}", uid=f"uid-{prefix}-{i}", audit_id=f"{prefix}-{i}")
         for i in range(count)
-    ]
-
-
-def hierarchy_events() -> list[dict[str, Any]]:
-    """A Deployment, its ReplicaSet and a Pod of it, created in that order."""
-    return [
-        audit_event(resource="deployments", group="apps", name="web", uid="d-1", audit_id="dep"),
-        audit_event(
-            resource="replicasets",
-            group="apps",
-            name="web-1",
-            uid="r-1",
-            owner=owner_ref("Deployment", "web", uid="d-1"),
-            audit_id="rs",
-        ),
-        audit_event(
-            name="web-1-a", uid="p-1", owner=owner_ref("ReplicaSet", "web-1", uid="r-1"), audit_id="pod"
-        ),
     ]
 
 
