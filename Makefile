@@ -25,12 +25,18 @@ lint: install
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
-# The end-to-end tests need etcd (Debian) and the Go-built servers (cached outside the repository).
+# The end-to-end and browser tests need etcd, Chromium and ChromeDriver (Debian) and the Go-built
+# servers (cached outside the repository).
 e2e-deps:
-	@command -v etcd >/dev/null || { \
-	  echo "installing etcd-server (Debian)"; \
-	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
-	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq etcd-server >/dev/null; }
+	@missing=""; \
+	  command -v etcd >/dev/null || missing="$$missing etcd-server"; \
+	  command -v chromium >/dev/null || missing="$$missing chromium"; \
+	  command -v chromedriver >/dev/null || missing="$$missing chromium-driver"; \
+	  if [ -n "$$missing" ]; then \
+	    echo "installing$$missing (Debian)"; \
+	    SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	    $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing >/dev/null; \
+	  fi
 	@command -v go >/dev/null || { echo "go is required to build the test servers"; exit 1; }
 	bash tests/e2e/build-servers.sh all
 

@@ -137,7 +137,9 @@ def merge(spans: list[SpanRecord], target: ObjectRow) -> AssembledTrace:
         holder = nodes.get(event.object_id)
         if holder is None:
             continue
-        holder.children.append(SpanNode(replace(event, parent_id=holder.span.span_id)))
+        if event.parent_id != holder.span.span_id:
+            event = replace(event, parent_id=holder.span.span_id)
+        holder.children.append(SpanNode(event))
 
     warnings: list[str] = []
     main = _main_root(roots, nodes, target)

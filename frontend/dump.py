@@ -15,6 +15,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from frontend.assemble import AssembledTrace, SpanNode, to_jaeger
+from frontend.transform import ViewLog, ViewSpan
 from jaeger import model as jaeger_model
 from kelemetry.model import tags
 from kelemetry.model.events import TraceSource
@@ -176,3 +177,47 @@ def write_parquet(trace: AssembledTrace, sink: str | IO[bytes]) -> None:
                 columns[name].append(row[name])
     table = pa.table(columns, schema=_PARQUET_SCHEMA)
     pq.write_table(table, sink)
+
+
+_HEADLINE_FIELDS = ("audit", "event", "change")
+_SKIPPED_FIELDS = ("kelemetry.trace_source",)
+
+
+def _view_log_lines(log: ViewLog) -> list[str]:
+    fields = dict(log.fields)
+    headline = next((str(fields[k]) for k in _HEADLINE_FIELDS if k in fields), "")
+    if not headline and "event" not in fields:
+        headline = str(fields.get("message", ""))
+    lines = [f"{format_time(log.timestamp)}  {headline}".rstrip()]
+    for key, value in log.fields:
+        if key in _SKIPPED_FIELDS or str(value) == headline:
+            continue
+        text = str(value)
+        if "\n" in text:
+            lines.append(f"  {key}:")
+            lines.extend(f"    {line}" for line in text.splitlines())
+        else:
+            lines.append(f"  {key}: {text}")
+    return lines
+
+
+def render_view_text(root: ViewSpan) -> str:
+    """A display mode's view as indented text: each span, then its logs (folded requests, Events)."""
+    lines: list[str] = []
+    stack: list[tuple[ViewSpan, int]] = [(root, 0)]
+    while stack:
+        span, depth = stack.pop()
+        pad = "    " * depth
+        if span.is_object and span.record is not None:
+            record = span.record
+            details = ", ".join(d for d in (record.kind, record.uid and f"uid {record.uid}") if d)
+            head = f"{record.key.display}  [{details}]" if details else record.key.display
+        else:
+            head = f"{format_time(span.start_us)}  {span.service}: {span.operation}"
+        lines.append(pad + head)
+        for warning in span.warnings:
+            lines.append(f"{pad}  warning: {warning}")
+        for log in span.logs:
+            lines.extend(f"{pad}  {line}" for line in _view_log_lines(log))
+        stack.extend((child, depth + 1) for child in reversed(span.children))
+    return "\n".join(lines) + "\n"

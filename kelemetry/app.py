@@ -22,6 +22,8 @@ from fastapi import FastAPI
 from fastapi.responses import PlainTextResponse
 
 import aggregators
+from frontend import api as frontend_api
+from frontend.query import QueryService
 from kelemetry import __version__
 from kelemetry.diff.redact import DEFAULT_RULES, RedactionRule, Redactor
 from kelemetry.errors import KelemetryError
@@ -237,7 +239,7 @@ class Collector:
         return values
 
 
-def create_app(collector: Collector) -> FastAPI:
+def create_app(collector: Collector, query: QueryService | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         collector.start()
@@ -245,6 +247,8 @@ def create_app(collector: Collector) -> FastAPI:
             yield
         finally:
             collector.stop()
+            if query is not None:
+                query.close()
 
     app = FastAPI(title="kelemetry", version=__version__, lifespan=lifespan)
     settings = collector.settings
@@ -266,8 +270,8 @@ def create_app(collector: Collector) -> FastAPI:
     def metrics() -> str:
         return "".join(f"{name} {value:g}\n" for name, value in sorted(collector.metrics().items()))
 
-    @app.get("/")
-    def index() -> dict[str, Any]:
+    @app.get("/api/kelemetry/status")
+    def status() -> dict[str, Any]:
         return {
             "service": "kelemetry",
             "version": __version__,
@@ -278,4 +282,6 @@ def create_app(collector: Collector) -> FastAPI:
             "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         }
 
+    if query is not None:
+        frontend_api.install(app, query)
     return app

@@ -1,4 +1,4 @@
-"""The `kelemetry` command: serve, replay, dump.
+"""The `kelemetry` command: serve, replay, dump, frontend.
 
 Every failure a user can cause (unknown object, bad time, unreadable file, busy port) ends with a
 one-line ``kelemetry: error: ...`` on stderr and a non-zero exit, never a traceback.
@@ -18,9 +18,17 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import IO
 
+import orjson
+from fastapi import FastAPI
+
 import aggregators
+from frontend import api as frontend_api
 from frontend import dump as dumping
+from frontend import modes, query, scope, transform
 from frontend.assemble import ObjectQuery, assemble
+from frontend.jaegerstore import JaegerBackend
+from frontend.views import ViewSpec, ViewStore
+from jaeger.client import JaegerClient, JaegerError
 from kelemetry import __version__, errors
 from kelemetry.app import Collector, create_app, parse_watch_target, redactor_for
 from kelemetry.diff.redact import RedactionRule
@@ -249,7 +257,52 @@ def build_parser() -> argparse.ArgumentParser:
     dump.add_argument(
         "--output", "-o", help="write to this file instead of stdout (required for parquet on a tty)"
     )
+    dump.add_argument(
+        "--mode",
+        choices=[base.value for base in modes.Base],
+        help="display mode, as in the web UI and /api/traces: 'tracing' folds requests and Events into "
+        "their object's row, 'grouped' groups them per source, 'tree' shows them as spans, 'timeline' "
+        "lists them flat under the root (tree and json formats; default: the classic tree)",
+    )
+    dump.add_argument(
+        "--scope",
+        choices=["object", "ancestors", "children", "full"],
+        help="which objects: the object alone, its owners, what it owns, or the full tree from its highest "
+        "owner (default full)",
+    )
+    dump.add_argument(
+        "--depth",
+        type=int,
+        help=f"levels of owners/owned objects the scope follows (default {modes.DEFAULT_DEPTH} with "
+        "--scope, unlimited without)",
+    )
     add_store(dump)
+
+    front = commands.add_parser(
+        "frontend",
+        help="serve the web UI, the Jaeger-compatible query API and /redirect only",
+        description="Serve the query side alone: the web UI at /, Jaeger's query API (/api/services, "
+        "/api/traces, /api/traces/{id}) and /redirect, reading the embedded store or, with --jaeger-url, a "
+        "real Jaeger that the collector exports to.",
+    )
+    front.add_argument(
+        "--listen", default="127.0.0.1:8081", help="HOST:PORT to listen on (default 127.0.0.1:8081)"
+    )
+    front.add_argument(
+        "--jaeger-url",
+        help="read traces from this Jaeger query service (e.g. http://jaeger:16686) instead of the store",
+    )
+    front.add_argument(
+        "--lookback",
+        default="7d",
+        help="with --jaeger-url: how far back a lookup without a time range searches (default 7d)",
+    )
+    front.add_argument(
+        "--views",
+        help="file that keeps saved views so shared URLs survive restarts "
+        "(default: next to the store, or kelemetry-data/views.db with --jaeger-url)",
+    )
+    add_store(front)
     return parser
 
 
@@ -317,8 +370,6 @@ def tune_gc() -> None:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    import uvicorn
-
     host, port = parse_listen(args.listen)
     retention = None if args.retention in ("forever", "none", "0") else parse_duration(args.retention)
     watched = DEFAULT_WATCHED if args.watch is None else tuple(w for w in args.watch if w != "none")
@@ -358,25 +409,64 @@ def cmd_serve(args: argparse.Namespace) -> int:
                 raise CliError(f"cannot read {path}: no such file")
         _replay_files(args.replay, args.cluster, args.store, settings.trace, resolver, quiet=True)
     collector = Collector(settings, resolver)
-    app = create_app(collector)
+    app = create_app(collector, query.for_store(args.store))
     tune_gc()
     # The ingest worker is CPU-bound Python; a shorter GIL switch interval lets the webhook's
     # request threads answer the apiserver promptly while it works.
     sys.setswitchinterval(0.001)
     shown_host = f"[{host}]" if ":" in host else host
     print(f"kelemetry {__version__} listening on http://{shown_host}:{port}", file=sys.stderr)
+    print(f"  web UI:        http://{shown_host}:{port}/", file=sys.stderr)
     print(f"  audit webhook: http://{shown_host}:{port}/audit/<cluster>", file=sys.stderr)
     print(f"  store:         {Path(args.store).resolve()}", file=sys.stderr)
     if settings.otlp.endpoint:
         print(f"  OTLP export:   {settings.otlp.endpoint}", file=sys.stderr)
+    _run_server(app, host, port, args.listen)
+    return 0
+
+
+def _run_server(app: FastAPI, host: str, port: int, listen: str) -> None:
+    import uvicorn
+
     config = uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False)
     server = uvicorn.Server(config)
     try:
         server.run()
     except OSError as exc:
-        raise CliError(f"cannot listen on {args.listen}: {exc.strerror or exc}") from exc
+        raise CliError(f"cannot listen on {listen}: {exc.strerror or exc}") from exc
     if not server.started:
-        raise CliError(f"cannot listen on {args.listen} (is the port in use?)")
+        raise CliError(f"cannot listen on {listen} (is the port in use?)")
+
+
+def cmd_frontend(args: argparse.Namespace) -> int:
+    host, port = parse_listen(args.listen)
+    if args.jaeger_url:
+        try:
+            client = JaegerClient(args.jaeger_url)
+        except JaegerError as exc:
+            raise CliError(str(exc)) from None
+        backend = JaegerBackend(client, lookback_us=parse_duration(args.lookback) * 1_000_000)
+        views = ViewStore(args.views or Path(DEFAULT_STORE).with_name("views.db"))
+        service = query.QueryService(backend, views)
+        source = f"Jaeger at {args.jaeger_url}"
+    else:
+        service = query.for_store(args.store, args.views)
+        source = f"store {Path(args.store).resolve()}"
+    app = FastAPI(title="kelemetry frontend", version=__version__)
+    frontend_api.install(app, service)
+
+    @app.get("/healthz")
+    def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    shown_host = f"[{host}]" if ":" in host else host
+    print(
+        f"kelemetry {__version__} frontend on http://{shown_host}:{port}/ reading {source}", file=sys.stderr
+    )
+    try:
+        _run_server(app, host, port, args.listen)
+    finally:
+        service.close()
     return 0
 
 
@@ -509,7 +599,7 @@ def cmd_dump(args: argparse.Namespace) -> int:
         raise CliError("--start is after --end")
     if args.format == "parquet" and not args.output and sys.stdout.isatty():
         raise CliError("parquet is binary: give --output FILE")
-    query = ObjectQuery(
+    lookup = ObjectQuery(
         cluster=args.cluster,
         group=args.group,
         resource=args.resource,
@@ -518,11 +608,29 @@ def cmd_dump(args: argparse.Namespace) -> int:
         start_us=start_us,
         end_us=end_us,
     )
+    if args.mode and args.format not in ("tree", "json"):
+        raise CliError(
+            "--mode applies to the tree and json formats (jsonl and parquet have one row per span)"
+        )
+    if args.depth is not None and not 1 <= args.depth <= modes.MAX_DEPTH:
+        raise CliError(f"--depth must be between 1 and {modes.MAX_DEPTH}")
+    depth = args.depth or (modes.DEFAULT_DEPTH if args.scope else modes.MAX_DEPTH)
+    display = modes.build(args.mode, args.scope or "full", depth)
     reader = StoreReader(args.store)
     try:
-        trace = assemble(reader, query)
+        trace = assemble(reader, lookup)
     finally:
         reader.close()
+    trace = scope.select(trace, display.scope, display.depth)
+    if args.mode:
+        view_id = modes.view_trace_id(display, ViewSpec.of(trace.target.key, start_us, end_us).number())
+        if args.format == "json":
+            rendered = query.render(trace, display, view_id)
+            data = orjson.dumps({"data": [rendered]}, option=orjson.OPT_INDENT_2) + b"\n"
+        else:
+            data = dumping.render_view_text(transform.apply(trace, display.base)).encode()
+        _write_output(args.output, data)
+        return 0
     if args.format == "parquet":
         if args.output:
             dumping.write_parquet(trace, args.output)
@@ -535,18 +643,22 @@ def cmd_dump(args: argparse.Namespace) -> int:
         data = dumping.render_json(trace)
     else:
         data = dumping.render_jsonl(trace)
-    if args.output:
-        try:
-            Path(args.output).write_bytes(data)
-        except OSError as exc:
-            raise CliError(f"cannot write {args.output}: {exc.strerror or exc}") from exc
-    else:
-        sys.stdout.buffer.write(data)
-        sys.stdout.flush()
+    _write_output(args.output, data)
     return 0
 
 
-COMMANDS = {"serve": cmd_serve, "replay": cmd_replay, "dump": cmd_dump}
+def _write_output(output: str | None, data: bytes) -> None:
+    if output:
+        try:
+            Path(output).write_bytes(data)
+        except OSError as exc:
+            raise CliError(f"cannot write {output}: {exc.strerror or exc}") from exc
+    else:
+        sys.stdout.buffer.write(data)
+        sys.stdout.flush()
+
+
+COMMANDS = {"serve": cmd_serve, "replay": cmd_replay, "dump": cmd_dump, "frontend": cmd_frontend}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

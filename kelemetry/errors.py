@@ -11,7 +11,8 @@ catch these::
     ├── BacklogFull           the ingest backlog is over its limit (429, the sender retries)
     ├── NotFound              the object or trace asked for is not known
     ├── StoreError            the embedded store could not be opened or written
-    └── ExportError           the OTLP endpoint configuration is unusable
+    ├── ExportError           the OTLP endpoint configuration is unusable
+    └── BackendError          the trace backend the frontend reads (Jaeger) failed or is unreachable
 """
 
 from __future__ import annotations
@@ -52,4 +53,8 @@ class StoreError(KelemetryError):
 
 
 class ExportError(KelemetryError):
+    pass
+
+
+class BackendError(KelemetryError):
     pass

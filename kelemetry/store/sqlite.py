@@ -104,6 +104,9 @@ _SPAN_COLUMNS = (
     "s.uid, s.kind, s.version, s.error, s.tags, s.logs, o.cluster, o.grp, o.resource, o.namespace, o.name"
 )
 _SPAN_FROM = "spans AS s JOIN objects AS o ON o.object_id = s.object_id"
+_OBJECT_COLUMNS = (
+    "object_id, cluster, grp, resource, namespace, name, uid, kind, version, owner_id, first_us, last_us"
+)
 
 
 def to_signed(value: int) -> int:
@@ -224,17 +227,17 @@ class StoreReader:
     def find_objects(
         self,
         *,
-        cluster: str,
+        cluster: str | None,
         resource: str,
         name: str,
         namespace: str | None = None,
         group: str | None = None,
     ) -> list[ObjectRow]:
-        sql = (
-            "SELECT object_id, cluster, grp, resource, namespace, name, uid, kind, version, owner_id, "
-            "first_us, last_us FROM objects WHERE name = ? AND resource = ? AND cluster = ?"
-        )
-        params: list[Any] = [name, resource, cluster]
+        sql = f"SELECT {_OBJECT_COLUMNS} FROM objects WHERE name = ? AND resource = ?"
+        params: list[Any] = [name, resource]
+        if cluster is not None:
+            sql += " AND cluster = ?"
+            params.append(cluster)
         if namespace is not None:
             sql += " AND namespace = ?"
             params.append(namespace)
@@ -244,11 +247,58 @@ class StoreReader:
         return [_object_from_row(row) for row in self._query(sql, params)]
 
     def objects(self) -> Iterator[ObjectRow]:
-        rows = self._query(
-            "SELECT object_id, cluster, grp, resource, namespace, name, uid, kind, version, owner_id, "
-            "first_us, last_us FROM objects ORDER BY object_id"
-        )
+        rows = self._query(f"SELECT {_OBJECT_COLUMNS} FROM objects ORDER BY object_id")
         return (_object_from_row(row) for row in rows)
+
+    def object_by_id(self, object_id: int) -> ObjectRow | None:
+        rows = self._query(
+            f"SELECT {_OBJECT_COLUMNS} FROM objects WHERE object_id = ?", (to_signed(object_id),)
+        )
+        return _object_from_row(rows[0]) if rows else None
+
+    def clusters(self) -> list[str]:
+        return [row[0] for row in self._query("SELECT DISTINCT cluster FROM objects ORDER BY cluster")]
+
+    def resources(self, cluster: str | None = None) -> list[tuple[str, str, str, int]]:
+        """(group, resource, a kind, object count) of the known objects."""
+        sql = "SELECT grp, resource, MAX(kind), COUNT(*) FROM objects"
+        params: list[Any] = []
+        if cluster is not None:
+            sql += " WHERE cluster = ?"
+            params.append(cluster)
+        sql += " GROUP BY grp, resource ORDER BY resource, grp"
+        return [(row[0], row[1], row[2], row[3]) for row in self._query(sql, params)]
+
+    def suggest(
+        self,
+        *,
+        cluster: str | None = None,
+        resource: str | None = None,
+        group: str | None = None,
+        namespace: str | None = None,
+        text: str = "",
+        limit: int = 20,
+    ) -> list[ObjectRow]:
+        """Known objects (deleted ones too) whose name starts with ``text`` or whose uid is ``text``,
+        most recently active first."""
+        sql = f"SELECT {_OBJECT_COLUMNS} FROM objects WHERE 1 = 1"
+        params: list[Any] = []
+        for column, value in (
+            ("cluster", cluster),
+            ("resource", resource),
+            ("grp", group),
+            ("namespace", namespace),
+        ):
+            if value is not None:
+                sql += f" AND {column} = ?"
+                params.append(value)
+        if text:
+            escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+            sql += " AND (name LIKE ? ESCAPE '\\' OR uid = ?)"
+            params.extend([escaped + "%", text])
+        sql += " ORDER BY COALESCE(last_us, 0) DESC, name LIMIT ?"
+        params.append(limit)
+        return [_object_from_row(row) for row in self._query(sql, params)]
 
     def children_of(self, object_ids: Iterable[int]) -> list[int]:
         ids = [to_signed(i) for i in object_ids]

@@ -78,7 +78,7 @@ def test_serve_with_a_sample_shows_it(tmp_path: Path) -> None:
         index = None
         while time.monotonic() < deadline:
             try:
-                index = httpx.get(f"http://127.0.0.1:{port}/", timeout=2).json()
+                index = httpx.get(f"http://127.0.0.1:{port}/api/kelemetry/status", timeout=2).json()
                 break
             except httpx.TransportError:
                 time.sleep(0.2)

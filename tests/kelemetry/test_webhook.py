@@ -341,7 +341,7 @@ def test_healthz_metrics_and_index(tmp_path: Path) -> None:
         assert collector.ingestor.wait_idle(5)
         health = client.get("/healthz")
         metrics = client.get("/metrics")
-        index = client.get("/")
+        index = client.get("/api/kelemetry/status")
 
     assert (health.status_code, health.json()) == (200, {"status": "ok"})
 

@@ -1,0 +1,350 @@
+"""The query side over HTTP: Jaeger's query API shape, ``/redirect``, our lookup API and the web UI.
+
+``install`` adds the routes to an app: ``kelemetry serve`` (beside the webhook, reading the
+embedded store) and ``kelemetry frontend`` (alone, reading the store or a real Jaeger). Every
+refusal is a JSON body with a reason (``error``, plus Jaeger's ``errors`` list so Jaeger UI
+shows it too), never a traceback.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Callable
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import orjson
+from fastapi import FastAPI
+from fastapi.responses import FileResponse, JSONResponse, RedirectResponse, Response
+from fastapi.staticfiles import StaticFiles
+
+from frontend import modes
+from frontend.assemble import ObjectQuery
+from frontend.backend import Suggestion
+from frontend.query import QueryService, object_json
+from kelemetry import errors
+
+logger = logging.getLogger(__name__)
+
+STATIC_DIR = Path(__file__).parent / "static"
+
+_DURATION = re.compile(r"^(\d+)(ms|s|m|h|d)$")
+_UNITS_US = {"ms": 1_000, "s": 1_000_000, "m": 60_000_000, "h": 3_600_000_000, "d": 86_400_000_000}
+
+
+def _error(status: int, message: str) -> JSONResponse:
+    return JSONResponse(
+        {"data": None, "error": message, "errors": [{"code": status, "msg": message}]}, status_code=status
+    )
+
+
+def _guard(call: Callable[[], Response]) -> Response:
+    try:
+        return call()
+    except errors.InputError as exc:
+        return _error(exc.status, str(exc))
+    except errors.NotFound as exc:
+        return _error(404, str(exc))
+    except errors.BackendError as exc:
+        return _error(502, str(exc))
+    except errors.KelemetryError as exc:
+        logger.warning("query failed: %s", exc)
+        return _error(500, str(exc))
+
+
+def _json(payload: Any) -> Response:
+    return Response(orjson.dumps(payload), media_type="application/json")
+
+
+def parse_time_param(name: str, value: str | None) -> int | None:
+    """µs since the epoch (Jaeger's convention) or RFC 3339."""
+    if value is None or value == "":
+        return None
+    text = value.strip()
+    if text.isdigit():
+        return int(text)
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
+    except ValueError:
+        raise errors.InputError(
+            f"invalid {name} {value!r}: use microseconds since the epoch or RFC 3339, "
+            "e.g. 2024-05-01T10:00:00Z"
+        ) from None
+    if moment.tzinfo is None:
+        raise errors.InputError(f"invalid {name} {value!r}: RFC 3339 needs a time zone (Z or +hh:mm)")
+    return int(moment.timestamp() * 1_000_000)
+
+
+def _lookback(value: str | None, end_us: int | None) -> int | None:
+    if not value or value == "custom":
+        return None
+    match = _DURATION.match(value.strip())
+    if match is None:
+        raise errors.InputError(f"invalid lookback {value!r}: use e.g. 1h, 30m, 2d")
+    end = end_us if end_us is not None else datetime.now().timestamp() * 1_000_000
+    return int(end) - int(match[1]) * _UNITS_US[match[2]]
+
+
+def _parse_tags(tags_json: str | None, tag_pairs: list[str]) -> dict[str, str]:
+    found: dict[str, str] = {}
+    if tags_json:
+        try:
+            value = orjson.loads(tags_json)
+        except orjson.JSONDecodeError:
+            raise errors.InputError(
+                'tags must be a JSON object, e.g. {"resource":"pods","name":"web-1"}'
+            ) from None
+        if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
+            raise errors.InputError('tags must be a JSON object of strings, e.g. {"resource":"pods"}')
+        found.update(value)
+    for pair in tag_pairs:
+        key, sep, val = pair.partition(":")
+        if not sep or not key:
+            raise errors.InputError(f"invalid tag {pair!r}: use key:value")
+        found[key] = val
+    return found
+
+
+def _int_param(name: str, value: str | None, default: int, low: int, high: int) -> int:
+    if value is None or value == "":
+        return default
+    try:
+        number = int(value)
+    except ValueError:
+        raise errors.InputError(f"invalid {name} {value!r}: expected an integer") from None
+    if not low <= number <= high:
+        raise errors.InputError(f"{name} must be between {low} and {high}, not {number}")
+    return number
+
+
+def install(app: FastAPI, query_service: QueryService) -> None:
+    """Add the query API, /redirect and the UI to ``app``."""
+
+    # -- Jaeger's query API
+
+    @app.get("/api/services")
+    def services() -> Response:
+        names = [mode.name for mode in modes.ALL]
+        return _json({"data": names, "total": len(names), "limit": 0, "offset": 0, "errors": None})
+
+    def clusters_of(service_name: str | None) -> Response:
+        def run() -> Response:
+            if service_name:
+                modes.from_name(service_name)
+            names = query_service.backend.clusters()
+            return _json({"data": names, "total": len(names), "limit": 0, "offset": 0, "errors": None})
+
+        return _guard(run)
+
+    @app.get("/api/services/{service_name}/operations")
+    def service_operations(service_name: str) -> Response:
+        return clusters_of(service_name)
+
+    @app.get("/api/operations")
+    def operations(service: str | None = None) -> Response:
+        def run() -> Response:
+            if service:
+                modes.from_name(service)
+            names = query_service.backend.clusters()
+            data = [{"name": name, "spanKind": ""} for name in names]
+            return _json({"data": data, "total": len(data), "limit": 0, "offset": 0, "errors": None})
+
+        return _guard(run)
+
+    @app.get("/api/traces")
+    def find_traces(
+        service: str | None = None,
+        operation: str | None = None,
+        tags: str | None = None,
+        tag: list[str] | None = None,
+        start: str | None = None,
+        end: str | None = None,
+        lookback: str | None = None,
+        limit: str | None = None,
+    ) -> Response:
+        def run() -> Response:
+            end_us = parse_time_param("end", end)
+            start_us = parse_time_param("start", start)
+            if start_us is None:
+                start_us = _lookback(lookback, end_us)
+            found = query_service.search(
+                service=service or "",
+                cluster=operation or None,
+                search_tags=_parse_tags(tags, tag or []),
+                start_us=start_us,
+                end_us=end_us,
+                limit=_int_param("limit", limit, 20, 0, 1000),
+            )
+            return _json({"data": found, "total": len(found), "limit": 0, "offset": 0, "errors": None})
+
+        return _guard(run)
+
+    @app.get("/api/traces/{trace_id}")
+    def get_trace(trace_id: str, start: str | None = None, end: str | None = None) -> Response:
+        def run() -> Response:
+            trace = query_service.view(
+                trace_id, parse_time_param("start", start), parse_time_param("end", end)
+            )
+            return _json({"data": [trace], "total": 1, "limit": 0, "offset": 0, "errors": None})
+
+        return _guard(run)
+
+    # -- /redirect: from an object and a moment to its trace page
+
+    @app.get("/redirect")
+    def redirect(
+        cluster: str | None = None,
+        group: str | None = None,
+        resource: str | None = None,
+        namespace: str | None = None,
+        name: str | None = None,
+        ts: str | None = None,
+    ) -> Response:
+        def run() -> Response:
+            missing = [
+                label
+                for label, value in (("cluster", cluster), ("resource", resource), ("name", name), ("ts", ts))
+                if not value
+            ]
+            if missing:
+                raise errors.InputError(f"missing query parameter(s): {', '.join(missing)}")
+            assert cluster and resource and name and ts
+            moment = parse_time_param("ts", ts)
+            assert moment is not None
+            query = ObjectQuery(
+                cluster=cluster, group=group, resource=resource, namespace=namespace or None, name=name
+            )
+            view_id = query_service.redirect(query, moment)
+            return RedirectResponse(f"/trace/{view_id}", status_code=302)
+
+        return _guard(run)
+
+    # -- our own lookup API (the UI's)
+
+    @app.get("/api/kelemetry/modes")
+    def mode_list() -> Response:
+        return _json({"default": modes.DEFAULT.id, "modes": [mode.describe() for mode in modes.ALL]})
+
+    @app.get("/api/kelemetry/clusters")
+    def clusters() -> Response:
+        return _guard(lambda: _json({"data": query_service.backend.clusters()}))
+
+    @app.get("/api/kelemetry/resources")
+    def resources(cluster: str | None = None) -> Response:
+        def run() -> Response:
+            data = [
+                {"group": r.group, "resource": r.resource, "kind": r.kind, "objects": r.objects}
+                for r in query_service.backend.resources(cluster or None)
+            ]
+            return _json({"data": data})
+
+        return _guard(run)
+
+    @app.get("/api/kelemetry/objects")
+    def objects(
+        cluster: str | None = None,
+        resource: str | None = None,
+        group: str | None = None,
+        namespace: str | None = None,
+        q: str | None = None,
+        limit: str | None = None,
+    ) -> Response:
+        def run() -> Response:
+            rows = query_service.backend.suggest(
+                Suggestion(
+                    cluster=cluster or None,
+                    resource=resource or None,
+                    group=group,
+                    namespace=namespace,
+                    text=(q or "").strip(),
+                    limit=_int_param("limit", limit, 20, 1, 500),
+                )
+            )
+            data = [{**object_json(row), "firstSeen": row.first_us, "lastSeen": row.last_us} for row in rows]
+            return _json({"data": data})
+
+        return _guard(run)
+
+    @app.get("/api/kelemetry/lookup")
+    def lookup(
+        cluster: str | None = None,
+        group: str | None = None,
+        resource: str | None = None,
+        namespace: str | None = None,
+        name: str | None = None,
+        start: str | None = None,
+        end: str | None = None,
+        mode: str | None = None,
+    ) -> Response:
+        def run() -> Response:
+            missing = [label for label, value in (("resource", resource), ("name", name)) if not value]
+            if missing:
+                raise errors.InputError(f"missing query parameter(s): {', '.join(missing)}")
+            assert resource and name
+            display = modes.from_id(mode) if mode else modes.DEFAULT
+            query = ObjectQuery(
+                cluster=cluster or "",
+                group=group,
+                resource=resource,
+                namespace=namespace,
+                name=name,
+                start_us=parse_time_param("start", start),
+                end_us=parse_time_param("end", end),
+            )
+            found = query_service.lookup(query, display)
+            return _json({"data": [{"viewId": f.view_id, "object": object_json(f.target)} for f in found]})
+
+        return _guard(run)
+
+    @app.get("/api/kelemetry/views/{view_id}")
+    def view_info(view_id: str) -> Response:
+        def run() -> Response:
+            mode, number = modes.parse_view_trace_id(view_id)
+            spec = query_service.views.load(number)
+            return _json(
+                {
+                    "viewId": view_id.lower(),
+                    "modeId": mode.id,
+                    "mode": mode.base.value,
+                    "scope": mode.scope.value,
+                    "depth": mode.depth,
+                    "name": mode.name,
+                    "object": {
+                        "cluster": spec.cluster,
+                        "group": spec.group,
+                        "resource": spec.resource,
+                        "namespace": spec.namespace,
+                        "name": spec.name,
+                    },
+                    "start": spec.start_us,
+                    "end": spec.end_us,
+                }
+            )
+
+        return _guard(run)
+
+    # -- the web UI: one page, routed in the browser
+
+    index = STATIC_DIR / "index.html"
+
+    def page() -> Response:
+        if not index.is_file():
+            return _error(500, "the web UI is not installed (frontend/static/index.html is missing)")
+        return FileResponse(index, headers={"Cache-Control": "no-cache"})
+
+    @app.get("/", include_in_schema=False)
+    def home() -> Response:
+        return page()
+
+    @app.get("/search", include_in_schema=False)
+    def search_page() -> Response:
+        return page()
+
+    @app.get("/trace/{view_id}", include_in_schema=False)
+    def trace_page(view_id: str) -> Response:
+        return page()
+
+    if STATIC_DIR.is_dir():
+        app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
