@@ -47,6 +47,7 @@ test: lint unit
 
 bench: install
 	$(BIN)/python tests/bench/bench_replay.py
+	$(BIN)/python tests/bench/bench_query.py
 
 record: install e2e-deps
 	KELEMETRY_RECORD=1 $(BIN)/python -m pytest tests/e2e -k "lifecycle or secret" -q

@@ -13,10 +13,10 @@ import re
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import orjson
-from fastapi import FastAPI
+from fastapi import FastAPI, Query
 from fastapi.responses import FileResponse, JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 
@@ -63,8 +63,13 @@ def parse_time_param(name: str, value: str | None) -> int | None:
     if value is None or value == "":
         return None
     text = value.strip()
-    if text.isdigit():
-        return int(text)
+    if text.isascii() and text.isdigit():
+        number = int(text)
+        if number >= 1 << 62:
+            raise errors.InputError(
+                f"invalid {name} {value!r}: out of range for microseconds since the epoch"
+            )
+        return number
     try:
         moment = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
     except ValueError:
@@ -158,7 +163,7 @@ def install(app: FastAPI, query_service: QueryService) -> None:
         service: str | None = None,
         operation: str | None = None,
         tags: str | None = None,
-        tag: list[str] | None = None,
+        tag: Annotated[list[str] | None, Query()] = None,
         start: str | None = None,
         end: str | None = None,
         lookback: str | None = None,

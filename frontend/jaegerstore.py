@@ -124,6 +124,9 @@ class JaegerBackend:
         self, search_tags: dict[str, str], start_us: int | None, end_us: int | None
     ) -> list[SpanRecord]:
         start, end = self._range(start_us, end_us)
+        # Jaeger matches spans by their start, and an object span starts at its window's start: search
+        # from the window the range starts in, then keep what overlaps the range (callers filter).
+        start -= start % WINDOW_US
         try:
             traces = self.client.find_traces(
                 service=TraceSource.OBJECT.value,

@@ -90,6 +90,8 @@ class QueryService:
         spec = self.views.load(number)
         start = spec.start_us if start_us is None else start_us
         end = spec.end_us if end_us is None else end_us
+        if start is not None and end is not None and start > end:
+            raise errors.InputError("start is after end")
         query = ObjectQuery(
             cluster=spec.cluster,
             group=spec.group,
@@ -161,7 +163,9 @@ class QueryService:
         )
         found = self.lookup(window, modes.DEFAULT)
         if len(found) > 1:
-            options = "; ".join(item.target.key.display for item in found)
+            options = "; ".join(
+                f"namespace={item.target.key.namespace!r} group={item.target.key.group!r}" for item in found
+            )
             raise errors.InputError(f"{query.describe()} matches {len(found)} objects ({options}); narrow it")
         return found[0].view_id
 

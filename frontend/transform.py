@@ -185,7 +185,8 @@ def fold_record(record: SpanRecord) -> ViewLog:
         ):
             if t.get(key) not in (None, ""):
                 fields.append((name, t[key]))
-        if record.end_us > record.start_us + 1_000:
+        count = t.get(tags.EVENT_COUNT, 1)
+        if isinstance(count, int) and count > 1:
             fields.append(("lastSeen", _clock(record.end_us)))
         fields.extend((k, v) for k, v in _log_fields(record) if k != "message")
     else:

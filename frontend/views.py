@@ -65,7 +65,7 @@ class ViewStore:
         except (sqlite3.DatabaseError, OSError) as exc:
             raise errors.StoreError(f"cannot open the view file {target}: {exc}") from exc
         self._lock = threading.Lock()
-        self._saves = 0
+        self._count = int(self._db.execute("SELECT COUNT(*) FROM views").fetchone()[0])
 
     def close(self) -> None:
         self._db.close()
@@ -74,27 +74,37 @@ class ViewStore:
         number = spec.number()
         now = time.time_ns() // 1000
         with self._lock:
+            known = self._db.execute("SELECT 1 FROM views WHERE view = ?", (number,)).fetchone()
+            if known is not None:
+                self._db.execute("UPDATE views SET used_us = ? WHERE view = ?", (now, number))
+                return number
             self._db.execute(
-                "INSERT INTO views (view, spec, used_us) VALUES (?, ?, ?) "
-                "ON CONFLICT (view) DO UPDATE SET used_us = excluded.used_us",
+                "INSERT INTO views (view, spec, used_us) VALUES (?, ?, ?)",
                 (number, orjson.dumps(asdict(spec)), now),
             )
-            self._saves += 1
-            if self._saves % 1000 == 0:
-                self._evict()
+            self._count += 1
+            if self._count > self.max_views:
+                # Another process may share the file: count again before dropping anything.
+                self._count = int(self._db.execute("SELECT COUNT(*) FROM views").fetchone()[0])
+                excess = self._count - self.max_views
+                if excess > 0:
+                    self._db.execute(
+                        "DELETE FROM views WHERE view IN "
+                        "(SELECT view FROM views WHERE view <> ? ORDER BY used_us LIMIT ?)",
+                        (number, excess),
+                    )
+                    self._count -= excess
         return number
 
-    def _evict(self) -> None:
-        count = self._db.execute("SELECT COUNT(*) FROM views").fetchone()[0]
-        if count > self.max_views:
-            self._db.execute(
-                "DELETE FROM views WHERE view IN (SELECT view FROM views ORDER BY used_us LIMIT ?)",
-                (count - self.max_views,),
-            )
-
     def load(self, number: int) -> ViewSpec:
-        with self._lock:
-            row = self._db.execute("SELECT spec FROM views WHERE view = ?", (number,)).fetchone()
+        row = None
+        if 0 < number < 1 << 63:  # view numbers are positive 63-bit; anything else is unknown
+            with self._lock:
+                row = self._db.execute("SELECT spec FROM views WHERE view = ?", (number,)).fetchone()
+                if row is not None:
+                    # Opening a shared URL keeps its view from being the next one dropped.
+                    now = time.time_ns() // 1000
+                    self._db.execute("UPDATE views SET used_us = ? WHERE view = ?", (now, number))
         if row is None:
             raise errors.NotFound(
                 f"view {number:016x} is not known here "

@@ -41,9 +41,12 @@ class JaegerClient:
             reason = getattr(exc, "reason", exc)
             raise JaegerError(f"cannot reach Jaeger at {self.base_url}: {reason}") from exc
         try:
-            return json.loads(body)
+            payload = json.loads(body)
         except ValueError as exc:
             raise JaegerError(f"Jaeger sent invalid JSON for {url}") from exc
+        if not isinstance(payload, dict):
+            raise JaegerError(f"Jaeger sent {type(payload).__name__} instead of a JSON object for {url}")
+        return payload
 
     def services(self) -> list[str]:
         data = self._get("/api/services").get("data") or []

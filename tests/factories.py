@@ -110,3 +110,47 @@ def hierarchy_events() -> list[dict[str, Any]]:
             name="web-1-a", uid="p-1", owner=owner_ref("ReplicaSet", "web-1", uid="r-1"), audit_id="pod"
         ),
     ]
+
+
+def kube_event(
+    *,
+    kind: str,
+    name: str,
+    reason: str,
+    message: str = "",
+    namespace: str = "default",
+    api_version: str = "v1",
+    object_uid: str = "",
+    event_type: str = "Normal",
+    count: int = 1,
+    first: str = "2024-05-01T10:00:00Z",
+    last: str | None = None,
+    component: str = "",
+    uid: str | None = None,
+) -> dict[str, Any]:
+    """One core/v1 Kubernetes Event about an object, as the Events API lists it."""
+    event: dict[str, Any] = {
+        "kind": "Event",
+        "apiVersion": "v1",
+        "metadata": {
+            "name": f"{name}.{next(_counter):x}",
+            "namespace": namespace,
+            "uid": uid or f"event-{next(_counter):06d}",
+            "resourceVersion": str(next(_counter)),
+        },
+        "involvedObject": {
+            "apiVersion": api_version,
+            "kind": kind,
+            "name": name,
+            "namespace": namespace,
+            "uid": object_uid or f"uid-{name}",
+        },
+        "reason": reason,
+        "message": message,
+        "type": event_type,
+        "count": count,
+        "firstTimestamp": first,
+        "lastTimestamp": last or first,
+        "source": {"component": component} if component else {},
+    }
+    return event
