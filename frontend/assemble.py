@@ -57,6 +57,17 @@ class AssembledTrace:
             stack.extend(reversed(node.children))
         return nodes
 
+    def walk_with_parents(self) -> list[tuple[SpanNode, int | None]]:
+        """Every node with its parent's span id in this tree (the stored parent of a request span
+        is its window's object span, which merging may have folded away)."""
+        found: list[tuple[SpanNode, int | None]] = []
+        stack: list[tuple[SpanNode, int | None]] = [(self.root, None)]
+        while stack:
+            node, parent = stack.pop()
+            found.append((node, parent))
+            stack.extend((child, node.span.span_id) for child in reversed(node.children))
+        return found
+
 
 def find_object(reader: StoreReader, query: ObjectQuery) -> ObjectRow:
     rows = reader.find_objects(
@@ -138,7 +149,7 @@ def merge(spans: list[SpanRecord], target: ObjectRow) -> AssembledTrace:
         if holder is None:
             continue
         if event.parent_id != holder.span.span_id:
-            event = replace(event, parent_id=holder.span.span_id)
+            event = event.with_parent(holder.span.span_id)
         holder.children.append(SpanNode(event))
 
     warnings: list[str] = []
@@ -188,13 +199,11 @@ _SERVICES = {
 def to_jaeger(trace: AssembledTrace) -> jaeger_model.Trace:
     trace_hex = f"{trace.trace_id:032x}"
     spans: list[jaeger_model.Span] = []
-    for node in trace.walk():
+    for node, parent in trace.walk_with_parents():
         span = node.span
         references: list[jaeger_model.Reference] = []
-        if span.parent_id is not None:
-            references.append(
-                {"refType": "CHILD_OF", "traceID": trace_hex, "spanID": f"{span.parent_id:016x}"}
-            )
+        if parent is not None:
+            references.append({"refType": "CHILD_OF", "traceID": trace_hex, "spanID": f"{parent:016x}"})
         spans.append(
             {
                 "traceID": trace_hex,

@@ -100,13 +100,13 @@ def render_json(trace: AssembledTrace) -> bytes:
 
 def _flat_rows(trace: AssembledTrace) -> Iterator[dict[str, Any]]:
     trace_hex = f"{trace.trace_id:032x}"
-    for node in trace.walk():
+    for node, parent in trace.walk_with_parents():
         span = node.span
         key = span.key
         yield {
             "trace_id": trace_hex,
             "span_id": span.span_hex,
-            "parent_span_id": f"{span.parent_id:016x}" if span.parent_id is not None else None,
+            "parent_span_id": f"{parent:016x}" if parent is not None else None,
             "trace_source": span.source.value,
             "operation": span.name,
             "start_us": span.start_us,

@@ -316,6 +316,17 @@ def _clock(time_us: int) -> str:
 
 
 def to_jaeger(root: ViewSpan, trace_id: str) -> jaeger_model.Trace:
+    # Most tags repeat (cluster, resource, verbs, users): one shared KeyValue per distinct pair.
+    # The type is part of the cache key because True == 1 would otherwise share an entry.
+    shared: dict[tuple[str, type, TagValue], jaeger_model.KeyValue] = {}
+
+    def kv(key: str, value: TagValue) -> jaeger_model.KeyValue:
+        slot = (key, type(value), value)
+        found = shared.get(slot)
+        if found is None:
+            found = shared[slot] = jaeger_model.key_value(key, value)
+        return found
+
     spans: list[jaeger_model.Span] = []
     processes: dict[str, jaeger_model.Process] = {}
     process_of: dict[str, str] = {}
@@ -339,11 +350,11 @@ def to_jaeger(root: ViewSpan, trace_id: str) -> jaeger_model.Trace:
                 else [{"refType": "CHILD_OF", "traceID": trace_id, "spanID": f"{parent:016x}"}],
                 "startTime": span.start_us,
                 "duration": max(span.end_us - span.start_us, 0),
-                "tags": [jaeger_model.key_value(k, v) for k, v in span.tags.items()],
+                "tags": [kv(k, v) for k, v in span.tags.items()],
                 "logs": [
                     {
                         "timestamp": log.timestamp,
-                        "fields": [jaeger_model.key_value(k, v) for k, v in log.fields],
+                        "fields": [kv(k, v) for k, v in log.fields],
                     }
                     for log in span.logs
                 ],

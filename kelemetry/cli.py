@@ -459,6 +459,7 @@ def cmd_frontend(args: argparse.Namespace) -> int:
     def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
+    tune_gc()  # a big view allocates ~100k objects; default GC thresholds would rescan them many times
     shown_host = f"[{host}]" if ":" in host else host
     print(
         f"kelemetry {__version__} frontend on http://{shown_host}:{port}/ reading {source}", file=sys.stderr

@@ -40,6 +40,28 @@ class SpanRecord:
     def span_hex(self) -> str:
         return f"{self.span_id:016x}"
 
+    def with_parent(self, parent_id: int | None) -> SpanRecord:
+        """A copy under another parent; several times cheaper than ``dataclasses.replace``, which
+        matters when a view re-parents thousands of request spans."""
+        return SpanRecord(
+            self.trace_id,
+            self.span_id,
+            parent_id,
+            self.source,
+            self.name,
+            self.start_us,
+            self.end_us,
+            self.key,
+            self.object_id,
+            self.window,
+            self.uid,
+            self.kind,
+            self.version,
+            self.tags,
+            self.logs,
+            self.error,
+        )
+
 
 def span_tags(span: SpanRecord) -> dict[str, TagValue]:
     """Object-key tags followed by the span's own, as exported and shown."""

@@ -109,6 +109,9 @@ _OBJECT_COLUMNS = (
 )
 
 
+_SOURCES = {source.value: source for source in TraceSource}
+
+
 def to_signed(value: int) -> int:
     """SQLite integers are signed 64-bit; ids are unsigned."""
     return value - (1 << 64) if value >= (1 << 63) else value
@@ -145,7 +148,7 @@ def _span_from_row(row: Sequence[Any]) -> SpanRecord:
         trace_id=int(row[1], 16),
         span_id=to_unsigned(row[0]),
         parent_id=None if parent is None else to_unsigned(parent),
-        source=TraceSource(row[3]),
+        source=_SOURCES[row[3]],
         name=row[4],
         start_us=row[5],
         end_us=row[6],
@@ -292,11 +295,16 @@ class StoreReader:
             if value is not None:
                 sql += f" AND {column} = ?"
                 params.append(value)
+        order = "COALESCE(last_us, 0) DESC, name"
         if text:
             escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
             sql += " AND (name LIKE ? ESCAPE '\\' OR uid = ?)"
             params.extend([escaped + "%", text])
-        sql += " ORDER BY COALESCE(last_us, 0) DESC, name LIMIT ?"
+            # The exact name (or uid) first, then the shortest names: "demo" before "demo-5544f8b48c-x".
+            order = "(name = ? OR uid = ?) DESC, LENGTH(name), " + order
+        sql += f" ORDER BY {order} LIMIT ?"
+        if text:
+            params.extend([text, text])
         params.append(limit)
         return [_object_from_row(row) for row in self._query(sql, params)]
 

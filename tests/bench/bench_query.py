@@ -222,7 +222,7 @@ def measure_ui(url: str) -> None:
     except ImportError as exc:
         print(f"ui   not measured: {exc}")
         return
-    browser = Browser()
+    browser = Browser().start()
     try:
         for attempt in range(3):
             browser.open(url)

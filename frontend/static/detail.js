@@ -1,0 +1,241 @@
+// The detail panel: a span's tags and logs, and the fields of the selected log.
+
+import { h, formatTime, formatDuration } from "./util.js";
+import { nodeLogs, SEVERITY } from "./model.js";
+
+const LOG_LIST_PAGE = 300;
+
+// A diff path: identifiers and dots, [index], ["quoted key"] (which may hold spaces).
+const DIFF_PATH = /^((?:[^\s[\]"]|\[\d+\]|\["(?:[^"\\]|\\.)*"\])+) (.*)$/s;
+const ABBREVIATED = /\.\.\.\(\d+ chars\)$/;
+
+function isJsonish(text) {
+  if (ABBREVIATED.test(text)) return true;
+  try {
+    JSON.parse(text);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Split one `path old -> new` line; null when the line is not one. */
+export function parseDiffLine(line) {
+  const m = DIFF_PATH.exec(line);
+  if (!m) return null;
+  const rest = m[2];
+  const cuts = [];
+  for (let i = rest.indexOf(" -> "); i !== -1; i = rest.indexOf(" -> ", i + 1)) cuts.push(i);
+  if (!cuts.length) return null;
+  // values are JSON (possibly abbreviated); with several arrows pick the first cut leaving JSON on the left
+  const cut = cuts.length === 1 ? cuts[0] : cuts.find((i) => isJsonish(rest.slice(0, i))) ?? cuts[0];
+  return { path: m[1], old: rest.slice(0, cut), new: rest.slice(cut + 4) };
+}
+
+function diffBlock(text) {
+  const lines = String(text).split("\n");
+  const pre = h("pre", { class: "diff" });
+  for (const line of lines) {
+    const parsed = parseDiffLine(line);
+    if (!parsed) {
+      pre.append(h("span", { class: "diff-line" }, line || "\u00a0"));
+      continue;
+    }
+    const oldCls = parsed.old === "null" ? "diff-old diff-absent" : "diff-old";
+    const newCls = parsed.new === "null" ? "diff-new diff-absent" : "diff-new";
+    pre.append(
+      h(
+        "span",
+        { class: "diff-line" },
+        h("span", { class: "diff-path" }, parsed.path),
+        " ",
+        h("span", { class: oldCls }, parsed.old),
+        h("span", { class: "diff-arrow" }, " -> "),
+        h("span", { class: newCls }, parsed.new),
+      ),
+    );
+  }
+  return pre;
+}
+
+function snapshotBlock(value) {
+  let text = typeof value === "string" ? value : JSON.stringify(value);
+  try {
+    text = JSON.stringify(typeof value === "string" ? JSON.parse(value) : value, null, 2);
+  } catch {
+    // not JSON (abbreviated or plain text): show as is
+  }
+  return h("pre", { class: "snapshot" }, text);
+}
+
+function plainValue(value) {
+  if (value === null || value === undefined) return h("span", { class: "muted" }, "null");
+  if (value === "") return h("span", { class: "muted" }, "(empty)");
+  if (typeof value === "object") return h("pre", { class: "json" }, JSON.stringify(value, null, 2));
+  const text = String(value);
+  return text.includes("\n") ? h("pre", { class: "text" }, text) : h("span", { class: "text" }, text);
+}
+
+/** A field value rendered by its key: diffs, snapshots, messages and errors get their own look. */
+export function fieldValue(key, value) {
+  if (key === "diff" || key === "verbose diff") return diffBlock(value);
+  if (key === "snapshot") return snapshotBlock(value);
+  if (key === "error") return h("div", { class: "msg msg-error" }, String(value));
+  if (key === "message") return h("div", { class: "msg" }, String(value));
+  return plainValue(value);
+}
+
+function fieldsTable(entries, className) {
+  const list = h("dl", { class: `kv ${className}` });
+  for (const [key, value] of entries) {
+    const block = key === "diff" || key === "verbose diff" || key === "snapshot";
+    const cls = block ? "kv-block" : null;
+    list.append(h("dt", { class: cls, dataset: { key } }, key), h("dd", { class: cls, dataset: { key } }, fieldValue(key, value)));
+  }
+  return list;
+}
+
+function sevClass(severity) {
+  return severity === SEVERITY.error ? "sev-error" : severity === SEVERITY.warning ? "sev-warning" : "";
+}
+
+function logBadges(info) {
+  return [
+    info.hasDiff ? h("span", { class: "badge badge-diff" }, "diff") : null,
+    info.hasSnapshot ? h("span", { class: "badge badge-snapshot" }, "snapshot") : null,
+    info.severity === SEVERITY.error ? h("span", { class: "badge badge-error" }, "error") : null,
+    info.severity === SEVERITY.warning ? h("span", { class: "badge badge-warning" }, "warning") : null,
+  ];
+}
+
+/**
+ * Fill `panel` for a node and optionally one of its logs. handlers: onSelectLog(index|null),
+ * onClose(), onSelectNode(node).
+ */
+export function renderDetail(panel, node, logIndex, handlers) {
+  const span = node.span;
+  const logs = nodeLogs(node);
+  const spanSev = Math.max(node.severity, 0);
+  const header = h(
+    "div",
+    { class: "detail-head" },
+    h(
+      "div",
+      { class: "detail-title" },
+      h("span", { class: `src src-${node.source || "other"}` }, node.source || "span"),
+      h("h2", { class: sevClass(spanSev), title: node.label }, node.label),
+    ),
+    h("button", { type: "button", class: "close", title: "Close (Esc)", "aria-label": "Close", onclick: handlers.onClose }, "×"),
+  );
+  const crumbs = [];
+  for (let p = node.parent; p; p = p.parent) crumbs.unshift(p);
+  const breadcrumb = crumbs.length
+    ? h(
+        "nav",
+        { class: "crumbs", "aria-label": "Parents" },
+        crumbs.map((p) =>
+          h("a", { href: "#", onclick: (ev) => (ev.preventDefault(), handlers.onSelectNode(p)) }, p.label),
+        ),
+      )
+    : null;
+  const meta = h(
+    "dl",
+    { class: "meta" },
+    h("dt", {}, "start"),
+    h("dd", {}, formatTime(span.startTime, 6)),
+    h("dt", {}, "duration"),
+    h("dd", {}, formatDuration(span.duration || 0)),
+    h("dt", {}, "span"),
+    h("dd", { class: "mono" }, span.spanID),
+  );
+  panel.replaceChildren(header);
+  if (breadcrumb) panel.append(breadcrumb);
+  panel.append(meta);
+
+  if (logIndex !== null && logIndex !== undefined && logs[logIndex]) {
+    const info = logs[logIndex];
+    panel.append(
+      h(
+        "section",
+        { class: `log-detail ${sevClass(info.severity)}`, dataset: { log: String(logIndex) } },
+        h(
+          "h3",
+          {},
+          `Log ${logIndex + 1} of ${logs.length} · ${formatTime(info.timestamp, 6)} `,
+          h("span", { class: "muted" }, `(+${formatDuration(info.timestamp - span.startTime)})`),
+          " ",
+          ...logBadges(info),
+        ),
+        h(
+          "div",
+          { class: "log-nav" },
+          h("button", { type: "button", disabled: logIndex === 0, onclick: () => handlers.onSelectLog(logIndex - 1) }, "◂ previous"),
+          h(
+            "button",
+            { type: "button", disabled: logIndex >= logs.length - 1, onclick: () => handlers.onSelectLog(logIndex + 1) },
+            "next ▸",
+          ),
+          h("button", { type: "button", onclick: () => handlers.onSelectLog(null) }, "span only"),
+        ),
+        fieldsTable(info.entries, "log-fields"),
+      ),
+    );
+  }
+
+  panel.append(h("section", { class: "tags" }, h("h3", {}, `Tags (${span.tags.length})`), fieldsTable(span.tags.map((t) => [t.key, t.value]), "tag-table")));
+
+  if (logs.length) {
+    const list = h("ol", { class: "log-list" });
+    const fill = (limit) => {
+      list.replaceChildren();
+      for (let i = 0; i < Math.min(limit, logs.length); i++) {
+        const info = logs[i];
+        list.append(
+          h(
+            "li",
+            {
+              class: `log-item ${sevClass(info.severity)}${i === logIndex ? " selected" : ""}`,
+              dataset: { log: String(i), diff: info.hasDiff ? "1" : null },
+              tabindex: "0",
+              onclick: () => handlers.onSelectLog(i),
+              onkeydown: (ev) => {
+                if (ev.key === "Enter") handlers.onSelectLog(i);
+              },
+            },
+            h("span", { class: "log-time" }, formatTime(info.timestamp, 3).slice(11)),
+            h("span", { class: "log-summary" }, info.summary),
+            ...logBadges(info),
+          ),
+        );
+      }
+      if (logs.length > limit) {
+        list.append(
+          h("li", { class: "log-more" }, h("button", { type: "button", onclick: () => fill(logs.length) }, `show all ${logs.length} logs`)),
+        );
+      }
+    };
+    fill(Math.max(LOG_LIST_PAGE, (logIndex ?? 0) + 1));
+    panel.append(h("section", { class: "logs" }, h("h3", {}, `Logs (${logs.length})`), list));
+  }
+  if (node.children.length) {
+    panel.append(
+      h(
+        "section",
+        { class: "children-summary" },
+        h("h3", {}, `Children (${node.children.length})`),
+        h(
+          "p",
+          { class: "muted" },
+          `${node.children.filter((c) => c.isObject).length} objects, ` +
+            `${node.children.filter((c) => !c.isObject).length} other spans` +
+            (node.subtreeErrors ? `; ${node.subtreeErrors} with errors below` : "") +
+            (node.subtreeWarnings ? `; ${node.subtreeWarnings} with warnings below` : ""),
+        ),
+      ),
+    );
+  }
+  const selectedItem = panel.querySelector(".log-item.selected");
+  const logDetail = panel.querySelector(".log-detail");
+  panel.scrollTop = 0;
+  if (!logDetail && selectedItem) selectedItem.scrollIntoView({ block: "nearest" });
+}
