@@ -39,6 +39,17 @@ _KEY_TAGS = {
 }
 
 
+def key_tags(key: ObjectKey) -> dict[str, str]:
+    """The span tags naming an object, as exported."""
+    return {
+        tags.CLUSTER: key.cluster,
+        tags.GROUP: key.group,
+        tags.RESOURCE: key.resource,
+        tags.NAMESPACE: key.namespace,
+        tags.NAME: key.name,
+    }
+
+
 def _tag_map(items: list[jaeger_model.KeyValue]) -> dict[str, TagValue]:
     found: dict[str, TagValue] = {}
     for item in items:
@@ -150,14 +161,7 @@ class JaegerBackend:
             wanted[tags.GROUP] = query.group
         rows: dict[int, ObjectRow] = {}
         for record in self._search(wanted, query.start_us, query.end_us):
-            key = record.key
-            fields = {
-                tags.CLUSTER: key.cluster,
-                tags.GROUP: key.group,
-                tags.RESOURCE: key.resource,
-                tags.NAMESPACE: key.namespace,
-                tags.NAME: key.name,
-            }
+            fields = key_tags(record.key)
             matches = all(fields[name] == value for name, value in wanted.items())
             if matches and record.source is TraceSource.OBJECT:
                 rows[record.object_id] = _row_of(record, rows.get(record.object_id))
@@ -165,14 +169,7 @@ class JaegerBackend:
 
     def trace(self, target: ObjectRow, start_us: int | None, end_us: int | None) -> AssembledTrace:
         key = target.key
-        wanted = {
-            tags.CLUSTER: key.cluster,
-            tags.GROUP: key.group,
-            tags.RESOURCE: key.resource,
-            tags.NAMESPACE: key.namespace,
-            tags.NAME: key.name,
-        }
-        spans = self._search(wanted, start_us, end_us)
+        spans = self._search(key_tags(key), start_us, end_us)
         own = [s for s in spans if s.object_id == target.object_id and s.source is not TraceSource.OBJECT]
         if not own and not any(s.object_id == target.object_id for s in spans):
             raise errors.NotFound(f"{key.display} has no activity in the requested time range")

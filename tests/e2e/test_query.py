@@ -21,6 +21,7 @@ import pytest
 from tests.e2e.conftest import Collector, ControlPlane, Jaeger
 from tests.e2e.servers import CLUSTER, Binaries, Server, free_port, http_ok, wait_until
 from tests.e2e.test_deployment import DEPLOYMENT_CONTROLLER, lifecycle, rollout
+from tests.jaegerjson import children_of, fields, root_of, tags
 
 pytestmark = pytest.mark.e2e
 
@@ -50,24 +51,6 @@ def fetch(base_url: str, trace_id: str) -> dict[str, Any]:
     assert response.status_code == 200, response.text
     body: dict[str, Any] = response.json()
     return body
-
-
-def fields(log: dict[str, Any]) -> dict[str, Any]:
-    return {field["key"]: field["value"] for field in log["fields"]}
-
-
-def tags(span: dict[str, Any]) -> dict[str, Any]:
-    return {tag["key"]: tag["value"] for tag in span["tags"]}
-
-
-def root_of(trace: dict[str, Any]) -> dict[str, Any]:
-    roots = [span for span in trace["spans"] if not span["references"]]
-    assert len(roots) == 1, f"expected exactly one root span, got {len(roots)}"
-    return roots[0]
-
-
-def children_of(trace: dict[str, Any], span_id: str) -> list[dict[str, Any]]:
-    return [s for s in trace["spans"] if any(r["spanID"] == span_id for r in s["references"])]
 
 
 def poll_view(

@@ -34,6 +34,7 @@ from kelemetry.pipeline import Pipeline
 from kelemetry.receivers.audit import AuditConverter
 from kelemetry.store.sqlite import SpanStore, StoreReader
 from tests.factories import audit_event
+from tests.jaegerjson import children_of, fields, root_of, tags
 
 with warnings.catch_warnings():
     # starlette 1.10 warns on importing its test client when httpx (the project's dev dependency)
@@ -87,24 +88,6 @@ def refused(response: httpx.Response, status: int, message: str) -> str:
     assert message in error, error
     assert "\n" not in error and "Traceback" not in error
     return str(error)
-
-
-def fields(log: dict[str, Any]) -> dict[str, Any]:
-    return {field["key"]: field["value"] for field in log["fields"]}
-
-
-def tags(span: dict[str, Any]) -> dict[str, Any]:
-    return {tag["key"]: tag["value"] for tag in span["tags"]}
-
-
-def root_of(trace: dict[str, Any]) -> dict[str, Any]:
-    roots = [span for span in trace["spans"] if not span["references"]]
-    assert len(roots) == 1, f"expected exactly one root span, got {len(roots)}"
-    return roots[0]
-
-
-def children_of(trace: dict[str, Any], span_id: str) -> list[dict[str, Any]]:
-    return [s for s in trace["spans"] if any(r["spanID"] == span_id for r in s["references"])]
 
 
 def redirect(client: TestClient, **params: str) -> str:
