@@ -30,6 +30,8 @@ logger = logging.getLogger(__name__)
 
 STATIC_DIR = Path(__file__).parent / "static"
 
+# An unencoded "+02:00" in a query string arrives as " 02:00".
+_PLUS_AS_SPACE = re.compile(r"^(.*\d) (\d{2}:?\d{2})$")
 _DURATION = re.compile(r"^(\d+)(ms|s|m|h|d)$")
 _UNITS_US = {"ms": 1_000, "s": 1_000_000, "m": 60_000_000, "h": 3_600_000_000, "d": 86_400_000_000}
 
@@ -62,7 +64,7 @@ def parse_time_param(name: str, value: str | None) -> int | None:
     """µs since the epoch (Jaeger's convention) or RFC 3339."""
     if value is None or value == "":
         return None
-    text = value.strip()
+    text = _PLUS_AS_SPACE.sub(r"\1+\2", value.strip())
     if text.isascii() and text.isdigit():
         number = int(text)
         if number >= 1 << 62:
@@ -89,7 +91,8 @@ def _lookback(value: str | None, end_us: int | None) -> int | None:
     if match is None:
         raise errors.InputError(f"invalid lookback {value!r}: use e.g. 1h, 30m, 2d")
     end = end_us if end_us is not None else datetime.now().timestamp() * 1_000_000
-    return int(end) - int(match[1]) * _UNITS_US[match[2]]
+    # Longer than the epoch is "everything": clamp rather than overflow the store's integers.
+    return max(int(end) - int(match[1]) * _UNITS_US[match[2]], 0)
 
 
 def _parse_tags(tags_json: str | None, tag_pairs: list[str]) -> dict[str, str]:
@@ -168,8 +171,13 @@ def install(app: FastAPI, query_service: QueryService) -> None:
         end: str | None = None,
         lookback: str | None = None,
         limit: str | None = None,
+        traceID: Annotated[list[str] | None, Query()] = None,
     ) -> Response:
         def run() -> Response:
+            if traceID:
+                # Jaeger UI's search by trace id and its trace comparison.
+                found = [query_service.view(trace_id) for trace_id in dict.fromkeys(traceID)]
+                return _json({"data": found, "total": len(found), "limit": 0, "offset": 0, "errors": None})
             end_us = parse_time_param("end", end)
             start_us = parse_time_param("start", start)
             if start_us is None:

@@ -30,8 +30,14 @@ class ObjectQuery:
 
     def describe(self) -> str:
         resource = f"{self.resource}.{self.group}" if self.group else self.resource
-        where = f" in namespace {self.namespace}" if self.namespace else ""
-        return f"{resource}/{self.name}{where} (cluster {self.cluster})"
+        if self.namespace is None:
+            where = ""
+        elif self.namespace:
+            where = f" in namespace {self.namespace}"
+        else:
+            where = " (cluster-scoped)"
+        cluster = f" (cluster {self.cluster})" if self.cluster else " (any cluster)"
+        return f"{resource}/{self.name}{where}{cluster}"
 
 
 @dataclass
@@ -98,7 +104,22 @@ def assemble(reader: StoreReader, query: ObjectQuery) -> AssembledTrace:
         raise errors.NotFound(f"{query.describe()} has no activity in the requested time range")
     spans = reader.spans_of_traces({span.trace_id for span in own})
     spans = [s for s in spans if _in_range(s, query.start_us, query.end_us)]
-    return merge(spans, target)
+    trace = merge(spans, target)
+    if not has_activity(trace):
+        raise errors.NotFound(f"{query.describe()} has no activity in the requested time range")
+    return trace
+
+
+def has_activity(trace: AssembledTrace) -> bool:
+    """Whether the looked-up object, or anything it owns, had a request, Event or change in the
+    trace: an object span alone only says that a window was open."""
+    stack = [node for node in trace.walk() if node.span.object_id == trace.target.object_id][:1]
+    while stack:
+        node = stack.pop()
+        if node.span.source is not TraceSource.OBJECT:
+            return True
+        stack.extend(node.children)
+    return False
 
 
 def _in_range(span: SpanRecord, start_us: int | None, end_us: int | None) -> bool:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
-from frontend.assemble import AssembledTrace, ObjectQuery, merge
+from frontend.assemble import AssembledTrace, ObjectQuery, has_activity, merge
 from kelemetry import errors
 from kelemetry.store.sqlite import ObjectRow, StoreReader
 
@@ -79,7 +79,10 @@ class StoreBackend:
             raise errors.NotFound(f"{target.key.display} has no activity in the requested time range")
         spans = self.reader.spans_of_traces({span.trace_id for span in own})
         spans = [s for s in spans if _in_range(s.start_us, s.end_us, start_us, end_us)]
-        return merge(spans, target)
+        trace = merge(spans, target)
+        if not has_activity(trace):
+            raise errors.NotFound(f"{target.key.display} has no activity in the requested time range")
+        return trace
 
     def clusters(self) -> list[str]:
         return self.reader.clusters()

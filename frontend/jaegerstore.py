@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 
 from aggregators import ids
-from frontend.assemble import AssembledTrace, ObjectQuery, merge
+from frontend.assemble import AssembledTrace, ObjectQuery, has_activity, merge
 from frontend.backend import ResourceInfo, Suggestion
 from jaeger import model as jaeger_model
 from jaeger.client import JaegerClient, JaegerError
@@ -170,15 +170,17 @@ class JaegerBackend:
     def trace(self, target: ObjectRow, start_us: int | None, end_us: int | None) -> AssembledTrace:
         key = target.key
         spans = self._search(key_tags(key), start_us, end_us)
-        own = [s for s in spans if s.object_id == target.object_id and s.source is not TraceSource.OBJECT]
-        if not own and not any(s.object_id == target.object_id for s in spans):
+        if not any(s.object_id == target.object_id for s in spans):
             raise errors.NotFound(f"{key.display} has no activity in the requested time range")
         spans = [
             s
             for s in spans
             if (start_us is None or s.end_us >= start_us) and (end_us is None or s.start_us <= end_us)
         ]
-        return merge(spans, target)
+        trace = merge(spans, target)
+        if not has_activity(trace):
+            raise errors.NotFound(f"{key.display} has no activity in the requested time range")
+        return trace
 
     def _recent_objects(self) -> list[SpanRecord]:
         # Jaeger cannot list objects; the object spans of recent traces stand in, cached briefly.

@@ -591,7 +591,7 @@ def cmd_dump(args: argparse.Namespace) -> int:
         raise CliError("use either --since or --start/--end, not both")
     if args.since:
         end_us = time.time_ns() // 1000
-        start_us = end_us - parse_duration(args.since) * 1_000_000
+        start_us = max(end_us - parse_duration(args.since) * 1_000_000, 0)
     if args.start:
         start_us = parse_time(args.start)
     if args.end:

@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from typing import Any
 
 REDACTED_TEXT = "<redacted>"
+# `kubectl apply` copies the whole manifest it applied into this annotation, Secret values included.
+LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
 _PROCESS_KEY = os.urandom(32)
 
 
@@ -74,20 +76,42 @@ class Redactor:
 
     def scrub_in_place(self, group: str, resource: str, body: dict[str, Any]) -> None:
         """Replace redacted fields' values in a raw body by opaque text (before it is persisted)."""
-        for field in self.fields_of(group, resource):
+        fields = self.fields_of(group, resource)
+        for field in fields:
             if field in body:
                 body[field] = _opaque(body[field])
+        if fields:
+            annotations = _annotations(body)
+            if annotations is not None and LAST_APPLIED in annotations:
+                annotations[LAST_APPLIED] = _opaque(annotations[LAST_APPLIED])
+
+    @staticmethod
+    def opaque(value: Any) -> Any:
+        """Every leaf of ``value`` replaced by opaque text."""
+        return _opaque(value)
 
     def clean(self, group: str, resource: str, body: Mapping[str, Any]) -> dict[str, Any]:
         """A copy of ``body`` without managedFields and with redacted fields' values replaced."""
         cleaned = dict(body)
+        fields = self.fields_of(group, resource)
         meta = cleaned.get("metadata")
         if isinstance(meta, dict) and "managedFields" in meta:
-            cleaned["metadata"] = {k: v for k, v in meta.items() if k != "managedFields"}
-        for field in self.fields_of(group, resource):
+            meta = cleaned["metadata"] = {k: v for k, v in meta.items() if k != "managedFields"}
+        if fields and isinstance(meta, dict):
+            annotations = meta.get("annotations")
+            if isinstance(annotations, dict) and LAST_APPLIED in annotations:
+                masked = {**annotations, LAST_APPLIED: _mask(annotations[LAST_APPLIED])}
+                cleaned["metadata"] = {**meta, "annotations": masked}
+        for field in fields:
             if field in cleaned:
                 cleaned[field] = _mask(cleaned[field])
         return cleaned
+
+
+def _annotations(body: dict[str, Any]) -> dict[str, Any] | None:
+    meta = body.get("metadata")
+    annotations = meta.get("annotations") if isinstance(meta, dict) else None
+    return annotations if isinstance(annotations, dict) else None
 
 
 def _opaque(value: Any) -> Any:

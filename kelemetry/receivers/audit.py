@@ -177,6 +177,10 @@ def scrub_batch(body: bytes, events: list[RawAuditEvent], redactor: Redactor) ->
             if isinstance(target, dict):
                 redactor.scrub_in_place(group, resource, target)
                 changed = True
+            elif target is not None:
+                # A JSON patch (a list of operations) can carry any value at any path: keep none.
+                event[side] = redactor.opaque(target)
+                changed = True
     if not changed:
         return body
     document = orjson.loads(body)

@@ -306,7 +306,12 @@ class StoreReader:
         if text:
             params.extend([text, text])
         params.append(limit)
-        return [_object_from_row(row) for row in self._query(sql, params)]
+        found = [_object_from_row(row) for row in self._query(sql, params)]
+        if not found and text:
+            # An earlier incarnation's uid lives only on its spans (the object row keeps the latest).
+            rows = self._query("SELECT DISTINCT object_id FROM spans WHERE uid = ? LIMIT ?", (text, limit))
+            found = [row for row in (self.object_by_id(to_unsigned(r[0])) for r in rows) if row is not None]
+        return found
 
     def children_of(self, object_ids: Iterable[int]) -> list[int]:
         ids = [to_signed(i) for i in object_ids]

@@ -177,3 +177,33 @@ def test_canary_through_replay(
         assert_clean(path.read_bytes(), path.name)
     _dumps(store, capsys, tmp_path)
     assert_clean(caplog.text, "our log lines")
+
+
+def test_scrub_batch_keeps_no_value_of_a_json_patch_or_the_last_applied_annotation() -> None:
+    """What reaches the inbox file: a JSON patch to a Secret (a list of operations) and the manifest
+    `kubectl apply` copies into an annotation both carry values; neither may be written as is."""
+    from kelemetry.diff.redact import LAST_APPLIED, Redactor
+    from kelemetry.receivers.audit import decode_webhook_body, scrub_batch
+
+    encoded = base64.b64encode(CANARY.encode()).decode()
+    patch = audit_event(
+        verb="patch",
+        resource="secrets",
+        name="db",
+        code=200,
+        request_object=[{"op": "replace", "path": "/data/password", "value": encoded}],  # type: ignore[arg-type]
+        response_object={
+            "kind": "Secret",
+            "apiVersion": "v1",
+            "metadata": {
+                "name": "db",
+                "namespace": "default",
+                "annotations": {LAST_APPLIED: json.dumps({"data": {"password": encoded}})},
+            },
+            "data": {"password": encoded},
+        },
+    )
+    body = json.dumps(event_list([patch])).encode()
+    scrubbed = scrub_batch(body, decode_webhook_body(body), Redactor())
+    assert encoded.encode() not in scrubbed and CANARY.encode() not in scrubbed
+    assert json.loads(scrubbed)["items"][0]["objectRef"]["name"] == "db"
