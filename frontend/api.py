@@ -60,6 +60,17 @@ def _json(payload: Any) -> Response:
     return Response(orjson.dumps(payload), media_type="application/json")
 
 
+def _jaeger(data: list[Any]) -> Response:
+    """Jaeger's response envelope."""
+    return _json({"data": data, "total": len(data), "limit": 0, "offset": 0, "errors": None})
+
+
+def _require(**params: str | None) -> None:
+    missing = [name for name, value in params.items() if not value]
+    if missing:
+        raise errors.InputError(f"missing query parameter(s): {', '.join(missing)}")
+
+
 def parse_time_param(name: str, value: str | None) -> int | None:
     """µs since the epoch (Jaeger's convention) or RFC 3339."""
     if value is None or value == "":
@@ -134,32 +145,21 @@ def install(app: FastAPI, query_service: QueryService) -> None:
 
     @app.get("/api/services")
     def services() -> Response:
-        names = [mode.name for mode in modes.ALL]
-        return _json({"data": names, "total": len(names), "limit": 0, "offset": 0, "errors": None})
+        return _jaeger([mode.name for mode in modes.ALL])
 
-    def clusters_of(service_name: str | None) -> Response:
-        def run() -> Response:
-            if service_name:
-                modes.from_name(service_name)
-            names = query_service.backend.clusters()
-            return _json({"data": names, "total": len(names), "limit": 0, "offset": 0, "errors": None})
-
-        return _guard(run)
+    def clusters_of(service_name: str | None) -> list[str]:
+        """Operations are clusters; the service (display mode) only has to be a valid one."""
+        if service_name:
+            modes.from_name(service_name)
+        return query_service.backend.clusters()
 
     @app.get("/api/services/{service_name}/operations")
     def service_operations(service_name: str) -> Response:
-        return clusters_of(service_name)
+        return _guard(lambda: _jaeger(clusters_of(service_name)))
 
     @app.get("/api/operations")
     def operations(service: str | None = None) -> Response:
-        def run() -> Response:
-            if service:
-                modes.from_name(service)
-            names = query_service.backend.clusters()
-            data = [{"name": name, "spanKind": ""} for name in names]
-            return _json({"data": data, "total": len(data), "limit": 0, "offset": 0, "errors": None})
-
-        return _guard(run)
+        return _guard(lambda: _jaeger([{"name": name, "spanKind": ""} for name in clusters_of(service)]))
 
     @app.get("/api/traces")
     def find_traces(
@@ -176,8 +176,7 @@ def install(app: FastAPI, query_service: QueryService) -> None:
         def run() -> Response:
             if traceID:
                 # Jaeger UI's search by trace id and its trace comparison.
-                found = [query_service.view(trace_id) for trace_id in dict.fromkeys(traceID)]
-                return _json({"data": found, "total": len(found), "limit": 0, "offset": 0, "errors": None})
+                return _jaeger([query_service.view(trace_id) for trace_id in dict.fromkeys(traceID)])
             end_us = parse_time_param("end", end)
             start_us = parse_time_param("start", start)
             if start_us is None:
@@ -190,7 +189,7 @@ def install(app: FastAPI, query_service: QueryService) -> None:
                 end_us=end_us,
                 limit=_int_param("limit", limit, 20, 0, 1000),
             )
-            return _json({"data": found, "total": len(found), "limit": 0, "offset": 0, "errors": None})
+            return _jaeger(found)
 
         return _guard(run)
 
@@ -200,7 +199,7 @@ def install(app: FastAPI, query_service: QueryService) -> None:
             trace = query_service.view(
                 trace_id, parse_time_param("start", start), parse_time_param("end", end)
             )
-            return _json({"data": [trace], "total": 1, "limit": 0, "offset": 0, "errors": None})
+            return _jaeger([trace])
 
         return _guard(run)
 
@@ -216,13 +215,7 @@ def install(app: FastAPI, query_service: QueryService) -> None:
         ts: str | None = None,
     ) -> Response:
         def run() -> Response:
-            missing = [
-                label
-                for label, value in (("cluster", cluster), ("resource", resource), ("name", name), ("ts", ts))
-                if not value
-            ]
-            if missing:
-                raise errors.InputError(f"missing query parameter(s): {', '.join(missing)}")
+            _require(cluster=cluster, resource=resource, name=name, ts=ts)
             assert cluster and resource and name and ts
             moment = parse_time_param("ts", ts)
             assert moment is not None
@@ -292,9 +285,7 @@ def install(app: FastAPI, query_service: QueryService) -> None:
         mode: str | None = None,
     ) -> Response:
         def run() -> Response:
-            missing = [label for label, value in (("resource", resource), ("name", name)) if not value]
-            if missing:
-                raise errors.InputError(f"missing query parameter(s): {', '.join(missing)}")
+            _require(resource=resource, name=name)
             assert resource and name
             display = modes.from_id(mode) if mode else modes.DEFAULT
             query = ObjectQuery(

@@ -99,15 +99,23 @@ def find_object(reader: StoreReader, query: ObjectQuery) -> ObjectRow:
 
 def assemble(reader: StoreReader, query: ObjectQuery) -> AssembledTrace:
     target = find_object(reader, query)
-    own = reader.spans_of_objects([target.object_id], query.start_us, query.end_us)
-    if not own:
-        raise errors.NotFound(f"{query.describe()} has no activity in the requested time range")
-    spans = reader.spans_of_traces({span.trace_id for span in own})
-    spans = [s for s in spans if _in_range(s, query.start_us, query.end_us)]
-    trace = merge(spans, target)
-    if not has_activity(trace):
-        raise errors.NotFound(f"{query.describe()} has no activity in the requested time range")
-    return trace
+    try:
+        return trace_of(reader, target, query.start_us, query.end_us)
+    except errors.NotFound:
+        raise errors.NotFound(f"{query.describe()} has no activity in the requested time range") from None
+
+
+def trace_of(
+    reader: StoreReader, target: ObjectRow, start_us: int | None, end_us: int | None
+) -> AssembledTrace:
+    """The merged hierarchy ``target`` belongs to over the range; NotFound when it had no activity."""
+    own = reader.spans_of_objects([target.object_id], start_us, end_us)
+    if own:
+        spans = reader.spans_of_traces({span.trace_id for span in own})
+        trace = merge([s for s in spans if overlaps(s, start_us, end_us)], target)
+        if has_activity(trace):
+            return trace
+    raise errors.NotFound(f"{target.key.display} has no activity in the requested time range")
 
 
 def has_activity(trace: AssembledTrace) -> bool:
@@ -122,7 +130,7 @@ def has_activity(trace: AssembledTrace) -> bool:
     return False
 
 
-def _in_range(span: SpanRecord, start_us: int | None, end_us: int | None) -> bool:
+def overlaps(span: SpanRecord, start_us: int | None, end_us: int | None) -> bool:
     return (start_us is None or span.end_us >= start_us) and (end_us is None or span.start_us <= end_us)
 
 

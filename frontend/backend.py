@@ -11,8 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
-from frontend.assemble import AssembledTrace, ObjectQuery, has_activity, merge
-from kelemetry import errors
+from frontend.assemble import AssembledTrace, ObjectQuery, trace_of
 from kelemetry.store.sqlite import ObjectRow, StoreReader
 
 
@@ -54,10 +53,6 @@ class Backend(Protocol):
     def close(self) -> None: ...
 
 
-def _in_range(start: int, end: int, start_us: int | None, end_us: int | None) -> bool:
-    return (start_us is None or end >= start_us) and (end_us is None or start <= end_us)
-
-
 class StoreBackend:
     name = "store"
 
@@ -74,15 +69,7 @@ class StoreBackend:
         )
 
     def trace(self, target: ObjectRow, start_us: int | None, end_us: int | None) -> AssembledTrace:
-        own = self.reader.spans_of_objects([target.object_id], start_us, end_us)
-        if not own:
-            raise errors.NotFound(f"{target.key.display} has no activity in the requested time range")
-        spans = self.reader.spans_of_traces({span.trace_id for span in own})
-        spans = [s for s in spans if _in_range(s.start_us, s.end_us, start_us, end_us)]
-        trace = merge(spans, target)
-        if not has_activity(trace):
-            raise errors.NotFound(f"{target.key.display} has no activity in the requested time range")
-        return trace
+        return trace_of(self.reader, target, start_us, end_us)
 
     def clusters(self) -> list[str]:
         return self.reader.clusters()

@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 
 from aggregators import ids
-from frontend.assemble import AssembledTrace, ObjectQuery, has_activity, merge
+from frontend.assemble import AssembledTrace, ObjectQuery, has_activity, merge, overlaps
 from frontend.backend import ResourceInfo, Suggestion
 from jaeger import model as jaeger_model
 from jaeger.client import JaegerClient, JaegerError
@@ -172,12 +172,7 @@ class JaegerBackend:
         spans = self._search(key_tags(key), start_us, end_us)
         if not any(s.object_id == target.object_id for s in spans):
             raise errors.NotFound(f"{key.display} has no activity in the requested time range")
-        spans = [
-            s
-            for s in spans
-            if (start_us is None or s.end_us >= start_us) and (end_us is None or s.start_us <= end_us)
-        ]
-        trace = merge(spans, target)
+        trace = merge([s for s in spans if overlaps(s, start_us, end_us)], target)
         if not has_activity(trace):
             raise errors.NotFound(f"{key.display} has no activity in the requested time range")
         return trace

@@ -7,7 +7,7 @@ range (every window merged), cuts it to the mode's scope and applies the mode's 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from frontend import modes, scope, transform
@@ -27,15 +27,6 @@ SEARCH_KEYS = frozenset({tags.CLUSTER, tags.GROUP, tags.RESOURCE, tags.NAMESPACE
 @dataclass(frozen=True, slots=True)
 class Found:
     view_id: str
-    target: ObjectRow
-    trace: AssembledTrace
-
-
-@dataclass(frozen=True, slots=True)
-class OpenedView:
-    view_id: str
-    spec: ViewSpec
-    mode: DisplayMode
     target: ObjectRow
     trace: AssembledTrace
 
@@ -85,35 +76,20 @@ class QueryService:
             raise errors.NotFound(f"{query.describe()} has no activity in the requested time range")
         return found
 
-    def open(self, view_id: str, start_us: int | None = None, end_us: int | None = None) -> OpenedView:
+    def view(
+        self, view_id: str, start_us: int | None = None, end_us: int | None = None
+    ) -> jaeger_model.Trace:
+        """A saved view in the mode its id names; ``start``/``end`` override the saved range."""
         mode, number = modes.parse_view_trace_id(view_id)
         spec = self.views.load(number)
         start = spec.start_us if start_us is None else start_us
         end = spec.end_us if end_us is None else end_us
         if start is not None and end is not None and start > end:
             raise errors.InputError("start is after end")
-        query = ObjectQuery(
-            cluster=spec.cluster,
-            group=spec.group,
-            resource=spec.resource,
-            namespace=spec.namespace,
-            name=spec.name,
-            start_us=start,
-            end_us=end,
-        )
-        rows = self.backend.find_objects(query)
+        rows = self.backend.find_objects(spec.query(start, end))
         if not rows:
             raise errors.NotFound(f"{spec.key.display} is no longer in the store")
-        trace = self.backend.trace(rows[0], start, end)
-        return OpenedView(view_id.lower(), spec, mode, rows[0], trace)
-
-    def render(self, opened: OpenedView) -> jaeger_model.Trace:
-        return render(opened.trace, opened.mode, opened.view_id)
-
-    def view(
-        self, view_id: str, start_us: int | None = None, end_us: int | None = None
-    ) -> jaeger_model.Trace:
-        return self.render(self.open(view_id, start_us, end_us))
+        return render(self.backend.trace(rows[0], start, end), mode, view_id.lower())
 
     # -- Jaeger-style search
 
@@ -152,15 +128,7 @@ class QueryService:
 
     def redirect(self, query: ObjectQuery, ts_us: int) -> str:
         """The view of the object's activity within 30 minutes of ``ts``, in the default mode."""
-        window = ObjectQuery(
-            cluster=query.cluster,
-            group=query.group,
-            resource=query.resource,
-            namespace=query.namespace,
-            name=query.name,
-            start_us=ts_us - REDIRECT_SPAN_US,
-            end_us=ts_us + REDIRECT_SPAN_US,
-        )
+        window = replace(query, start_us=ts_us - REDIRECT_SPAN_US, end_us=ts_us + REDIRECT_SPAN_US)
         found = self.lookup(window, modes.DEFAULT)
         if len(found) > 1:
             options = "; ".join(

@@ -121,6 +121,10 @@ def expand(root: ViewSpan) -> ViewSpan:
 # -- steps
 
 
+def _under(path: str, fields: tuple[str, ...]) -> bool:
+    return any(path == f or path.startswith((f + ".", f + "[")) for f in fields)
+
+
 def _split_diff(text: str) -> tuple[str, str]:
     if "metadata." not in text:
         return text, ""
@@ -128,9 +132,9 @@ def _split_diff(text: str) -> tuple[str, str]:
     verbose: list[str] = []
     for line in text.splitlines():
         path = line.split(" ", 1)[0]
-        if any(path == p or path.startswith((p + ".", p + "[")) for p in _HIDDEN_PATHS):
+        if _under(path, _HIDDEN_PATHS):
             continue
-        if any(path == p or path.startswith((p + ".", p + "[")) for p in _VERBOSE_PATHS):
+        if _under(path, _VERBOSE_PATHS):
             verbose.append(line)
         else:
             shown.append(line)

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import orjson
 
+from frontend.assemble import ObjectQuery
 from kelemetry import errors
 from kelemetry.model.objects import ObjectKey
 
@@ -39,6 +40,11 @@ class ViewSpec:
     @property
     def key(self) -> ObjectKey:
         return ObjectKey.make(self.cluster, self.group, self.resource, self.namespace, self.name)
+
+    def query(self, start_us: int | None, end_us: int | None) -> ObjectQuery:
+        return ObjectQuery(
+            self.cluster, self.resource, self.name, self.group, self.namespace, start_us, end_us
+        )
 
     @classmethod
     def of(cls, key: ObjectKey, start_us: int | None, end_us: int | None) -> ViewSpec:

@@ -625,11 +625,12 @@ def cmd_dump(args: argparse.Namespace) -> int:
     trace = scope.select(trace, display.scope, display.depth)
     if args.mode:
         view_id = modes.view_trace_id(display, ViewSpec.of(trace.target.key, start_us, end_us).number())
+        view = transform.apply(trace, display.base)
         if args.format == "json":
-            rendered = query.render(trace, display, view_id)
+            rendered = transform.to_jaeger(view, view_id)
             data = orjson.dumps({"data": [rendered]}, option=orjson.OPT_INDENT_2) + b"\n"
         else:
-            data = dumping.render_view_text(transform.apply(trace, display.base)).encode()
+            data = dumping.render_view_text(view).encode()
         _write_output(args.output, data)
         return 0
     if args.format == "parquet":
