@@ -14,7 +14,7 @@ from typing import Protocol
 from aggregators import hierarchy
 from kelemetry.linker.graph import OwnerGraph
 from kelemetry.model.events import Event
-from kelemetry.model.objects import ObjectKey
+from kelemetry.model.objects import Incarnation
 from kelemetry.model.spans import SpanRecord
 
 
@@ -24,8 +24,8 @@ class Aggregator(Protocol):
     def aggregate(self, event: Event, graph: OwnerGraph) -> list[SpanRecord]:
         """Spans to upsert for ``event``: object spans it needs (if not known to be written) and its own."""
 
-    def object_chain(self, key: ObjectKey, window: int, graph: OwnerGraph) -> list[SpanRecord]:
-        """Object spans of ``key`` and its owners in ``window``, written again after a hierarchy change."""
+    def object_chain(self, obj: Incarnation, window: int, graph: OwnerGraph) -> list[SpanRecord]:
+        """Object spans of ``obj`` and its owners in ``window``, written again after a hierarchy change."""
 
     def forget(self) -> None:
         """Drop the memory of what was written (the write it assumed did not happen)."""

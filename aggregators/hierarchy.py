@@ -13,7 +13,7 @@ from aggregators.windows import window_bounds, window_of
 from kelemetry.linker.graph import OwnerGraph
 from kelemetry.model import tags
 from kelemetry.model.events import Event, TraceSource
-from kelemetry.model.objects import ObjectKey, ObjectRef
+from kelemetry.model.objects import Incarnation, ObjectRef
 from kelemetry.model.spans import SpanRecord
 
 _MEMO_LIMIT = 200_000
@@ -24,28 +24,30 @@ class HierarchyAggregator:
         if window_seconds <= 0:
             raise ValueError("window_seconds must be positive")
         self.window_us = window_seconds * 1_000_000
-        # (object span id) -> (trace id, parent id, had uid) last written; bounded, a miss only costs
-        # an idempotent rewrite.
-        self._written: dict[int, tuple[int, int | None, bool]] = {}
+        # (object span id) -> (trace id, parent id, kind) last written; bounded, a miss only costs an
+        # idempotent rewrite. The kind is part of it so an owner first known only by reference gets
+        # rewritten once its own input says what it is.
+        self._written: dict[int, tuple[int, int | None, str]] = {}
 
     def aggregate(self, event: Event, graph: OwnerGraph) -> list[SpanRecord]:
         window = window_of(event.start_us, self.window_us)
-        chain = graph.chain(event.object.key)
-        trace = ids.trace_id(chain[-1], window)
-        spans = self._chain_spans(chain, event.object, window, trace, graph, force=False)
-        key = event.object.key
         obj = event.object
+        node = obj.incarnation
+        chain = graph.chain(node)
+        trace = ids.trace_id(chain[-1], window)
+        spans = self._chain_spans(chain, obj, window, trace, graph, force=False)
+        key = obj.key
         spans.append(
             SpanRecord(
                 trace_id=trace,
                 span_id=ids.event_span_id(key, event.source, event.event_id),
-                parent_id=ids.object_span_id(key, window),
+                parent_id=ids.object_span_id(node, window),
                 source=event.source,
                 name=event.title,
                 start_us=event.start_us,
                 end_us=event.end_us,
                 key=key,
-                object_id=ids.object_id(key),
+                object_id=ids.object_id(node),
                 window=window,
                 uid=obj.uid,
                 kind=obj.kind,
@@ -60,14 +62,14 @@ class HierarchyAggregator:
     def forget(self) -> None:
         self._written.clear()
 
-    def object_chain(self, key: ObjectKey, window: int, graph: OwnerGraph) -> list[SpanRecord]:
-        chain = graph.chain(key)
+    def object_chain(self, obj: Incarnation, window: int, graph: OwnerGraph) -> list[SpanRecord]:
+        chain = graph.chain(obj)
         trace = ids.trace_id(chain[-1], window)
-        return self._chain_spans(chain, graph.ref(key), window, trace, graph, force=True)
+        return self._chain_spans(chain, graph.ref(obj), window, trace, graph, force=True)
 
     def _chain_spans(
         self,
-        chain: list[ObjectKey],
+        chain: list[Incarnation],
         first: ObjectRef,
         window: int,
         trace: int,
@@ -78,11 +80,12 @@ class HierarchyAggregator:
         written = self._written
         spans: list[SpanRecord] = []
         start, end = window_bounds(window, self.window_us)
-        for i, key in enumerate(chain):
-            ref = first if i == 0 else graph.ref(key)
-            span_id = ids.object_span_id(key, window)
+        for i, node in enumerate(chain):
+            ref = first if i == 0 else graph.ref(node)
+            key = node.key
+            span_id = ids.object_span_id(node, window)
             parent = ids.object_span_id(chain[i + 1], window) if i + 1 < len(chain) else None
-            state = (trace, parent, bool(ref.uid))
+            state = (trace, parent, ref.kind)
             if not force and written.get(span_id) == state:
                 if i > 0:
                     break  # this owner's own chain was written with it
@@ -100,9 +103,9 @@ class HierarchyAggregator:
                     start_us=start,
                     end_us=end,
                     key=key,
-                    object_id=ids.object_id(key),
+                    object_id=ids.object_id(node),
                     window=window,
-                    uid=ref.uid,
+                    uid=node.uid,
                     kind=ref.kind,
                     version=ref.version,
                     tags={tags.TRACE_SOURCE: str(TraceSource.OBJECT), tags.PSEUDO: True},

@@ -10,7 +10,7 @@ from __future__ import annotations
 from functools import lru_cache
 from hashlib import blake2b
 
-from kelemetry.model.objects import ObjectKey
+from kelemetry.model.objects import Incarnation, ObjectKey
 
 _SEP = "\x1f"
 
@@ -20,21 +20,25 @@ def _digest(text: str, size: int) -> int:
     return value or 1
 
 
-@lru_cache(maxsize=131_072)
-def object_id(key: ObjectKey) -> int:
-    """A 64-bit id of an object key, used to index the store."""
-    return _digest(f"o{_SEP}{key}", 8)
+# Ids are per incarnation, not per name: a Deployment deleted and created again under the same name
+# is a second object with its own spans and, as a root, its own traces.
 
 
 @lru_cache(maxsize=131_072)
-def trace_id(root: ObjectKey, window: int) -> int:
+def object_id(obj: Incarnation) -> int:
+    """A 64-bit id of an incarnation, used to index the store."""
+    return _digest(f"o{_SEP}{obj.key}{_SEP}{obj.uid}", 8)
+
+
+@lru_cache(maxsize=131_072)
+def trace_id(root: Incarnation, window: int) -> int:
     """One trace per root object per window."""
-    return _digest(f"t{_SEP}{root}{_SEP}{window}", 16)
+    return _digest(f"t{_SEP}{root.key}{_SEP}{root.uid}{_SEP}{window}", 16)
 
 
 @lru_cache(maxsize=131_072)
-def object_span_id(key: ObjectKey, window: int) -> int:
-    return _digest(f"s{_SEP}{key}{_SEP}{window}", 8)
+def object_span_id(obj: Incarnation, window: int) -> int:
+    return _digest(f"s{_SEP}{obj.key}{_SEP}{obj.uid}{_SEP}{window}", 8)
 
 
 def event_span_id(key: ObjectKey, source: str, event_id: str) -> int:

@@ -23,7 +23,7 @@ from fastapi.staticfiles import StaticFiles
 from frontend import modes
 from frontend.assemble import ObjectQuery
 from frontend.backend import Suggestion
-from frontend.query import QueryService, object_json
+from frontend.query import QueryService, incarnation_json, object_json
 from kelemetry import errors
 
 logger = logging.getLogger(__name__)
@@ -283,6 +283,7 @@ def install(app: FastAPI, query_service: QueryService) -> None:
         start: str | None = None,
         end: str | None = None,
         mode: str | None = None,
+        uid: str | None = None,
     ) -> Response:
         def run() -> Response:
             _require(resource=resource, name=name)
@@ -296,9 +297,19 @@ def install(app: FastAPI, query_service: QueryService) -> None:
                 name=name,
                 start_us=parse_time_param("start", start),
                 end_us=parse_time_param("end", end),
+                uid=uid or None,
             )
             found = query_service.lookup(query, display)
-            return _json({"data": [{"viewId": f.view_id, "object": object_json(f.target)} for f in found]})
+            data = [
+                {
+                    "viewId": f.view_id,
+                    "object": object_json(f.target),
+                    # The same name used by other objects (deleted and created again): open by uid.
+                    "incarnations": [incarnation_json(row) for row in f.trace.incarnations],
+                }
+                for f in found
+            ]
+            return _json({"data": data})
 
         return _guard(run)
 
@@ -307,6 +318,10 @@ def install(app: FastAPI, query_service: QueryService) -> None:
         def run() -> Response:
             mode, number = modes.parse_view_trace_id(view_id)
             spec = query_service.views.load(number)
+            others = [
+                {**incarnation_json(row), "viewId": other_id}
+                for row, other_id in query_service.incarnations(spec, mode)
+            ]
             return _json(
                 {
                     "viewId": view_id.lower(),
@@ -321,9 +336,11 @@ def install(app: FastAPI, query_service: QueryService) -> None:
                         "resource": spec.resource,
                         "namespace": spec.namespace,
                         "name": spec.name,
+                        "uid": spec.uid,
                     },
                     "start": spec.start_us,
                     "end": spec.end_us,
+                    "incarnations": others,
                 }
             )
 

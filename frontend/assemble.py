@@ -9,11 +9,13 @@ dump formats and the Jaeger-shaped JSON render.
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 from jaeger import model as jaeger_model
 from kelemetry import errors
 from kelemetry.model.events import TraceSource
+from kelemetry.model.objects import ObjectKey
 from kelemetry.model.spans import SpanRecord, span_tags
 from kelemetry.store.sqlite import ObjectRow, StoreReader
 
@@ -27,6 +29,8 @@ class ObjectQuery:
     namespace: str | None = None
     start_us: int | None = None
     end_us: int | None = None
+    uid: str | None = None
+    """One incarnation of the name; None: the newest one active in the range."""
 
     def describe(self) -> str:
         resource = f"{self.resource}.{self.group}" if self.group else self.resource
@@ -37,7 +41,8 @@ class ObjectQuery:
         else:
             where = " (cluster-scoped)"
         cluster = f" (cluster {self.cluster})" if self.cluster else " (any cluster)"
-        return f"{resource}/{self.name}{where}{cluster}"
+        uid = f" with uid {self.uid}" if self.uid else ""
+        return f"{resource}/{self.name}{where}{uid}{cluster}"
 
 
 @dataclass
@@ -52,6 +57,8 @@ class AssembledTrace:
     root: SpanNode
     target: ObjectRow
     warnings: list[str] = field(default_factory=list)
+    incarnations: list[ObjectRow] = field(default_factory=list)
+    """The other objects that had the target's name (deleted and created again), newest first."""
 
     def walk(self) -> list[SpanNode]:
         """Every node, parents before children."""
@@ -75,34 +82,83 @@ class AssembledTrace:
         return found
 
 
-def find_object(reader: StoreReader, query: ObjectQuery) -> ObjectRow:
-    rows = reader.find_objects(
-        cluster=query.cluster,
+def by_key(rows: list[ObjectRow]) -> list[list[ObjectRow]]:
+    """Rows grouped by object key, each group's incarnations newest first (by first activity)."""
+    groups: dict[ObjectKey, list[ObjectRow]] = defaultdict(list)
+    for row in rows:
+        groups[row.key].append(row)
+    for group in groups.values():
+        group.sort(key=lambda r: (r.first_us or r.last_us or 0, r.last_us or 0), reverse=True)
+    return list(groups.values())
+
+
+def ambiguity(query: ObjectQuery, groups: list[list[ObjectRow]]) -> str:
+    keys = [group[0].key for group in groups]
+    several_groups = len({k.group for k in keys}) > 1
+    options = ", ".join(
+        f"--group {k.group!r} --namespace {k.namespace!r}"
+        if several_groups
+        else f"--namespace {k.namespace!r}"
+        for k in keys
+    )
+    return f"{query.describe()} is ambiguous; narrow it with one of: {options}"
+
+
+def open_newest(
+    incarnations: list[ObjectRow],
+    open_one: Callable[[ObjectRow], AssembledTrace],
+) -> AssembledTrace:
+    """The trace of the newest incarnation that had activity (NotFound when none had), listing the
+    others so each can be opened by its uid."""
+    for row in incarnations:
+        try:
+            trace = open_one(row)
+        except errors.NotFound:
+            continue
+        trace.incarnations = [other for other in incarnations if other is not row]
+        return trace
+    raise errors.NotFound("no activity in the requested time range")
+
+
+def find_rows(reader: StoreReader, query: ObjectQuery) -> list[ObjectRow]:
+    """Every incarnation of the objects a query's key fields match (the uid is not applied)."""
+    return reader.find_objects(
+        cluster=query.cluster or None,
         resource=query.resource,
         name=query.name,
         namespace=query.namespace,
         group=query.group,
     )
-    if not rows:
+
+
+def choose(rows: list[ObjectRow], query: ObjectQuery) -> tuple[list[ObjectRow], list[ObjectRow]]:
+    """(incarnations to try, newest first; the other incarnations of the same name) for a query;
+    NotFound when nothing matches or the key fields match several objects."""
+    if query.uid is not None:
+        chosen = [row for row in rows if row.uid == query.uid]
+        if not chosen:
+            raise errors.NotFound(f"no object {query.describe()} in the store")
+        key = chosen[0].key
+        same_name = by_key([row for row in rows if row.key == key and row.uid != query.uid])
+        return chosen[:1], same_name[0] if same_name else []
+    groups = by_key(rows)
+    if not groups:
         raise errors.NotFound(f"no object {query.describe()} in the store")
-    if len(rows) > 1:
-        groups = {r.key.group for r in rows}
-        options = ", ".join(
-            f"--group {r.key.group!r} --namespace {r.key.namespace!r}"
-            if len(groups) > 1
-            else f"--namespace {r.key.namespace!r}"
-            for r in rows
-        )
-        raise errors.NotFound(f"{query.describe()} is ambiguous; narrow it with one of: {options}")
-    return rows[0]
+    if len(groups) > 1:
+        raise errors.NotFound(ambiguity(query, groups))
+    return groups[0], []
 
 
 def assemble(reader: StoreReader, query: ObjectQuery) -> AssembledTrace:
-    target = find_object(reader, query)
+    """The trace of the object a query names: the newest incarnation of the name with activity in
+    the range, or the one its uid names; the other incarnations are listed on the trace."""
+    tried, others = choose(find_rows(reader, query), query)
     try:
-        return trace_of(reader, target, query.start_us, query.end_us)
+        trace = open_newest(tried, lambda row: trace_of(reader, row, query.start_us, query.end_us))
     except errors.NotFound:
         raise errors.NotFound(f"{query.describe()} has no activity in the requested time range") from None
+    trace.incarnations = [*trace.incarnations, *others]
+    return trace
 
 
 def trace_of(

@@ -22,6 +22,8 @@ from kelemetry.model.events import TraceSource
 from kelemetry.model.spans import span_tags
 
 FORMATS = ("tree", "json", "jsonl", "parquet")
+# A change that showed up at a request but that the request cannot have made (its writer was not seen).
+LOG_LABELS = {"unattributed": "changed before it, not by it"}
 
 
 def format_time(time_us: int) -> str:
@@ -71,7 +73,7 @@ def render_tree(trace: AssembledTrace) -> str:
         if span.error:
             text += "  ERROR"
         for log in span.logs:
-            text += f"\n{log.kind}: {log.message}"
+            text += f"\n{LOG_LABELS.get(log.kind, log.kind)}: {log.message}"
         return text
 
     def visit(node: SpanNode, prefix: str, is_last: bool, is_root: bool) -> None:

@@ -18,7 +18,7 @@ from jaeger.client import JaegerClient, JaegerError
 from kelemetry import errors
 from kelemetry.model import tags
 from kelemetry.model.events import Log, TagValue, TraceSource
-from kelemetry.model.objects import ObjectKey
+from kelemetry.model.objects import Incarnation, ObjectKey
 from kelemetry.model.spans import SpanRecord
 from kelemetry.store.sqlite import ObjectRow
 
@@ -88,6 +88,7 @@ def record_of(span: jaeger_model.Span, trace_id: int) -> SpanRecord | None:
         if "event" in fields:
             logs.append(Log(str(fields["event"]), str(fields.get("message", ""))))
     start = int(span["startTime"])
+    uid = str(span_tags.get(tags.UID, ""))
     return SpanRecord(
         trace_id=trace_id,
         span_id=int(span["spanID"], 16),
@@ -97,9 +98,9 @@ def record_of(span: jaeger_model.Span, trace_id: int) -> SpanRecord | None:
         start_us=start,
         end_us=start + int(span["duration"]),
         key=key,
-        object_id=ids.object_id(key),
+        object_id=ids.object_id(Incarnation(key, uid)),
         window=start // WINDOW_US,
-        uid=str(span_tags.get(tags.UID, "")),
+        uid=uid,
         kind=str(span_tags.get(tags.KIND, "")),
         version=str(span_tags.get(tags.VERSION, "")),
         tags=own,

@@ -11,7 +11,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from frontend import modes, scope, transform
-from frontend.assemble import AssembledTrace, ObjectQuery
+from frontend.assemble import AssembledTrace, ObjectQuery, by_key, open_newest
 from frontend.backend import Backend, StoreBackend
 from frontend.modes import DisplayMode
 from frontend.views import ViewSpec, ViewStore
@@ -21,7 +21,7 @@ from kelemetry.model import tags
 from kelemetry.store.sqlite import ObjectRow, StoreReader
 
 REDIRECT_SPAN_US = 30 * 60 * 1_000_000
-SEARCH_KEYS = frozenset({tags.CLUSTER, tags.GROUP, tags.RESOURCE, tags.NAMESPACE, tags.NAME})
+SEARCH_KEYS = frozenset({tags.CLUSTER, tags.GROUP, tags.RESOURCE, tags.NAMESPACE, tags.NAME, tags.UID})
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +44,10 @@ def object_json(row: ObjectRow) -> dict[str, str]:
     }
 
 
+def incarnation_json(row: ObjectRow) -> dict[str, str | int | None]:
+    return {"uid": row.uid, "kind": row.kind, "firstSeen": row.first_us, "lastSeen": row.last_us}
+
+
 class QueryService:
     def __init__(self, backend: Backend, views: ViewStore) -> None:
         self.backend = backend
@@ -56,25 +60,37 @@ class QueryService:
     # -- lookups
 
     def lookup(self, query: ObjectQuery, mode: DisplayMode = modes.DEFAULT) -> list[Found]:
-        """One view per object matching the query that was active in its range."""
+        """One view per object matching the query that was active in its range: for each name, its
+        newest incarnation with activity (or the one the query's uid names)."""
         if not query.resource or not query.name:
             raise errors.InputError("resource and name are required")
         if query.start_us is not None and query.end_us is not None and query.start_us > query.end_us:
             raise errors.InputError("start is after end")
-        candidates = self.backend.find_objects(query)
-        if not candidates:
+        groups = by_key(self.backend.find_objects(replace(query, uid=None)))
+        if query.uid is not None:
+            groups = [group for group in groups if any(row.uid == query.uid for row in group)]
+        if not groups:
             raise errors.NotFound(f"no object {query.describe()} is known")
         found: list[Found] = []
-        for row in candidates:
+        for incarnations in groups:
             try:
-                trace = self.backend.trace(row, query.start_us, query.end_us)
+                trace = self._open(incarnations, query.uid, query.start_us, query.end_us)
             except errors.NotFound:
                 continue
-            number = self.views.save(ViewSpec.of(row.key, query.start_us, query.end_us))
+            row = trace.target
+            number = self.views.save(ViewSpec.of(row.key, query.start_us, query.end_us, row.uid))
             found.append(Found(modes.view_trace_id(mode, number), row, trace))
         if not found:
             raise errors.NotFound(f"{query.describe()} has no activity in the requested time range")
         return found
+
+    def _open(
+        self, incarnations: list[ObjectRow], uid: str | None, start_us: int | None, end_us: int | None
+    ) -> AssembledTrace:
+        tried = incarnations if not uid else [row for row in incarnations if row.uid == uid]
+        trace = open_newest(tried, lambda row: self.backend.trace(row, start_us, end_us))
+        trace.incarnations = [row for row in incarnations if row is not trace.target]
+        return trace
 
     def view(
         self, view_id: str, start_us: int | None = None, end_us: int | None = None
@@ -86,10 +102,39 @@ class QueryService:
         end = spec.end_us if end_us is None else end_us
         if start is not None and end is not None and start > end:
             raise errors.InputError("start is after end")
-        rows = self.backend.find_objects(spec.query(start, end))
-        if not rows:
+        return render(self.open(spec, start, end), mode, view_id.lower())
+
+    def open(self, spec: ViewSpec, start_us: int | None, end_us: int | None) -> AssembledTrace:
+        """The trace a saved view stands for, with the other incarnations of its name listed."""
+        rows = [row for row in self.backend.find_objects(spec.query(start_us, end_us)) if row.key == spec.key]
+        groups = by_key(rows)
+        if not groups or (spec.uid and not any(row.uid == spec.uid for row in groups[0])):
             raise errors.NotFound(f"{spec.key.display} is no longer in the store")
-        return render(self.backend.trace(rows[0], start, end), mode, view_id.lower())
+        try:
+            return self._open(groups[0], spec.uid or None, start_us, end_us)
+        except errors.NotFound:
+            raise errors.NotFound(f"{spec.key.display} has no activity in the requested time range") from None
+
+    def incarnations(self, spec: ViewSpec, mode: DisplayMode) -> list[tuple[ObjectRow, str]]:
+        """The other incarnations of a view's name, each with the id of its own view in ``mode``."""
+        rows = [
+            r for r in self.backend.find_objects(spec.query(spec.start_us, spec.end_us)) if r.key == spec.key
+        ]
+        groups = by_key(rows)
+        if not groups:
+            return []
+        shown = spec.uid
+        if not shown:
+            # A view saved without a uid shows the newest incarnation active in its range.
+            try:
+                shown = self.open(spec, spec.start_us, spec.end_us).target.uid
+            except errors.NotFound:
+                shown = groups[0][0].uid
+        return [
+            (row, modes.view_trace_id(mode, self.views.save(replace(spec, uid=row.uid))))
+            for row in groups[0]
+            if row.uid != shown
+        ]
 
     # -- Jaeger-style search
 
@@ -119,6 +164,7 @@ class QueryService:
             name=search_tags[tags.NAME],
             start_us=start_us,
             end_us=end_us,
+            uid=search_tags.get(tags.UID) or None,
         )
         try:
             found = self.lookup(query, mode)

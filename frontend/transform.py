@@ -152,6 +152,9 @@ def _log_fields(record: SpanRecord) -> list[tuple[str, TagValue]]:
                 fields.append(("verbose diff", verbose))
         elif log.kind == "verbose":
             fields.append(("note", log.message))
+        elif log.kind == "unattributed":
+            # Changes that showed up at this request but that it cannot have made (writer unseen).
+            fields.append(("unattributed diff", log.message))
         else:
             fields.append((log.kind, log.message))
     return fields

@@ -36,6 +36,8 @@ class ViewSpec:
     name: str
     start_us: int | None = None
     end_us: int | None = None
+    uid: str = ""
+    """The incarnation the view shows; "" (views saved before incarnations were told apart): the newest."""
 
     @property
     def key(self) -> ObjectKey:
@@ -43,15 +45,25 @@ class ViewSpec:
 
     def query(self, start_us: int | None, end_us: int | None) -> ObjectQuery:
         return ObjectQuery(
-            self.cluster, self.resource, self.name, self.group, self.namespace, start_us, end_us
+            self.cluster,
+            self.resource,
+            self.name,
+            self.group,
+            self.namespace,
+            start_us,
+            end_us,
+            self.uid or None,
         )
 
     @classmethod
-    def of(cls, key: ObjectKey, start_us: int | None, end_us: int | None) -> ViewSpec:
-        return cls(key.cluster, key.group, key.resource, key.namespace, key.name, start_us, end_us)
+    def of(cls, key: ObjectKey, start_us: int | None, end_us: int | None, uid: str = "") -> ViewSpec:
+        return cls(key.cluster, key.group, key.resource, key.namespace, key.name, start_us, end_us, uid)
 
     def number(self) -> int:
-        digest = blake2b(orjson.dumps(asdict(self), option=orjson.OPT_SORT_KEYS), digest_size=8).digest()
+        fields = asdict(self)
+        if not self.uid:
+            del fields["uid"]  # the same number as before the field existed
+        digest = blake2b(orjson.dumps(fields, option=orjson.OPT_SORT_KEYS), digest_size=8).digest()
         # Positive and non-zero, so it fits SQLite's signed integers and reads as a real id.
         return (int.from_bytes(digest, "big") >> 1) or 1
 

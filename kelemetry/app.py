@@ -37,6 +37,7 @@ from kelemetry.receivers import webhook
 from kelemetry.receivers.audit import AuditConverter, AuditFilter
 from kelemetry.settings import ServeSettings
 from kelemetry.store.inbox import Inbox
+from kelemetry.store.retention import Removed, RetentionReport
 from kelemetry.store.sqlite import SpanStore
 
 logger = logging.getLogger(__name__)
@@ -113,6 +114,7 @@ class Collector:
                 )
         self._stop = threading.Event()
         self._retention: threading.Thread | None = None
+        self.retention_removed = Removed()
 
     def _watch_custom_resources(self) -> None:
         """Start a watcher for each CRD's objects, now and whenever new CRDs appear."""
@@ -198,23 +200,22 @@ class Collector:
         self.inbox.close()
         self.store.close()
 
-    def apply_retention(self) -> int:
+    def apply_retention(self) -> RetentionReport:
+        """One retention pass by the store's (wall) clock: ages count from when data arrived."""
         store = self.settings.store
-        newest = self.store.newest_start_us()
-        if newest is None:
-            return 0
-        return self.store.apply_retention(
-            now_us=newest,
+        report = self.store.apply_retention(
             max_age_us=None if store.retention_seconds is None else store.retention_seconds * 1_000_000,
             max_bytes=store.max_bytes,
         )
+        self.retention_removed += report.total
+        return report
 
     def _retain(self) -> None:
         while not self._stop.wait(RETENTION_INTERVAL_SECONDS):
             try:
-                removed = self.apply_retention()
-                if removed:
-                    logger.info("retention removed %d spans", removed)
+                report = self.apply_retention()
+                if report.total:
+                    logger.info("retention: %s", "; ".join(report.lines()))
             except Exception:
                 logger.exception("retention pass failed")
 
@@ -228,6 +229,10 @@ class Collector:
             values[f'kelemetry_audit_events_total{{outcome="{name}"}}'] = value
         values["kelemetry_ingest_backlog_bytes"] = self.ingestor.backlog_bytes
         values["kelemetry_owner_graph_objects"] = len(self.pipeline.graph)
+        removed = self.retention_removed
+        values["kelemetry_retention_removed_traces_total"] = removed.traces
+        values["kelemetry_retention_removed_spans_total"] = removed.spans
+        values["kelemetry_retention_removed_objects_total"] = removed.objects
         if self.watcher is not None:
             values["kelemetry_events_watch_relists_total"] = self.watcher.relists
             values["kelemetry_events_watch_reconnects_total"] = self.watcher.reconnects

@@ -1,4 +1,4 @@
-"""The `kelemetry` command: serve, replay, dump, frontend.
+"""The `kelemetry` command: serve, replay, retain, dump, frontend.
 
 Every failure a user can cause (unknown object, bad time, unreadable file, busy port) ends with a
 one-line ``kelemetry: error: ...`` on stderr and a non-zero exit, never a traceback.
@@ -25,7 +25,7 @@ import aggregators
 from frontend import api as frontend_api
 from frontend import dump as dumping
 from frontend import modes, query, scope, transform
-from frontend.assemble import ObjectQuery, assemble
+from frontend.assemble import AssembledTrace, ObjectQuery, assemble
 from frontend.jaegerstore import JaegerBackend
 from frontend.views import ViewSpec, ViewStore
 from jaeger.client import JaegerClient, JaegerError
@@ -84,6 +84,11 @@ def parse_size(text: str) -> int:
     unit = (match.group(2) or "").lower()[:1]
     factor = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}[unit]
     return int(float(match.group(1)) * factor)
+
+
+def parse_retention(text: str) -> int | None:
+    """A duration in seconds, or None for ``forever`` (also ``none`` and ``0``)."""
+    return None if text.strip().lower() in ("forever", "none", "0") else parse_duration(text)
 
 
 def parse_time(text: str) -> int:
@@ -200,10 +205,12 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--retention",
         default="7d",
-        help="keep this much history behind the newest activity (default 7d; 'forever')",
+        help="remove traces that arrived in the store longer ago than this, checked every 5 minutes "
+        "(default 7d; 'forever'); see `kelemetry retain --help`",
     )
     serve.add_argument(
-        "--max-store-size", help="drop oldest windows when the store is bigger than this, e.g. 5GB"
+        "--max-store-size",
+        help="remove the least recently arrived traces while the store is bigger than this, e.g. 5GB",
     )
     serve.add_argument(
         "--durability",
@@ -248,6 +255,11 @@ def build_parser() -> argparse.ArgumentParser:
     dump.add_argument("--resource", required=True, help="plural resource, e.g. deployments, pods")
     dump.add_argument("--namespace", help="namespace (default: any; '' for cluster-scoped)")
     dump.add_argument("--name", required=True)
+    dump.add_argument(
+        "--uid",
+        help="one incarnation of the name (an object deleted and created again under the same name); "
+        "default: the newest one active in the range",
+    )
     dump.add_argument("--since", help="only the last DURATION, e.g. 2h (default: all history)")
     dump.add_argument("--start", help="range start, RFC 3339")
     dump.add_argument("--end", help="range end, RFC 3339 (default now)")
@@ -303,6 +315,33 @@ def build_parser() -> argparse.ArgumentParser:
         "(default: next to the store, or kelemetry-data/views.db with --jaeger-url)",
     )
     add_store(front)
+
+    retain = commands.add_parser(
+        "retain",
+        help="apply retention to a store now and print what was removed per cluster",
+        description="Run one retention pass on the store now, as `serve` does every 5 minutes. Age counts "
+        "from when data arrived in the store (written by `serve` or `replay`), never from the timestamps "
+        "inside it: a replayed incident from months ago is kept for --retention from the replay, and "
+        "neither it nor an event dated in the far future shortens what other data is kept. Whole traces "
+        "(an object hierarchy in one window) are removed, never a request without its object; then the "
+        "objects with no spans left that were not seen within --retention.",
+    )
+    retain.add_argument(
+        "--retention",
+        default="7d",
+        metavar="DURATION",
+        help="remove traces that arrived longer ago than this (default 7d, as serve; 'forever' to "
+        "only apply --max-store-size)",
+    )
+    retain.add_argument(
+        "--max-store-size",
+        metavar="SIZE",
+        help="then remove the least recently arrived traces while the store uses more than this, e.g. 5GB",
+    )
+    retain.add_argument(
+        "--dry-run", action="store_true", help="print what would be removed and change nothing"
+    )
+    add_store(retain)
     return parser
 
 
@@ -371,7 +410,7 @@ def tune_gc() -> None:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     host, port = parse_listen(args.listen)
-    retention = None if args.retention in ("forever", "none", "0") else parse_duration(args.retention)
+    retention = parse_retention(args.retention)
     watched = DEFAULT_WATCHED if args.watch is None else tuple(w for w in args.watch if w != "none")
     for spec in watched:
         try:
@@ -585,6 +624,38 @@ def cmd_replay(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_retain(args: argparse.Namespace) -> int:
+    retention = parse_retention(args.retention)
+    max_bytes = parse_size(args.max_store_size) if args.max_store_size else None
+    # The writer creates a missing file; a typo in --store must not leave an empty store behind.
+    if not Path(args.store).is_file():
+        raise CliError(f"no store at {args.store}")
+    store = SpanStore(args.store)
+    try:
+        report = store.apply_retention(
+            max_age_us=None if retention is None else retention * 1_000_000,
+            max_bytes=max_bytes,
+            dry_run=args.dry_run,
+        )
+    finally:
+        store.close()
+    print("\n".join(report.lines()))
+    return 0
+
+
+def _incarnations_note(trace: AssembledTrace) -> str:
+    """Lines naming the other objects that had the looked-up name, and how to see each."""
+    lines = []
+    for row in trace.incarnations:
+        seen = " – ".join(dumping.format_time(t) for t in (row.first_us, row.last_us) if t is not None)
+        lines.append(
+            f"note: {row.key.display} was also the name of uid {row.uid or '(unknown)'}"
+            + (f" (active {seen})" if seen else "")
+            + (f"; add --uid {row.uid} to dump it" if row.uid else "")
+        )
+    return "".join(line + "\n" for line in lines)
+
+
 def cmd_dump(args: argparse.Namespace) -> int:
     start_us = end_us = None
     if args.since and (args.start or args.end):
@@ -608,6 +679,7 @@ def cmd_dump(args: argparse.Namespace) -> int:
         name=args.name,
         start_us=start_us,
         end_us=end_us,
+        uid=args.uid or None,
     )
     if args.mode and args.format not in ("tree", "json"):
         raise CliError(
@@ -622,15 +694,20 @@ def cmd_dump(args: argparse.Namespace) -> int:
         trace = assemble(reader, lookup)
     finally:
         reader.close()
+    note = _incarnations_note(trace)
+    if note and args.format != "tree":
+        print(note, file=sys.stderr, end="")
     trace = scope.select(trace, display.scope, display.depth)
     if args.mode:
-        view_id = modes.view_trace_id(display, ViewSpec.of(trace.target.key, start_us, end_us).number())
+        view_id = modes.view_trace_id(
+            display, ViewSpec.of(trace.target.key, start_us, end_us, trace.target.uid).number()
+        )
         view = transform.apply(trace, display.base)
         if args.format == "json":
             rendered = transform.to_jaeger(view, view_id)
             data = orjson.dumps({"data": [rendered]}, option=orjson.OPT_INDENT_2) + b"\n"
         else:
-            data = dumping.render_view_text(view).encode()
+            data = (dumping.render_view_text(view) + note).encode()
         _write_output(args.output, data)
         return 0
     if args.format == "parquet":
@@ -640,7 +717,7 @@ def cmd_dump(args: argparse.Namespace) -> int:
             dumping.write_parquet(trace, sys.stdout.buffer)
         return 0
     if args.format == "tree":
-        data = dumping.render_tree(trace).encode()
+        data = (dumping.render_tree(trace) + note).encode()
     elif args.format == "json":
         data = dumping.render_json(trace)
     else:
@@ -660,7 +737,13 @@ def _write_output(output: str | None, data: bytes) -> None:
         sys.stdout.flush()
 
 
-COMMANDS = {"serve": cmd_serve, "replay": cmd_replay, "dump": cmd_dump, "frontend": cmd_frontend}
+COMMANDS = {
+    "serve": cmd_serve,
+    "replay": cmd_replay,
+    "retain": cmd_retain,
+    "dump": cmd_dump,
+    "frontend": cmd_frontend,
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1,10 +1,12 @@
 """The one module that knows every stage: receive → link → aggregate → store.
 
-Per batch of raw audit events: convert them to model Events, feed their owner references to the
-owner graph, let the aggregator place each in its trace, then write every resulting span and the
-objects they belong to in one store transaction. A failure in one event is logged and counted; it
-never stops the batch. When an object that already has spans learns a new owner (its root
-changed), the spans of its subtree are moved to the new root's trace in the store.
+Per batch of raw audit events: convert them to model Events, resolve which incarnation each means,
+let the change tracker attach what each write changed (issuing again earlier writes whose change
+is learned only now), feed owner references to the owner graph, let the aggregator place each in
+its trace (Events with whole-second times after the requests they follow), then write every
+resulting span and the objects they belong to in one store transaction. A failure in one event is
+logged and counted; it never stops the batch. When an object that already has spans learns a new
+owner (its root changed), the spans of its subtree are moved to the new root's trace in the store.
 """
 
 from __future__ import annotations
@@ -15,12 +17,11 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from aggregators import Aggregator, ids
-from kelemetry.diff import compute
-from kelemetry.diff.history import BodyHistory
+from aggregators.ordering import EventPlacer
+from kelemetry.diff.attribution import ChangeTracker
 from kelemetry.linker.graph import OwnerGraph
-from kelemetry.model import tags
-from kelemetry.model.events import Event, Log, TraceSource
-from kelemetry.model.objects import ObjectKey, ObjectRef
+from kelemetry.model.events import Event, TraceSource
+from kelemetry.model.objects import Incarnation, ObjectKey, ObjectRef, OwnerLink
 from kelemetry.model.spans import SpanRecord
 from kelemetry.receivers.audit import AuditConverter, RawAuditEvent
 from kelemetry.receivers.events import EventConverter
@@ -49,17 +50,19 @@ class Pipeline:
         self.aggregator = aggregator
         self.converter = converter
         self.graph = graph if graph is not None else load_graph(store)
-        # Audit bodies and watched versions are kept apart: the watch runs ahead of the batched audit
-        # stream, and audit diffs must come from audit input alone to be the same on replay.
-        self.history = BodyHistory()
-        self.watched = BodyHistory()
-        self.events = EventConverter(converter.resolver)
-        # Watched changes waiting for an audit event to claim them: (key, change id) ->
-        # (seen at, object, verb, logs); and what audit events have claimed.
-        self._pending: dict[tuple[ObjectKey, str], tuple[int, ObjectRef, str, tuple[Log, ...]]] = {}
-        self._claimed: set[tuple[ObjectKey, str]] = set()
-        self.change_grace_us = 5_000_000
+        resolver = converter.resolver
+        self.changes = ChangeTracker(resolver.has_status, resolver.note_status)
+        self.placer = EventPlacer()
+        self.events = EventConverter(resolver)
         self.failed_events = 0
+
+    @property
+    def change_grace_us(self) -> int:
+        return self.changes.grace_us
+
+    @change_grace_us.setter
+    def change_grace_us(self, value: int) -> None:
+        self.changes.grace_us = value
 
     def process_audit(self, raws: Iterable[RawAuditEvent], cluster: str) -> BatchResult:
         result = BatchResult()
@@ -72,16 +75,10 @@ class Pipeline:
                 if event is None:
                     continue
                 result.kept += 1
-                if event.body is not None or event.tags.get(tags.AUDIT_VERB) == "delete":
-                    event = self._with_changes(event)
-                if not event.error:
-                    self._claim(event)
-                if self._link(event, objects):
-                    # The subtree's root changed: flush so the store sees this batch before moving it.
-                    self._flush(spans, objects, result)
-                    result.spans += self._retrace(event.object.key)
-                spans.extend(self.aggregator.aggregate(event, self.graph))
-                _note_object(objects, event.object, None, event.start_us, event.end_us)
+                attributed = self.changes.audit(self._resolved(event))
+                self._add(attributed.event, spans, objects, result)
+                for again in attributed.reissued:
+                    self._add(again, spans, objects, result)
             except Exception:
                 result.failed += 1
                 self.failed_events += 1
@@ -101,9 +98,7 @@ class Pipeline:
                 if event is None:
                     continue
                 result.kept += 1
-                self.graph.add(event.object)
-                spans.extend(self.aggregator.aggregate(event, self.graph))
-                _note_object(objects, event.object, None, event.start_us, event.end_us)
+                self._add(self._resolved(event), spans, objects, result)
             except Exception:
                 result.failed += 1
                 self.failed_events += 1
@@ -162,108 +157,59 @@ class Pipeline:
         )
         link = self.converter.owner_link(ref, meta)
         if link is not None:
-            known = key in self.graph
-            if self.graph.set_owner(link.child, link.owner) and known:
+            owner = self.graph.resolve(link.owner)
+            known = ref.incarnation in self.graph
+            if self.graph.set_owner(ref, owner) and known:
                 self._flush(spans, objects, result)
-                result.spans += self._retrace(key)
-            _note_object(objects, link.owner, None, None, None)
-            _note_object(objects, ref, ids.object_id(link.owner.key), None, None)
+                result.spans += self._retrace(ref.incarnation)
+            _note_object(objects, owner, None, None, None)
+            _note_object(objects, ref, ids.object_id(owner.incarnation), None, None)
         else:
             self.graph.add(ref)
             _note_object(objects, ref, None, None, None)
         body = self.converter.redactor.clean(group, resource, obj)
-        rv = str(meta.get("resourceVersion") or "")
-        if kind == "DELETED":
-            change_id = f"delete@{ref.uid}"
-            if (key, change_id) not in self._claimed:
-                self._pending[(key, change_id)] = (
-                    now_us,
-                    ref,
-                    "delete",
-                    (Log("snapshot", compute.snapshot(body)),),
-                )
-            return
-        previous = self.watched.previous(key, rv) if rv else None
-        if rv:
-            self.watched.put(key, rv, body)
-        if kind == "LIST" or not rv:
-            return
-        change_id = f"update@{rv}" if kind == "MODIFIED" else f"create@{rv}"
-        if (key, change_id) in self._claimed or (key, f"update@{rv}") in self._claimed:
-            return
-        logs: tuple[Log, ...] = ()
-        if kind == "MODIFIED" and previous is not None:
-            rendered = compute.render(
-                [d for d in compute.compute(previous[1], body) if d.path != "metadata.resourceVersion"]
-            )
-            if not rendered:
-                return
-            logs = (Log("diff", rendered),)
-        self._pending[(key, change_id)] = (now_us, ref, change_id.split("@")[0], logs)
-
-    def _claim(self, event: Event) -> None:
-        """An audit event accounts for the watched change with its resourceVersion."""
-        verb = event.tags.get(tags.AUDIT_VERB)
-        key = event.object.key
-        if verb == "delete":
-            change_id = f"delete@{event.object.uid}"
-        else:
-            change_id = f"update@{event.tags.get(tags.RESOURCE_VERSION, '')}"
-        if len(self._claimed) > 100_000:
-            self._claimed.clear()
-        self._claimed.add((key, change_id))
-        self._pending.pop((key, change_id), None)
-        self._pending.pop((key, change_id.replace("update@", "create@")), None)
+        for again in self.changes.watched_version(kind, ref, body, now_us):
+            self._add(again, spans, objects, result)
 
     def flush_pending(self, now_us: int, result: BatchResult | None = None) -> int:
         """Emit change spans for watched changes no audit event claimed within the grace period."""
-        due = [k for k, (seen, *_rest) in self._pending.items() if seen + self.change_grace_us <= now_us]
+        due = self.changes.due(now_us)
         if not due:
             return 0
         spans: list[SpanRecord] = []
         objects: dict[int, ObjectRow] = {}
-        for pending_key in due:
-            seen, ref, verb, logs = self._pending.pop(pending_key)
-            change = Event(
-                object=ref,
-                source=TraceSource.CHANGE,
-                event_id=pending_key[1],
-                title=f"{verb} (watched)",
-                start_us=seen,
-                end_us=seen + 1,
-                tags={tags.CHANGE_VERB: verb, tags.RESOURCE_VERSION: pending_key[1].split("@", 1)[1]},
-                logs=logs,
-            )
-            spans.extend(self.aggregator.aggregate(change, self.graph))
-            _note_object(objects, ref, None, seen, seen)
         batch = result if result is not None else BatchResult()
+        for change in due:
+            self._add(change, spans, objects, batch)
         self._flush(spans, objects, batch)
         return len(due)
 
-    def _with_changes(self, event: Event) -> Event:
-        """Attach what the request changed: a diff against the object's previous version, or the
-        object's last state on delete."""
-        verb = event.tags.get(tags.AUDIT_VERB)
-        key = event.object.key
-        body = event.body
-        version = str(event.tags.get(tags.RESOURCE_VERSION, ""))
-        logs: list[Log] = []
-        if verb in ("update", "patch") and body is not None and version:
-            previous = self.history.previous(key, version)
-            if previous is not None:
-                diffs = compute.compute(previous[1], body)
-                rendered = compute.render([d for d in diffs if d.path != "metadata.resourceVersion"])
-                logs.append(Log("diff", rendered) if rendered else Log("verbose", "No-op update"))
-            self.history.put(key, version, body)
-        elif verb == "create" and body is not None and version:
-            self.history.put(key, version, body)
-        elif verb == "delete" and not event.tags.get(tags.AUDIT_SUBRESOURCE):
-            last = body if body is not None else (self.history.latest(key) or (None, None))[1]
-            if last is not None:
-                logs.append(Log("snapshot", compute.snapshot(last)))
-        if not logs:
+    def _resolved(self, event: Event) -> Event:
+        """The event with the incarnations it means: inputs that did not say a uid get the current one."""
+        obj = self.graph.resolve(event.object)
+        link = event.owner
+        owner = None if link is None else OwnerLink(obj, self.graph.resolve(link.owner))
+        if obj is event.object and (link is None or owner == link):
             return event
-        return replace(event, logs=(*event.logs, *logs))
+        return replace(event, object=obj, owner=owner)
+
+    def _add(
+        self, event: Event, spans: list[SpanRecord], objects: dict[int, ObjectRow], result: BatchResult
+    ) -> None:
+        """Link, aggregate and queue one event's spans for the batch's write."""
+        if self._link(event, objects):
+            # The subtree's root changed: flush so the store sees this batch before moving it.
+            self._flush(spans, objects, result)
+            result.spans += self._retrace(event.object.incarnation)
+        produced = self.aggregator.aggregate(event, self.graph)
+        if event.source is TraceSource.EVENT:
+            produced[-1] = self.placer.place(produced[-1], event.precision_us, event.order)
+            spans.extend(produced)
+        else:
+            spans.extend(produced)
+            if event.source is TraceSource.AUDIT:
+                spans.extend(self.placer.note_request(produced[-1]))
+        _note_object(objects, event.object, None, event.start_us, event.end_us)
 
     def _link(self, event: Event, objects: dict[int, ObjectRow]) -> bool:
         """Feed the event's object and owner to the graph; True if a known object's root changed."""
@@ -272,30 +218,30 @@ class Pipeline:
         if link is None:
             graph.add(event.object)
             return False
-        known = event.object.key in graph
+        known = event.object.incarnation in graph
         changed = graph.set_owner(link.child, link.owner)
         _note_object(objects, link.owner, None, None, None)
-        _note_object(objects, event.object, ids.object_id(link.owner.key), None, None)
+        _note_object(objects, event.object, ids.object_id(link.owner.incarnation), None, None)
         return changed and known
 
-    def _retrace(self, key: ObjectKey) -> int:
-        """Move ``key``'s subtree into its new root's traces; returns the spans written."""
+    def _retrace(self, obj: Incarnation) -> int:
+        """Move ``obj``'s subtree into its new root's traces; returns the spans written."""
         graph = self.graph
-        subtree = graph.subtree(key)
-        subtree_ids = [ids.object_id(k) for k in subtree]
+        subtree = graph.subtree(obj)
+        subtree_ids = [ids.object_id(node) for node in subtree]
         windows = self.store.windows_of(subtree_ids)
         if not windows:
             return 0
-        root = graph.root(key)
+        root = graph.root(obj)
         spans: list[SpanRecord] = []
         for window in sorted(windows):
             self.store.retrace(subtree_ids, window, ids.trace_id(root, window))
-            spans.extend(self.aggregator.object_chain(key, window, graph))
+            spans.extend(self.aggregator.object_chain(obj, window, graph))
         objects: dict[int, ObjectRow] = {}
         for span in spans:
-            _note_object(objects, graph.ref(span.key), None, None, None)
+            _note_object(objects, graph.ref(Incarnation(span.key, span.uid)), None, None, None)
         self.store.write(spans, objects.values())
-        logger.info("moved %s and %d dependents to the trace of %s", key, len(subtree) - 1, root)
+        logger.info("moved %s and %d dependents to the trace of %s", obj.key, len(subtree) - 1, root.key)
         return len(spans)
 
     def _flush(self, spans: list[SpanRecord], objects: dict[int, ObjectRow], result: BatchResult) -> None:
@@ -303,7 +249,7 @@ class Pipeline:
             return
         for span in spans:
             if span.object_id not in objects:
-                _note_object(objects, self.graph.ref(span.key), None, None, None)
+                _note_object(objects, self.graph.ref(Incarnation(span.key, span.uid)), None, None, None)
         try:
             self.store.write(spans, objects.values())
         except Exception:
@@ -322,7 +268,7 @@ def _note_object(
     first_us: int | None,
     last_us: int | None,
 ) -> None:
-    object_id = ids.object_id(ref.key)
+    object_id = ids.object_id(ref.incarnation)
     known = objects.get(object_id)
     if known is None:
         objects[object_id] = ObjectRow(
@@ -350,9 +296,10 @@ def _max(a: int | None, b: int | None) -> int | None:
 
 
 def load_graph(store: SpanStore) -> OwnerGraph:
-    """Rebuild the owner graph from the objects the store knows."""
+    """Rebuild the owner graph from the objects the store knows; the incarnation of a name seen
+    last is added last, so it is the current one again."""
     graph = OwnerGraph()
-    rows = list(store.objects())
+    rows = sorted(store.objects(), key=lambda row: (row.first_us is not None, row.first_us or 0))
     by_id = {row.object_id: row for row in rows}
     for row in rows:
         ref = ObjectRef(row.key, row.uid, row.kind, row.version)

@@ -20,10 +20,12 @@ class StoreSettings:
     """SQLite ``synchronous`` mode. In WAL mode a killed process loses no committed batch even with
     OFF; FULL also survives an OS crash or power loss, at the price of fsyncs per batch."""
     retention_seconds: int | None = 7 * 24 * 3600
-    """Spans older than this, counted back from the newest recorded activity (so a replay of an
-    old log is not deleted on arrival), are removed. None keeps everything."""
+    """Traces that arrived in the store longer ago than this are removed whole, with the objects
+    nothing refers to any more. Counted from arrival, not from the data's timestamps, so a replayed
+    old incident or a skewed apiserver clock decides nothing about other data. None keeps everything."""
     max_bytes: int | None = None
-    """Upper bound on the store's used size; oldest windows go first. None means unbounded."""
+    """Upper bound on the store's used size; the least recently arrived traces go first. None means
+    unbounded."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import copy
 import itertools
+import zlib
+from pathlib import Path
 from typing import Any
+
+from kelemetry.model.events import TraceSource
+from kelemetry.model.objects import ObjectKey
+from kelemetry.model.spans import SpanRecord
+from kelemetry.store.sqlite import ObjectRow, SpanStore
 
 _counter = itertools.count(1)
 
@@ -154,3 +161,87 @@ def kube_event(
         "source": {"component": component} if component else {},
     }
     return event
+
+
+def at(second: int) -> dict[str, str]:
+    return {
+        "received": f"2024-05-01T10:00:{second:02d}.000000Z",
+        "completed": f"2024-05-01T10:00:{second:02d}.005000Z",
+    }
+
+
+def reuse_stream() -> list[dict[str, Any]]:
+    """Deployment reuse → ReplicaSet reuse-5d4 → Pod, deleted, then created again under the same
+    names (the pod template, so the ReplicaSet name, is the same) within one window."""
+    events: list[dict[str, Any]] = []
+    for n, (dep, rs, pod, t) in enumerate((("d-1", "r-1", "p-1", 0), ("d-2", "r-2", "p-2", 30))):
+        events += [
+            audit_event(
+                resource="deployments", group="apps", name="reuse", uid=dep, audit_id=f"dep-{n}", **at(t)
+            ),
+            audit_event(
+                resource="replicasets",
+                group="apps",
+                name="reuse-5d4",
+                uid=rs,
+                owner=owner_ref("Deployment", "reuse", uid=dep),
+                audit_id=f"rs-{n}",
+                user="system:serviceaccount:kube-system:deployment-controller",
+                **at(t + 1),
+            ),
+            audit_event(
+                name=f"reuse-5d4-{n}",
+                uid=pod,
+                owner=owner_ref("ReplicaSet", "reuse-5d4", uid=rs),
+                audit_id=f"pod-{n}",
+                **at(t + 2),
+            ),
+        ]
+        if n == 0:
+            events.append(
+                audit_event(
+                    verb="delete",
+                    code=200,
+                    resource="deployments",
+                    group="apps",
+                    name="reuse",
+                    uid=dep,
+                    audit_id="dep-delete",
+                    **at(10),
+                )
+            )
+    return events
+
+
+def write_arrived(store: Path, cluster: str, arrived_us: int, traces: int) -> None:
+    """``traces`` traces of one pod and one request each in ``cluster``, stamped as arrived at
+    ``arrived_us`` through the store's clock seam (ids are arbitrary: the store does not derive them)."""
+    key = ObjectKey.make(cluster, "", "pods", "default", "web")
+    object_id = zlib.crc32(cluster.encode())
+    spans = []
+    for n in range(traces):
+        trace_id = object_id * 1000 + n
+        for offset, source in enumerate((TraceSource.OBJECT, TraceSource.AUDIT)):
+            spans.append(
+                SpanRecord(
+                    trace_id=trace_id,
+                    span_id=trace_id * 10 + offset,
+                    parent_id=trace_id * 10 if offset else None,
+                    source=source,
+                    name=key.display,
+                    start_us=n * 1_800_000_000,
+                    end_us=(n + 1) * 1_800_000_000,
+                    key=key,
+                    object_id=object_id,
+                    window=n,
+                    uid="u",
+                    kind="Pod",
+                    version="v1",
+                    tags={},
+                )
+            )
+    writer = SpanStore(store, clock=lambda: arrived_us)
+    try:
+        writer.write(spans, [ObjectRow(object_id, key, "u", "Pod", "v1")])
+    finally:
+        writer.close()

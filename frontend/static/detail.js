@@ -5,8 +5,11 @@ import { nodeLogs, SEVERITY } from "./model.js";
 
 const LOG_LIST_PAGE = 300;
 
-// A diff path: identifiers and dots, [index], ["quoted key"] (which may hold spaces).
-const DIFF_PATH = /^((?:[^\s[\]"]|\[\d+\]|\["(?:[^"\\]|\\.)*"\])+) (.*)$/s;
+// A diff path: identifiers and dots, [index], ["quoted key"] (which may hold spaces), and list items
+// named by their merge key: [type=Available], [name="odd value"].
+const DIFF_PATH = /^((?:[^\s[\]"]|\[\d+\]|\["(?:[^"\\]|\\.)*"\]|\[[^\]="\s]+=(?:"(?:[^"\\]|\\.)*"|[^\]"\s]*)\])+) (.*)$/s;
+// Diff-shaped fields; "unattributed diff" holds changes that showed up at a request it cannot have made.
+const DIFF_KEYS = new Set(["diff", "verbose diff", "unattributed diff"]);
 const ABBREVIATED = /\.\.\.\(\d+ chars\)$/;
 
 function isJsonish(text) {
@@ -78,7 +81,7 @@ function plainValue(value) {
 
 /** A field value rendered by its key: diffs, snapshots, messages and errors get their own look. */
 export function fieldValue(key, value) {
-  if (key === "diff" || key === "verbose diff") return diffBlock(value);
+  if (DIFF_KEYS.has(key)) return diffBlock(value);
   if (key === "snapshot") return snapshotBlock(value);
   if (key === "error") return h("div", { class: "msg msg-error" }, String(value));
   if (key === "message") return h("div", { class: "msg" }, String(value));
@@ -88,7 +91,7 @@ export function fieldValue(key, value) {
 function fieldsTable(entries, className) {
   const list = h("dl", { class: `kv ${className}` });
   for (const [key, value] of entries) {
-    const block = key === "diff" || key === "verbose diff" || key === "snapshot";
+    const block = DIFF_KEYS.has(key) || key === "snapshot";
     const cls = block ? "kv-block" : null;
     list.append(h("dt", { class: cls, dataset: { key } }, key), h("dd", { class: cls, dataset: { key } }, fieldValue(key, value)));
   }

@@ -1,7 +1,14 @@
 // The trace as a tree: Jaeger query JSON → nodes with parent/children, labels, severity and log info.
 
 /** Log `event` values that name what the log's `message` is (tree and timeline modes). */
-const LOG_KINDS = { diff: "diff", snapshot: "snapshot", message: "message", error: "error", verbose: "verbose diff" };
+const LOG_KINDS = {
+  diff: "diff",
+  snapshot: "snapshot",
+  message: "message",
+  error: "error",
+  verbose: "verbose diff",
+  unattributed: "unattributed diff",
+};
 
 const SEVERITY = { none: 0, warning: 1, error: 2 };
 const LABELS = new Intl.Collator("en", { numeric: true });

@@ -230,6 +230,26 @@ class TracePage {
       );
     }
     for (const w of this.trace.warnings || []) toolbar.append(h("p", { class: "notice" }, String(w)));
+    const others = Array.isArray(v.incarnations) ? v.incarnations : [];
+    if (others.length) {
+      // The same name was used by other objects (deleted and created again): each has its own trace.
+      toolbar.append(
+        h(
+          "p",
+          { class: "notice incarnations" },
+          `${obj.name} was also the name of ${others.length === 1 ? "another object" : `${others.length} other objects`}${obj.uid ? ` (this one is uid ${obj.uid})` : ""}: `,
+          ...others.flatMap((o, i) => [
+            i ? ", " : "",
+            h(
+              "a",
+              { href: `/trace/${o.viewId}`, class: "incarnation", title: `open the trace of uid ${o.uid}` },
+              `uid ${o.uid || "(unknown)"}`,
+            ),
+            h("span", { class: "muted" }, ` ${describeRange(o.firstSeen ?? null, o.lastSeen ?? null)}`),
+          ]),
+        ),
+      );
+    }
 
     this.axisLane = h("div", { class: "lane axis-lane", title: "Drag to zoom into a time range" });
     this.axisEl = h(

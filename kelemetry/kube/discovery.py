@@ -21,16 +21,25 @@ logger = logging.getLogger(__name__)
 
 
 def parse_resource_lists(lists: Iterable[Mapping[str, Any]]) -> dict[tuple[str, str], ResourceInfo]:
-    """Fold APIResourceList documents into a kind table, skipping subresources ("pods/status")."""
+    """Fold APIResourceList documents into a kind table. Subresources ("pods/status") are not
+    entries of their own; a ``status`` one marks its resource."""
     table: dict[tuple[str, str], ResourceInfo] = {}
     for resource_list in lists:
         group, _version = split_api_version(str(resource_list.get("groupVersion", "")))
-        for item in resource_list.get("resources") or ():
+        items = [item for item in resource_list.get("resources") or () if isinstance(item, dict)]
+        with_status = {
+            str(item.get("name", "")).partition("/")[0]
+            for item in items
+            if str(item.get("name", "")).endswith("/status")
+        }
+        for item in items:
             name = str(item.get("name", ""))
             kind = str(item.get("kind", ""))
             if not name or not kind or "/" in name:
                 continue
-            table.setdefault((group, kind), ResourceInfo(name, bool(item.get("namespaced", False))))
+            table.setdefault(
+                (group, kind), ResourceInfo(name, bool(item.get("namespaced", False)), name in with_status)
+            )
     return table
 
 

@@ -18,6 +18,9 @@ from dataclasses import dataclass
 class ResourceInfo:
     resource: str
     namespaced: bool
+    status: bool = False
+    """Whether the resource has a ``status`` subresource: then writes to the object itself cannot
+    change its status, and writes to ``/status`` cannot change anything else."""
 
 
 def _table(group: str, namespaced: bool, *pairs: tuple[str, str]) -> dict[tuple[str, str], ResourceInfo]:
@@ -107,6 +110,38 @@ BUILTIN: dict[tuple[str, str], ResourceInfo] = {
     **_table("resource.k8s.io", False, ("DeviceClass", "deviceclasses"), ("ResourceSlice", "resourceslices")),
 }
 
+# Built-in resources with a status subresource (discovery says so for a connected cluster's own).
+STATUS_SUBRESOURCES: frozenset[tuple[str, str]] = frozenset(
+    {
+        ("", "pods"),
+        ("", "services"),
+        ("", "nodes"),
+        ("", "namespaces"),
+        ("", "persistentvolumes"),
+        ("", "persistentvolumeclaims"),
+        ("", "replicationcontrollers"),
+        ("", "resourcequotas"),
+        ("apps", "deployments"),
+        ("apps", "replicasets"),
+        ("apps", "statefulsets"),
+        ("apps", "daemonsets"),
+        ("batch", "jobs"),
+        ("batch", "cronjobs"),
+        ("autoscaling", "horizontalpodautoscalers"),
+        ("policy", "poddisruptionbudgets"),
+        ("networking.k8s.io", "ingresses"),
+        ("networking.k8s.io", "servicecidrs"),
+        ("certificates.k8s.io", "certificatesigningrequests"),
+        ("apiextensions.k8s.io", "customresourcedefinitions"),
+        ("apiregistration.k8s.io", "apiservices"),
+        ("flowcontrol.apiserver.k8s.io", "flowschemas"),
+        ("flowcontrol.apiserver.k8s.io", "prioritylevelconfigurations"),
+        ("storage.k8s.io", "volumeattachments"),
+        ("admissionregistration.k8s.io", "validatingadmissionpolicies"),
+        ("resource.k8s.io", "resourceclaims"),
+    }
+)
+
 # Resources served under retired groups are the same objects as under their current group, so a
 # Deployment created through extensions/v1beta1 and a ReplicaSet owned by apps/v1 Deployment meet.
 _LEGACY_GROUPS: dict[tuple[str, str], str] = {
@@ -149,16 +184,38 @@ class KindResolver:
     """Maps (group, kind) to a resource; discovery results override the built-in table."""
 
     def __init__(self, discovered: Mapping[tuple[str, str], ResourceInfo] | None = None) -> None:
-        self._discovered: dict[tuple[str, str], ResourceInfo] = dict(discovered or {})
-        self._kinds_of: dict[tuple[str, str], str] = {
-            (group, info.resource): kind for (group, kind), info in {**BUILTIN, **self._discovered}.items()
-        }
+        self._discovered: dict[tuple[str, str], ResourceInfo] = {}
+        self._kinds_of: dict[tuple[str, str], str] = {}
+        self._by_resource: dict[tuple[str, str], ResourceInfo] = {}
+        self._status: set[tuple[str, str]] = set(STATUS_SUBRESOURCES)
+        self._take(BUILTIN)
+        self.update(discovered or {})
+
+    def _take(self, table: Mapping[tuple[str, str], ResourceInfo]) -> None:
+        for (group, kind), info in table.items():
+            self._kinds_of[(group, info.resource)] = kind
+            self._by_resource[(group, info.resource)] = info
+            if info.status:
+                self._status.add((group, info.resource))
 
     def update(self, discovered: Mapping[tuple[str, str], ResourceInfo]) -> None:
         """Take in what discovery found later (the cluster was not reachable at start)."""
         self._discovered.update(discovered)
-        for (group, kind), info in discovered.items():
-            self._kinds_of[(group, info.resource)] = kind
+        self._take(discovered)
+
+    def namespaced(self, group: str, resource: str) -> bool | None:
+        """Whether objects of a resource live in namespaces; None when neither discovery nor the
+        built-in table knows the resource."""
+        info = self._by_resource.get((group, resource))
+        return None if info is None else info.namespaced
+
+    def has_status(self, group: str, resource: str) -> bool:
+        return (group, resource) in self._status
+
+    def note_status(self, group: str, resource: str) -> None:
+        """A ``status`` subresource was written to, so the resource has one (custom resources
+        without discovery learn it from the audit stream)."""
+        self._status.add((group, resource))
 
     def resolve(self, group: str, kind: str) -> ResourceInfo:
         found = self._discovered.get((group, kind)) or BUILTIN.get((group, kind))

@@ -169,8 +169,14 @@ class ResourceWatcher:
             _request_timeout=(10, WATCH_TIMEOUT_SECONDS + 10),
         )
         self._response = response
-        batch: list[WatchItem] = []
-        flushed = time.monotonic()
+        batch = _Batch(self._sink)
+        # The stream only yields when data arrives, so a batch left over from the last burst is
+        # handed on by a timer; otherwise it would wait for the next event, up to the watch timeout.
+        stop_flushing = threading.Event()
+        flusher = threading.Thread(
+            target=batch.flush_while, args=(stop_flushing,), name=f"kelemetry-watch-flush-{self.resource}"
+        )
+        flusher.start()
         buffer = b""
         try:
             for chunk in response.stream(65536):
@@ -178,20 +184,19 @@ class ResourceWatcher:
                 *lines, buffer = buffer.split(b"\n")
                 for line in lines:
                     if line.strip():
-                        self._handle(json.loads(line), batch)
-                if batch and (len(batch) >= BATCH_MAX or time.monotonic() - flushed > BATCH_WAIT_SECONDS):
-                    self._sink(batch, self.resource_version or "")
-                    batch = []
-                    flushed = time.monotonic()
+                        event = json.loads(line)
+                        item = self._handle(event)
+                        batch.add(item, self.resource_version or "")
                 if self._stop.is_set():
                     break
         finally:
+            stop_flushing.set()
+            flusher.join()
             self._response = None
             response.release_conn()
-            if batch:
-                self._sink(batch, self.resource_version or "")
+            batch.flush()
 
-    def _handle(self, event: Mapping[str, Any], batch: list[WatchItem]) -> None:
+    def _handle(self, event: Mapping[str, Any]) -> WatchItem | None:
         kind = event.get("type")
         obj = event.get("object") or {}
         if kind == "ERROR":
@@ -202,7 +207,46 @@ class ResourceWatcher:
         if version:
             self.resource_version = str(version)
         if kind in ("ADDED", "MODIFIED", "DELETED"):
-            batch.append((str(kind), obj))
+            return (str(kind), obj)
+        return None
+
+
+class _Batch:
+    """Watch items on their way to the sink: handed on at BATCH_MAX items or BATCH_WAIT_SECONDS after
+    the first one, whichever comes first; the sink is called from one thread at a time."""
+
+    def __init__(self, sink: EventSink) -> None:
+        self._sink = sink
+        self._lock = threading.Lock()
+        self._items: list[WatchItem] = []
+        self._version = ""
+        self._since = 0.0
+
+    def add(self, item: WatchItem | None, version: str) -> None:
+        with self._lock:
+            self._version = version
+            if item is None:
+                return
+            if not self._items:
+                self._since = time.monotonic()
+            self._items.append(item)
+            if len(self._items) >= BATCH_MAX:
+                self._hand_on()
+
+    def flush(self) -> None:
+        with self._lock:
+            if self._items:
+                self._hand_on()
+
+    def flush_while(self, stop: threading.Event) -> None:
+        while not stop.wait(BATCH_WAIT_SECONDS / 4):
+            with self._lock:
+                if self._items and time.monotonic() - self._since >= BATCH_WAIT_SECONDS:
+                    self._hand_on()
+
+    def _hand_on(self) -> None:
+        items, self._items = self._items, []
+        self._sink(items, self._version)
 
 
 def _describe(exc: Exception) -> str:

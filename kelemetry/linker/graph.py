@@ -1,9 +1,17 @@
 """The owner graph: which object each object's controller owner is. The only user of networkx.
 
+Nodes are incarnations (key + uid), not names: a Deployment deleted and created again under the
+same name is two nodes, and an ownerReference names its owner's uid, so a new ReplicaSet that
+happens to reuse an old name hangs under the new Deployment, never under the old one.
+
 Edges point from a dependent to its owner (Pod → ReplicaSet → Deployment). Each object has at most
 one owner here: the controller owner, which is what places its span in the hierarchy. A reference
 that would close a cycle (a broken or hostile ownerReference) is refused, so walking to the root
 always ends.
+
+Some inputs do not say which incarnation they mean (a failed create, audit at Metadata level, an
+Event without the involved object's uid). ``resolve`` gives them the incarnation of that name seen
+most recently, which is the one alive when they happened as long as input arrives in order.
 """
 
 from __future__ import annotations
@@ -12,7 +20,7 @@ from collections.abc import Iterable
 
 import networkx as nx
 
-from kelemetry.model.objects import ObjectKey, ObjectRef
+from kelemetry.model.objects import Incarnation, ObjectKey, ObjectRef
 
 MAX_DEPTH = 32
 
@@ -20,29 +28,42 @@ MAX_DEPTH = 32
 class OwnerGraph:
     def __init__(self) -> None:
         self._graph = nx.DiGraph()
+        # The uid each name was last seen with for the first time: the current incarnation.
+        self._current: dict[ObjectKey, str] = {}
 
     def __len__(self) -> int:
         return int(self._graph.number_of_nodes())
 
-    def __contains__(self, key: object) -> bool:
-        return bool(self._graph.has_node(key))
+    def __contains__(self, obj: object) -> bool:
+        return bool(self._graph.has_node(obj))
+
+    def resolve(self, ref: ObjectRef) -> ObjectRef:
+        """``ref`` with the uid of its name's current incarnation when it does not say one."""
+        if ref.uid:
+            return ref
+        uid = self._current.get(ref.key)
+        if not uid:
+            return ref
+        return ObjectRef(ref.key, uid, ref.kind, ref.version)
 
     def add(self, ref: ObjectRef) -> None:
-        """Record an object, merging what this ref knows into what was known (a new uid wins)."""
+        """Record an incarnation, merging what this ref knows into what was known."""
         nodes = self._graph.nodes
-        if ref.key in nodes:
-            known = self.ref(ref.key)
-            merged = ObjectRef(
-                ref.key, ref.uid or known.uid, ref.kind or known.kind, ref.version or known.version
-            )
-            if merged != known:
-                nodes[ref.key]["ref"] = merged
-        else:
-            self._graph.add_node(ref.key, ref=ref)
+        node = ref.incarnation
+        if node in nodes:
+            known: ObjectRef = nodes[node]["ref"]
+            if (ref.kind and ref.kind != known.kind) or (ref.version and ref.version != known.version):
+                nodes[node]["ref"] = ObjectRef(
+                    ref.key, ref.uid, ref.kind or known.kind, ref.version or known.version
+                )
+            return
+        self._graph.add_node(node, ref=ref)
+        if ref.uid:
+            self._current[ref.key] = ref.uid
 
-    def ref(self, key: ObjectKey) -> ObjectRef:
+    def ref(self, obj: Incarnation) -> ObjectRef:
         nodes = self._graph.nodes
-        found: ObjectRef = nodes[key]["ref"] if key in nodes else ObjectRef(key)
+        found: ObjectRef = nodes[obj]["ref"] if obj in nodes else ObjectRef(obj.key, obj.uid)
         return found
 
     def set_owner(self, child: ObjectRef, owner: ObjectRef) -> bool:
@@ -50,28 +71,29 @@ class OwnerGraph:
         self.add(child)
         self.add(owner)
         graph = self._graph
-        current = self.owner_of(child.key)
-        if current == owner.key:
+        child_node, owner_node = child.incarnation, owner.incarnation
+        current = self.owner_of(child_node)
+        if current == owner_node:
             return False
-        if child.key == owner.key or (owner.key in graph and nx.has_path(graph, owner.key, child.key)):
+        if child_node == owner_node or nx.has_path(graph, owner_node, child_node):
             return False
         if current is not None:
-            graph.remove_edge(child.key, current)
-        graph.add_edge(child.key, owner.key)
+            graph.remove_edge(child_node, current)
+        graph.add_edge(child_node, owner_node)
         return True
 
-    def owner_of(self, key: ObjectKey) -> ObjectKey | None:
+    def owner_of(self, obj: Incarnation) -> Incarnation | None:
         graph = self._graph
-        if key not in graph:
+        if obj not in graph:
             return None
-        for owner in graph.successors(key):
+        for owner in graph.successors(obj):
             return owner  # type: ignore[no-any-return]
         return None
 
-    def chain(self, key: ObjectKey) -> list[ObjectKey]:
-        """``key`` then its owners up to the root."""
-        chain = [key]
-        current = key
+    def chain(self, obj: Incarnation) -> list[Incarnation]:
+        """``obj`` then its owners up to the root."""
+        chain = [obj]
+        current = obj
         for _ in range(MAX_DEPTH):
             owner = self.owner_of(current)
             if owner is None:
@@ -80,20 +102,20 @@ class OwnerGraph:
             current = owner
         return chain
 
-    def root(self, key: ObjectKey) -> ObjectKey:
-        return self.chain(key)[-1]
+    def root(self, obj: Incarnation) -> Incarnation:
+        return self.chain(obj)[-1]
 
-    def children(self, key: ObjectKey) -> list[ObjectKey]:
+    def children(self, obj: Incarnation) -> list[Incarnation]:
         graph = self._graph
-        return list(graph.predecessors(key)) if key in graph else []
+        return list(graph.predecessors(obj)) if obj in graph else []
 
-    def descendants(self, key: ObjectKey) -> set[ObjectKey]:
+    def descendants(self, obj: Incarnation) -> set[Incarnation]:
         graph = self._graph
-        return set(nx.ancestors(graph, key)) if key in graph else set()
+        return set(nx.ancestors(graph, obj)) if obj in graph else set()
 
-    def subtree(self, key: ObjectKey) -> set[ObjectKey]:
-        return {key} | self.descendants(key)
+    def subtree(self, obj: Incarnation) -> set[Incarnation]:
+        return {obj} | self.descendants(obj)
 
-    def keys(self) -> Iterable[ObjectKey]:
-        keys: Iterable[ObjectKey] = iter(self._graph.nodes)
-        return keys
+    def nodes(self) -> Iterable[Incarnation]:
+        found: Iterable[Incarnation] = iter(self._graph.nodes)
+        return found

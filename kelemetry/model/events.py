@@ -30,6 +30,24 @@ class Log:
 
 
 @dataclass(frozen=True, slots=True)
+class WriteDetail:
+    """What an audit write request said beyond its tags, for telling which change it made.
+
+    ``request`` is the request body as logged (a patch document, a Binding, a Scale, a whole object),
+    ``response`` a response that is not the object itself (a Scale, a Status); both are already
+    redacted. ``resource_version`` is the object's version after the write ("" when the response did
+    not say), ``precondition`` the version an update was based on (``objectRef.resourceVersion``).
+    """
+
+    verb: str
+    subresource: str = ""
+    resource_version: str = ""
+    precondition: str = ""
+    request: Any = field(default=None, compare=False, repr=False)
+    response: Mapping[str, Any] | None = field(default=None, compare=False, repr=False)
+
+
+@dataclass(frozen=True, slots=True)
 class Event:
     """An audit request or Kubernetes Event attributed to one object.
 
@@ -49,3 +67,9 @@ class Event:
     owner: OwnerLink | None = None
     body: Mapping[str, Any] | None = field(default=None, compare=False, repr=False)
     """The object as the request left it (already redacted), for diffs and snapshots."""
+    write: WriteDetail | None = None
+    """Audit writes only: what the request was, for attributing changes to it."""
+    precision_us: int = 1
+    """How precise ``start_us``/``end_us`` are: core/v1 Events carry whole seconds (1_000_000)."""
+    order: int | None = None
+    """The source's own resourceVersion (an etcd revision), which orders events within that precision."""

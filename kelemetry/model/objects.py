@@ -8,7 +8,7 @@ key: a deleted-and-recreated object keeps its key but gets a new uid.
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import NamedTuple
 
 _intern = sys.intern
@@ -40,6 +40,15 @@ class ObjectKey(NamedTuple):
         return f"{resource}/{self.name}"
 
 
+class Incarnation(NamedTuple):
+    """One object as opposed to one name: a key deleted and created again is a second incarnation,
+    told apart by its uid. The uid is "" only when no input ever said it (requests about a name
+    before any object had it, audit at Metadata level without a watch)."""
+
+    key: ObjectKey
+    uid: str
+
+
 @dataclass(frozen=True, slots=True)
 class ObjectRef:
     """An object as one event saw it: its key plus what that event told about it."""
@@ -48,6 +57,11 @@ class ObjectRef:
     uid: str = ""
     kind: str = ""
     version: str = ""
+    incarnation: Incarnation = field(init=False, repr=False, compare=False)
+    """(key, uid): built once, since the graph, the ids and the change tracker all look objects up by it."""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "incarnation", Incarnation(self.key, self.uid))
 
 
 @dataclass(frozen=True, slots=True)

@@ -24,7 +24,7 @@ from kelemetry import errors
 from kelemetry.diff.redact import Redactor
 from kelemetry.kube.kinds import KindResolver, canonical_group, split_api_version
 from kelemetry.model import tags
-from kelemetry.model.events import Event, Log, TagValue, TraceSource
+from kelemetry.model.events import Event, Log, TagValue, TraceSource, WriteDetail
 from kelemetry.model.objects import ObjectKey, ObjectRef, OwnerLink
 
 AUDIT_API_VERSIONS = frozenset({"audit.k8s.io/v1", "audit.k8s.io/v1beta1"})
@@ -32,6 +32,9 @@ KEEP_VERBS = frozenset({"create", "update", "patch", "delete", "deletecollection
 KEEP_STAGES = frozenset({"ResponseComplete", "Panic"})
 
 _NON_OBJECT_KINDS = frozenset({"Status", "DeleteOptions", "Scale", "Binding", "Eviction"})
+# Subresources whose writes answer with the object itself; the others (scale, binding, eviction,
+# token, ...) answer with something else that must never be taken for the object.
+_OBJECT_SUBRESOURCES = frozenset({"", "status", "ephemeralcontainers", "resize", "finalize", "approval"})
 
 
 class RawObjectRef(TypedDict, total=False):
@@ -279,8 +282,11 @@ class AuditConverter:
             return None
 
         response = raw.get("responseObject")
+        subresource = ref.get("subresource", "")
         if response is not None and (
-            not isinstance(response, dict) or response.get("kind") in _NON_OBJECT_KINDS
+            not isinstance(response, dict)
+            or response.get("kind") in _NON_OBJECT_KINDS
+            or subresource not in _OBJECT_SUBRESOURCES
         ):
             status_body = response if isinstance(response, dict) else None
             response = None
@@ -290,7 +296,11 @@ class AuditConverter:
         if not isinstance(request, dict):
             request = None
         # A Binding, Scale or Eviction request body is about the object, not the object itself.
-        request_is_object = request is not None and request.get("kind") not in _NON_OBJECT_KINDS
+        request_is_object = (
+            request is not None
+            and request.get("kind") not in _NON_OBJECT_KINDS
+            and subresource in _OBJECT_SUBRESOURCES
+        )
 
         namespace = ref.get("namespace", "")
         name = ref.get("name", "")
@@ -302,7 +312,11 @@ class AuditConverter:
                 if not name:
                     counts["dropped_no_name"] += 1
                     return None
-        if not namespace:
+        if self.resolver.namespaced(group, resource) is False:
+            # The apiserver names a Namespace's own name as objectRef.namespace on some verbs
+            # (DELETE /api/v1/namespaces/foo); cluster-scoped objects are keyed without one.
+            namespace = ""
+        elif not namespace:
             namespace = _meta(response).get("namespace") or ""
 
         start_us, end_us = _times(raw)
@@ -330,7 +344,6 @@ class AuditConverter:
         username = impersonated.get("username") or user.get("username") or "unknown"
         status = raw.get("responseStatus") or {}
         code = status.get("code")
-        subresource = ref.get("subresource", "")
 
         event_tags: dict[str, TagValue] = {
             tags.AUDIT_ID: raw["auditID"],
@@ -345,11 +358,10 @@ class AuditConverter:
             event_tags[tags.AUDIT_CODE] = code
         if subresource:
             event_tags[tags.AUDIT_SUBRESOURCE] = subresource
-        # A Scale (or other non-object) response still carries the object's new resourceVersion.
-        resource_version = (
-            meta.get("resourceVersion")
-            or _meta(status_body).get("resourceVersion")
-            or ref.get("resourceVersion")
+        # The object's version after the write comes from the response only (a Scale response carries
+        # it too); objectRef.resourceVersion is the version an update was *based on*.
+        resource_version = str(
+            _meta(response).get("resourceVersion") or _meta(status_body).get("resourceVersion") or ""
         )
         if resource_version:
             event_tags[tags.RESOURCE_VERSION] = resource_version
@@ -368,6 +380,17 @@ class AuditConverter:
             logs = (Log("error", _failure_message(raw["stage"], status, status_body)),)
 
         counts["kept"] += 1
+        raw_request = raw.get("requestObject")
+        if raw_request is not None and self._redactor.fields_of(group, resource):
+            raw_request = self._redactor.opaque(raw_request)
+        write = WriteDetail(
+            verb=verb,
+            subresource=subresource,
+            resource_version=resource_version,
+            precondition=str(ref.get("resourceVersion") or ""),
+            request=raw_request,
+            response=status_body,
+        )
         return Event(
             object=obj,
             source=TraceSource.AUDIT,
@@ -380,6 +403,7 @@ class AuditConverter:
             error=failed,
             owner=self._owner(obj, meta, verb),
             body=None if response is None or failed else self._redactor.clean(group, resource, response),
+            write=write,
         )
 
     def owner_link(self, obj: ObjectRef, meta: Mapping[str, Any]) -> OwnerLink | None:

@@ -21,8 +21,7 @@ from kelemetry.model.objects import ObjectKey, ObjectRef
 from kelemetry.receivers.audit import parse_time_us
 
 EVENT_API_VERSIONS = frozenset({"v1", "events.k8s.io/v1", "events.k8s.io/v1beta1"})
-# A one-off Event has no duration of its own; show it as a short mark, as Go Kelemetry does.
-MIN_DURATION_US = 1_000_000
+SECOND_US = 1_000_000
 
 
 def unwrap(document: Any) -> tuple[str, Mapping[str, Any]] | None:
@@ -43,13 +42,18 @@ def is_kube_event(document: Any) -> bool:
     return obj.get("kind") == "Event" and obj.get("apiVersion") in EVENT_API_VERSIONS
 
 
-def _time(*values: Any) -> int | None:
+def _time(*values: Any) -> tuple[int, int] | None:
+    """(µs, precision in µs) of the first readable time: core/v1 timestamps are whole seconds,
+    ``eventTime`` and ``series.lastObservedTime`` (MicroTime) carry microseconds."""
     for value in values:
         if isinstance(value, str) and value:
             try:
-                return parse_time_us(value)
+                moment = parse_time_us(value)
             except ValueError:
                 continue
+            # RFC 3339 with a fraction ("...:31.453221Z") is precise; without one it is a whole second.
+            precise = "." in value
+            return moment, 1 if precise else SECOND_US
     return None
 
 
@@ -74,19 +78,25 @@ class EventConverter:
         series: Mapping[str, Any] = obj.get("series") or {}
         if not isinstance(series, dict):
             series = {}
-        first = _time(obj.get("firstTimestamp"), obj.get("deprecatedFirstTimestamp"), obj.get("eventTime"))
-        last = _time(
+        # A precise eventTime wins over the same moment in whole seconds.
+        first_at = _time(obj.get("eventTime"), obj.get("firstTimestamp"), obj.get("deprecatedFirstTimestamp"))
+        last_at = _time(
             series.get("lastObservedTime"),
             obj.get("lastTimestamp"),
             obj.get("deprecatedLastTimestamp"),
             obj.get("eventTime"),
             meta.get("creationTimestamp"),
         )
-        if first is None:
-            first = last
-        if first is None or last is None:
+        if first_at is None:
+            first_at = last_at
+        if first_at is None or last_at is None:
             counts["event_dropped_no_time"] += 1
             return None
+        (first, first_precision), (last, last_precision) = first_at, last_at
+        if series and last < first:
+            last = first
+        precision = max(first_precision, last_precision)
+        resource_version = str(meta.get("resourceVersion") or "")
 
         group, version = split_api_version(str(regarding.get("apiVersion", "")))
         info = self._resolver.resolve(group, str(regarding["kind"]))
@@ -118,9 +128,12 @@ class EventConverter:
             source=TraceSource.EVENT,
             event_id=str(uid),
             title=reason,
+            # A one-off Event is a point in time; a repeated one spans its first to last occurrence.
             start_us=first,
-            end_us=max(last, first + MIN_DURATION_US) if last == first else max(last, first),
+            end_us=max(last, first),
             tags=event_tags,
             logs=(Log("message", message),) if message else (),
             error=event_type == "Warning",
+            precision_us=precision,
+            order=int(resource_version) if resource_version.isdigit() else None,
         )

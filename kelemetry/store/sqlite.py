@@ -6,6 +6,10 @@ that would not change are not rewritten, which keeps replays cheap and the expor
 Objects (key, last uid, kind, controller owner) are kept beside the spans: they rebuild the
 owner graph on restart and answer "which objects do you know?".
 
+Retention counts from arrival: every write stamps the traces it touches (``traces.arrived_us``) and
+the objects it notes (``objects.seen_us``) with the store's clock, and a retention pass removes
+whole traces by that stamp, never by the timestamps inside the data (see ``store/retention.py``).
+
 One writer per file: the ingest thread of a `serve` process, or `replay`. Readers (the dump
 command, the OTLP follower, the query side) open their own connections; WAL lets them read
 while the writer writes.
@@ -15,7 +19,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,8 +30,10 @@ from kelemetry import errors
 from kelemetry.model.events import Log, TagValue, TraceSource
 from kelemetry.model.objects import ObjectKey
 from kelemetry.model.spans import SpanRecord
+from kelemetry.store.retention import Removed, RetentionReport, wall_clock_us
 
-SCHEMA_VERSION = 1
+# 2: traces (arrival per trace) and objects.seen_us for retention by arrival; no spans_by_end.
+SCHEMA_VERSION = 2
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -37,7 +43,8 @@ CREATE TABLE IF NOT EXISTS objects (
     namespace TEXT NOT NULL, name TEXT NOT NULL,
     uid TEXT NOT NULL, kind TEXT NOT NULL, version TEXT NOT NULL,
     owner_id INTEGER,
-    first_us INTEGER, last_us INTEGER
+    first_us INTEGER, last_us INTEGER,
+    seen_us INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS objects_by_name ON objects (name, resource, namespace, cluster, grp);
 CREATE TABLE IF NOT EXISTS spans (
@@ -59,7 +66,16 @@ CREATE TABLE IF NOT EXISTS spans (
 CREATE INDEX IF NOT EXISTS spans_by_object ON spans (object_id, window);
 CREATE INDEX IF NOT EXISTS spans_by_trace ON spans (trace_id);
 CREATE INDEX IF NOT EXISTS spans_by_seq ON spans (seq);
-CREATE INDEX IF NOT EXISTS spans_by_end ON spans (end_us);
+-- A trace (one root object's hierarchy in one window) is the unit of retention: it goes whole, so no
+-- request span outlives its object span. arrived_us is the store clock when a span of it was last
+-- written or moved into it.
+CREATE TABLE IF NOT EXISTS traces (
+    trace_id TEXT PRIMARY KEY,
+    cluster TEXT NOT NULL,
+    window INTEGER NOT NULL,
+    arrived_us INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS traces_by_arrival ON traces (arrived_us);
 """
 
 # Object spans keep the first uid/kind/version they were written with, so the span of a window
@@ -86,9 +102,10 @@ WHERE spans.trace_id IS NOT excluded.trace_id OR spans.parent_id IS NOT excluded
 
 _UPSERT_OBJECT = """
 INSERT INTO objects (object_id, cluster, grp, resource, namespace, name, uid, kind, version, owner_id,
-                     first_us, last_us)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                     first_us, last_us, seen_us)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT (object_id) DO UPDATE SET
+    seen_us = excluded.seen_us,
     uid = CASE WHEN excluded.uid <> '' THEN excluded.uid ELSE objects.uid END,
     kind = CASE WHEN excluded.kind <> '' THEN excluded.kind ELSE objects.kind END,
     version = CASE WHEN excluded.version <> '' THEN excluded.version ELSE objects.version END,
@@ -97,6 +114,32 @@ ON CONFLICT (object_id) DO UPDATE SET
                     THEN COALESCE(excluded.first_us, objects.first_us) ELSE objects.first_us END,
     last_us = CASE WHEN objects.last_us IS NULL OR excluded.last_us > objects.last_us
                    THEN COALESCE(excluded.last_us, objects.last_us) ELSE objects.last_us END
+"""
+
+# The latest write decides (not the largest stamp), so one write under a clock set far ahead does
+# not pin a trace until that future comes.
+_UPSERT_TRACE = """
+INSERT INTO traces (trace_id, cluster, window, arrived_us) VALUES (?, ?, ?, ?)
+ON CONFLICT (trace_id) DO UPDATE SET
+    cluster = excluded.cluster, window = excluded.window, arrived_us = excluded.arrived_us
+"""
+
+# The objects retention may remove: those without spans that no write noted since the cutoff, except
+# owners (at any depth) of an object that stays, so the owner graph rebuilt on restart still reaches
+# the roots of kept traces. Spans are probed per object through spans_by_object, not scanned.
+_EXPIRED_OBJECTS = """
+WITH RECURSIVE kept_owners(object_id) AS (
+    SELECT o.owner_id FROM objects AS o
+    WHERE o.owner_id IS NOT NULL
+      AND (o.seen_us >= :cutoff OR EXISTS (SELECT 1 FROM spans AS s WHERE s.object_id = o.object_id))
+    UNION
+    SELECT o.owner_id FROM objects AS o JOIN kept_owners AS k ON o.object_id = k.object_id
+    WHERE o.owner_id IS NOT NULL
+)
+SELECT o.object_id, o.cluster FROM objects AS o
+WHERE o.seen_us < :cutoff
+  AND NOT EXISTS (SELECT 1 FROM spans AS s WHERE s.object_id = o.object_id)
+  AND o.object_id NOT IN (SELECT object_id FROM kept_owners)
 """
 
 _SPAN_COLUMNS = (
@@ -193,18 +236,18 @@ class StoreReader:
         except sqlite3.DatabaseError as exc:
             raise errors.StoreError(f"cannot open store {self.path}: {exc}") from exc
         try:
-            if create:
-                # WAL is a property of the file: set by the writer, readers inherit it. A reader must
-                # not change a file that may turn out not to be ours.
+            version = self._schema_version()
+            if version is None and create:
+                # WAL is a property of the file: set by the writer, readers inherit it. Nothing is
+                # changed in a file that is not empty, which may be another app's or an older store.
                 self._db.execute("PRAGMA journal_mode=WAL")
                 self._db.executescript(_SCHEMA)
                 self._db.execute(
                     "INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', ?)",
                     (str(SCHEMA_VERSION),),
                 )
-            version = self._db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
-            if version is None or int(version[0]) != SCHEMA_VERSION:
-                raise errors.StoreError(f"{self.path} is not a kelemetry store of schema {SCHEMA_VERSION}")
+                version = SCHEMA_VERSION
+            self._check_version(version)
             self._db.execute(f"PRAGMA synchronous={synchronous}")
             # A larger page cache keeps the indexes' hot pages in memory across batches, and fewer,
             # larger WAL checkpoints cost less than many small ones.
@@ -217,6 +260,31 @@ class StoreReader:
             self._db.close()
             raise
         self._lock = threading.Lock()
+
+    def _schema_version(self) -> int | None:
+        """The file's schema version; None for an empty file, -1 for one that is not a store."""
+        tables = {row[0] for row in self._db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        if not tables:
+            return None
+        if "meta" not in tables:
+            return -1
+        row = self._db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+        return int(row[0]) if row is not None and str(row[0]).isdigit() else -1
+
+    def _check_version(self, version: int | None) -> None:
+        if version == SCHEMA_VERSION:
+            return
+        if version is None or version < 1:
+            raise errors.StoreError(f"{self.path} is not a kelemetry store")
+        if version < SCHEMA_VERSION:
+            raise errors.StoreError(
+                f"{self.path} was written by an older kelemetry (store schema {version}, this one reads "
+                f"{SCHEMA_VERSION}); replay the audit logs into a new store (another --store path)"
+            )
+        raise errors.StoreError(
+            f"{self.path} was written by a newer kelemetry (store schema {version}, this one reads "
+            f"{SCHEMA_VERSION}); use that version or a new store"
+        )
 
     def close(self) -> None:
         self._db.close()
@@ -306,12 +374,8 @@ class StoreReader:
         if text:
             params.extend([text, text])
         params.append(limit)
-        found = [_object_from_row(row) for row in self._query(sql, params)]
-        if not found and text:
-            # An earlier incarnation's uid lives only on its spans (the object row keeps the latest).
-            rows = self._query("SELECT DISTINCT object_id FROM spans WHERE uid = ? LIMIT ?", (text, limit))
-            found = [row for row in (self.object_by_id(to_unsigned(r[0])) for r in rows) if row is not None]
-        return found
+        # Every incarnation of a name has its own row, so an earlier one's uid is found like any other.
+        return [_object_from_row(row) for row in self._query(sql, params)]
 
     def children_of(self, object_ids: Iterable[int]) -> list[int]:
         ids = [to_signed(i) for i in object_ids]
@@ -381,11 +445,6 @@ class StoreReader:
         result["objects"] = objects
         return result
 
-    def newest_start_us(self) -> int | None:
-        """Start of the newest non-object span: "now" for retention, whatever the data's age."""
-        value = self._query("SELECT MAX(start_us) FROM spans WHERE source <> 'object'")[0][0]
-        return None if value is None else int(value)
-
     def max_seq(self) -> int:
         return int(self._query("SELECT COALESCE(MAX(seq), 0) FROM spans")[0][0])
 
@@ -393,22 +452,30 @@ class StoreReader:
 class SpanStore(StoreReader):
     """The writer of a store file."""
 
-    def __init__(self, path: str | Path, *, synchronous: str = "OFF") -> None:
+    def __init__(
+        self, path: str | Path, *, synchronous: str = "OFF", clock: Callable[[], int] = wall_clock_us
+    ) -> None:
         super().__init__(path, create=True, synchronous=synchronous)
+        self._clock = clock
         # The high-water mark is kept apart from the spans: retention may delete the spans that
         # held the highest numbers, and an exporter's cursor must never see a number twice.
         saved = self._query("SELECT value FROM meta WHERE key = 'seq'")
         self._seq = max(self.max_seq(), int(saved[0][0]) if saved else 0)
 
     def write(self, spans: Sequence[SpanRecord], objects: Iterable[ObjectRow] = ()) -> None:
-        """Upsert objects and spans in one transaction."""
+        """Upsert objects and spans in one transaction; stamp their traces and objects as arrived now."""
+        now = self._clock()
+        trace_rows: dict[str, tuple[str, str, int, int]] = {}
         span_rows = []
         for span in spans:
             self._seq += 1
+            trace_hex = f"{span.trace_id:032x}"
+            if trace_hex not in trace_rows:
+                trace_rows[trace_hex] = (trace_hex, span.key.cluster, span.window, now)
             span_rows.append(
                 (
                     to_signed(span.span_id),
-                    f"{span.trace_id:032x}",
+                    trace_hex,
                     None if span.parent_id is None else to_signed(span.parent_id),
                     span.source.value,
                     span.name,
@@ -439,6 +506,7 @@ class SpanStore(StoreReader):
                 None if o.owner_id is None else to_signed(o.owner_id),
                 o.first_us,
                 o.last_us,
+                now,
             )
             for o in objects
         ]
@@ -449,6 +517,7 @@ class SpanStore(StoreReader):
                     self._db.executemany(_UPSERT_OBJECT, object_rows)
                 if span_rows:
                     self._db.executemany(_UPSERT_SPAN, span_rows)
+                    self._db.executemany(_UPSERT_TRACE, trace_rows.values())
                     self._save_seq()
                 self._db.execute("COMMIT")
             except sqlite3.DatabaseError as exc:
@@ -460,26 +529,41 @@ class SpanStore(StoreReader):
         """Move the spans of ``object_ids`` in ``window`` to ``trace_id`` (their root changed).
 
         Every moved span gets its own write sequence number, so an exporter paging by sequence
-        sees each of them.
+        sees each of them. The target trace counts as arrived now (its spans changed), and a trace
+        left without spans is forgotten rather than left for retention to count.
         """
         trace_hex = f"{trace_id:032x}"
+        now = self._clock()
         with self._lock:
             try:
                 self._db.execute("BEGIN IMMEDIATE")
                 moved: list[int] = []
+                sources: set[str] = set()
+                cluster: str | None = None
                 for chunk in _chunks([to_signed(i) for i in object_ids], 500):
                     marks = ",".join("?" * len(chunk))
                     rows = self._db.execute(
-                        f"SELECT span_id FROM spans WHERE window = ? AND object_id IN ({marks}) "
-                        "AND trace_id <> ?",
+                        "SELECT s.span_id, s.trace_id, o.cluster FROM spans AS s "
+                        "LEFT JOIN objects AS o ON o.object_id = s.object_id "
+                        f"WHERE s.window = ? AND s.object_id IN ({marks}) AND s.trace_id <> ?",
                         (window, *chunk, trace_hex),
                     ).fetchall()
-                    moved.extend(row[0] for row in rows)
+                    for span_id, source, span_cluster in rows:
+                        moved.append(span_id)
+                        sources.add(source)
+                        cluster = cluster or span_cluster
                 updates = []
                 for span_id in moved:
                     self._seq += 1
                     updates.append((trace_hex, self._seq, span_id))
                 self._db.executemany("UPDATE spans SET trace_id = ?, seq = ? WHERE span_id = ?", updates)
+                if moved:
+                    self._db.execute(_UPSERT_TRACE, (trace_hex, cluster or "", window, now))
+                    self._db.executemany(
+                        "DELETE FROM traces WHERE trace_id = ? "
+                        "AND NOT EXISTS (SELECT 1 FROM spans WHERE trace_id = ?)",
+                        [(source, source) for source in sources],
+                    )
                 self._save_seq()
                 self._db.execute("COMMIT")
             except sqlite3.DatabaseError as exc:
@@ -491,28 +575,67 @@ class SpanStore(StoreReader):
     def _save_seq(self) -> None:
         self._db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('seq', ?)", (str(self._seq),))
 
-    def apply_retention(self, *, now_us: int, max_age_us: int | None, max_bytes: int | None) -> int:
-        """Drop spans older than ``max_age_us``, then oldest windows while over ``max_bytes``."""
-        removed = 0
+    def apply_retention(
+        self, *, max_age_us: int | None, max_bytes: int | None, dry_run: bool = False
+    ) -> RetentionReport:
+        """Remove whole traces that arrived more than ``max_age_us`` ago, then the least recently
+        arrived ones while the file's used bytes exceed ``max_bytes``, then the objects nothing
+        refers to any more that were not seen within ``max_age_us``. None disables a limit.
+
+        Ages count from arrival by the store's clock, never from timestamps in the data. One
+        transaction: a pass is whole or absent, and a dry run is the same pass rolled back, so its
+        counts (the size limit included, measured on the pages the deletes really free) are the
+        ones a real pass right after would report.
+        """
+        now = self._clock()
+        counts: dict[str, list[int]] = {}
         with self._lock:
-            if max_age_us is not None:
-                removed += self._db.execute(
-                    "DELETE FROM spans WHERE end_us < ?", (now_us - max_age_us,)
-                ).rowcount
-            if max_bytes is not None:
-                while self._used_bytes() > max_bytes:
-                    oldest = self._db.execute("SELECT MIN(window) FROM spans").fetchone()[0]
-                    if oldest is None:
-                        break
-                    removed += self._db.execute("DELETE FROM spans WHERE window <= ?", (oldest,)).rowcount
-            if removed:
-                self._db.execute(
-                    "DELETE FROM objects WHERE last_us IS NOT NULL AND last_us < ? "
-                    "AND object_id NOT IN (SELECT object_id FROM spans) "
-                    "AND object_id NOT IN (SELECT owner_id FROM objects WHERE owner_id IS NOT NULL)",
-                    (now_us - (max_age_us or 0),),
-                )
-        return removed
+            try:
+                self._db.execute("BEGIN IMMEDIATE")
+                if max_age_us is not None:
+                    self._drop_traces(counts, "arrived_us < ?", (now - max_age_us,), lambda: True)
+                if max_bytes is not None:
+                    self._drop_traces(counts, "1 = 1", (), lambda: self._used_bytes() > max_bytes)
+                if max_age_us is not None:
+                    self._drop_objects(counts, now - max_age_us)
+                self._db.execute("ROLLBACK" if dry_run else "COMMIT")
+            except sqlite3.DatabaseError as exc:
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
+                raise errors.StoreError(f"retention in {self.path} failed: {exc}") from exc
+        return RetentionReport(
+            {cluster: Removed(*numbers) for cluster, numbers in counts.items()}, dry_run=dry_run
+        )
+
+    def _drop_traces(
+        self, counts: dict[str, list[int]], where: str, params: Sequence[Any], more: Callable[[], bool]
+    ) -> None:
+        """Delete traces matching ``where``, least recently arrived first, while ``more()`` holds."""
+        while True:
+            batch = self._db.execute(
+                f"SELECT trace_id, cluster FROM traces WHERE {where} ORDER BY arrived_us, trace_id LIMIT 256",
+                params,
+            ).fetchall()
+            if not batch:
+                return
+            for trace_hex, cluster in batch:
+                if not more():
+                    return
+                spans = self._db.execute("DELETE FROM spans WHERE trace_id = ?", (trace_hex,)).rowcount
+                self._db.execute("DELETE FROM traces WHERE trace_id = ?", (trace_hex,))
+                # A trace whose spans all moved to another root by an upsert is bookkeeping, not data.
+                if spans:
+                    tally = counts.setdefault(cluster, [0, 0, 0])
+                    tally[0] += 1
+                    tally[1] += spans
+
+    def _drop_objects(self, counts: dict[str, list[int]], seen_before_us: int) -> None:
+        doomed = self._db.execute(_EXPIRED_OBJECTS, {"cutoff": seen_before_us}).fetchall()
+        for chunk in _chunks([object_id for object_id, _cluster in doomed], 500):
+            marks = ",".join("?" * len(chunk))
+            self._db.execute(f"DELETE FROM objects WHERE object_id IN ({marks})", chunk)
+        for _object_id, cluster in doomed:
+            counts.setdefault(cluster, [0, 0, 0])[2] += 1
 
     def _used_bytes(self) -> int:
         page_size = self._db.execute("PRAGMA page_size").fetchone()[0]

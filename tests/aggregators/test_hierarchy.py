@@ -3,7 +3,7 @@ and the aggregator registry (aggregators.create).
 
 For a Pod owned by a ReplicaSet owned by a Deployment: the object spans of all three for the
 event's window in one trace, then the event's span; the memo of written chains; new windows;
-re-owning and late uids; object_chain(); forget().
+re-owning, late kinds and recreated objects; object_chain(); forget().
 """
 
 from __future__ import annotations
@@ -99,13 +99,13 @@ def test_event_yields_the_owner_chain_then_its_span(
 ) -> None:
     spans = aggregator.aggregate(audit(POD, T0 + 60_000_000, "a1"), graph)
     assert names(spans) == ["pods/web-1-a", "replicasets.apps/web-1", "deployments.apps/web", "admin update"]
-    trace = ids.trace_id(DEPLOY.key, W0)
+    trace = ids.trace_id(DEPLOY.incarnation, W0)
     assert all(span.trace_id == trace for span in spans)
     pod_span, rs_span, deploy_span, event_span = spans
     assert [s.span_id for s in (pod_span, rs_span, deploy_span)] == [
-        ids.object_span_id(POD.key, W0),
-        ids.object_span_id(RS.key, W0),
-        ids.object_span_id(DEPLOY.key, W0),
+        ids.object_span_id(POD.incarnation, W0),
+        ids.object_span_id(RS.incarnation, W0),
+        ids.object_span_id(DEPLOY.incarnation, W0),
     ]
     assert pod_span.parent_id == rs_span.span_id
     assert rs_span.parent_id == deploy_span.span_id
@@ -122,7 +122,7 @@ def test_object_spans_cover_exactly_the_window(aggregator: HierarchyAggregator, 
         assert span.source is TraceSource.OBJECT
         assert span.tags == {"kelemetry.trace_source": "object", "kelemetry.pseudo": True}
         assert (span.key, span.uid, span.kind, span.version) == (ref.key, ref.uid, ref.kind, ref.version)
-        assert span.object_id == ids.object_id(ref.key)
+        assert span.object_id == ids.object_id(ref.incarnation)
         assert span.logs == () and not span.error
 
 
@@ -133,7 +133,7 @@ def test_event_span_carries_the_event(aggregator: HierarchyAggregator, graph: Ow
     assert span.source is TraceSource.AUDIT
     assert (span.start_us, span.end_us) == (event.start_us, event.end_us)
     assert (span.key, span.uid, span.kind, span.version) == (POD.key, "p1", "Pod", "v1")
-    assert span.object_id == ids.object_id(POD.key) and span.window == W0
+    assert span.object_id == ids.object_id(POD.incarnation) and span.window == W0
     assert span.tags == {"kelemetry.trace_source": "audit", "audit.verb": "update", "audit.id": "a1"}
     assert span.logs == event.logs and span.error
 
@@ -155,7 +155,7 @@ def test_sibling_stops_at_the_already_written_owner(
     aggregator.aggregate(audit(POD, T0 + 1, "a1"), graph)
     spans = aggregator.aggregate(audit(POD_B, T0 + 2, "b1"), graph)
     assert names(spans) == ["pods/web-1-b", "admin update"]
-    assert spans[0].parent_id == ids.object_span_id(RS.key, W0)
+    assert spans[0].parent_id == ids.object_span_id(RS.incarnation, W0)
     # The other ReplicaSet's chain shares only the Deployment.
     spans = aggregator.aggregate(audit(RS_2, T0 + 3, "r1"), graph)
     assert names(spans) == ["replicasets.apps/web-2", "admin update"]
@@ -167,7 +167,7 @@ def test_new_window_yields_new_object_spans_in_a_new_trace(
     first = aggregator.aggregate(audit(POD, T0 + 60_000_000, "a1"), graph)
     later = aggregator.aggregate(audit(POD, T0 + WINDOW_US, "a2"), graph)
     assert len(later) == 4
-    assert {s.trace_id for s in later} == {ids.trace_id(DEPLOY.key, W0 + 1)}
+    assert {s.trace_id for s in later} == {ids.trace_id(DEPLOY.incarnation, W0 + 1)}
     assert later[0].trace_id != first[0].trace_id
     assert all(s.window == W0 + 1 for s in later)
     assert (later[2].start_us, later[2].end_us) == ((W0 + 1) * WINDOW_US, (W0 + 2) * WINDOW_US)
@@ -186,7 +186,7 @@ def test_object_without_owner_is_its_own_trace(aggregator: HierarchyAggregator) 
     spans = aggregator.aggregate(audit(lone, T0, "c1"), OwnerGraph())
     assert names(spans) == ["configmaps/cm", "admin update"]
     assert spans[0].parent_id is None
-    assert {s.trace_id for s in spans} == {ids.trace_id(lone.key, W0)}
+    assert {s.trace_id for s in spans} == {ids.trace_id(lone.incarnation, W0)}
 
 
 def test_re_owned_object_writes_its_new_chain(aggregator: HierarchyAggregator, graph: OwnerGraph) -> None:
@@ -195,15 +195,29 @@ def test_re_owned_object_writes_its_new_chain(aggregator: HierarchyAggregator, g
     spans = aggregator.aggregate(audit(POD, T0 + 1, "a2"), graph)
     assert names(spans) == ["pods/web-1-a", "replicasets.apps/web-2", "admin update"]
     assert spans[0].parent_id == spans[1].span_id
-    assert spans[1].parent_id == ids.object_span_id(DEPLOY.key, W0)
+    assert spans[1].parent_id == ids.object_span_id(DEPLOY.incarnation, W0)
 
 
-def test_late_uid_rewrites_the_object_span(aggregator: HierarchyAggregator, graph: OwnerGraph) -> None:
-    vague = ObjectRef(POD.key)
-    aggregator.aggregate(audit(vague, T0, "a1"), graph)
+def test_late_kind_rewrites_the_object_span(aggregator: HierarchyAggregator, graph: OwnerGraph) -> None:
+    vague = ObjectRef(POD.key, POD.uid)
+    assert aggregator.aggregate(audit(vague, T0, "a1"), graph)[0].kind == ""
     spans = aggregator.aggregate(audit(POD, T0 + 1, "a2"), graph)
     assert names(spans) == ["pods/web-1-a", "admin update"]
-    assert spans[0].uid == "p1"
+    assert (spans[0].uid, spans[0].kind) == ("p1", "Pod")
+
+
+def test_a_recreated_object_gets_its_own_object_span_under_the_same_owner(
+    aggregator: HierarchyAggregator, graph: OwnerGraph
+) -> None:
+    again = ObjectRef(POD.key, "p1-again", "Pod", "v1")
+    graph.set_owner(again, RS)
+    first = aggregator.aggregate(audit(POD, T0, "a1"), graph)
+    second = aggregator.aggregate(audit(again, T0 + 1, "a2"), graph)
+    assert names(second) == ["pods/web-1-a", "admin update"]
+    assert second[0].span_id == ids.object_span_id(again.incarnation, W0) != first[0].span_id
+    assert second[0].object_id == ids.object_id(again.incarnation) != first[0].object_id
+    assert second[0].parent_id == first[1].span_id and second[0].trace_id == first[0].trace_id
+    assert second[0].uid == second[1].uid == "p1-again"
 
 
 def test_event_ids_are_idempotent_across_aggregators(graph: OwnerGraph) -> None:
@@ -221,22 +235,22 @@ def test_event_ids_are_idempotent_across_aggregators(graph: OwnerGraph) -> None:
 def test_object_chain_always_yields_the_chain(aggregator: HierarchyAggregator, graph: OwnerGraph) -> None:
     aggregator.aggregate(audit(POD, T0, "a1"), graph)
     for _ in range(2):
-        chain = aggregator.object_chain(POD.key, W0, graph)
+        chain = aggregator.object_chain(POD.incarnation, W0, graph)
         assert names(chain) == ["pods/web-1-a", "replicasets.apps/web-1", "deployments.apps/web"]
-        assert {s.trace_id for s in chain} == {ids.trace_id(DEPLOY.key, W0)}
+        assert {s.trace_id for s in chain} == {ids.trace_id(DEPLOY.incarnation, W0)}
         assert [s.uid for s in chain] == ["p1", "r1", "d1"]
         assert chain[0].parent_id == chain[1].span_id and chain[2].parent_id is None
 
 
 def test_object_chain_of_another_window(aggregator: HierarchyAggregator, graph: OwnerGraph) -> None:
-    chain = aggregator.object_chain(RS.key, W0 + 5, graph)
+    chain = aggregator.object_chain(RS.incarnation, W0 + 5, graph)
     assert names(chain) == ["replicasets.apps/web-1", "deployments.apps/web"]
     assert chain[0].start_us == (W0 + 5) * WINDOW_US
-    assert chain[0].trace_id == ids.trace_id(DEPLOY.key, W0 + 5)
+    assert chain[0].trace_id == ids.trace_id(DEPLOY.incarnation, W0 + 5)
 
 
 def test_object_chain_updates_the_memo(aggregator: HierarchyAggregator, graph: OwnerGraph) -> None:
-    aggregator.object_chain(POD.key, W0, graph)
+    aggregator.object_chain(POD.incarnation, W0, graph)
     assert names(aggregator.aggregate(audit(POD, T0, "a1"), graph)) == ["admin update"]
 
 

@@ -1,5 +1,5 @@
-"""Deterministic trace and span ids (aggregators.ids): stable values, sensitivity to every input,
-never zero, and the 64/128-bit ranges.
+"""Deterministic trace and span ids (aggregators.ids): stable values, sensitivity to every input
+(object ids and object span ids to the incarnation's uid too), never zero, and the 64/128-bit ranges.
 """
 
 from __future__ import annotations
@@ -10,28 +10,36 @@ from typing import Any
 import pytest
 
 from aggregators import ids
-from kelemetry.model.objects import ObjectKey
+from kelemetry.model.objects import Incarnation, ObjectKey
 
 KEY = ObjectKey.make("prod", "apps", "deployments", "default", "web")
+UID = "5f0e2a4c-7d1b-4b8e-9c3a-1e2d3f4a5b6c"
+OBJ = Incarnation(KEY, UID)
 WINDOW = 952_532  # 2024-05-01T10:00:00Z in 30-minute windows
 AUDIT_ID = "0b7e0c9a-1d2f-4c43-9a55-2f1f4c1e8d11"
 
 
 def test_ids_do_not_change_between_releases() -> None:
     # Stored spans are upserted by id; a different derivation would duplicate every re-ingested trace.
-    assert ids.object_id(KEY) == 0x62C3465EEAB3A524
-    assert ids.trace_id(KEY, WINDOW) == 0x45D08C322BB66079374BB1157AEBBCC6
-    assert ids.object_span_id(KEY, WINDOW) == 0xFCF6B50303604D63
+    assert ids.object_id(OBJ) == 0x2C13D2894D4BFB8E
+    assert ids.trace_id(OBJ, WINDOW) == 0x209E738C069F3C8B7F09F1B107E41943
+    assert ids.object_span_id(OBJ, WINDOW) == 0xD794FC2FA535437B
     assert ids.event_span_id(KEY, "audit", AUDIT_ID) == 0xCA38713A197DFDB6
+    # An incarnation whose uid no input said has ids of its own, stable too.
+    unknown = Incarnation(KEY, "")
+    assert ids.object_id(unknown) == 0x822A05394D602CBE
+    assert ids.trace_id(unknown, WINDOW) == 0xA654572AF0FB6D44C3A8B7FBED88F41A
+    assert ids.object_span_id(unknown, WINDOW) == 0x145FBC36756068DD
 
 
 def test_equal_keys_give_equal_ids() -> None:
-    twin = ObjectKey("prod", "apps", "deployments", "default", "".join(["w", "eb"]))
-    assert twin == KEY and twin is not KEY
-    assert ids.object_id(twin) == ids.object_id(KEY)
-    assert ids.trace_id(twin, WINDOW) == ids.trace_id(KEY, WINDOW)
-    assert ids.object_span_id(twin, WINDOW) == ids.object_span_id(KEY, WINDOW)
-    assert ids.event_span_id(twin, "audit", AUDIT_ID) == ids.event_span_id(KEY, "audit", AUDIT_ID)
+    twin_key = ObjectKey("prod", "apps", "deployments", "default", "".join(["w", "eb"]))
+    twin = Incarnation(twin_key, "".join([UID[:8], UID[8:]]))
+    assert twin == OBJ and twin is not OBJ and twin_key is not KEY
+    assert ids.object_id(twin) == ids.object_id(OBJ)
+    assert ids.trace_id(twin, WINDOW) == ids.trace_id(OBJ, WINDOW)
+    assert ids.object_span_id(twin, WINDOW) == ids.object_span_id(OBJ, WINDOW)
+    assert ids.event_span_id(twin_key, "audit", AUDIT_ID) == ids.event_span_id(KEY, "audit", AUDIT_ID)
 
 
 @pytest.mark.parametrize(
@@ -45,15 +53,25 @@ def test_equal_keys_give_equal_ids() -> None:
     ],
 )
 def test_every_part_of_the_key_matters(other: ObjectKey) -> None:
-    assert ids.object_id(other) != ids.object_id(KEY)
-    assert ids.trace_id(other, WINDOW) != ids.trace_id(KEY, WINDOW)
-    assert ids.object_span_id(other, WINDOW) != ids.object_span_id(KEY, WINDOW)
+    obj = Incarnation(other, UID)
+    assert ids.object_id(obj) != ids.object_id(OBJ)
+    assert ids.trace_id(obj, WINDOW) != ids.trace_id(OBJ, WINDOW)
+    assert ids.object_span_id(obj, WINDOW) != ids.object_span_id(OBJ, WINDOW)
     assert ids.event_span_id(other, "audit", AUDIT_ID) != ids.event_span_id(KEY, "audit", AUDIT_ID)
 
 
+@pytest.mark.parametrize("uid", [pytest.param("", id="unknown"), pytest.param("6a1b", id="other")])
+def test_a_recreated_object_is_another_object(uid: str) -> None:
+    # Deleted and created again under the same name: its own object, spans and (as a root) traces.
+    again = Incarnation(KEY, uid)
+    assert ids.object_id(again) != ids.object_id(OBJ)
+    assert ids.trace_id(again, WINDOW) != ids.trace_id(OBJ, WINDOW)
+    assert ids.object_span_id(again, WINDOW) != ids.object_span_id(OBJ, WINDOW)
+
+
 def test_the_window_matters() -> None:
-    assert ids.trace_id(KEY, WINDOW) != ids.trace_id(KEY, WINDOW + 1)
-    assert ids.object_span_id(KEY, WINDOW) != ids.object_span_id(KEY, WINDOW + 1)
+    assert ids.trace_id(OBJ, WINDOW) != ids.trace_id(OBJ, WINDOW + 1)
+    assert ids.object_span_id(OBJ, WINDOW) != ids.object_span_id(OBJ, WINDOW + 1)
 
 
 def test_event_source_and_id_matter() -> None:
@@ -64,22 +82,22 @@ def test_event_source_and_id_matter() -> None:
 
 def test_kinds_of_id_do_not_collide_for_the_same_input() -> None:
     # Object id and object span id are both 64-bit and derived from the same key.
-    assert ids.object_id(KEY) != ids.object_span_id(KEY, WINDOW)
-    spans = {ids.object_span_id(KEY, w) for w in range(100)}
+    assert ids.object_id(OBJ) != ids.object_span_id(OBJ, WINDOW)
+    spans = {ids.object_span_id(OBJ, w) for w in range(100)}
     events = {ids.event_span_id(KEY, "audit", str(w)) for w in range(100)}
     assert len(spans) == len(events) == 100 and not spans & events
 
 
-def _keys() -> Iterator[ObjectKey]:
+def _objects() -> Iterator[Incarnation]:
     for i in range(300):
-        yield ObjectKey.make("c", "", "pods", f"ns{i % 7}", f"pod-{i}")
+        yield Incarnation(ObjectKey.make("c", "", "pods", f"ns{i % 7}", f"pod-{i}"), f"uid-{i}")
 
 
 def test_ids_fill_their_ranges() -> None:
-    traces = [ids.trace_id(k, w) for k in _keys() for w in (0, 1)]
-    spans = [ids.object_span_id(k, w) for k in _keys() for w in (0, 1)]
-    objects = [ids.object_id(k) for k in _keys()]
-    events = [ids.event_span_id(k, "audit", "a") for k in _keys()]
+    traces = [ids.trace_id(o, w) for o in _objects() for w in (0, 1)]
+    spans = [ids.object_span_id(o, w) for o in _objects() for w in (0, 1)]
+    objects = [ids.object_id(o) for o in _objects()]
+    events = [ids.event_span_id(o.key, "audit", "a") for o in _objects()]
     assert all(0 < t < 1 << 128 for t in traces)
     assert all(0 < s < 1 << 64 for s in (*spans, *objects, *events))
     # A 128-bit trace id really uses its upper half, and 64-bit ids their upper 32 bits.
@@ -99,19 +117,22 @@ class _ZeroDigest:
 @pytest.mark.parametrize(
     "make",
     [
-        pytest.param(lambda k: ids.event_span_id(k, "audit", "x"), id="event-span"),
-        pytest.param(lambda k: ids.object_id(k), id="object"),
-        pytest.param(lambda k: ids.trace_id(k, 1), id="trace"),
-        pytest.param(lambda k: ids.object_span_id(k, 1), id="object-span"),
+        pytest.param(lambda o: ids.event_span_id(o.key, "audit", "x"), id="event-span"),
+        pytest.param(lambda o: ids.object_id(o), id="object"),
+        pytest.param(lambda o: ids.trace_id(o, 1), id="trace"),
+        pytest.param(lambda o: ids.object_span_id(o, 1), id="object-span"),
     ],
 )
-def test_a_zero_digest_becomes_one(monkeypatch: pytest.MonkeyPatch, make: Callable[[ObjectKey], Any]) -> None:
+def test_a_zero_digest_becomes_one(
+    monkeypatch: pytest.MonkeyPatch, make: Callable[[Incarnation], Any]
+) -> None:
     # Zero ids are invalid in OTLP and Jaeger; an all-zero hash cannot be produced on demand, so the
     # hash function is replaced.
     monkeypatch.setattr(ids, "blake2b", _ZeroDigest)
-    key = ObjectKey.make("zero", "", "pods", "ns", "p")  # never used elsewhere, so never cached
+    # Never used elsewhere, so never cached.
+    obj = Incarnation(ObjectKey.make("zero", "", "pods", "ns", "p"), "zero-uid")
     try:
-        assert make(key) == 1
+        assert make(obj) == 1
     finally:
         for cached in (ids.object_id, ids.trace_id, ids.object_span_id):
             cached.cache_clear()

@@ -35,7 +35,7 @@ from kelemetry.diff.history import BodyHistory
 from kelemetry.diff.redact import Redactor
 from kelemetry.kube.kinds import KindResolver
 from kelemetry.linker.graph import OwnerGraph
-from kelemetry.model.objects import ObjectKey, ObjectRef
+from kelemetry.model.objects import Incarnation, ObjectKey, ObjectRef
 from kelemetry.pipeline import Pipeline
 from kelemetry.receivers.audit import AuditConverter, AuditFilter
 from kelemetry.receivers.auditfiles import FileStats, read_audit_file
@@ -237,7 +237,7 @@ def bench_watch_cache(objects: int) -> dict[str, float]:
     history = BodyHistory(max_objects=objects)
     for i in range(objects):
         body = copy.deepcopy(bodies[i % len(bodies)])
-        history.put(ObjectKey.make("c", "", "pods", "ns", f"o{i}"), str(i), body)
+        history.put(Incarnation(ObjectKey.make("c", "", "pods", "ns", f"o{i}"), f"u{i}"), str(i), body)
     after = tracemalloc.take_snapshot()
     tracemalloc.stop()
     used = sum(stat.size_diff for stat in after.compare_to(before, "filename"))

@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 
 from tests.browser.driver import INSTALL_HINT, Browser, missing_binaries
+from tests.factories import reuse_stream
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SAMPLE = REPO_ROOT / "samples" / "deployment"
@@ -96,6 +97,9 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """`kelemetry serve` with the deployment sample replayed into a fresh store."""
     work = tmp_path_factory.mktemp("browser-server")
+    # A name deleted and created again, beside the real sample: the trace page lists the other object.
+    reuse = work / "reuse.log"
+    reuse.write_text("".join(json.dumps(event) + "\n" for event in reuse_stream()))
     port = _free_port()
     log_path = work / "serve.log"
     command = [
@@ -113,6 +117,8 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         str(SAMPLE / "audit.log"),
         "--replay",
         str(SAMPLE / "events.jsonl"),
+        "--replay",
+        str(reuse),
     ]
     with log_path.open("wb") as log:
         process = subprocess.Popen(command, cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT)

@@ -283,3 +283,35 @@ def test_large_trace_renders_lazily(browser: Browser, server: Server) -> None:
     browser.wait_until(lambda b: len(b.find_all('.rows .row[data-kind="Pod"]')) == 249, 5, "all 249 Pods")
     assert not browser.find_all(".rows .row.more")
     browser.screenshot("large-trace")
+
+
+def test_a_reused_name_lists_the_other_object_and_opens_it(browser: Browser, server: Server) -> None:
+    view_id = server.lookup("reuse", "deployments", "apps", "default", TRACING_FULL)
+    browser.open(f"/trace/{view_id}")
+    browser.wait_rendered()
+    notice = browser.wait_for(".notice.incarnations")
+    assert "this one is uid d-2" in notice.text, notice.text
+    [link] = notice.find_elements("css selector", "a.incarnation")
+    assert link.text == "uid d-1"
+    link.click()
+    browser.wait_until(lambda b: view_id_of(b.current_url) != view_id, message="the other object's view")
+    browser.wait_rendered()
+    notice = browser.wait_for(".notice.incarnations")
+    assert "this one is uid d-1" in notice.text and "uid d-2" in notice.text, notice.text
+    # The old object's tree: its own ReplicaSet, which had the same name as the new one's.
+    assert [row_label(r) for r in rows(browser, "Deployment")] == ["Deployment default/reuse"]
+    browser.screenshot("incarnations")
+
+
+def test_keyed_diff_paths_are_coloured_as_diffs(browser: Browser, server: Server) -> None:
+    open_view(browser, server, TRACING_FULL)
+    row = deployment_row(browser)
+    for marker in row.find_elements("css selector", '.mk[data-diff="1"]'):
+        marker.click()
+        log = marker.get_attribute("data-log")
+        pre = browser.wait_for(f'#detail .log-detail[data-log="{log}"] pre.diff')
+        keyed = [p.text for p in pre.find_elements("css selector", ".diff-path") if "[type=" in p.text]
+        if keyed:
+            assert all(re.match(r"^status\.conditions\[type=\w+\]", path) for path in keyed), keyed
+            return
+    raise AssertionError("no diff of the Deployment has a condition named by its type")

@@ -235,7 +235,7 @@ def test_unsupported_tags_name_every_one_and_the_supported_keys(client: TestClie
     error = refused(
         client.get("/api/traces", params={"tags": query}), 400, "unsupported tag(s) auditId, user"
     )
-    assert error.endswith("search by cluster, group, name, namespace, resource")
+    assert error.endswith("search by cluster, group, name, namespace, resource, uid")
 
 
 # -- /redirect and the trace it leads to
@@ -339,8 +339,8 @@ def test_a_view_opens_over_another_range(client: TestClient) -> None:
     whole = fetch(client, trace_id)
     (root,) = narrow["spans"]
     timestamps = [log["timestamp"] for log in root["logs"]]
-    # Everything that overlaps the range: an Event shown as one second long may start before it.
-    assert timestamps and all(1_795_418_610_000_000 <= t <= 1_795_418_612_000_000 for t in timestamps)
+    # Everything in the range: one-off Events are points now, so none starts before it.
+    assert timestamps and all(1_795_418_611_000_000 <= t <= 1_795_418_612_000_000 for t in timestamps)
     assert len(root["logs"]) < len(whole["spans"][0]["logs"])
     refused(
         client.get(f"/api/traces/{trace_id}", params={"start": BEFORE, "end": BEFORE}), 404, "no activity"
@@ -552,9 +552,11 @@ def test_view_info_names_the_object_range_and_mode(client: TestClient) -> None:
         "scope": "children",
         "depth": 2,
         "name": "grouped [owned objects] (depth 2)",
-        "object": dict(DEMO),
+        # The view is of the one incarnation the lookup found; the demo was never recreated.
+        "object": {**DEMO, "uid": DEMO_UID},
         "start": TS_US - 30 * 60 * 1_000_000,
         "end": TS_US + 30 * 60 * 1_000_000,
+        "incarnations": [],
     }
 
 

@@ -4,7 +4,8 @@ real pipeline, and its Jaeger JSON (to_jaeger).
 Covers: the tree is rooted at the top owner with owned objects nested and requests under their
 object; per-window object spans merge into one span per object; query time ranges keep only the
 requests in range; NotFound for an unknown object, for no activity in range and for an ambiguous
-name (with the options to narrow it); a target that was under another root in an earlier window
+name (with the options to narrow it); a recreated name opening its newest incarnation with activity
+(or the one a uid names) and listing the others; a target that was under another root in an earlier window
 (merge warnings); and the Jaeger trace shape (ids, references, processes, tag types, logs).
 """
 
@@ -26,7 +27,7 @@ from kelemetry import errors
 from kelemetry.kube.kinds import KindResolver
 from kelemetry.model import tags
 from kelemetry.model.events import TraceSource
-from kelemetry.model.objects import ObjectKey
+from kelemetry.model.objects import Incarnation, ObjectKey
 from kelemetry.model.spans import SpanRecord
 from kelemetry.pipeline import Pipeline
 from kelemetry.receivers.audit import AuditConverter, parse_time_us
@@ -39,6 +40,8 @@ DEPLOY = ObjectKey.make(CLUSTER, "apps", "deployments", "default", "web")
 RS = ObjectKey.make(CLUSTER, "apps", "replicasets", "default", "web-1")
 POD_A = ObjectKey.make(CLUSTER, "", "pods", "default", "web-1-a")
 POD_B = ObjectKey.make(CLUSTER, "", "pods", "default", "web-1-b")
+# The uids HISTORY gives them.
+UIDS = {DEPLOY: "d-1", RS: "r-1", POD_A: "p-a", POD_B: "p-b"}
 W0 = window_of(parse_time_us("2024-05-01T10:00:00Z"), WINDOW_US)
 W1 = W0 + 1
 HEX32 = re.compile(r"[0-9a-f]{32}")
@@ -107,6 +110,10 @@ def requests_of(node: SpanNode) -> list[str]:
     ]
 
 
+def inc(key: ObjectKey) -> Incarnation:
+    return Incarnation(key, UIDS.get(key, ""))
+
+
 def node_of(trace: AssembledTrace, key: ObjectKey) -> SpanNode:
     (node,) = [n for n in trace.walk() if n.span.source is TraceSource.OBJECT and n.span.key == key]
     return node
@@ -122,7 +129,7 @@ def test_the_tree_is_rooted_at_the_top_owner_with_requests_under_their_objects(s
     assert trace.warnings == []
     root = trace.root
     assert root.span.key == DEPLOY and root.span.parent_id is None
-    assert trace.trace_id == root.span.trace_id == ids.trace_id(DEPLOY, W0)
+    assert trace.trace_id == root.span.trace_id == ids.trace_id(inc(DEPLOY), W0)
     assert [n.span.key for n in objects_of(root)] == [RS]
     rs = objects_of(root)[0]
     # Owned objects come after the object's own requests, ordered by when they were first active.
@@ -176,7 +183,7 @@ def test_activity_in_two_windows_merges_into_one_span_per_object(store: SpanStor
     assert (spans[POD_A].start_us, spans[POD_A].end_us) == both
     assert (spans[POD_B].start_us, spans[POD_B].end_us) == (W0 * WINDOW_US, W1 * WINDOW_US)
     # The merged span keeps the id of the first window's span.
-    assert spans[POD_A].span_id == ids.object_span_id(POD_A, W0)
+    assert spans[POD_A].span_id == ids.object_span_id(inc(POD_A), W0)
     assert (spans[POD_A].uid, spans[POD_A].kind, spans[POD_A].version) == ("p-a", "Pod", "v1")
 
 
@@ -184,7 +191,7 @@ def test_a_time_range_keeps_only_requests_in_range(store: SpanStore) -> None:
     late = assemble(store, query(start_us=us(35), end_us=us(50)))
     keys = {n.span.key for n in late.walk() if n.span.source is TraceSource.OBJECT}
     assert keys == {DEPLOY, RS, POD_A}
-    assert late.trace_id == ids.trace_id(DEPLOY, W1)
+    assert late.trace_id == ids.trace_id(inc(DEPLOY), W1)
     assert node_of(late, POD_A).span.start_us == W1 * WINDOW_US
     assert requests_of(node_of(late, POD_A)) == [f"patch@{us(40)}"]
     assert requests_of(late.root) == [f"update@{us(45)}"]
@@ -223,6 +230,34 @@ def test_no_activity_in_the_range_is_not_found(store: SpanStore) -> None:
     assert str(caught.value) == "pods/web-1-b (cluster c1) has no activity in the requested time range"
     with pytest.raises(errors.NotFound, match="no activity"):
         assemble(store, query(end_us=W0 * WINDOW_US - 1))
+
+
+def test_a_recreated_name_opens_its_newest_incarnation_with_activity(tmp_path: Path) -> None:
+    store = SpanStore(tmp_path / "k.db")
+    try:
+        fill(
+            store,
+            [
+                audit_event(name="web", uid="old", **at(0)),
+                audit_event(verb="delete", name="web", uid="old", code=200, **at(1)),
+                audit_event(name="web", uid="new", **at(40)),
+            ],
+        )
+        newest = assemble(store, query("web"))
+        assert newest.target.uid == "new" and [row.uid for row in newest.incarnations] == ["old"]
+        assert requests_of(newest.root) == [f"create@{us(40)}"]
+        # Where only the first was active, the first is opened.
+        early = assemble(store, query("web", end_us=us(10)))
+        assert early.target.uid == "old" and [row.uid for row in early.incarnations] == ["new"]
+        assert requests_of(early.root) == [f"create@{us(0)}", f"delete@{us(1)}"]
+        chosen = assemble(store, query("web", uid="old"))
+        assert requests_of(chosen.root) == requests_of(early.root)
+        assert [row.uid for row in chosen.incarnations] == ["new"]
+        with pytest.raises(errors.NotFound) as caught:
+            assemble(store, query("web", uid="gone"))
+        assert str(caught.value) == "no object pods/web with uid gone (cluster c1) in the store"
+    finally:
+        store.close()
 
 
 def test_an_ambiguous_name_lists_the_namespaces_to_choose_from(tmp_path: Path) -> None:
@@ -275,17 +310,17 @@ def test_describe_names_group_and_namespace() -> None:
 
 def _object_span(key: ObjectKey, window: int, root: ObjectKey, parent: ObjectKey | None) -> SpanRecord:
     return SpanRecord(
-        trace_id=ids.trace_id(root, window),
-        span_id=ids.object_span_id(key, window),
-        parent_id=None if parent is None else ids.object_span_id(parent, window),
+        trace_id=ids.trace_id(inc(root), window),
+        span_id=ids.object_span_id(inc(key), window),
+        parent_id=None if parent is None else ids.object_span_id(inc(parent), window),
         source=TraceSource.OBJECT,
         name=key.display,
         start_us=window * WINDOW_US,
         end_us=(window + 1) * WINDOW_US,
         key=key,
-        object_id=ids.object_id(key),
+        object_id=ids.object_id(inc(key)),
         window=window,
-        uid="",
+        uid=UIDS.get(key, ""),
         kind="",
         version="",
         tags={tags.TRACE_SOURCE: "object", tags.PSEUDO: True},
@@ -302,10 +337,10 @@ def test_a_root_of_an_earlier_window_is_hung_under_the_targets_root_with_a_warni
         _object_span(RS, W1, DEPLOY, DEPLOY),
         _object_span(POD_A, W1, DEPLOY, RS),
     ]
-    trace = merge(spans, ObjectRow(ids.object_id(POD_A), POD_A))
+    trace = merge(spans, ObjectRow(ids.object_id(inc(POD_A)), POD_A, UIDS[POD_A]))
 
     assert trace.root.span.key == DEPLOY
-    assert trace.trace_id == ids.trace_id(DEPLOY, W1)
+    assert trace.trace_id == ids.trace_id(inc(DEPLOY), W1)
     assert trace.warnings == ["replicasets.apps/web-0 was a separate root in an earlier window"]
     assert {n.span.key for n in objects_of(trace.root)} == {RS, old_rs}
     assert node_of(trace, POD_A) in objects_of(node_of(trace, RS))

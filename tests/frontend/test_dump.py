@@ -27,7 +27,7 @@ from frontend.dump import FORMATS, format_time, render_json, render_jsonl, rende
 from kelemetry.kube.kinds import KindResolver
 from kelemetry.model import tags
 from kelemetry.model.events import TraceSource
-from kelemetry.model.objects import ObjectKey
+from kelemetry.model.objects import Incarnation, ObjectKey
 from kelemetry.model.spans import SpanRecord
 from kelemetry.pipeline import Pipeline
 from kelemetry.receivers.audit import AuditConverter
@@ -155,15 +155,15 @@ def test_tree_of_a_cluster_scoped_object_has_no_namespace(tmp_path: Path) -> Non
 
 def _object_span(key: ObjectKey, window: int, root: ObjectKey, parent: ObjectKey | None) -> SpanRecord:
     return SpanRecord(
-        trace_id=ids.trace_id(root, window),
-        span_id=ids.object_span_id(key, window),
-        parent_id=None if parent is None else ids.object_span_id(parent, window),
+        trace_id=ids.trace_id(Incarnation(root, ""), window),
+        span_id=ids.object_span_id(Incarnation(key, ""), window),
+        parent_id=None if parent is None else ids.object_span_id(Incarnation(parent, ""), window),
         source=TraceSource.OBJECT,
         name=key.display,
         start_us=window * 1_800_000_000,
         end_us=(window + 1) * 1_800_000_000,
         key=key,
-        object_id=ids.object_id(key),
+        object_id=ids.object_id(Incarnation(key, "")),
         window=window,
         uid="",
         kind="",
@@ -182,7 +182,7 @@ def test_tree_ends_with_the_merge_warnings() -> None:
         _object_span(new, 2, new, None),
         _object_span(pod, 2, new, new),
     ]
-    text = render_tree(merge(spans, ObjectRow(ids.object_id(pod), pod)))
+    text = render_tree(merge(spans, ObjectRow(ids.object_id(Incarnation(pod, "")), pod)))
     assert text.splitlines() == [
         "replicasets.apps/web-1  [namespace prod]",
         "├── pods/web-1-a  [namespace prod]  <- looked up",

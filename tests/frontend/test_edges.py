@@ -23,6 +23,7 @@ from fastapi import FastAPI
 
 import aggregators
 from frontend import api, modes, query
+from frontend.views import ViewSpec
 from kelemetry import cli
 from kelemetry.kube.kinds import KindResolver
 from kelemetry.pipeline import Pipeline
@@ -452,17 +453,50 @@ def test_dump_of_a_name_in_two_groups_names_the_group_options(
 # -- deleted and recreated
 
 
-def test_both_incarnations_of_a_recreated_object_are_in_its_view(client: TestClient) -> None:
-    (span,) = view(client, "pods", "phoenix")["spans"]
-    assert audits(span) == ["admin create", "admin delete", "admin create"]
-    tree = view(client, "pods", "phoenix", "00000000")
+def test_a_recreated_name_opens_its_newest_incarnation_and_lists_the_other(client: TestClient) -> None:
+    # Deleted and created again under the same name: a second object with its own trace, and each
+    # view offers the other incarnation.
+    params = {"resource": "pods", "name": "phoenix"}
+    (found,) = ok(client.get("/api/kelemetry/lookup", params=params))["data"]
+    assert found["object"]["uid"] == "ph-2"
+    assert [(i["uid"], i["firstSeen"]) for i in found["incarnations"]] == [
+        ("ph-1", us(at("10:01")["received"]))
+    ]
+    (span,) = fetch(client, found["viewId"])["spans"]
+    assert audits(span) == ["admin create"]
+
+    tree = view(client, "pods", "phoenix", "00000000", uid="ph-1")
     check_jaeger(tree)
     requests = children_of(tree, root_of(tree)["spanID"])
     assert [(tags(s)["audit.verb"], tags(s)["uid"]) for s in requests] == [
         ("create", "ph-1"),
         ("delete", "ph-1"),
-        ("create", "ph-2"),
     ]
+
+    old_view = view_id(client, "pods", "phoenix", uid="ph-1")
+    (other,) = ok(client.get(f"/api/kelemetry/views/{old_view}"))["incarnations"]
+    assert other["uid"] == "ph-2"
+    (span,) = fetch(client, other["viewId"])["spans"]
+    assert audits(span) == ["admin create"] and tags(span)["uid"] == "ph-2"
+
+    # Jaeger-style search by uid.
+    search = json.dumps({"resource": "pods", "name": "phoenix", "uid": "ph-1"})
+    (found_trace,) = ok(client.get("/api/traces", params={"tags": search}))["data"]
+    check_jaeger(found_trace)
+    assert tags(root_of(found_trace))["uid"] == "ph-1"
+
+
+def test_a_view_saved_without_a_uid_offers_the_incarnation_it_does_not_show(store_path: Path) -> None:
+    # Views saved before incarnations were told apart name no uid: they show the newest object active
+    # in their range (here the deleted ph-1), and must offer the other one, ph-2.
+    service = query.for_store(store_path, None)
+    try:
+        start, end = us(at("10:00")["received"]), us(at("10:05")["received"])
+        spec = ViewSpec(CLUSTER, "", "pods", "default", "phoenix", start, end)
+        assert service.open(spec, start, end).target.uid == "ph-1"
+        assert [row.uid for row, _view in service.incarnations(spec, modes.DEFAULT)] == ["ph-2"]
+    finally:
+        service.close()
 
 
 def test_suggestions_find_a_recreated_object_by_its_current_uid(client: TestClient) -> None:

@@ -32,7 +32,7 @@ from frontend.transform import GROUP_SOURCE, ViewLog, ViewSpan, fold_record, to_
 from kelemetry.kube.kinds import KindResolver
 from kelemetry.model import tags
 from kelemetry.model.events import Log, TagValue, TraceSource
-from kelemetry.model.objects import ObjectKey
+from kelemetry.model.objects import Incarnation, ObjectKey
 from kelemetry.model.spans import SpanRecord
 from kelemetry.pipeline import Pipeline
 from kelemetry.receivers.audit import AuditConverter, parse_time_us
@@ -267,8 +267,9 @@ def test_folded_events_read_reason_colon_message_with_type_source_and_count(trac
 def test_an_event_seen_once_has_no_last_seen(trace: AssembledTrace) -> None:
     """An Event that happened once (count 1, first == last timestamp) has no later sighting.
 
-    The Events receiver gives such a span a minimum length of one second so it shows up in Jaeger;
-    that length is not a second sighting and must not be reported as one.
+    Its span is a point (end == start); an Event span stored with some length that is not a second
+    sighting (as the Events receiver once drew one-off Events one second long) must not be reported
+    as one either.
     """
     spans = objects(transform.apply(trace, Base.TRACING))
     scaling = next(fields(log) for log in spans["web"].logs if "event" in fields(log))
@@ -304,7 +305,7 @@ def record(
         start_us=start,
         end_us=start + 10 if end is None else end,
         key=key,
-        object_id=ids.object_id(key),
+        object_id=ids.object_id(Incarnation(key, "")),
         window=0,
         uid="",
         kind="",

@@ -76,8 +76,14 @@ def test_the_number_is_derived_from_the_view_alone() -> None:
         replace(SPEC, start_us=None).number(),
         replace(SPEC, end_us=None).number(),
         replace(SPEC, start_us=None, end_us=None).number(),
+        replace(SPEC, uid="u-1").number(),
     }
-    assert number not in others and len(others) == 8
+    assert number not in others and len(others) == 9
+
+
+def test_a_view_without_a_uid_keeps_the_number_it_had_before_uids() -> None:
+    # Views saved before incarnations were told apart are linked by this number.
+    assert SPEC.number() == 3683235079259092741
 
 
 def test_the_number_is_the_same_in_another_process() -> None:
@@ -108,9 +114,11 @@ def test_save_then_load_round_trips(store: ViewStore) -> None:
     assert store.load(number) == SPEC
     open_ended = replace(SPEC, start_us=None, end_us=None)
     assert store.load(store.save(open_ended)) == open_ended
+    one_incarnation = replace(SPEC, uid="u-1")
+    assert store.load(store.save(one_incarnation)) == one_incarnation
     # Saving the same view again keeps one row.
     assert store.save(SPEC) == number
-    assert stored_count(store) == 2
+    assert stored_count(store) == 3
 
 
 def test_views_survive_a_reopen(tmp_path: Path) -> None:

@@ -1,4 +1,5 @@
-"""The `kelemetry` command as a user runs it: replay real audit logs, dump traces, and every error
+"""The `kelemetry` command as a user runs it: replay real audit logs, dump traces, apply retention
+(`retain`, on stores stamped with arrival times through the store's clock seam), and every error
 path ending in one line and a non-zero exit (no traceback).
 
 Most cases call `cli.main` in-process for speed; a few run the installed console script to prove
@@ -9,8 +10,10 @@ from __future__ import annotations
 
 import gzip
 import json
+import sqlite3
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -19,7 +22,7 @@ import pytest
 from kelemetry import cli
 from kelemetry.store.sqlite import StoreReader
 from tests.conftest import AUDIT2RBAC, FALCO
-from tests.factories import audit_event, owner_ref
+from tests.factories import audit_event, owner_ref, write_arrived
 
 KELEMETRY = str(Path(sys.executable).with_name("kelemetry"))
 RS = "nginx-deployment-559dddfd99"
@@ -312,7 +315,7 @@ def _tiny_log(tmp_path: Path) -> Path:
 
 
 def test_console_script_help_and_errors(tmp_path: Path) -> None:
-    for argv in ([], ["serve"], ["replay"], ["dump"]):
+    for argv in ([], ["serve"], ["replay"], ["retain"], ["dump"]):
         result = subprocess.run([KELEMETRY, *argv, "--help"], capture_output=True, text=True, check=False)
         assert result.returncode == 0 and "usage: kelemetry" in result.stdout
     result = subprocess.run(
@@ -351,3 +354,100 @@ def test_serve_refuses_a_bad_listen_address(tmp_path: Path) -> None:
         result.stderr.strip()
         == "kelemetry: error: invalid --listen 'nowhere': use HOST:PORT, e.g. 127.0.0.1:8080"
     )
+
+
+# -- retain
+
+DAY_US = 86_400_000_000
+
+
+def test_retain_reports_per_cluster_and_a_dry_run_changes_nothing(tmp_path: Path, capsys) -> None:
+    store = tmp_path / "k.db"
+    now = time.time_ns() // 1000
+    write_arrived(store, "tracetest", now - 8 * DAY_US, traces=2)
+    write_arrived(store, "staging", now - 9 * DAY_US, traces=1)
+    write_arrived(store, "live", now - DAY_US, traces=3)
+    args = ["retain", "--store", str(store)]
+
+    code, out, err = run(capsys, *args, "--dry-run")
+    assert (code, err) == (0, "")
+    assert out.splitlines() == [
+        "cluster staging: 1 trace, 2 spans, 1 object would be removed",
+        "cluster tracetest: 2 traces, 4 spans, 1 object would be removed",
+        "total: 3 traces, 6 spans, 2 objects would be removed",
+    ]
+    reader = StoreReader(store)
+    try:
+        assert reader.counts() == {"spans_object": 6, "spans_audit": 6, "objects": 3}
+    finally:
+        reader.close()
+
+    code, out, err = run(capsys, *args)
+    assert (code, err) == (0, "")
+    assert out.splitlines() == [
+        "cluster staging: 1 trace, 2 spans, 1 object removed",
+        "cluster tracetest: 2 traces, 4 spans, 1 object removed",
+        "total: 3 traces, 6 spans, 2 objects removed",
+    ]
+    assert run(capsys, *args) == (0, "nothing to remove\n", "")
+    # A shorter age and a size limit reach the rest.
+    code, out, _err = run(capsys, *args, "--retention", "12h", "--dry-run")
+    assert out.splitlines()[0] == "cluster live: 3 traces, 6 spans, 1 object would be removed"
+    code, out, _err = run(capsys, *args, "--retention", "forever", "--max-store-size", "1")
+    assert out.splitlines() == [
+        "cluster live: 3 traces, 6 spans, 0 objects removed",
+        "total: 3 traces, 6 spans, 0 objects removed",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        pytest.param(["--retention", "7 days"], "invalid duration '7 days'", id="bad-duration"),
+        pytest.param(["--max-store-size", "big"], "invalid size 'big'", id="bad-size"),
+    ],
+)
+def test_retain_usage_errors_are_one_line(tmp_path: Path, capsys, argv: list[str], message: str) -> None:
+    store = tmp_path / "k.db"
+    write_arrived(store, "c", 0, traces=1)
+    code, out, err = run(capsys, "retain", "--store", str(store), *argv)
+    assert (code, out) == (2, "")
+    assert err.startswith(f"kelemetry: error: {message}") and err.count("\n") == 1
+
+
+def test_retain_without_a_store_is_one_line_and_creates_none(tmp_path: Path, capsys) -> None:
+    missing = tmp_path / "none.db"
+    assert run(capsys, "retain", "--store", str(missing)) == (
+        2,
+        "",
+        f"kelemetry: error: no store at {missing}\n",
+    )
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_retain_on_a_store_of_an_older_kelemetry_says_to_replay(tmp_path: Path, capsys) -> None:
+    store = tmp_path / "old.db"
+    db = sqlite3.connect(store)
+    db.executescript(
+        "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);"
+        "INSERT INTO meta VALUES ('schema_version', '1');"
+        "CREATE TABLE spans (span_id INTEGER PRIMARY KEY, end_us INTEGER NOT NULL);"
+    )
+    db.close()
+    before = store.read_bytes()
+
+    code, out, err = run(capsys, "retain", "--store", str(store))
+
+    assert (code, out) == (1, "")
+    assert err.startswith(f"kelemetry: error: {store} was written by an older kelemetry")
+    assert "replay the audit logs into a new store" in err and err.count("\n") == 1
+    assert store.read_bytes() == before
+
+
+def test_retain_help_says_age_counts_from_arrival(capsys) -> None:
+    with pytest.raises(SystemExit) as exited:
+        cli.main(["retain", "--help"])
+    assert exited.value.code == 0
+    text = " ".join(capsys.readouterr().out.split())
+    assert "Age counts from when data arrived in the store" in text
+    assert "--dry-run" in text and "--max-store-size SIZE" in text

@@ -24,7 +24,7 @@ from aggregators.windows import window_of
 from kelemetry.kube.kinds import KindResolver
 from kelemetry.model import tags
 from kelemetry.model.events import TraceSource
-from kelemetry.model.objects import ObjectKey
+from kelemetry.model.objects import Incarnation, ObjectKey
 from kelemetry.model.spans import SpanRecord
 from kelemetry.pipeline import Pipeline, load_graph
 from kelemetry.receivers.audit import AuditConverter, parse_time_us
@@ -35,14 +35,14 @@ from tests.factories import audit_event, owner_ref
 
 CLUSTER = "c1"
 WINDOW_US = 1800 * 1_000_000
-DEPLOY = ObjectKey.make(CLUSTER, "apps", "deployments", "default", "web")
-RS = ObjectKey.make(CLUSTER, "apps", "replicasets", "default", "web-1")
+DEPLOY = Incarnation(ObjectKey.make(CLUSTER, "apps", "deployments", "default", "web"), "d-1")
+RS = Incarnation(ObjectKey.make(CLUSTER, "apps", "replicasets", "default", "web-1"), "r-1")
 W0 = window_of(parse_time_us("2024-05-01T10:00:00Z"), WINDOW_US)
 W1 = W0 + 1
 
 
-def pod(name: str) -> ObjectKey:
-    return ObjectKey.make(CLUSTER, "", "pods", "default", name)
+def pod(name: str, uid: str = "") -> Incarnation:
+    return Incarnation(ObjectKey.make(CLUSTER, "", "pods", "default", name), uid or f"uid-{name}")
 
 
 def times(minute: int, second: int = 0) -> dict[str, str]:
@@ -103,16 +103,21 @@ def store(tmp_path: Path) -> Iterator[SpanStore]:
     opened.close()
 
 
-def object_spans(store: SpanStore) -> dict[tuple[ObjectKey, int], SpanRecord]:
-    found: dict[tuple[ObjectKey, int], SpanRecord] = {}
+def incarnation(span: SpanRecord) -> Incarnation:
+    return Incarnation(span.key, span.uid)
+
+
+def object_spans(store: SpanStore) -> dict[tuple[Incarnation, int], SpanRecord]:
+    found: dict[tuple[Incarnation, int], SpanRecord] = {}
     for span in store.all_spans():
         if span.source is TraceSource.OBJECT:
-            assert (span.key, span.window) not in found, "one object span per object and window"
-            found[(span.key, span.window)] = span
+            obj = incarnation(span)
+            assert (obj, span.window) not in found, "one object span per object and window"
+            found[(obj, span.window)] = span
     return found
 
 
-def assert_hierarchy(store: SpanStore, root: ObjectKey) -> None:
+def assert_hierarchy(store: SpanStore, root: Incarnation) -> None:
     """Every span sits in its window's trace of ``root``; object spans follow the owner chain."""
     spans = store.all_spans()
     by_id = {span.span_id: span for span in spans}
@@ -120,14 +125,15 @@ def assert_hierarchy(store: SpanStore, root: ObjectKey) -> None:
     for span in spans:
         assert span.trace_id == ids.trace_id(root, span.window), span
         if span.source is TraceSource.OBJECT:
-            owner = owner_of.get(span.key, RS)
-            expected = None if owner is None or span.key == root else ids.object_span_id(owner, span.window)
+            obj = incarnation(span)
+            owner = owner_of.get(obj, RS)
+            expected = None if owner is None or obj == root else ids.object_span_id(owner, span.window)
             assert span.parent_id == expected, span
             assert span.start_us == span.window * WINDOW_US and span.end_us == (span.window + 1) * WINDOW_US
             assert span.tags[tags.PSEUDO] is True
         else:
             parent = by_id[span.parent_id]  # type: ignore[index]
-            assert parent.source is TraceSource.OBJECT and parent.key == span.key
+            assert parent.source is TraceSource.OBJECT and incarnation(parent) == incarnation(span)
             assert parent.window == span.window and parent.trace_id == span.trace_id
 
 
@@ -142,14 +148,15 @@ def test_a_deployment_its_replicaset_and_pods_are_one_trace(store: SpanStore) ->
     assert set(object_spans(store)) == {(k, W0) for k in (DEPLOY, RS, pod("web-1-a"), pod("web-1-b"))}
     assert_hierarchy(store, DEPLOY)
     audit = [s for s in store.all_spans() if s.source is TraceSource.AUDIT]
-    assert Counter(s.key for s in audit) == Counter({DEPLOY: 1, RS: 1, pod("web-1-a"): 1, pod("web-1-b"): 1})
-    assert {s.uid for s in audit} == {"d-1", "r-1", "uid-web-1-a", "uid-web-1-b"}
+    assert Counter(incarnation(s) for s in audit) == Counter(
+        {DEPLOY: 1, RS: 1, pod("web-1-a"): 1, pod("web-1-b"): 1}
+    )
 
-    objects = {row.key: row for row in store.objects()}
+    objects = {Incarnation(row.key, row.uid): row for row in store.objects()}
     assert objects[pod("web-1-a")].owner_id == ids.object_id(RS)
     assert objects[RS].owner_id == ids.object_id(DEPLOY)
     assert objects[DEPLOY].owner_id is None
-    assert (objects[RS].uid, objects[RS].kind) == ("r-1", "ReplicaSet")
+    assert objects[RS].kind == "ReplicaSet"
     a = objects[pod("web-1-a")]
     assert (a.first_us, a.last_us) == (
         parse_time_us(times(0, 2)["received"]),
@@ -165,7 +172,7 @@ def test_a_later_window_gets_its_own_trace_with_the_owners_object_spans(store: S
 
     spans = object_spans(store)
     # The Deployment and ReplicaSet had no request of their own at 10:40 but still frame the pod.
-    assert {key for key, window in spans if window == W1} == {DEPLOY, RS, pod("web-1-c")}
+    assert {obj for obj, window in spans if window == W1} == {DEPLOY, RS, pod("web-1-c")}
     assert_hierarchy(store, DEPLOY)
     assert spans[(DEPLOY, W0)].trace_id != spans[(DEPLOY, W1)].trace_id
 
@@ -294,7 +301,7 @@ def test_a_root_learned_after_a_restart_still_moves_the_stored_spans(tmp_path: P
         result = new_pipeline(second).process_audit(owner_update, CLUSTER)
         assert result.failed == 0
         assert_hierarchy(second, DEPLOY)
-        assert {key for key, _window in object_spans(second)} == {
+        assert {obj for obj, _window in object_spans(second)} == {
             DEPLOY,
             RS,
             *map(pod, ("web-1-a", "web-1-b", "web-1-c")),
@@ -303,24 +310,33 @@ def test_a_root_learned_after_a_restart_still_moves_the_stored_spans(tmp_path: P
         second.close()
 
 
-def test_a_deleted_and_recreated_pod_keeps_one_object_span_per_window(store: SpanStore) -> None:
+def test_a_deleted_and_recreated_pod_is_a_second_object_with_its_own_spans(store: SpanStore) -> None:
     pipeline = new_pipeline(store)
     delete = audit_event(verb="delete", name="web-1-a", uid="uid-old", code=200, **times(1))
+    # A request that does not say its uid (no bodies logged) is about the incarnation alive then.
+    patch = audit_event(verb="patch", name="web-1-a", code=200, with_bodies=False, **times(3))
     pipeline.process_audit(
-        [pod_create("web-1-a", uid="uid-old"), delete, pod_create("web-1-a", minute=2, uid="uid-new")],
+        [pod_create("web-1-a", uid="uid-old"), delete, pod_create("web-1-a", minute=2, uid="uid-new"), patch],
         CLUSTER,
     )
 
-    span = object_spans(store)[(pod("web-1-a"), W0)]
-    assert span.uid == "uid-old"
+    old, new = pod("web-1-a", "uid-old"), pod("web-1-a", "uid-new")
+    spans = object_spans(store)
+    assert spans[(old, W0)].span_id != spans[(new, W0)].span_id
+    assert spans[(old, W0)].parent_id == spans[(new, W0)].parent_id == spans[(RS, W0)].span_id
+    assert_hierarchy(store, RS)
     audit = sorted((s for s in store.all_spans() if s.source is TraceSource.AUDIT), key=lambda s: s.start_us)
-    assert [(s.tags[tags.AUDIT_VERB], s.uid) for s in audit] == [
-        ("create", "uid-old"),
-        ("delete", "uid-old"),
-        ("create", "uid-new"),
+    assert [(s.tags[tags.AUDIT_VERB], s.uid, s.parent_id) for s in audit] == [
+        ("create", "uid-old", spans[(old, W0)].span_id),
+        ("delete", "uid-old", spans[(old, W0)].span_id),
+        ("create", "uid-new", spans[(new, W0)].span_id),
+        ("patch", "uid-new", spans[(new, W0)].span_id),
     ]
-    (row,) = [row for row in store.objects() if row.key == pod("web-1-a")]
-    assert row.uid == "uid-new"
+    rows = {row.uid: row for row in store.objects() if row.key == old.key}
+    assert set(rows) == {"uid-old", "uid-new"}
+    assert rows["uid-old"].object_id == ids.object_id(old) and rows["uid-new"].object_id == ids.object_id(new)
+    assert rows["uid-old"].last_us == parse_time_us(times(1)["completed"])
+    assert rows["uid-new"].first_us == parse_time_us(times(2, 2)["received"])
 
 
 def test_a_failing_event_is_counted_and_the_batch_goes_on(
@@ -337,7 +353,7 @@ def test_a_failing_event_is_counted_and_the_batch_goes_on(
 
     assert (result.events, result.kept, result.failed) == (3, 2, 1)
     assert pipeline.failed_events == 1
-    assert {key for key, _window in object_spans(store)} == {RS, pod("web-1-a"), pod("web-1-b")}
+    assert {obj for obj, _window in object_spans(store)} == {RS, pod("web-1-a"), pod("web-1-b")}
     assert any("bad-1" in record.getMessage() for record in caplog.records)
 
     pipeline.process_audit([malformed], CLUSTER)
@@ -375,13 +391,16 @@ def test_replaying_a_real_audit_log_links_pods_to_their_replicasets(realdata: Pa
             (owner,) = body["metadata"]["ownerReferences"]
             namespace = raw["objectRef"]["namespace"]
             pod_key = ObjectKey.make("minikube", "", "pods", namespace, body["metadata"]["name"])
-            rs_key = ObjectKey.make("minikube", "apps", "replicasets", namespace, owner["name"])
+            pod_obj = Incarnation(pod_key, body["metadata"]["uid"])
+            rs_obj = Incarnation(
+                ObjectKey.make("minikube", "apps", "replicasets", namespace, owner["name"]), owner["uid"]
+            )
             window = window_of(parse_time_us(raw["requestReceivedTimestamp"]), WINDOW_US)
 
-            pod_span = spans[ids.object_span_id(pod_key, window)]
-            rs_span = spans[ids.object_span_id(rs_key, window)]
+            pod_span = spans[ids.object_span_id(pod_obj, window)]
+            rs_span = spans[ids.object_span_id(rs_obj, window)]
             assert pod_span.parent_id == rs_span.span_id
-            assert pod_span.trace_id == rs_span.trace_id == ids.trace_id(rs_key, window)
+            assert pod_span.trace_id == rs_span.trace_id == ids.trace_id(rs_obj, window)
             assert rs_span.kind == "ReplicaSet" and rs_span.uid == owner["uid"]
             request = spans[ids.event_span_id(pod_key, "audit", raw["auditID"])]
             assert request.parent_id == pod_span.span_id

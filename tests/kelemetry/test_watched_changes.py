@@ -115,6 +115,7 @@ def test_watched_owner_references_build_the_hierarchy(tmp_path: Path) -> None:
     }
     pipe.process_object_changes([("LIST", pod)], "c", ("", "v1", "pods"), T0)
     pipe.process_object_changes([("LIST", rs)], "c", ("apps", "v1", "replicasets"), T0)
-    keys = [k.name for k in pipe.graph.chain(next(k for k in pipe.graph.keys() if k.name == "demo-1-a"))]
-    assert keys == ["demo-1-a", "demo-1", "demo"]
+    pod_node = next(n for n in pipe.graph.nodes() if n.key.name == "demo-1-a")
+    chain = pipe.graph.chain(pod_node)
+    assert [(n.key.name, n.uid) for n in chain] == [("demo-1-a", "p1"), ("demo-1", "r1"), ("demo", "d1")]
     store.close()

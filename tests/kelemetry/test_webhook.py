@@ -5,9 +5,10 @@ event count and traced under that cluster; every kind of bad input answered with
 reason, counted in /metrics, and never partly written (not JSON, not UTF-8, wrong kind or
 apiVersion, items not a list, one bad item among good ones, empty body, bad cluster name, a body
 over the limit declared by Content-Length or streamed without one); the bearer token; 429 with
-Retry-After once the backlog is full; /healthz, /metrics and /; durability: a batch accepted while
-the worker is stopped is processed exactly once by the next collector on the same store, the same
-body twice in the inbox and a retried POST leave one copy of each span. Last, the real
+Retry-After once the backlog is full; /healthz, /metrics and /; the collector's retention pass (by
+arrival, counted in /metrics); durability: a batch accepted while the worker is stopped is processed
+exactly once by the next collector on the same store, the same body twice in the inbox and a retried
+POST leave one copy of each span. Last, the real
 `kelemetry serve` process: a batch posted with httpx reaches the store, and after SIGKILL in the
 middle of a stream of batches a restart on the same store holds every acknowledged audit ID once.
 """
@@ -38,7 +39,7 @@ from kelemetry.model.events import TraceSource
 from kelemetry.settings import ServeSettings, StoreSettings, WebhookSettings
 from kelemetry.store.inbox import Inbox
 from kelemetry.store.sqlite import StoreReader
-from tests.factories import audit_event, event_list, hierarchy_events
+from tests.factories import audit_event, event_list, hierarchy_events, write_arrived
 
 with warnings.catch_warnings():
     # starlette 1.10 warns on importing its test client when httpx (the project's dev dependency)
@@ -365,6 +366,29 @@ def test_healthz_metrics_and_index(tmp_path: Path) -> None:
     assert "default cluster: home" in document["webhook"]
     assert document["store"] == str(store)
     assert document["counts"] == {"spans_object": 3, "spans_audit": 3, "objects": 3}
+
+
+def test_the_collectors_retention_pass_counts_from_arrival_and_shows_in_metrics(tmp_path: Path) -> None:
+    store = tmp_path / "k.db"
+    now = time.time_ns() // 1000
+    write_arrived(store, "gone", now - 8 * 86_400_000_000, traces=2)
+    write_arrived(store, "kept", now - 6 * 86_400_000_000, traces=1)
+    with serving(store) as (collector, client):
+        report = collector.apply_retention()  # the default 7d, by the wall clock
+        assert report.lines() == [
+            "cluster gone: 2 traces, 4 spans, 1 object removed",
+            "total: 2 traces, 4 spans, 1 object removed",
+        ]
+        assert collector.apply_retention().lines() == ["nothing to remove"]
+        metrics = metrics_of(client)
+    assert metrics["kelemetry_retention_removed_traces_total"] == 2
+    assert metrics["kelemetry_retention_removed_spans_total"] == 4
+    assert metrics["kelemetry_retention_removed_objects_total"] == 1
+    reader = StoreReader(store)
+    try:
+        assert {span.key.cluster for span in reader.all_spans()} == {"kept"}
+    finally:
+        reader.close()
 
 
 # ---------------------------------------------------------------------------------------------

@@ -51,6 +51,7 @@ DOCUMENTS: dict[str, Any] = {
         "groupVersion": "example.com/v1",
         "resources": [
             {"name": "widgetsets", "namespaced": True, "kind": "WidgetSet", "verbs": ["get"]},
+            {"name": "widgetsets/status", "namespaced": True, "kind": "WidgetSet", "verbs": ["get"]},
             {"name": "gadgetries", "namespaced": False, "kind": "Gadget", "verbs": ["get"]},
         ],
     },
@@ -108,18 +109,21 @@ def _kubeconfig(tmp_path: Path, server: str) -> str:
     return str(path)
 
 
-def test_discover_reads_every_group_and_skips_subresources(apiserver: str, tmp_path: Path) -> None:
+def test_discover_reads_every_group_and_marks_a_status_subresource(apiserver: str, tmp_path: Path) -> None:
     _Handler.seen_auth.clear()
     table = discovery.discover(_kubeconfig(tmp_path, apiserver))
-    assert table[("", "Pod")] == ResourceInfo("pods", True)
+    assert table[("", "Pod")] == ResourceInfo("pods", True, status=True)
     assert table[("", "Node")] == ResourceInfo("nodes", False)
-    assert table[("example.com", "WidgetSet")] == ResourceInfo("widgetsets", True)
+    assert table[("example.com", "WidgetSet")] == ResourceInfo("widgetsets", True, status=True)
     # Irregular plurals only discovery knows: the fallback would have said "gadgets".
     assert table[("example.com", "Gadget")] == ResourceInfo("gadgetries", False)
     assert all("/" not in info.resource for info in table.values())
     assert set(_Handler.seen_auth) == {"Bearer t0ken"}
     resolver = KindResolver(table)
     assert resolver.resolve("example.com", "Gadget") == ResourceInfo("gadgetries", False)
+    # Only discovery can say which custom resources have a status subresource.
+    assert resolver.has_status("example.com", "widgetsets") is True
+    assert resolver.has_status("example.com", "gadgetries") is False
 
 
 def test_unreachable_cluster_is_one_clear_error(tmp_path: Path) -> None:

@@ -291,16 +291,19 @@ def test_resource_lists_fold_into_a_kind_table() -> None:
         ("", "ComponentStatus"): ResourceInfo("componentstatuses", False),
         ("", "Endpoints"): ResourceInfo("endpoints", True),
         ("", "Event"): ResourceInfo("events", True),
-        ("", "Namespace"): ResourceInfo("namespaces", False),
+        ("", "Namespace"): ResourceInfo("namespaces", False, status=True),
         ("", "Node"): ResourceInfo("nodes", False),
-        ("", "Pod"): ResourceInfo("pods", True),
+        ("", "Pod"): ResourceInfo("pods", True, status=True),
         ("", "ServiceAccount"): ResourceInfo("serviceaccounts", True),
         ("apps", "ControllerRevision"): ResourceInfo("controllerrevisions", True),
-        ("apps", "Deployment"): ResourceInfo("deployments", True),
+        ("apps", "Deployment"): ResourceInfo("deployments", True, status=True),
+        # This list names no replicasets/status.
         ("apps", "ReplicaSet"): ResourceInfo("replicasets", True),
-        ("autoscaling", "HorizontalPodAutoscaler"): ResourceInfo("horizontalpodautoscalers", True),
+        ("autoscaling", "HorizontalPodAutoscaler"): ResourceInfo(
+            "horizontalpodautoscalers", True, status=True
+        ),
         ("example.com", "Gadget"): ResourceInfo("gadgetries", False),
-        ("example.com", "WidgetSet"): ResourceInfo("widgetsets", True),
+        ("example.com", "WidgetSet"): ResourceInfo("widgetsets", True, status=True),
     }
 
 
@@ -318,7 +321,9 @@ def test_first_listed_version_wins() -> None:
         "resources": [_resource("hpas", "HorizontalPodAutoscaler", False)],
     }
     table = parse_resource_lists([AUTOSCALING_V2, renamed])
-    assert table[("autoscaling", "HorizontalPodAutoscaler")] == ResourceInfo("horizontalpodautoscalers", True)
+    assert table[("autoscaling", "HorizontalPodAutoscaler")] == ResourceInfo(
+        "horizontalpodautoscalers", True, status=True
+    )
 
 
 @pytest.mark.parametrize(
@@ -354,7 +359,22 @@ def test_missing_namespaced_means_cluster_scoped() -> None:
 def test_parsed_table_feeds_the_resolver() -> None:
     resolver = KindResolver(parse_resource_lists([CORE_V1, APPS_V1, CRD_GROUP]))
     assert resolver.resolve("example.com", "Gadget") == ResourceInfo("gadgetries", False)
-    assert resolver.resolve("example.com", "WidgetSet") == ResourceInfo("widgetsets", True)
+    assert resolver.resolve("example.com", "WidgetSet") == ResourceInfo("widgetsets", True, status=True)
     assert resolver.kind_of("example.com", "widgetsets") == "WidgetSet"
-    assert resolver.resolve("apps", "Deployment") == ResourceInfo("deployments", True)
+    assert resolver.resolve("apps", "Deployment") == ResourceInfo("deployments", True, status=True)
     assert resolver.resolve("batch", "Job") == ResourceInfo("jobs", True)
+
+
+def test_the_resolver_knows_scope_and_status_of_discovered_and_built_in_resources() -> None:
+    resolver = KindResolver(parse_resource_lists([CORE_V1, CRD_GROUP]))
+    assert resolver.namespaced("", "namespaces") is False
+    assert resolver.namespaced("example.com", "widgetsets") is True
+    assert resolver.namespaced("example.com", "gadgetries") is False
+    assert resolver.namespaced("apps", "deployments") is True  # built in, not in these lists
+    assert resolver.namespaced("example.com", "unlisted") is None
+    assert resolver.has_status("example.com", "widgetsets") and resolver.has_status("apps", "deployments")
+    assert not resolver.has_status("example.com", "gadgetries")
+    # A custom resource discovery did not cover learns it from a write to its status.
+    assert not resolver.has_status("example.com", "unlisted")
+    resolver.note_status("example.com", "unlisted")
+    assert resolver.has_status("example.com", "unlisted")

@@ -51,15 +51,24 @@ class _Apiserver(BaseHTTPRequestHandler):
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
         self.send_header("Connection", "close")
+        # Like kube-apiserver: a chunked stream, one watch event per chunk, flushed as it happens.
+        self.send_header("Transfer-Encoding", "chunked")
         self.end_headers()
         if script == "hang":
             deadline = time.monotonic() + 5
             while time.monotonic() < deadline:
                 time.sleep(0.05)
             return
+        hold = 0.0
+        if isinstance(script, dict):  # {"items": [...], "hold": seconds}: send, then stay open
+            script, hold = script["items"], script["hold"]
         for item in script:
-            self.wfile.write(json.dumps(item).encode() + b"\n")
+            line = json.dumps(item).encode() + b"\n"
+            self.wfile.write(b"%x\r\n%s\r\n" % (len(line), line))
             self.wfile.flush()
+        deadline = time.monotonic() + hold
+        while time.monotonic() < deadline:
+            time.sleep(0.05)
         # Returning closes the connection mid-watch: a dropped stream.
 
     def _json(self, status: int, document: dict[str, Any]) -> None:
@@ -150,6 +159,25 @@ def test_list_watch_drop_410_and_relist(apiserver: str) -> None:
     assert [uid for uid, _rv in received] == ["e1", "e2", "e2", "e1", "e3"]
     assert received[0] == ("e1", "100") and received[-1] == ("e3", "200")
     assert watcher.relists == 2 and watcher.reconnects >= 1
+
+
+def test_the_last_events_of_a_burst_are_handed_on_while_the_stream_stays_quiet(apiserver: str) -> None:
+    _Apiserver.lists[:] = [{"kind": "EventList", "metadata": {"resourceVersion": "100"}, "items": []}]
+    burst = [{"type": "ADDED", "object": event(f"e{i}", str(101 + i))} for i in range(3)]
+    _Apiserver.watches[:] = [{"items": burst, "hold": 10}]
+    received: list[str] = []
+    watcher = ResourceWatcher(
+        apiserver, lambda items, rv: received.extend(i["metadata"]["uid"] for _t, i in items)
+    )
+    watcher.start()
+    try:
+        wait_for(lambda: len(_Apiserver.requests) >= 2)
+        started = time.monotonic()
+        wait_for(lambda: len(received) == 3, timeout=5)
+        # Well within the batch wait, not at the end of the quiet stream (10 s here, 30 s for real).
+        assert time.monotonic() - started < 3
+    finally:
+        watcher.stop()
 
 
 def test_resume_point_and_prompt_stop(apiserver: str) -> None:

@@ -600,6 +600,16 @@ def test_cluster_scoped_objects_have_no_namespace() -> None:
     )
 
 
+def test_a_cluster_scoped_object_is_keyed_without_the_namespace_its_ref_names() -> None:
+    # DELETE /api/v1/namespaces/team-c logs objectRef.namespace "team-c"; the Namespace itself and a
+    # custom cluster-scoped resource known from discovery are keyed in no namespace.
+    deleted = audit_event(verb="delete", code=200, resource="namespaces", namespace="team-c", name="team-c")
+    assert kept(deleted).object.key == ObjectKey("c", "", "namespaces", "", "team-c")
+    resolver = KindResolver({("example.com", "Gadget"): ResourceInfo("gadgetries", False)})
+    gadget = audit_event(verb="update", code=200, resource="gadgetries", group="example.com", name="g")
+    assert kept(gadget, AuditConverter(resolver)).object.key.namespace == ""
+
+
 def test_uid_comes_from_the_body_before_the_object_ref() -> None:
     raw = audit_event(verb="update", code=200, uid="from-body")
     raw["objectRef"]["uid"] = "from-ref"
@@ -719,6 +729,49 @@ def test_scale_update_is_a_change_of_the_deployment() -> None:
     assert event.body is None
     assert event.object.kind == "Deployment"
     assert event.tags["resource_version"] == "6"
+
+
+def test_a_response_of_another_subresource_is_never_taken_for_the_object() -> None:
+    # serviceaccounts/token answers with a TokenRequest: not the ServiceAccount, and not its version.
+    token = {
+        "kind": "TokenRequest",
+        "apiVersion": "authentication.k8s.io/v1",
+        "metadata": {"name": "builder", "namespace": "default", "resourceVersion": "900"},
+        "status": {"token": "eyJ...", "expirationTimestamp": "2024-05-01T11:00:00Z"},
+    }
+    raw = audit_event(
+        resource="serviceaccounts",
+        kind="ServiceAccount",
+        name="builder",
+        subresource="token",
+        request_object={**token, "status": {}},
+        response_object=token,
+    )
+    raw["objectRef"]["name"] = "builder"
+    event = kept(raw)
+    assert event.object.kind == "ServiceAccount" and event.object.version == "v1"
+    assert event.body is None
+    assert event.write is not None and event.write.subresource == "token"
+
+
+def test_the_resource_version_is_the_responses_not_the_one_an_update_was_based_on() -> None:
+    based_on = audit_event(verb="update", code=200, with_bodies=False)
+    based_on["objectRef"]["resourceVersion"] = "41"
+    event = kept(based_on)
+    assert "resource_version" not in event.tags
+    assert event.write is not None
+    assert (event.write.resource_version, event.write.precondition) == ("", "41")
+    answered = audit_event(verb="update", code=200)
+    answered["objectRef"]["resourceVersion"] = "41"
+    answered["responseObject"]["metadata"]["resourceVersion"] = "42"
+    event = kept(answered)
+    assert event.tags["resource_version"] == "42"
+    assert event.write is not None
+    assert (event.write.verb, event.write.resource_version, event.write.precondition) == (
+        "update",
+        "42",
+        "41",
+    )
 
 
 # ---------------------------------------------------------------------------------------------

@@ -54,7 +54,16 @@ def test_core_event_becomes_a_span_under_its_object() -> None:
         "event.source": "replicaset-controller",
     }
     assert [log.message for log in event.logs] == ["Created pod: demo-1-abc"]
-    assert event.end_us - event.start_us == 1_000_000 and not event.error
+    # A one-off Event is a point in time, known to the second, ordered by its resourceVersion.
+    assert event.end_us == event.start_us and not event.error
+    assert (event.precision_us, event.order) == (1_000_000, 50)
+
+
+def test_a_precise_event_time_wins_over_the_whole_second_first_timestamp() -> None:
+    whole = EventConverter(KindResolver()).convert(core_event(), "c")
+    precise = EventConverter(KindResolver()).convert(core_event(eventTime="2024-05-01T10:00:00.250000Z"), "c")
+    assert whole is not None and precise is not None
+    assert precise.start_us == whole.start_us + 250_000
 
 
 def test_an_event_seen_57_times_is_one_event_with_the_latest_count() -> None:
@@ -95,6 +104,7 @@ def test_events_k8s_io_v1_shape() -> None:
     assert converted.tags["event.source"] == "default-scheduler"
     assert converted.logs[0].message.startswith("Successfully assigned")
     assert converted.end_us - converted.start_us == 5 * 60 * 1_000_000 - 123456
+    assert (converted.precision_us, converted.order) == (1, None)
 
 
 def test_cluster_scoped_involved_object_and_drops() -> None:

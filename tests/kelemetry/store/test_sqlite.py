@@ -4,7 +4,8 @@ Covers: the round trip of every SpanRecord field (unsigned 64-bit ids through SQ
 integers), upsert by span id and the skipping of no-op rewrites (digest and write sequence stay
 still), which uid an object span and an audit span keep, the objects upsert, every read query
 (find_objects, windows_of, spans_of_objects, spans_of_traces, spans_after, children_of, counts),
-retrace, retention by age and by size, reopening, the errors of opening a missing or foreign file,
+retrace, retention (by arrival age and by size, whole traces, per-cluster reports, dry runs, which
+objects go), reopening, the errors of opening a missing, foreign, older or newer file,
 concurrent reading while a writer is open, and surviving SIGKILL right after a write.
 """
 
@@ -25,8 +26,9 @@ from aggregators import ids
 from kelemetry import errors
 from kelemetry.model import tags
 from kelemetry.model.events import Log, TraceSource
-from kelemetry.model.objects import ObjectKey
+from kelemetry.model.objects import Incarnation, ObjectKey
 from kelemetry.model.spans import SpanRecord
+from kelemetry.store.retention import Removed, RetentionReport
 from kelemetry.store.sqlite import (
     SCHEMA_VERSION,
     ObjectRow,
@@ -45,6 +47,11 @@ POD = ObjectKey.make(CLUSTER, "", "pods", "default", "web-1-a")
 POD_B = ObjectKey.make(CLUSTER, "", "pods", "default", "web-1-b")
 
 
+def _inc(key: ObjectKey) -> Incarnation:
+    # The store keeps whatever ids it is given; these tests name objects by key alone.
+    return Incarnation(key, "")
+
+
 def object_span(
     key: ObjectKey,
     window: int,
@@ -57,15 +64,15 @@ def object_span(
 ) -> SpanRecord:
     start = window * WINDOW_US
     return SpanRecord(
-        trace_id=ids.trace_id(root or key, window),
-        span_id=ids.object_span_id(key, window),
-        parent_id=None if parent is None else ids.object_span_id(parent, window),
+        trace_id=ids.trace_id(_inc(root or key), window),
+        span_id=ids.object_span_id(_inc(key), window),
+        parent_id=None if parent is None else ids.object_span_id(_inc(parent), window),
         source=TraceSource.OBJECT,
         name=key.display,
         start_us=start,
         end_us=start + WINDOW_US,
         key=key,
-        object_id=ids.object_id(key),
+        object_id=ids.object_id(_inc(key)),
         window=window,
         uid=uid,
         kind=kind,
@@ -85,15 +92,15 @@ def audit_span(
 ) -> SpanRecord:
     start = window * WINDOW_US + offset_us
     return SpanRecord(
-        trace_id=ids.trace_id(root or key, window),
+        trace_id=ids.trace_id(_inc(root or key), window),
         span_id=ids.event_span_id(key, "audit", audit_id),
-        parent_id=ids.object_span_id(key, window),
+        parent_id=ids.object_span_id(_inc(key), window),
         source=TraceSource.AUDIT,
         name="admin create",
         start_us=start,
         end_us=start + 10_000,
         key=key,
-        object_id=ids.object_id(key),
+        object_id=ids.object_id(_inc(key)),
         window=window,
         uid=uid,
         kind="Pod",
@@ -112,7 +119,7 @@ def object_row(
     first_us: int | None = None,
     last_us: int | None = None,
 ) -> ObjectRow:
-    return ObjectRow(ids.object_id(key), key, uid, kind, version, owner_id, first_us, last_us)
+    return ObjectRow(ids.object_id(_inc(key)), key, uid, kind, version, owner_id, first_us, last_us)
 
 
 @pytest.fixture
@@ -226,7 +233,7 @@ def test_an_audit_span_takes_the_uid_it_is_written_with(store: SpanStore) -> Non
 
 
 def test_objects_upsert_keeps_latest_uid_known_owner_and_widest_times(store: SpanStore) -> None:
-    owner = ids.object_id(RS)
+    owner = ids.object_id(_inc(RS))
     store.write([], [object_row(POD)])
     store.write([], [object_row(POD, uid="u1", kind="Pod", version="v1", owner_id=owner, first_us=100)])
     store.write([], [object_row(POD, uid="", kind="", version="", owner_id=None, first_us=50, last_us=150)])
@@ -234,14 +241,14 @@ def test_objects_upsert_keeps_latest_uid_known_owner_and_widest_times(store: Spa
     store.write([], [object_row(POD, first_us=None, last_us=200)])
 
     (row,) = store.objects()
-    assert row == ObjectRow(ids.object_id(POD), POD, "u2", "Pod", "v1", owner, 50, 300)
+    assert row == ObjectRow(ids.object_id(_inc(POD)), POD, "u2", "Pod", "v1", owner, 50, 300)
 
 
 def test_a_later_owner_replaces_the_earlier_one(store: SpanStore) -> None:
-    store.write([], [object_row(RS, owner_id=ids.object_id(POD_B))])
-    store.write([], [object_row(RS, owner_id=ids.object_id(DEPLOY))])
+    store.write([], [object_row(RS, owner_id=ids.object_id(_inc(POD_B)))])
+    store.write([], [object_row(RS, owner_id=ids.object_id(_inc(DEPLOY)))])
     (row,) = store.objects()
-    assert row.owner_id == ids.object_id(DEPLOY)
+    assert row.owner_id == ids.object_id(_inc(DEPLOY))
 
 
 def test_objects_and_spans_of_one_write_are_one_transaction(store: SpanStore) -> None:
@@ -281,9 +288,9 @@ def test_windows_of(store: SpanStore) -> None:
         [object_span(POD, 10), object_span(POD, 11), audit_span(POD, 11, "a"), object_span(POD_B, 15)],
         [object_row(POD), object_row(POD_B)],
     )
-    assert store.windows_of([ids.object_id(POD)]) == {10, 11}
-    assert store.windows_of([ids.object_id(POD), ids.object_id(POD_B)]) == {10, 11, 15}
-    assert store.windows_of([ids.object_id(DEPLOY)]) == set()
+    assert store.windows_of([ids.object_id(_inc(POD))]) == {10, 11}
+    assert store.windows_of([ids.object_id(_inc(POD)), ids.object_id(_inc(POD_B))]) == {10, 11, 15}
+    assert store.windows_of([ids.object_id(_inc(DEPLOY))]) == set()
     assert store.windows_of([]) == set()
 
 
@@ -292,7 +299,7 @@ def test_spans_of_objects_with_time_bounds_is_an_inclusive_overlap(store: SpanSt
     late = audit_span(POD, 10, "late", offset_us=100_000)  # 10W+100000 .. 10W+110000
     other = audit_span(POD_B, 10, "other", offset_us=1_000)
     store.write([early, late, other], [object_row(POD), object_row(POD_B)])
-    pod = [ids.object_id(POD)]
+    pod = [ids.object_id(_inc(POD))]
     base = 10 * WINDOW_US
 
     def names(start: int | None, end: int | None) -> set[str]:
@@ -317,10 +324,10 @@ def test_spans_of_traces(store: SpanStore) -> None:
     elsewhere = [object_span(DEPLOY, 11), object_span(POD_B, 10)]
     store.write(in_deploy + elsewhere, [object_row(k) for k in (DEPLOY, RS, POD_B)])
 
-    assert _by_id(store.spans_of_traces([ids.trace_id(DEPLOY, 10)])) == _by_id(in_deploy)
-    both = store.spans_of_traces([ids.trace_id(DEPLOY, 10), ids.trace_id(DEPLOY, 11)])
+    assert _by_id(store.spans_of_traces([ids.trace_id(_inc(DEPLOY), 10)])) == _by_id(in_deploy)
+    both = store.spans_of_traces([ids.trace_id(_inc(DEPLOY), 10), ids.trace_id(_inc(DEPLOY), 11)])
     assert len(both) == 4
-    assert store.spans_of_traces([ids.trace_id(POD, 99)]) == []
+    assert store.spans_of_traces([ids.trace_id(_inc(POD), 99)]) == []
     assert store.spans_of_traces([]) == []
 
 
@@ -350,24 +357,21 @@ def test_spans_after_returns_writes_in_order_and_pages(store: SpanStore) -> None
     assert store.spans_after(store.max_seq(), 100) == []
 
 
-def test_children_counts_and_newest_start(store: SpanStore) -> None:
-    assert store.newest_start_us() is None
+def test_children_and_counts(store: SpanStore) -> None:
     assert store.max_seq() == 0
     store.write(
         [object_span(RS, 10), audit_span(POD, 10, "a", offset_us=7), audit_span(POD_B, 10, "b", offset_us=9)],
         [
             object_row(RS),
-            object_row(POD, owner_id=ids.object_id(RS)),
-            object_row(POD_B, owner_id=ids.object_id(RS)),
+            object_row(POD, owner_id=ids.object_id(_inc(RS))),
+            object_row(POD_B, owner_id=ids.object_id(_inc(RS))),
         ],
     )
-    assert sorted(store.children_of([ids.object_id(RS)])) == sorted(
-        [ids.object_id(POD), ids.object_id(POD_B)]
+    assert sorted(store.children_of([ids.object_id(_inc(RS))])) == sorted(
+        [ids.object_id(_inc(POD)), ids.object_id(_inc(POD_B))]
     )
-    assert store.children_of([ids.object_id(POD)]) == []
+    assert store.children_of([ids.object_id(_inc(POD))]) == []
     assert store.counts() == {"spans_object": 1, "spans_audit": 2, "objects": 3}
-    # Object spans start at their window start; "now" is the newest real request.
-    assert store.newest_start_us() == 10 * WINDOW_US + 9
 
 
 # -- retrace
@@ -386,9 +390,9 @@ def test_retrace_moves_only_the_given_objects_in_the_given_window(store: SpanSto
     store.write(spans, [object_row(k) for k in (RS, POD, POD_B)])
     before = _by_id(store.all_spans())
     seq = store.max_seq()
-    target = ids.trace_id(DEPLOY, 10)
+    target = ids.trace_id(_inc(DEPLOY), 10)
 
-    moved = store.retrace([ids.object_id(RS), ids.object_id(POD)], 10, target)
+    moved = store.retrace([ids.object_id(_inc(RS)), ids.object_id(_inc(POD))], 10, target)
 
     assert moved == 4
     after = _by_id(store.all_spans())
@@ -402,7 +406,7 @@ def test_retrace_moves_only_the_given_objects_in_the_given_window(store: SpanSto
     }
     # Already there: nothing to move, nothing new to export.
     seq = store.max_seq()
-    assert store.retrace([ids.object_id(RS), ids.object_id(POD)], 10, target) == 0
+    assert store.retrace([ids.object_id(_inc(RS)), ids.object_id(_inc(POD))], 10, target) == 0
     assert store.spans_after(seq, 100) == []
 
 
@@ -410,7 +414,7 @@ def test_an_exporter_paging_with_a_small_limit_sees_every_retraced_span(store: S
     pods = [ObjectKey.make(CLUSTER, "", "pods", "default", f"p{i}") for i in range(6)]
     store.write([object_span(p, 10, root=RS) for p in pods], [object_row(p) for p in pods])
     cursor = store.max_seq()
-    store.retrace([ids.object_id(p) for p in pods], 10, ids.trace_id(DEPLOY, 10))
+    store.retrace([ids.object_id(_inc(p)) for p in pods], 10, ids.trace_id(_inc(DEPLOY), 10))
 
     # The OTLP follower advances its cursor to the last seq of each page (export/otlp.py).
     exported: list[SpanRecord] = []
@@ -418,48 +422,221 @@ def test_an_exporter_paging_with_a_small_limit_sees_every_retraced_span(store: S
         exported.extend(span for _seq, span in page)
         cursor = page[-1][0]
 
-    assert sorted(s.span_id for s in exported) == sorted(ids.object_span_id(p, 10) for p in pods)
-    assert all(s.trace_id == ids.trace_id(DEPLOY, 10) for s in exported)
+    assert sorted(s.span_id for s in exported) == sorted(ids.object_span_id(_inc(p), 10) for p in pods)
+    assert all(s.trace_id == ids.trace_id(_inc(DEPLOY), 10) for s in exported)
 
 
-# -- retention
+# -- retention (ages count from arrival by the store's clock, never from the data's timestamps)
+
+HOUR_US = 3_600_000_000
+DAY_US = 24 * HOUR_US
+RETENTION_US = 7 * DAY_US
+ARRIVAL_US = 1_750_000_000_000_000  # a wall-clock "now" in 2025, as µs since the epoch
 
 
-def test_retention_by_age_drops_old_spans_and_objects_left_without_any(store: SpanStore) -> None:
-    old = ObjectKey.make(CLUSTER, "", "pods", "default", "old")
-    never_seen = ObjectKey.make(CLUSTER, "", "pods", "default", "no-times")
-    spans = [
-        object_span(old, 10, root=RS, parent=RS),
-        audit_span(old, 10, "old-10", root=RS),
-        object_span(RS, 10),
-        object_span(POD, 10, root=RS, parent=RS),
-        audit_span(POD, 10, "pod-10", root=RS),
-        object_span(RS, 12),
-        object_span(POD, 12, root=RS, parent=RS),
-        audit_span(POD, 12, "pod-12", root=RS),
+class ManualClock:
+    """The store's clock seam: tests set the time instead of sleeping."""
+
+    def __init__(self, now_us: int = ARRIVAL_US) -> None:
+        self.now_us = now_us
+
+    def __call__(self) -> int:
+        return self.now_us
+
+
+@pytest.fixture
+def clock() -> ManualClock:
+    return ManualClock()
+
+
+@pytest.fixture
+def timed(tmp_path: Path, clock: ManualClock) -> Iterator[SpanStore]:
+    opened = SpanStore(tmp_path / "timed.db", clock=clock)
+    yield opened
+    opened.close()
+
+
+def _rs_trace(window: int, rs: ObjectKey = RS, pod: ObjectKey = POD) -> list[SpanRecord]:
+    """One trace: a ReplicaSet's and its Pod's object spans and one request on each."""
+    return [
+        object_span(rs, window),
+        audit_span(rs, window, f"{rs.name}-{window}"),
+        object_span(pod, window, root=rs, parent=rs),
+        audit_span(pod, window, f"{pod.name}-{window}", root=rs),
     ]
-    rs_last = 10 * WINDOW_US + 5
-    store.write(
-        spans,
+
+
+def _rs_objects(rs: ObjectKey = RS, pod: ObjectKey = POD) -> list[ObjectRow]:
+    return [object_row(rs), object_row(pod, owner_id=ids.object_id(_inc(rs)))]
+
+
+def _retain(store: SpanStore, *, max_bytes: int | None = None, dry_run: bool = False) -> RetentionReport:
+    return store.apply_retention(max_age_us=RETENTION_US, max_bytes=max_bytes, dry_run=dry_run)
+
+
+def _keys(store: SpanStore) -> set[tuple[str, int]]:
+    return {(span.key.name, span.window) for span in store.all_spans()}
+
+
+def test_a_trace_is_kept_for_the_retention_after_it_arrived_then_removed_whole(
+    timed: SpanStore, clock: ManualClock
+) -> None:
+    other_rs = ObjectKey.make(CLUSTER, "apps", "replicasets", "default", "api-1")
+    other_pod = ObjectKey.make(CLUSTER, "", "pods", "default", "api-1-a")
+    timed.write(_rs_trace(10), _rs_objects())
+    clock.now_us += DAY_US
+    timed.write(_rs_trace(10, other_rs, other_pod), _rs_objects(other_rs, other_pod))
+
+    clock.now_us = ARRIVAL_US + RETENTION_US - 1
+    assert _retain(timed) == RetentionReport({})
+    assert len(timed.all_spans()) == 8 and len(list(timed.objects())) == 4
+
+    clock.now_us = ARRIVAL_US + RETENTION_US + 1
+    report = _retain(timed)
+
+    # Object spans and request spans of the trace go together, and the objects left without spans.
+    assert report == RetentionReport({CLUSTER: Removed(traces=1, spans=4, objects=2)})
+    assert report.total == Removed(1, 4, 2)
+    assert _keys(timed) == {("api-1", 10), ("api-1-a", 10)}
+    assert {row.key for row in timed.objects()} == {other_rs, other_pod}
+    assert _retain(timed) == RetentionReport({})
+
+
+def test_an_older_incident_replayed_next_to_newer_data_loses_nothing(
+    timed: SpanStore, clock: ManualClock
+) -> None:
+    live_rs = ObjectKey.make("live", "apps", "replicasets", "default", "web-1")
+    live_pod = ObjectKey.make("live", "", "pods", "default", "web-1-a")
+    old_rs = ObjectKey.make("incident", "apps", "replicasets", "default", "web-1")
+    old_pod = ObjectKey.make("incident", "", "pods", "default", "web-1-a")
+    live_window = ARRIVAL_US // WINDOW_US
+    incident_window = live_window - 120 * DAY_US // WINDOW_US  # four months before the live data
+    timed.write(_rs_trace(live_window, live_rs, live_pod), _rs_objects(live_rs, live_pod))
+    clock.now_us += HOUR_US
+    timed.write(_rs_trace(incident_window, old_rs, old_pod), _rs_objects(old_rs, old_pod))
+
+    clock.now_us += 1
+    assert _retain(timed) == RetentionReport({})
+    assert len(timed.all_spans()) == 8 and len(list(timed.objects())) == 4
+
+    # A week after the live data arrived, only it has expired; the incident was replayed an hour later.
+    clock.now_us = ARRIVAL_US + RETENTION_US + 1
+    assert _retain(timed) == RetentionReport({"live": Removed(1, 4, 2)})
+    assert {span.key.cluster for span in timed.all_spans()} == {"incident"}
+
+    clock.now_us = ARRIVAL_US + HOUR_US + RETENTION_US + 1
+    assert _retain(timed) == RetentionReport({"incident": Removed(1, 4, 2)})
+    assert timed.all_spans() == [] and list(timed.objects()) == []
+
+
+def test_an_event_dated_9999_12_31_decides_nothing_about_other_data(
+    timed: SpanStore, clock: ManualClock
+) -> None:
+    timed.write(_rs_trace(ARRIVAL_US // WINDOW_US), _rs_objects())
+    far = ObjectKey.make(CLUSTER, "", "pods", "default", "from-a-broken-clock")
+    far_window = 253_402_214_400_000_000 // WINDOW_US  # 9999-12-31T00:00:00Z
+    clock.now_us += 1
+    timed.write([object_span(far, far_window), audit_span(far, far_window, "far")], [object_row(far)])
+
+    clock.now_us += HOUR_US
+    assert _retain(timed) == RetentionReport({})
+    assert len(timed.all_spans()) == 6
+
+    # It is data like any other: gone a retention after it arrived, not at the end of time.
+    clock.now_us = ARRIVAL_US + 1 + RETENTION_US + 1
+    assert _retain(timed) == RetentionReport({CLUSTER: Removed(2, 6, 3)})
+
+
+def test_a_trace_that_got_a_new_span_recently_is_kept_whole(timed: SpanStore, clock: ManualClock) -> None:
+    timed.write(_rs_trace(10), _rs_objects())
+    clock.now_us = ARRIVAL_US + RETENTION_US - HOUR_US
+    timed.write([audit_span(POD, 10, "late", offset_us=50_000, root=RS)], [object_row(POD)])
+
+    clock.now_us = ARRIVAL_US + RETENTION_US + 1
+    assert _retain(timed) == RetentionReport({})
+    assert len(timed.all_spans()) == 5
+
+    clock.now_us = ARRIVAL_US + 2 * RETENTION_US
+    assert _retain(timed) == RetentionReport({CLUSTER: Removed(1, 5, 2)})
+
+
+def test_retrace_keeps_the_moved_spans_arrival(timed: SpanStore, clock: ManualClock) -> None:
+    # The owner's trace arrived long ago; the pod's spans arrive a week later and are moved into it
+    # when the pod's owner becomes known.
+    timed.write([object_span(RS, 10), audit_span(RS, 10, "rs")], [object_row(RS)])
+    clock.now_us = ARRIVAL_US + RETENTION_US - HOUR_US
+    timed.write([object_span(POD, 10), audit_span(POD, 10, "pod")], [object_row(POD)])
+    assert timed.retrace([ids.object_id(_inc(POD))], 10, ids.trace_id(_inc(RS), 10)) == 2
+    timed.write(
+        [object_span(POD, 10, root=RS, parent=RS)], [object_row(POD, owner_id=ids.object_id(_inc(RS)))]
+    )
+    # The pod's own trace, emptied by the move, is forgotten rather than left for retention to count.
+    assert _trace_rows(timed.path) == [(f"{ids.trace_id(_inc(RS), 10):032x}", CLUSTER, 10, clock.now_us)]
+
+    clock.now_us = ARRIVAL_US + RETENTION_US + 1
+    assert _retain(timed) == RetentionReport({})
+    assert _keys(timed) == {("web-1", 10), ("web-1-a", 10)}
+
+    clock.now_us = ARRIVAL_US + 2 * RETENTION_US
+    assert _retain(timed) == RetentionReport({CLUSTER: Removed(1, 4, 2)})
+    assert _trace_rows(timed.path) == []
+
+
+def test_retrace_alone_stamps_the_target_trace(timed: SpanStore, clock: ManualClock) -> None:
+    timed.write([object_span(RS, 10)], [object_row(RS)])
+    clock.now_us = ARRIVAL_US + RETENTION_US - HOUR_US
+    timed.write([audit_span(POD, 10, "pod")], [object_row(POD)])
+    timed.retrace([ids.object_id(_inc(POD))], 10, ids.trace_id(_inc(RS), 10))
+
+    clock.now_us = ARRIVAL_US + RETENTION_US + 1
+    assert _retain(timed) == RetentionReport({})
+    assert len(timed.all_spans()) == 2
+
+
+def test_a_trace_emptied_by_an_upsert_into_another_root_is_not_counted(
+    timed: SpanStore, clock: ManualClock
+) -> None:
+    timed.write([object_span(POD, 10)], [object_row(POD)])
+    timed.write([object_span(POD, 10, root=RS, parent=RS), object_span(RS, 10)], [object_row(RS)])
+
+    clock.now_us += RETENTION_US + 1
+    assert _retain(timed) == RetentionReport({CLUSTER: Removed(1, 2, 2)})
+    assert _trace_rows(timed.path) == []
+
+
+def test_objects_go_only_when_nothing_refers_to_them_and_they_were_not_seen_within_the_retention(
+    timed: SpanStore, clock: ManualClock
+) -> None:
+    deploy_b = ObjectKey.make("c2", "apps", "deployments", "default", "api")
+    rs_b = ObjectKey.make("c2", "apps", "replicasets", "default", "api-1")
+    pod_b = ObjectKey.make("c2", "", "pods", "default", "api-1-a")
+    lonely = ObjectKey.make("c2", "", "configmaps", "default", "lonely")
+    timed.write(
+        [object_span(DEPLOY, 10)],
         [
-            object_row(old, last_us=10 * WINDOW_US + 11_000),
-            object_row(RS, last_us=rs_last),
-            object_row(POD, owner_id=ids.object_id(RS), last_us=12 * WINDOW_US + 11_000),
-            object_row(never_seen),
+            object_row(DEPLOY),
+            object_row(deploy_b),
+            object_row(rs_b, owner_id=ids.object_id(_inc(deploy_b))),
+            object_row(lonely),
         ],
     )
-    now = 12 * WINDOW_US + 100
-    cutoff = now - WINDOW_US
+    clock.now_us += RETENTION_US - HOUR_US
+    # The pod has spans and was noted recently; its owners were not, and have no spans.
+    timed.write([object_span(pod_b, 10)], [object_row(pod_b, owner_id=ids.object_id(_inc(rs_b)))])
 
-    removed = store.apply_retention(now_us=now, max_age_us=WINDOW_US, max_bytes=None)
+    clock.now_us = ARRIVAL_US + RETENTION_US + 1
+    report = _retain(timed)
 
-    assert removed == sum(1 for s in spans if s.end_us < cutoff) == 5
-    assert {(s.key, s.window) for s in store.all_spans()} == {(RS, 12), (POD, 12)}
-    known = {row.key for row in store.objects()}
-    assert old not in known
-    # RS still owns POD; an object never seen active has no age to judge.
-    assert known == {RS, POD, never_seen}
-    assert store.apply_retention(now_us=now, max_age_us=WINDOW_US, max_bytes=None) == 0
+    assert report == RetentionReport({CLUSTER: Removed(1, 1, 1), "c2": Removed(0, 0, 1)})
+    assert {row.key for row in timed.objects()} == {deploy_b, rs_b, pod_b}
+
+
+def _trace_rows(path: Path) -> list[tuple[str, str, int, int]]:
+    db = sqlite3.connect(path)
+    try:
+        return [tuple(row) for row in db.execute("SELECT trace_id, cluster, window, arrived_us FROM traces")]
+    finally:
+        db.close()
 
 
 def _used_bytes(path: Path) -> int:
@@ -474,35 +651,84 @@ def _used_bytes(path: Path) -> int:
         db.close()
 
 
-def test_retention_by_size_drops_oldest_windows_until_under_the_limit(store: SpanStore) -> None:
+def _padded_trace(window: int) -> tuple[list[SpanRecord], list[ObjectRow]]:
     pods = [ObjectKey.make(CLUSTER, "", "pods", "default", f"p{i}") for i in range(40)]
-    for window in (10, 11, 12):
-        # Large tags overflow to their own pages, so deleting a window frees whole pages.
-        spans = [replace(object_span(p, window), tags={"pad": "x" * 8000}) for p in pods]
-        store.write(spans, [object_row(p, last_us=(window + 1) * WINDOW_US) for p in pods])
-    total = _used_bytes(store.path)
+    # Large tags overflow to their own pages, so removing a trace frees whole pages.
+    spans = [replace(object_span(p, window, root=RS, parent=RS), tags={"pad": "x" * 8000}) for p in pods]
+    return [object_span(RS, window), *spans], [object_row(RS), *(object_row(p) for p in pods)]
+
+
+def test_size_retention_removes_the_least_recently_arrived_traces_first(
+    timed: SpanStore, clock: ManualClock
+) -> None:
+    # Arrival order differs from the order of the data's own times: window 12 arrived first.
+    for window in (12, 10, 11):
+        timed.write(*_padded_trace(window))
+        clock.now_us += HOUR_US
+    total = _used_bytes(timed.path)
     limit = int(total * 0.6)
-    object_ids = [ids.object_id(p) for p in pods]
 
-    assert store.apply_retention(now_us=0, max_age_us=None, max_bytes=total * 2) == 0
-    removed = store.apply_retention(now_us=0, max_age_us=None, max_bytes=limit)
+    assert timed.apply_retention(max_age_us=None, max_bytes=total * 2) == RetentionReport({})
+    report = timed.apply_retention(max_age_us=None, max_bytes=limit)
 
-    assert removed == 80
-    assert store.windows_of(object_ids) == {12}
-    assert _used_bytes(store.path) <= limit
-    assert len(list(store.objects())) == 40
-
-
-def test_retention_by_size_stops_when_no_spans_are_left(store: SpanStore) -> None:
-    store.write([object_span(POD, 10), audit_span(POD, 10, "a")], [object_row(POD)])
-    assert store.apply_retention(now_us=0, max_age_us=None, max_bytes=1) == 2
-    assert store.all_spans() == []
+    assert report == RetentionReport({CLUSTER: Removed(traces=2, spans=82, objects=0)})
+    assert timed.windows_of([ids.object_id(_inc(RS))]) == {11}
+    assert _used_bytes(timed.path) <= limit
+    # No age limit: objects are kept (they are what name suggestions offer).
+    assert len(list(timed.objects())) == 41
 
 
-def test_retention_with_no_limits_removes_nothing(store: SpanStore) -> None:
-    store.write([object_span(POD, 10)], [object_row(POD, last_us=1)])
-    assert store.apply_retention(now_us=10**18, max_age_us=None, max_bytes=None) == 0
-    assert len(store.all_spans()) == 1 and len(list(store.objects())) == 1
+def test_size_retention_stops_when_no_trace_is_left(timed: SpanStore) -> None:
+    timed.write(_rs_trace(10), _rs_objects())
+    assert timed.apply_retention(max_age_us=None, max_bytes=1) == RetentionReport({CLUSTER: Removed(1, 4, 0)})
+    assert timed.all_spans() == []
+
+
+def test_retention_with_no_limits_removes_nothing(timed: SpanStore, clock: ManualClock) -> None:
+    timed.write(_rs_trace(10), _rs_objects())
+    clock.now_us += 100 * RETENTION_US
+    assert timed.apply_retention(max_age_us=None, max_bytes=None) == RetentionReport({})
+    assert len(timed.all_spans()) == 4 and len(list(timed.objects())) == 2
+
+
+def test_a_dry_run_removes_nothing_and_reports_what_the_real_pass_then_removes(
+    timed: SpanStore, clock: ManualClock
+) -> None:
+    other_rs = ObjectKey.make("c2", "apps", "replicasets", "default", "api-1")
+    other_pod = ObjectKey.make("c2", "", "pods", "default", "api-1-a")
+    timed.write(_rs_trace(10), _rs_objects())
+    timed.write(_rs_trace(10, other_rs, other_pod), _rs_objects(other_rs, other_pod))
+    for window in (12, 13, 14):
+        clock.now_us += HOUR_US
+        timed.write(*_padded_trace(window))
+    clock.now_us = ARRIVAL_US + RETENTION_US + 1
+    limit = int(_used_bytes(timed.path) * 0.5)
+    digest, objects, used = timed.digest_rows(), list(timed.objects()), _used_bytes(timed.path)
+
+    dry = _retain(timed, max_bytes=limit, dry_run=True)
+
+    assert timed.digest_rows() == digest and list(timed.objects()) == objects
+    assert _used_bytes(timed.path) == used
+    assert dry.dry_run and dry.lines()[-1].endswith("would be removed")
+    real = _retain(timed, max_bytes=limit)
+    assert not real.dry_run
+    assert dry.by_cluster == real.by_cluster
+    assert real.by_cluster[CLUSTER].traces >= 2 and real.by_cluster["c2"] == Removed(1, 4, 2)
+    assert timed.digest_rows() != digest
+
+
+def test_report_lines() -> None:
+    assert RetentionReport({}).lines() == ["nothing to remove"]
+    assert RetentionReport({"a": Removed()}, dry_run=True).lines() == ["nothing to remove"]
+    report = RetentionReport({"b": Removed(12, 340, 25), "a": Removed(1, 1, 0)})
+    assert report.lines() == [
+        "cluster a: 1 trace, 1 span, 0 objects removed",
+        "cluster b: 12 traces, 340 spans, 25 objects removed",
+        "total: 13 traces, 341 spans, 25 objects removed",
+    ]
+    assert (
+        replace(report, dry_run=True).lines()[0] == "cluster a: 1 trace, 1 span, 0 objects would be removed"
+    )
 
 
 # -- files
@@ -575,15 +801,57 @@ def test_opening_another_apps_sqlite_file_is_refused_and_leaves_it_alone(tmp_pat
         check.close()
 
 
-def test_a_store_of_another_schema_version_is_refused(tmp_path: Path) -> None:
+def test_a_store_of_a_newer_schema_version_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "k.db"
     SpanStore(path).close()
     db = sqlite3.connect(path)
     db.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(SCHEMA_VERSION + 1),))
     db.commit()
     db.close()
-    with pytest.raises(errors.StoreError, match=f"not a kelemetry store of schema {SCHEMA_VERSION}"):
-        StoreReader(path)
+    for open_store in (StoreReader, SpanStore):
+        with pytest.raises(
+            errors.StoreError, match=f"written by a newer kelemetry .*schema {SCHEMA_VERSION + 1}"
+        ):
+            open_store(path)
+
+
+def make_schema_1_store(path: Path) -> None:
+    """A store as kelemetry wrote it before retention counted from arrival (abridged: the tables
+    whose shape changed, with a span in them)."""
+    db = sqlite3.connect(path)
+    db.execute("PRAGMA journal_mode=WAL")
+    db.executescript(
+        """
+        CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+        INSERT INTO meta VALUES ('schema_version', '1'), ('seq', '1');
+        CREATE TABLE objects (object_id INTEGER PRIMARY KEY, cluster TEXT NOT NULL, grp TEXT NOT NULL,
+            resource TEXT NOT NULL, namespace TEXT NOT NULL, name TEXT NOT NULL, uid TEXT NOT NULL,
+            kind TEXT NOT NULL, version TEXT NOT NULL, owner_id INTEGER, first_us INTEGER, last_us INTEGER);
+        CREATE TABLE spans (span_id INTEGER PRIMARY KEY, trace_id TEXT NOT NULL, end_us INTEGER NOT NULL);
+        CREATE INDEX spans_by_end ON spans (end_us);
+        INSERT INTO objects VALUES (1, 'c1', '', 'pods', 'default', 'web', 'u', 'Pod', 'v1', NULL, 1, 2);
+        INSERT INTO spans VALUES (7, 'abc', 2);
+        """
+    )
+    db.commit()
+    db.close()
+
+
+def test_a_store_written_by_an_older_kelemetry_is_refused_untouched(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    make_schema_1_store(path)
+    files = sorted(tmp_path.iterdir())
+    before = {f: f.read_bytes() for f in files}
+
+    for open_store in (StoreReader, SpanStore):
+        with pytest.raises(errors.StoreError) as caught:
+            open_store(path)
+        message = str(caught.value)
+        assert message.startswith(f"{path} was written by an older kelemetry (store schema 1")
+        assert "replay the audit logs into a new store" in message and "\n" not in message
+
+    assert sorted(tmp_path.iterdir()) == files
+    assert {f: f.read_bytes() for f in files} == before
 
 
 def test_a_reader_sees_what_an_open_writer_committed(store: SpanStore) -> None:
@@ -602,19 +870,20 @@ _KILLED_WRITER = textwrap.dedent(
     import os, signal, sys
     from aggregators import ids
     from kelemetry.model.events import TraceSource
-    from kelemetry.model.objects import ObjectKey
+    from kelemetry.model.objects import Incarnation, ObjectKey
     from kelemetry.model.spans import SpanRecord
     from kelemetry.store.sqlite import ObjectRow, SpanStore
 
     store = SpanStore(sys.argv[1])
     key = ObjectKey.make("c1", "", "pods", "default", "survivor")
+    _inc = lambda k: Incarnation(k, "u")  # noqa: E731
     spans = [
-        SpanRecord(ids.trace_id(key, 10), ids.event_span_id(key, "audit", str(i)),
-                   ids.object_span_id(key, 10), TraceSource.AUDIT, "admin create", 10 + i, 20 + i,
-                   key, ids.object_id(key), 10, "u", "Pod", "v1", {"audit.id": str(i)})
+        SpanRecord(ids.trace_id(_inc(key), 10), ids.event_span_id(key, "audit", str(i)),
+                   ids.object_span_id(_inc(key), 10), TraceSource.AUDIT, "admin create", 10 + i, 20 + i,
+                   key, ids.object_id(_inc(key)), 10, "u", "Pod", "v1", {"audit.id": str(i)})
         for i in range(50)
     ]
-    store.write(spans, [ObjectRow(ids.object_id(key), key, "u", "Pod", "v1")])
+    store.write(spans, [ObjectRow(ids.object_id(_inc(key)), key, "u", "Pod", "v1")])
     print("acknowledged", flush=True)
     os.kill(os.getpid(), signal.SIGKILL)
     """
