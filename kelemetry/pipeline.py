@@ -188,10 +188,10 @@ class Pipeline:
         """The event with the incarnations it means: inputs that did not say a uid get the current one."""
         obj = self.graph.resolve(event.object)
         link = event.owner
-        owner = None if link is None else OwnerLink(obj, self.graph.resolve(link.owner))
-        if obj is event.object and (link is None or owner == link):
+        owner = None if link is None else self.graph.resolve(link.owner)
+        if obj is event.object and (link is None or owner is link.owner):
             return event
-        return replace(event, object=obj, owner=owner)
+        return replace(event, object=obj, owner=None if owner is None else OwnerLink(obj, owner))
 
     def _add(
         self, event: Event, spans: list[SpanRecord], objects: dict[int, ObjectRow], result: BatchResult

@@ -9,6 +9,7 @@ tests/e2e/test_fidelity.py.
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -212,3 +213,19 @@ def test_a_namespace_is_one_cluster_scoped_object_whatever_objectref_says(tmp_pa
     trace = lookup(store, "namespaces", "gone", namespace="")
     verbs = sorted(str(c.span.tags.get("audit.verb")) for c in trace.root.children)
     assert verbs == ["create", "delete"]
+
+
+def test_an_older_replayed_incident_survives_retention_next_to_live_data(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Live data of another cluster, stamped now; then the recorded sample (days older) replayed.
+    now = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime())
+    live = [audit_event(name="live-0", uid="l-0", received=f"{now}.000000Z", completed=f"{now}.005000Z")]
+    store = tmp_path / "k.db"
+    replay(store, write_log(tmp_path / "live.log", live), cluster="live")
+    replay(store, SAMPLE / "audit.log", SAMPLE / "events.jsonl")
+    capsys.readouterr()
+    assert cli.main(["retain", "--store", str(store), "--retention", "1h"]) == 0
+    assert "nothing to remove" in capsys.readouterr().out
+    assert lookup(store, "deployments", "demo", namespace="default").root.span.uid
+    assert lookup(store, "pods", "live-0", cluster="live").root.span.uid == "l-0"
