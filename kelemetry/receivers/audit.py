@@ -163,16 +163,37 @@ def events_of_document(document: Any, where: str) -> list[RawAuditEvent]:
     return [check_event(document, where, strict_version=False)]
 
 
+# Requests whose bodies are credentials: the answer to a TokenRequest is a live bearer token, and a
+# TokenReview carries the token it checks. Their bodies never reach the disk, whatever the policy.
+_CREDENTIALS = frozenset({("", "serviceaccounts", "token"), ("authentication.k8s.io", "tokenreviews", "")})
+_CREDENTIAL_MARKERS = (b'"token"', b'"tokenreviews"')
+
+
+def is_credential(group: str, resource: str, subresource: str) -> bool:
+    return (group, resource, subresource) in _CREDENTIALS
+
+
 def scrub_batch(body: bytes, events: list[RawAuditEvent], redactor: Redactor) -> bytes:
-    """``body`` with redacted fields removed from every request/response object, re-encoded only
-    if the batch touches a redacted resource at all (so Secret values are never written to disk)."""
-    if not any(f'"{resource}"'.encode() in body for resource in redactor.resources()):
+    """``body`` with redacted fields and credentials removed from every request/response object,
+    re-encoded only if the batch touches such a resource at all (so Secret values and tokens are
+    never written to disk)."""
+    if not any(f'"{resource}"'.encode() in body for resource in redactor.resources()) and not any(
+        marker in body for marker in _CREDENTIAL_MARKERS
+    ):
         return body
     changed = False
     for event in events:
         ref = event.get("objectRef") or {}
         resource = ref.get("resource", "")
         group = canonical_group(ref.get("apiGroup", ""), resource)
+        if is_credential(group, resource, ref.get("subresource", "")):
+            if "requestObject" in event:
+                event["requestObject"] = redactor.opaque(event["requestObject"])
+                changed = True
+            if "responseObject" in event:
+                event["responseObject"] = redactor.opaque(event["responseObject"])
+                changed = True
+            continue
         if not redactor.fields_of(group, resource):
             continue
         for side in ("requestObject", "responseObject"):
@@ -381,8 +402,12 @@ class AuditConverter:
 
         counts["kept"] += 1
         raw_request = raw.get("requestObject")
-        if raw_request is not None and self._redactor.fields_of(group, resource):
+        if raw_request is not None and (
+            self._redactor.fields_of(group, resource) or is_credential(group, resource, subresource)
+        ):
             raw_request = self._redactor.opaque(raw_request)
+        if is_credential(group, resource, subresource):
+            status_body = None
         write = WriteDetail(
             verb=verb,
             subresource=subresource,

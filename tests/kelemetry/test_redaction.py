@@ -87,6 +87,46 @@ def secret_events() -> list[dict[str, object]]:
             received="2024-05-01T10:02:00Z",
             completed="2024-05-01T10:02:00.01Z",
         ),
+        # Credentials: a TokenRequest's answer is a live bearer token; a TokenReview carries one.
+        audit_event(
+            verb="create",
+            resource="serviceaccounts",
+            subresource="token",
+            namespace="prod",
+            name="builder",
+            uid="uid-builder",
+            kind="TokenRequest",
+            request_object={"kind": "TokenRequest", "apiVersion": "authentication.k8s.io/v1", "spec": {}},
+            response_object={
+                "kind": "TokenRequest",
+                "apiVersion": "authentication.k8s.io/v1",
+                "metadata": {"name": "builder", "namespace": "prod"},
+                "status": {"token": CANARY, "expirationTimestamp": "2024-05-01T11:03:00Z"},
+            },
+            received="2024-05-01T10:03:00Z",
+            completed="2024-05-01T10:03:00.01Z",
+        ),
+        audit_event(
+            verb="create",
+            resource="tokenreviews",
+            group="authentication.k8s.io",
+            namespace="",
+            name="",
+            kind="TokenReview",
+            request_object={
+                "kind": "TokenReview",
+                "apiVersion": "authentication.k8s.io/v1",
+                "spec": {"token": CANARY2},
+            },
+            response_object={
+                "kind": "TokenReview",
+                "apiVersion": "authentication.k8s.io/v1",
+                "spec": {"token": CANARY2},
+                "status": {"authenticated": True},
+            },
+            received="2024-05-01T10:04:00Z",
+            completed="2024-05-01T10:04:00.01Z",
+        ),
     ]
 
 
