@@ -9,9 +9,7 @@ shows it too), never a traceback.
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Callable
-from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -25,15 +23,13 @@ from frontend.assemble import ObjectQuery
 from frontend.backend import Suggestion
 from frontend.query import QueryService, incarnation_json, object_json
 from kelemetry import errors
+from kelemetry.model import times
 
 logger = logging.getLogger(__name__)
 
 STATIC_DIR = Path(__file__).parent / "static"
 
 # An unencoded "+02:00" in a query string arrives as " 02:00".
-_PLUS_AS_SPACE = re.compile(r"^(.*\d) (\d{2}:?\d{2})$")
-_DURATION = re.compile(r"^(\d+)(ms|s|m|h|d)$")
-_UNITS_US = {"ms": 1_000, "s": 1_000_000, "m": 60_000_000, "h": 3_600_000_000, "d": 86_400_000_000}
 
 
 def _error(status: int, message: str) -> JSONResponse:
@@ -72,38 +68,25 @@ def _require(**params: str | None) -> None:
 
 
 def parse_time_param(name: str, value: str | None) -> int | None:
-    """µs since the epoch (Jaeger's convention) or RFC 3339."""
+    """µs since the epoch (Jaeger's convention) or RFC 3339 with a zone."""
     if value is None or value == "":
         return None
-    text = _PLUS_AS_SPACE.sub(r"\1+\2", value.strip())
-    if text.isascii() and text.isdigit():
-        number = int(text)
-        if number >= 1 << 62:
-            raise errors.InputError(
-                f"invalid {name} {value!r}: out of range for microseconds since the epoch"
-            )
-        return number
     try:
-        moment = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
-    except ValueError:
-        raise errors.InputError(
-            f"invalid {name} {value!r}: use microseconds since the epoch or RFC 3339, "
-            "e.g. 2024-05-01T10:00:00Z"
-        ) from None
-    if moment.tzinfo is None:
-        raise errors.InputError(f"invalid {name} {value!r}: RFC 3339 needs a time zone (Z or +hh:mm)")
-    return int(moment.timestamp() * 1_000_000)
+        return times.parse_moment(value, what=name, jaeger=True)
+    except ValueError as exc:
+        raise errors.InputError(str(exc)) from None
 
 
 def _lookback(value: str | None, end_us: int | None) -> int | None:
     if not value or value == "custom":
         return None
-    match = _DURATION.match(value.strip())
-    if match is None:
-        raise errors.InputError(f"invalid lookback {value!r}: use e.g. 1h, 30m, 2d")
-    end = end_us if end_us is not None else datetime.now().timestamp() * 1_000_000
+    try:
+        span = times.parse_duration_us(value, what="lookback")
+    except ValueError as exc:
+        raise errors.InputError(str(exc)) from None
+    end = end_us if end_us is not None else times.now_us()
     # Longer than the epoch is "everything": clamp rather than overflow the store's integers.
-    return max(int(end) - int(match[1]) * _UNITS_US[match[2]], 0)
+    return max(end - span, 0)
 
 
 def _parse_tags(tags_json: str | None, tag_pairs: list[str]) -> dict[str, str]:

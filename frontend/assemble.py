@@ -15,9 +15,9 @@ from dataclasses import dataclass, field, replace
 from jaeger import model as jaeger_model
 from kelemetry import errors
 from kelemetry.model.events import TraceSource
-from kelemetry.model.objects import ObjectKey
+from kelemetry.model.objects import KnownObject, ObjectKey
 from kelemetry.model.spans import SpanRecord, span_tags
-from kelemetry.store.sqlite import ObjectRow, StoreReader
+from kelemetry.store.sqlite import StoreReader
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,9 +55,9 @@ class SpanNode:
 class AssembledTrace:
     trace_id: int
     root: SpanNode
-    target: ObjectRow
+    target: KnownObject
     warnings: list[str] = field(default_factory=list)
-    incarnations: list[ObjectRow] = field(default_factory=list)
+    incarnations: list[KnownObject] = field(default_factory=list)
     """The other objects that had the target's name (deleted and created again), newest first."""
 
     def walk(self) -> list[SpanNode]:
@@ -82,9 +82,9 @@ class AssembledTrace:
         return found
 
 
-def by_key(rows: list[ObjectRow]) -> list[list[ObjectRow]]:
+def by_key(rows: list[KnownObject]) -> list[list[KnownObject]]:
     """Rows grouped by object key, each group's incarnations newest first (by first activity)."""
-    groups: dict[ObjectKey, list[ObjectRow]] = defaultdict(list)
+    groups: dict[ObjectKey, list[KnownObject]] = defaultdict(list)
     for row in rows:
         groups[row.key].append(row)
     for group in groups.values():
@@ -92,7 +92,7 @@ def by_key(rows: list[ObjectRow]) -> list[list[ObjectRow]]:
     return list(groups.values())
 
 
-def ambiguity(query: ObjectQuery, groups: list[list[ObjectRow]]) -> str:
+def ambiguity(query: ObjectQuery, groups: list[list[KnownObject]]) -> str:
     keys = [group[0].key for group in groups]
     several_groups = len({k.group for k in keys}) > 1
     options = ", ".join(
@@ -105,8 +105,8 @@ def ambiguity(query: ObjectQuery, groups: list[list[ObjectRow]]) -> str:
 
 
 def open_newest(
-    incarnations: list[ObjectRow],
-    open_one: Callable[[ObjectRow], AssembledTrace],
+    incarnations: list[KnownObject],
+    open_one: Callable[[KnownObject], AssembledTrace],
 ) -> AssembledTrace:
     """The trace of the newest incarnation that had activity (NotFound when none had), listing the
     others so each can be opened by its uid."""
@@ -120,7 +120,7 @@ def open_newest(
     raise errors.NotFound("no activity in the requested time range")
 
 
-def find_rows(reader: StoreReader, query: ObjectQuery) -> list[ObjectRow]:
+def find_rows(reader: StoreReader, query: ObjectQuery) -> list[KnownObject]:
     """Every incarnation of the objects a query's key fields match (the uid is not applied)."""
     return reader.find_objects(
         cluster=query.cluster or None,
@@ -131,7 +131,7 @@ def find_rows(reader: StoreReader, query: ObjectQuery) -> list[ObjectRow]:
     )
 
 
-def choose(rows: list[ObjectRow], query: ObjectQuery) -> tuple[list[ObjectRow], list[ObjectRow]]:
+def choose(rows: list[KnownObject], query: ObjectQuery) -> tuple[list[KnownObject], list[KnownObject]]:
     """(incarnations to try, newest first; the other incarnations of the same name) for a query;
     NotFound when nothing matches or the key fields match several objects."""
     if query.uid is not None:
@@ -162,7 +162,7 @@ def assemble(reader: StoreReader, query: ObjectQuery) -> AssembledTrace:
 
 
 def trace_of(
-    reader: StoreReader, target: ObjectRow, start_us: int | None, end_us: int | None
+    reader: StoreReader, target: KnownObject, start_us: int | None, end_us: int | None
 ) -> AssembledTrace:
     """The merged hierarchy ``target`` belongs to over the range; NotFound when it had no activity."""
     own = reader.spans_of_objects([target.object_id], start_us, end_us)
@@ -190,7 +190,7 @@ def overlaps(span: SpanRecord, start_us: int | None, end_us: int | None) -> bool
     return (start_us is None or span.end_us >= start_us) and (end_us is None or span.start_us <= end_us)
 
 
-def merge(spans: list[SpanRecord], target: ObjectRow) -> AssembledTrace:
+def merge(spans: list[SpanRecord], target: KnownObject) -> AssembledTrace:
     """Fold per-window object spans into one per object and build the tree."""
     by_object: dict[int, list[SpanRecord]] = defaultdict(list)
     events: list[SpanRecord] = []
@@ -249,7 +249,7 @@ def merge(spans: list[SpanRecord], target: ObjectRow) -> AssembledTrace:
     return AssembledTrace(trace_id=trace_id, root=main, target=target, warnings=warnings)
 
 
-def _main_root(roots: list[SpanNode], nodes: dict[int, SpanNode], target: ObjectRow) -> SpanNode:
+def _main_root(roots: list[SpanNode], nodes: dict[int, SpanNode], target: KnownObject) -> SpanNode:
     if len(roots) == 1:
         return roots[0]
     parent_of = {id(child): node for node in nodes.values() for child in node.children}

@@ -2,7 +2,7 @@
 
 ``StoreBackend`` reads the embedded store. ``frontend.jaegerstore.JaegerBackend`` reads a real
 Jaeger through its query API (the collector then only exports OTLP). Both answer with the store's
-own types (``ObjectRow``, ``AssembledTrace``), so scopes, modes and rendering do not know which
+own types (``KnownObject``, ``AssembledTrace``), so scopes, modes and rendering do not know which
 one they got.
 """
 
@@ -12,7 +12,8 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from frontend.assemble import AssembledTrace, ObjectQuery, trace_of
-from kelemetry.store.sqlite import ObjectRow, StoreReader
+from kelemetry.model.objects import KnownObject
+from kelemetry.store.sqlite import StoreReader
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,11 +37,11 @@ class Suggestion:
 class Backend(Protocol):
     name: str
 
-    def find_objects(self, query: ObjectQuery) -> list[ObjectRow]:
+    def find_objects(self, query: ObjectQuery) -> list[KnownObject]:
         """Objects matching the query's key fields (cluster may be None: any)."""
         ...
 
-    def trace(self, target: ObjectRow, start_us: int | None, end_us: int | None) -> AssembledTrace:
+    def trace(self, target: KnownObject, start_us: int | None, end_us: int | None) -> AssembledTrace:
         """The merged hierarchy ``target`` belongs to over the range; NotFound when it had no activity."""
         ...
 
@@ -48,7 +49,7 @@ class Backend(Protocol):
 
     def resources(self, cluster: str | None) -> list[ResourceInfo]: ...
 
-    def suggest(self, request: Suggestion) -> list[ObjectRow]: ...
+    def suggest(self, request: Suggestion) -> list[KnownObject]: ...
 
     def close(self) -> None: ...
 
@@ -59,7 +60,7 @@ class StoreBackend:
     def __init__(self, reader: StoreReader) -> None:
         self.reader = reader
 
-    def find_objects(self, query: ObjectQuery) -> list[ObjectRow]:
+    def find_objects(self, query: ObjectQuery) -> list[KnownObject]:
         return self.reader.find_objects(
             cluster=query.cluster or None,
             resource=query.resource,
@@ -68,7 +69,7 @@ class StoreBackend:
             group=query.group,
         )
 
-    def trace(self, target: ObjectRow, start_us: int | None, end_us: int | None) -> AssembledTrace:
+    def trace(self, target: KnownObject, start_us: int | None, end_us: int | None) -> AssembledTrace:
         return trace_of(self.reader, target, start_us, end_us)
 
     def clusters(self) -> list[str]:
@@ -77,7 +78,7 @@ class StoreBackend:
     def resources(self, cluster: str | None) -> list[ResourceInfo]:
         return [ResourceInfo(*row) for row in self.reader.resources(cluster)]
 
-    def suggest(self, request: Suggestion) -> list[ObjectRow]:
+    def suggest(self, request: Suggestion) -> list[KnownObject]:
         return self.reader.suggest(
             cluster=request.cluster,
             resource=request.resource,

@@ -18,9 +18,8 @@ from jaeger.client import JaegerClient, JaegerError
 from kelemetry import errors
 from kelemetry.model import tags
 from kelemetry.model.events import Log, TagValue, TraceSource
-from kelemetry.model.objects import Incarnation, ObjectKey
+from kelemetry.model.objects import Incarnation, KnownObject, ObjectKey
 from kelemetry.model.spans import SpanRecord
-from kelemetry.store.sqlite import ObjectRow
 
 DEFAULT_LOOKBACK_US = 7 * 86_400 * 1_000_000
 WINDOW_US = 1800 * 1_000_000
@@ -152,7 +151,7 @@ class JaegerBackend:
             raise errors.BackendError(str(exc)) from exc
         return records_of(traces)
 
-    def find_objects(self, query: ObjectQuery) -> list[ObjectRow]:
+    def find_objects(self, query: ObjectQuery) -> list[KnownObject]:
         wanted: dict[str, str] = {tags.RESOURCE: query.resource, tags.NAME: query.name}
         if query.cluster:
             wanted[tags.CLUSTER] = query.cluster
@@ -160,7 +159,7 @@ class JaegerBackend:
             wanted[tags.NAMESPACE] = query.namespace
         if query.group is not None:
             wanted[tags.GROUP] = query.group
-        rows: dict[int, ObjectRow] = {}
+        rows: dict[int, KnownObject] = {}
         for record in self._search(wanted, query.start_us, query.end_us):
             fields = key_tags(record.key)
             matches = all(fields[name] == value for name, value in wanted.items())
@@ -168,7 +167,7 @@ class JaegerBackend:
                 rows[record.object_id] = _row_of(record, rows.get(record.object_id))
         return list(rows.values())
 
-    def trace(self, target: ObjectRow, start_us: int | None, end_us: int | None) -> AssembledTrace:
+    def trace(self, target: KnownObject, start_us: int | None, end_us: int | None) -> AssembledTrace:
         key = target.key
         spans = self._search(key_tags(key), start_us, end_us)
         if not any(s.object_id == target.object_id for s in spans):
@@ -204,8 +203,8 @@ class JaegerBackend:
             for (group, resource), (kind, seen) in sorted(counts.items(), key=lambda item: item[0][::-1])
         ]
 
-    def suggest(self, request: Suggestion) -> list[ObjectRow]:
-        rows: dict[int, ObjectRow] = {}
+    def suggest(self, request: Suggestion) -> list[KnownObject]:
+        rows: dict[int, KnownObject] = {}
         text = request.text.lower()
         for record in self._recent_objects():
             key = record.key
@@ -225,12 +224,12 @@ class JaegerBackend:
         pass
 
 
-def _row_of(record: SpanRecord, known: ObjectRow | None) -> ObjectRow:
+def _row_of(record: SpanRecord, known: KnownObject | None) -> KnownObject:
     first = (
         record.start_us if known is None or known.first_us is None else min(known.first_us, record.start_us)
     )
     last = record.end_us if known is None or known.last_us is None else max(known.last_us, record.end_us)
-    return ObjectRow(
+    return KnownObject(
         object_id=record.object_id,
         key=record.key,
         uid=record.uid or (known.uid if known else ""),

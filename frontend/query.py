@@ -18,7 +18,8 @@ from frontend.views import ViewSpec, ViewStore
 from jaeger import model as jaeger_model
 from kelemetry import errors
 from kelemetry.model import tags
-from kelemetry.store.sqlite import ObjectRow, StoreReader
+from kelemetry.model.objects import KnownObject
+from kelemetry.store.sqlite import StoreReader
 
 REDIRECT_SPAN_US = 30 * 60 * 1_000_000
 SEARCH_KEYS = frozenset({tags.CLUSTER, tags.GROUP, tags.RESOURCE, tags.NAMESPACE, tags.NAME, tags.UID})
@@ -27,11 +28,11 @@ SEARCH_KEYS = frozenset({tags.CLUSTER, tags.GROUP, tags.RESOURCE, tags.NAMESPACE
 @dataclass(frozen=True, slots=True)
 class Found:
     view_id: str
-    target: ObjectRow
+    target: KnownObject
     trace: AssembledTrace
 
 
-def object_json(row: ObjectRow) -> dict[str, str]:
+def object_json(row: KnownObject) -> dict[str, str]:
     key = row.key
     return {
         "cluster": key.cluster,
@@ -44,7 +45,7 @@ def object_json(row: ObjectRow) -> dict[str, str]:
     }
 
 
-def incarnation_json(row: ObjectRow) -> dict[str, str | int | None]:
+def incarnation_json(row: KnownObject) -> dict[str, str | int | None]:
     return {"uid": row.uid, "kind": row.kind, "firstSeen": row.first_us, "lastSeen": row.last_us}
 
 
@@ -85,7 +86,7 @@ class QueryService:
         return found
 
     def _open(
-        self, incarnations: list[ObjectRow], uid: str | None, start_us: int | None, end_us: int | None
+        self, incarnations: list[KnownObject], uid: str | None, start_us: int | None, end_us: int | None
     ) -> AssembledTrace:
         tried = incarnations if not uid else [row for row in incarnations if row.uid == uid]
         trace = open_newest(tried, lambda row: self.backend.trace(row, start_us, end_us))
@@ -115,7 +116,7 @@ class QueryService:
         except errors.NotFound:
             raise errors.NotFound(f"{spec.key.display} has no activity in the requested time range") from None
 
-    def incarnations(self, spec: ViewSpec, mode: DisplayMode) -> list[tuple[ObjectRow, str]]:
+    def incarnations(self, spec: ViewSpec, mode: DisplayMode) -> list[tuple[KnownObject, str]]:
         """The other incarnations of a view's name, each with the id of its own view in ``mode``."""
         rows = [
             r for r in self.backend.find_objects(spec.query(spec.start_us, spec.end_us)) if r.key == spec.key

@@ -10,13 +10,12 @@ import argparse
 import gc
 import logging
 import os
-import re
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import IO
+from typing import IO, TypeVar
 
 import orjson
 from fastapi import FastAPI
@@ -34,8 +33,9 @@ from kelemetry.app import Collector, create_app, parse_watch_target, redactor_fo
 from kelemetry.diff.redact import RedactionRule
 from kelemetry.export.otlp import OtlpFollower, create_exporter
 from kelemetry.kube.kinds import KindResolver
+from kelemetry.model import times
 from kelemetry.pipeline import Pipeline
-from kelemetry.receivers.audit import AuditConverter, AuditFilter, parse_time_us
+from kelemetry.receivers.audit import AuditConverter, AuditFilter
 from kelemetry.receivers.auditfiles import FileStats, read_audit_file, read_kube_events_file, sniff
 from kelemetry.settings import (
     DEFAULT_EXCLUDED_RESOURCES,
@@ -50,6 +50,7 @@ from kelemetry.settings import (
 from kelemetry.store.sqlite import SpanStore, StoreReader
 
 logger = logging.getLogger("kelemetry")
+T = TypeVar("T")
 
 DEFAULT_STORE = StoreSettings().path
 EXIT_USAGE = 2
@@ -59,46 +60,21 @@ EXIT_USAGE = 2
 SYNCHRONOUS = {"process": "OFF", "power": "FULL"}
 EXIT_FAILURE = 1
 
-_DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhdw])$")
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
-_SIZE = re.compile(r"^(\d+(?:\.\d+)?)\s*([kmgt]i?b?)?$", re.IGNORECASE)
-
 
 class CliError(errors.KelemetryError):
     pass
 
 
-def parse_duration(text: str) -> int:
-    """``90s``, ``30m``, ``2h``, ``7d``, ``1w`` → seconds."""
-    match = _DURATION.match(text.strip().lower())
-    if not match:
-        raise CliError(f"invalid duration {text!r}: use a number and a unit, e.g. 30m, 2h, 7d")
-    return int(float(match.group(1)) * _UNITS[match.group(2)])
-
-
-def parse_size(text: str) -> int:
-    """``500MB``, ``2GiB``, ``1024`` (bytes) → bytes."""
-    match = _SIZE.match(text.strip())
-    if not match:
-        raise CliError(f"invalid size {text!r}: use e.g. 500MB or 2GB")
-    unit = (match.group(2) or "").lower()[:1]
-    factor = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}[unit]
-    return int(float(match.group(1)) * factor)
-
-
-def parse_retention(text: str) -> int | None:
-    """A duration in seconds, or None for ``forever`` (also ``none`` and ``0``)."""
-    return None if text.strip().lower() in ("forever", "none", "0") else parse_duration(text)
-
-
-def parse_time(text: str) -> int:
-    """RFC 3339 (``2024-05-01T10:00:00Z``), a date, or ``now`` → µs since the epoch."""
-    if text.strip().lower() == "now":
-        return time.time_ns() // 1000
+def parsed(parse: Callable[[str], T], text: str) -> T:
+    """A value parsed by `kelemetry.model.times`, its refusal as the CLI's one-line error."""
     try:
-        return parse_time_us(text.strip().replace(" ", "T"))
-    except ValueError:
-        raise CliError(f"invalid time {text!r}: use RFC 3339, e.g. 2024-05-01T10:00:00Z") from None
+        return parse(text)
+    except ValueError as exc:
+        raise CliError(str(exc)) from None
+
+
+def seconds(text: str) -> int:
+    return parsed(times.parse_duration_us, text) // 1_000_000
 
 
 def parse_listen(text: str) -> tuple[str, int]:
@@ -358,7 +334,7 @@ def _trace_settings(args: argparse.Namespace) -> TraceSettings:
             raise CliError(str(exc)) from None
     return TraceSettings(
         redact=tuple(args.redact),
-        window_seconds=parse_duration(args.window),
+        window_seconds=seconds(args.window),
         excluded_resources=resources,
         excluded_user_agents=DEFAULT_EXCLUDED_USER_AGENTS,
     )
@@ -410,7 +386,7 @@ def tune_gc() -> None:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     host, port = parse_listen(args.listen)
-    retention = parse_retention(args.retention)
+    retention = parsed(times.parse_retention_us, args.retention)
     watched = DEFAULT_WATCHED if args.watch is None else tuple(w for w in args.watch if w != "none")
     for spec in watched:
         try:
@@ -423,18 +399,18 @@ def cmd_serve(args: argparse.Namespace) -> int:
         kubeconfig=args.kubeconfig,
         watch_resources=watched,
         watch_custom_resources=not (args.watch and "none" in args.watch),
-        change_grace_seconds=parse_duration(args.change_grace),
+        change_grace_seconds=seconds(args.change_grace),
         store=StoreSettings(
             path=args.store,
             synchronous=SYNCHRONOUS[args.durability],
-            retention_seconds=retention,
-            max_bytes=parse_size(args.max_store_size) if args.max_store_size else None,
+            retention_seconds=None if retention is None else retention // 1_000_000,
+            max_bytes=parsed(times.parse_size, args.max_store_size) if args.max_store_size else None,
         ),
         trace=_trace_settings(args),
         webhook=WebhookSettings(
             default_cluster=args.cluster,
-            max_body_bytes=parse_size(args.max_body),
-            max_backlog_bytes=parse_size(args.max_backlog),
+            max_body_bytes=parsed(times.parse_size, args.max_body),
+            max_backlog_bytes=parsed(times.parse_size, args.max_backlog),
             token=os.environ.get(args.token_env) or None,
         ),
         otlp=OtlpSettings(endpoint=args.otlp_endpoint),
@@ -484,7 +460,7 @@ def cmd_frontend(args: argparse.Namespace) -> int:
             client = JaegerClient(args.jaeger_url)
         except JaegerError as exc:
             raise CliError(str(exc)) from None
-        backend = JaegerBackend(client, lookback_us=parse_duration(args.lookback) * 1_000_000)
+        backend = JaegerBackend(client, lookback_us=seconds(args.lookback) * 1_000_000)
         views = ViewStore(args.views or Path(DEFAULT_STORE).with_name("views.db"))
         service = query.QueryService(backend, views)
         source = f"Jaeger at {args.jaeger_url}"
@@ -625,15 +601,15 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
 
 def cmd_retain(args: argparse.Namespace) -> int:
-    retention = parse_retention(args.retention)
-    max_bytes = parse_size(args.max_store_size) if args.max_store_size else None
+    retention = parsed(times.parse_retention_us, args.retention)
+    max_bytes = parsed(times.parse_size, args.max_store_size) if args.max_store_size else None
     # The writer creates a missing file; a typo in --store must not leave an empty store behind.
     if not Path(args.store).is_file():
         raise CliError(f"no store at {args.store}")
     store = SpanStore(args.store)
     try:
         report = store.apply_retention(
-            max_age_us=None if retention is None else retention * 1_000_000,
+            max_age_us=retention,
             max_bytes=max_bytes,
             dry_run=args.dry_run,
         )
@@ -662,11 +638,11 @@ def cmd_dump(args: argparse.Namespace) -> int:
         raise CliError("use either --since or --start/--end, not both")
     if args.since:
         end_us = time.time_ns() // 1000
-        start_us = max(end_us - parse_duration(args.since) * 1_000_000, 0)
+        start_us = max(end_us - seconds(args.since) * 1_000_000, 0)
     if args.start:
-        start_us = parse_time(args.start)
+        start_us = parsed(times.parse_moment, args.start)
     if args.end:
-        end_us = parse_time(args.end)
+        end_us = parsed(times.parse_moment, args.end)
     if start_us is not None and end_us is not None and start_us > end_us:
         raise CliError("--start is after --end")
     if args.format == "parquet" and not args.output and sys.stdout.isatty():

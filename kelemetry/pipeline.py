@@ -21,11 +21,11 @@ from aggregators.ordering import EventPlacer
 from kelemetry.diff.attribution import ChangeTracker
 from kelemetry.linker.graph import OwnerGraph
 from kelemetry.model.events import Event, TraceSource
-from kelemetry.model.objects import Incarnation, ObjectKey, ObjectRef, OwnerLink
+from kelemetry.model.objects import Incarnation, KnownObject, ObjectKey, ObjectRef, OwnerLink
 from kelemetry.model.spans import SpanRecord
 from kelemetry.receivers.audit import AuditConverter, RawAuditEvent
 from kelemetry.receivers.events import EventConverter
-from kelemetry.store.sqlite import ObjectRow, SpanStore
+from kelemetry.store.sqlite import SpanStore
 
 logger = logging.getLogger(__name__)
 
@@ -67,7 +67,7 @@ class Pipeline:
     def process_audit(self, raws: Iterable[RawAuditEvent], cluster: str) -> BatchResult:
         result = BatchResult()
         spans: list[SpanRecord] = []
-        objects: dict[int, ObjectRow] = {}
+        objects: dict[int, KnownObject] = {}
         for raw in raws:
             result.events += 1
             try:
@@ -90,7 +90,7 @@ class Pipeline:
         """Kubernetes Event objects → event spans under their involved objects."""
         result = BatchResult()
         spans: list[SpanRecord] = []
-        objects: dict[int, ObjectRow] = {}
+        objects: dict[int, KnownObject] = {}
         for obj in objects_:
             result.events += 1
             try:
@@ -117,7 +117,7 @@ class Pipeline:
         within the grace period) change spans. ``target`` is (group, version, resource)."""
         group, version, resource = target
         result = BatchResult()
-        objects: dict[int, ObjectRow] = {}
+        objects: dict[int, KnownObject] = {}
         spans: list[SpanRecord] = []
         for kind, obj in items:
             result.events += 1
@@ -140,7 +140,7 @@ class Pipeline:
         version: str,
         resource: str,
         now_us: int,
-        objects: dict[int, ObjectRow],
+        objects: dict[int, KnownObject],
         spans: list[SpanRecord],
         result: BatchResult,
     ) -> None:
@@ -177,7 +177,7 @@ class Pipeline:
         if not due:
             return 0
         spans: list[SpanRecord] = []
-        objects: dict[int, ObjectRow] = {}
+        objects: dict[int, KnownObject] = {}
         batch = result if result is not None else BatchResult()
         for change in due:
             self._add(change, spans, objects, batch)
@@ -194,7 +194,7 @@ class Pipeline:
         return replace(event, object=obj, owner=None if owner is None else OwnerLink(obj, owner))
 
     def _add(
-        self, event: Event, spans: list[SpanRecord], objects: dict[int, ObjectRow], result: BatchResult
+        self, event: Event, spans: list[SpanRecord], objects: dict[int, KnownObject], result: BatchResult
     ) -> None:
         """Link, aggregate and queue one event's spans for the batch's write."""
         if self._link(event, objects):
@@ -211,7 +211,7 @@ class Pipeline:
                 spans.extend(self.placer.note_request(produced[-1]))
         _note_object(objects, event.object, None, event.start_us, event.end_us)
 
-    def _link(self, event: Event, objects: dict[int, ObjectRow]) -> bool:
+    def _link(self, event: Event, objects: dict[int, KnownObject]) -> bool:
         """Feed the event's object and owner to the graph; True if a known object's root changed."""
         graph = self.graph
         link = event.owner
@@ -237,14 +237,14 @@ class Pipeline:
         for window in sorted(windows):
             self.store.retrace(subtree_ids, window, ids.trace_id(root, window))
             spans.extend(self.aggregator.object_chain(obj, window, graph))
-        objects: dict[int, ObjectRow] = {}
+        objects: dict[int, KnownObject] = {}
         for span in spans:
             _note_object(objects, graph.ref(Incarnation(span.key, span.uid)), None, None, None)
         self.store.write(spans, objects.values())
         logger.info("moved %s and %d dependents to the trace of %s", obj.key, len(subtree) - 1, root.key)
         return len(spans)
 
-    def _flush(self, spans: list[SpanRecord], objects: dict[int, ObjectRow], result: BatchResult) -> None:
+    def _flush(self, spans: list[SpanRecord], objects: dict[int, KnownObject], result: BatchResult) -> None:
         if not spans and not objects:
             return
         for span in spans:
@@ -262,7 +262,7 @@ class Pipeline:
 
 
 def _note_object(
-    objects: dict[int, ObjectRow],
+    objects: dict[int, KnownObject],
     ref: ObjectRef,
     owner_id: int | None,
     first_us: int | None,
@@ -271,11 +271,11 @@ def _note_object(
     object_id = ids.object_id(ref.incarnation)
     known = objects.get(object_id)
     if known is None:
-        objects[object_id] = ObjectRow(
+        objects[object_id] = KnownObject(
             object_id, ref.key, ref.uid, ref.kind, ref.version, owner_id, first_us, last_us
         )
         return
-    objects[object_id] = ObjectRow(
+    objects[object_id] = KnownObject(
         object_id,
         ref.key,
         ref.uid or known.uid,

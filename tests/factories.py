@@ -9,9 +9,9 @@ from pathlib import Path
 from typing import Any
 
 from kelemetry.model.events import TraceSource
-from kelemetry.model.objects import ObjectKey
+from kelemetry.model.objects import KnownObject, ObjectKey
 from kelemetry.model.spans import SpanRecord
-from kelemetry.store.sqlite import ObjectRow, SpanStore
+from kelemetry.store.sqlite import SpanStore
 
 _counter = itertools.count(1)
 
@@ -242,6 +242,6 @@ def write_arrived(store: Path, cluster: str, arrived_us: int, traces: int) -> No
             )
     writer = SpanStore(store, clock=lambda: arrived_us)
     try:
-        writer.write(spans, [ObjectRow(object_id, key, "u", "Pod", "v1")])
+        writer.write(spans, [KnownObject(object_id, key, "u", "Pod", "v1")])
     finally:
         writer.close()

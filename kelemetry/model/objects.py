@@ -70,3 +70,18 @@ class OwnerLink:
 
     child: ObjectRef
     owner: ObjectRef
+
+
+@dataclass(frozen=True, slots=True)
+class KnownObject:
+    """An incarnation as the store knows it: what inputs said of it, its controller owner (by object
+    id), and the first and last moment anything happened to it (None when only referenced)."""
+
+    object_id: int
+    key: ObjectKey
+    uid: str = ""
+    kind: str = ""
+    version: str = ""
+    owner_id: int | None = None
+    first_us: int | None = None
+    last_us: int | None = None

@@ -15,7 +15,6 @@ import http
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any, NotRequired, TypedDict
 
 import orjson
@@ -26,6 +25,7 @@ from kelemetry.kube.kinds import KindResolver, canonical_group, split_api_versio
 from kelemetry.model import tags
 from kelemetry.model.events import Event, Log, TagValue, TraceSource, WriteDetail
 from kelemetry.model.objects import ObjectKey, ObjectRef, OwnerLink
+from kelemetry.model.times import parse_time_us
 
 AUDIT_API_VERSIONS = frozenset({"audit.k8s.io/v1", "audit.k8s.io/v1beta1"})
 KEEP_VERBS = frozenset({"create", "update", "patch", "delete", "deletecollection"})
@@ -216,18 +216,6 @@ def scrub_batch(body: bytes, events: list[RawAuditEvent], redactor: Redactor) ->
 
 # ---------------------------------------------------------------------------------------------
 # Conversion
-
-
-def parse_time_us(value: str) -> int:
-    """RFC 3339 → µs since the epoch."""
-    moment = datetime.fromisoformat(value)
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    delta = moment - _EPOCH
-    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
-
-
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,7 +18,7 @@ from kelemetry.kube.kinds import KindResolver, canonical_group, split_api_versio
 from kelemetry.model import tags
 from kelemetry.model.events import Event, Log, TagValue, TraceSource
 from kelemetry.model.objects import ObjectKey, ObjectRef
-from kelemetry.receivers.audit import parse_time_us
+from kelemetry.model.times import parse_time_us
 
 EVENT_API_VERSIONS = frozenset({"v1", "events.k8s.io/v1", "events.k8s.io/v1beta1"})
 SECOND_US = 1_000_000

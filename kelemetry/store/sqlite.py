@@ -20,7 +20,6 @@ from __future__ import annotations
 import sqlite3
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +27,7 @@ import orjson
 
 from kelemetry import errors
 from kelemetry.model.events import Log, TagValue, TraceSource
-from kelemetry.model.objects import ObjectKey
+from kelemetry.model.objects import KnownObject, ObjectKey
 from kelemetry.model.spans import SpanRecord
 from kelemetry.store.retention import Removed, RetentionReport, wall_clock_us
 
@@ -164,18 +163,6 @@ def to_unsigned(value: int) -> int:
     return value + (1 << 64) if value < 0 else value
 
 
-@dataclass(frozen=True, slots=True)
-class ObjectRow:
-    object_id: int
-    key: ObjectKey
-    uid: str = ""
-    kind: str = ""
-    version: str = ""
-    owner_id: int | None = None
-    first_us: int | None = None
-    last_us: int | None = None
-
-
 def _encode_logs(logs: Sequence[Log]) -> bytes:
     return orjson.dumps([[log.kind, log.message] for log in logs]) if logs else b"[]"
 
@@ -207,8 +194,8 @@ def _span_from_row(row: Sequence[Any]) -> SpanRecord:
     )
 
 
-def _object_from_row(row: Sequence[Any]) -> ObjectRow:
-    return ObjectRow(
+def _object_from_row(row: Sequence[Any]) -> KnownObject:
+    return KnownObject(
         object_id=to_unsigned(row[0]),
         key=ObjectKey.make(row[1], row[2], row[3], row[4], row[5]),
         uid=row[6],
@@ -303,7 +290,7 @@ class StoreReader:
         name: str,
         namespace: str | None = None,
         group: str | None = None,
-    ) -> list[ObjectRow]:
+    ) -> list[KnownObject]:
         sql = f"SELECT {_OBJECT_COLUMNS} FROM objects WHERE name = ? AND resource = ?"
         params: list[Any] = [name, resource]
         if cluster is not None:
@@ -317,11 +304,11 @@ class StoreReader:
             params.append(group)
         return [_object_from_row(row) for row in self._query(sql, params)]
 
-    def objects(self) -> Iterator[ObjectRow]:
+    def objects(self) -> Iterator[KnownObject]:
         rows = self._query(f"SELECT {_OBJECT_COLUMNS} FROM objects ORDER BY object_id")
         return (_object_from_row(row) for row in rows)
 
-    def object_by_id(self, object_id: int) -> ObjectRow | None:
+    def object_by_id(self, object_id: int) -> KnownObject | None:
         rows = self._query(
             f"SELECT {_OBJECT_COLUMNS} FROM objects WHERE object_id = ?", (to_signed(object_id),)
         )
@@ -349,7 +336,7 @@ class StoreReader:
         namespace: str | None = None,
         text: str = "",
         limit: int = 20,
-    ) -> list[ObjectRow]:
+    ) -> list[KnownObject]:
         """Known objects (deleted ones too) whose name starts with ``text`` or whose uid is ``text``,
         most recently active first."""
         sql = f"SELECT {_OBJECT_COLUMNS} FROM objects WHERE 1 = 1"
@@ -462,7 +449,7 @@ class SpanStore(StoreReader):
         saved = self._query("SELECT value FROM meta WHERE key = 'seq'")
         self._seq = max(self.max_seq(), int(saved[0][0]) if saved else 0)
 
-    def write(self, spans: Sequence[SpanRecord], objects: Iterable[ObjectRow] = ()) -> None:
+    def write(self, spans: Sequence[SpanRecord], objects: Iterable[KnownObject] = ()) -> None:
         """Upsert objects and spans in one transaction; stamp their traces and objects as arrived now."""
         now = self._clock()
         trace_rows: dict[str, tuple[str, str, int, int]] = {}

@@ -20,7 +20,7 @@ import pytest
 from frontend.assemble import AssembledTrace, ObjectQuery, SpanNode, assemble
 from kelemetry.errors import NotFound
 from kelemetry.model.events import TraceSource
-from kelemetry.receivers.audit import parse_time_us
+from kelemetry.model.times import parse_time_us
 from kelemetry.store.sqlite import StoreReader
 from tests.e2e.conftest import Collector, ControlPlane, Jaeger
 from tests.e2e.servers import CLUSTER, REPO, wait_until

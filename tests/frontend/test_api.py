@@ -194,7 +194,10 @@ def test_a_search_that_finds_nothing_is_an_empty_list(client: TestClient) -> Non
         ({"start": "2024-05-01T10:00:00"}, "RFC 3339 needs a time zone"),
         ({"start": "-5"}, "invalid start '-5'"),
         ({"start": str(TS_US + HOUR_US), "end": str(TS_US)}, "start is after end"),
-        ({"lookback": "5 parsecs"}, "invalid lookback '5 parsecs': use e.g. 1h, 30m, 2d"),
+        (
+            {"lookback": "5 parsecs"},
+            "invalid lookback '5 parsecs': use a number and a unit, e.g. 30m, 2h, 7d",
+        ),
         ({"lookback": "1y"}, "invalid lookback '1y'"),
         ({"tags": "{not json"}, 'tags must be a JSON object, e.g. {"resource":"pods","name":"web-1"}'),
         ({"tags": "[1, 2]"}, "tags must be a JSON object of strings"),

@@ -27,11 +27,12 @@ from kelemetry import errors
 from kelemetry.kube.kinds import KindResolver
 from kelemetry.model import tags
 from kelemetry.model.events import TraceSource
-from kelemetry.model.objects import Incarnation, ObjectKey
+from kelemetry.model.objects import Incarnation, KnownObject, ObjectKey
 from kelemetry.model.spans import SpanRecord
+from kelemetry.model.times import parse_time_us
 from kelemetry.pipeline import Pipeline
-from kelemetry.receivers.audit import AuditConverter, parse_time_us
-from kelemetry.store.sqlite import ObjectRow, SpanStore
+from kelemetry.receivers.audit import AuditConverter
+from kelemetry.store.sqlite import SpanStore
 from tests.factories import audit_event, owner_ref
 
 CLUSTER = "c1"
@@ -337,7 +338,7 @@ def test_a_root_of_an_earlier_window_is_hung_under_the_targets_root_with_a_warni
         _object_span(RS, W1, DEPLOY, DEPLOY),
         _object_span(POD_A, W1, DEPLOY, RS),
     ]
-    trace = merge(spans, ObjectRow(ids.object_id(inc(POD_A)), POD_A, UIDS[POD_A]))
+    trace = merge(spans, KnownObject(ids.object_id(inc(POD_A)), POD_A, UIDS[POD_A]))
 
     assert trace.root.span.key == DEPLOY
     assert trace.trace_id == ids.trace_id(inc(DEPLOY), W1)

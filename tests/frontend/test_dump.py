@@ -27,11 +27,11 @@ from frontend.dump import FORMATS, format_time, render_json, render_jsonl, rende
 from kelemetry.kube.kinds import KindResolver
 from kelemetry.model import tags
 from kelemetry.model.events import TraceSource
-from kelemetry.model.objects import Incarnation, ObjectKey
+from kelemetry.model.objects import Incarnation, KnownObject, ObjectKey
 from kelemetry.model.spans import SpanRecord
 from kelemetry.pipeline import Pipeline
 from kelemetry.receivers.audit import AuditConverter
-from kelemetry.store.sqlite import ObjectRow, SpanStore
+from kelemetry.store.sqlite import SpanStore
 from tests.factories import audit_event, owner_ref
 
 CLUSTER = "c1"
@@ -182,7 +182,7 @@ def test_tree_ends_with_the_merge_warnings() -> None:
         _object_span(new, 2, new, None),
         _object_span(pod, 2, new, new),
     ]
-    text = render_tree(merge(spans, ObjectRow(ids.object_id(Incarnation(pod, "")), pod)))
+    text = render_tree(merge(spans, KnownObject(ids.object_id(Incarnation(pod, "")), pod)))
     assert text.splitlines() == [
         "replicasets.apps/web-1  [namespace prod]",
         "├── pods/web-1-a  [namespace prod]  <- looked up",

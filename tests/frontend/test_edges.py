@@ -26,8 +26,9 @@ from frontend import api, modes, query
 from frontend.views import ViewSpec
 from kelemetry import cli
 from kelemetry.kube.kinds import KindResolver
+from kelemetry.model.times import parse_time_us
 from kelemetry.pipeline import Pipeline
-from kelemetry.receivers.audit import AuditConverter, parse_time_us
+from kelemetry.receivers.audit import AuditConverter
 from kelemetry.store.sqlite import SpanStore
 from tests.factories import audit_event, owner_ref
 from tests.jaegerjson import children_of, fields, root_of, tags

@@ -28,8 +28,9 @@ from frontend.query import QueryService
 from frontend.views import ViewStore
 from jaeger.client import JaegerClient
 from kelemetry import errors
+from kelemetry.model.objects import KnownObject
 from kelemetry.model.spans import SpanRecord
-from kelemetry.store.sqlite import ObjectRow, StoreReader
+from kelemetry.store.sqlite import StoreReader
 from tests.jaeger.fakejaeger import FakeJaeger, Reply, closed_port_url, jaeger_traces, serving
 
 CLUSTER = "tracetest"
@@ -243,7 +244,7 @@ def test_a_range_inside_a_window_finds_the_activity_in_it(
 
 def test_an_object_without_spans_has_no_activity(backend: JaegerBackend) -> None:
     (row,) = backend.find_objects(query())
-    ghost = ObjectRow(row.object_id + 1, row.key._replace(name="ghost"))
+    ghost = KnownObject(row.object_id + 1, row.key._replace(name="ghost"))
     with pytest.raises(errors.NotFound, match=r"^deployments\.apps/ghost has no activity in the requested"):
         backend.trace(ghost, None, None)
 

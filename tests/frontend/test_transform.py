@@ -32,11 +32,12 @@ from frontend.transform import GROUP_SOURCE, ViewLog, ViewSpan, fold_record, to_
 from kelemetry.kube.kinds import KindResolver
 from kelemetry.model import tags
 from kelemetry.model.events import Log, TagValue, TraceSource
-from kelemetry.model.objects import Incarnation, ObjectKey
+from kelemetry.model.objects import Incarnation, KnownObject, ObjectKey
 from kelemetry.model.spans import SpanRecord
+from kelemetry.model.times import parse_time_us
 from kelemetry.pipeline import Pipeline
-from kelemetry.receivers.audit import AuditConverter, parse_time_us
-from kelemetry.store.sqlite import ObjectRow, SpanStore
+from kelemetry.receivers.audit import AuditConverter
+from kelemetry.store.sqlite import SpanStore
 from tests.factories import audit_event, kube_event, owner_ref
 
 CLUSTER = "c1"
@@ -462,7 +463,7 @@ def test_grouped_moves_request_logs_into_a_child_span_per_source(trace: Assemble
 def test_an_object_with_only_events_gets_no_group_span() -> None:
     obj = record(TraceSource.OBJECT, name=POD.display, start=0, end=1800 * SECOND)
     event = record(TraceSource.EVENT, name="Pulled", span_tags={tags.EVENT_REASON: "Pulled"}, start=SECOND)
-    alone = AssembledTrace(1, SpanNode(obj, [SpanNode(event)]), ObjectRow(obj.object_id, POD))
+    alone = AssembledTrace(1, SpanNode(obj, [SpanNode(event)]), KnownObject(obj.object_id, POD))
     grouped = transform.apply(alone, Base.GROUPED)
     assert grouped.children == []
     assert [fields(log)["event"] for log in grouped.logs] == ["Pulled"]

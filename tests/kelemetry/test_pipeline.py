@@ -26,8 +26,9 @@ from kelemetry.model import tags
 from kelemetry.model.events import TraceSource
 from kelemetry.model.objects import Incarnation, ObjectKey
 from kelemetry.model.spans import SpanRecord
+from kelemetry.model.times import parse_time_us
 from kelemetry.pipeline import Pipeline, load_graph
-from kelemetry.receivers.audit import AuditConverter, parse_time_us
+from kelemetry.receivers.audit import AuditConverter
 from kelemetry.receivers.auditfiles import read_audit_file
 from kelemetry.store.sqlite import SpanStore
 from tests.conftest import FALCO

@@ -21,6 +21,7 @@ from kelemetry import errors
 from kelemetry.kube.kinds import KindResolver, ResourceInfo
 from kelemetry.model.events import Event, Log, TraceSource
 from kelemetry.model.objects import ObjectKey, ObjectRef
+from kelemetry.model.times import parse_time_us
 from kelemetry.receivers.audit import (
     AuditConverter,
     AuditFilter,
@@ -28,7 +29,6 @@ from kelemetry.receivers.audit import (
     cheap_drop,
     decode_webhook_body,
     events_of_document,
-    parse_time_us,
 )
 from tests.conftest import AUDIT2RBAC, FALCO
 from tests.factories import audit_event, event_list, owner_ref

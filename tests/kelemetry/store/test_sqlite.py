@@ -26,17 +26,10 @@ from aggregators import ids
 from kelemetry import errors
 from kelemetry.model import tags
 from kelemetry.model.events import Log, TraceSource
-from kelemetry.model.objects import Incarnation, ObjectKey
+from kelemetry.model.objects import Incarnation, KnownObject, ObjectKey
 from kelemetry.model.spans import SpanRecord
 from kelemetry.store.retention import Removed, RetentionReport
-from kelemetry.store.sqlite import (
-    SCHEMA_VERSION,
-    ObjectRow,
-    SpanStore,
-    StoreReader,
-    to_signed,
-    to_unsigned,
-)
+from kelemetry.store.sqlite import SCHEMA_VERSION, SpanStore, StoreReader, to_signed, to_unsigned
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 WINDOW_US = 1_800_000_000
@@ -118,8 +111,8 @@ def object_row(
     owner_id: int | None = None,
     first_us: int | None = None,
     last_us: int | None = None,
-) -> ObjectRow:
-    return ObjectRow(ids.object_id(_inc(key)), key, uid, kind, version, owner_id, first_us, last_us)
+) -> KnownObject:
+    return KnownObject(ids.object_id(_inc(key)), key, uid, kind, version, owner_id, first_us, last_us)
 
 
 @pytest.fixture
@@ -163,13 +156,13 @@ def test_round_trip_keeps_every_field_including_ids_above_2_63(store: SpanStore)
         logs=(Log("error", "Conflict: the object has been modified"), Log("diff", "a 1 -> 2")),
         error=True,
     )
-    store.write([span], [ObjectRow(2**63 + 5, key, "uid-big", "Pod", "v1", 2**64 - 2, 1, 2)])
+    store.write([span], [KnownObject(2**63 + 5, key, "uid-big", "Pod", "v1", 2**64 - 2, 1, 2)])
 
     (read,) = store.all_spans()
     assert read == span
     assert isinstance(read.tags["kelemetry.pseudo"], bool) and isinstance(read.tags["audit.code"], int)
     (row,) = store.objects()
-    assert row == ObjectRow(2**63 + 5, key, "uid-big", "Pod", "v1", 2**64 - 2, 1, 2)
+    assert row == KnownObject(2**63 + 5, key, "uid-big", "Pod", "v1", 2**64 - 2, 1, 2)
     assert store.spans_of_objects([2**63 + 5]) == [span]
     assert store.spans_of_traces([2**128 - 1]) == [span]
     assert store.windows_of([2**63 + 5]) == {952_532}
@@ -241,7 +234,7 @@ def test_objects_upsert_keeps_latest_uid_known_owner_and_widest_times(store: Spa
     store.write([], [object_row(POD, first_us=None, last_us=200)])
 
     (row,) = store.objects()
-    assert row == ObjectRow(ids.object_id(_inc(POD)), POD, "u2", "Pod", "v1", owner, 50, 300)
+    assert row == KnownObject(ids.object_id(_inc(POD)), POD, "u2", "Pod", "v1", owner, 50, 300)
 
 
 def test_a_later_owner_replaces_the_earlier_one(store: SpanStore) -> None:
@@ -466,7 +459,7 @@ def _rs_trace(window: int, rs: ObjectKey = RS, pod: ObjectKey = POD) -> list[Spa
     ]
 
 
-def _rs_objects(rs: ObjectKey = RS, pod: ObjectKey = POD) -> list[ObjectRow]:
+def _rs_objects(rs: ObjectKey = RS, pod: ObjectKey = POD) -> list[KnownObject]:
     return [object_row(rs), object_row(pod, owner_id=ids.object_id(_inc(rs)))]
 
 
@@ -651,7 +644,7 @@ def _used_bytes(path: Path) -> int:
         db.close()
 
 
-def _padded_trace(window: int) -> tuple[list[SpanRecord], list[ObjectRow]]:
+def _padded_trace(window: int) -> tuple[list[SpanRecord], list[KnownObject]]:
     pods = [ObjectKey.make(CLUSTER, "", "pods", "default", f"p{i}") for i in range(40)]
     # Large tags overflow to their own pages, so removing a trace frees whole pages.
     spans = [replace(object_span(p, window, root=RS, parent=RS), tags={"pad": "x" * 8000}) for p in pods]
@@ -870,9 +863,9 @@ _KILLED_WRITER = textwrap.dedent(
     import os, signal, sys
     from aggregators import ids
     from kelemetry.model.events import TraceSource
-    from kelemetry.model.objects import Incarnation, ObjectKey
+    from kelemetry.model.objects import Incarnation, KnownObject, ObjectKey
     from kelemetry.model.spans import SpanRecord
-    from kelemetry.store.sqlite import ObjectRow, SpanStore
+    from kelemetry.store.sqlite import SpanStore
 
     store = SpanStore(sys.argv[1])
     key = ObjectKey.make("c1", "", "pods", "default", "survivor")
@@ -883,7 +876,7 @@ _KILLED_WRITER = textwrap.dedent(
                    key, ids.object_id(_inc(key)), 10, "u", "Pod", "v1", {"audit.id": str(i)})
         for i in range(50)
     ]
-    store.write(spans, [ObjectRow(ids.object_id(_inc(key)), key, "u", "Pod", "v1")])
+    store.write(spans, [KnownObject(ids.object_id(_inc(key)), key, "u", "Pod", "v1")])
     print("acknowledged", flush=True)
     os.kill(os.getpid(), signal.SIGKILL)
     """
