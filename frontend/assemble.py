@@ -1,174 +1,34 @@
-"""Assemble the trace of one object from the store.
+"""Assemble one object's trace from its spans: pure functions, no storage.
 
-The object's spans in the requested range name the traces it is part of (one per window); those
-traces are loaded whole and merged into one tree: each object's per-window spans become one span
-covering all its windows, and every request span hangs under its object. The result is what the
-dump formats and the Jaeger-shaped JSON render.
+The spans of the traces an object is part of over a range (one trace per window) are merged into
+one tree: each object's per-window spans become one span covering all its windows, and every
+request, Event and watched change hangs under its object. The backends feed this their spans
+(``frontend.backend`` from the embedded store, ``frontend.jaegerstore`` from Jaeger); scopes and
+display modes work on the result.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from collections.abc import Sequence
+from dataclasses import replace
 
-from jaeger import model as jaeger_model
+from frontend.types import AssembledTrace, SpanNode
 from kelemetry import errors
 from kelemetry.model.events import TraceSource
-from kelemetry.model.objects import KnownObject, ObjectKey
-from kelemetry.model.spans import SpanRecord, span_tags
-from kelemetry.store.sqlite import StoreReader
+from kelemetry.model.objects import KnownObject
+from kelemetry.model.spans import SpanRecord
 
 
-@dataclass(frozen=True, slots=True)
-class ObjectQuery:
-    cluster: str
-    resource: str
-    name: str
-    group: str | None = None
-    namespace: str | None = None
-    start_us: int | None = None
-    end_us: int | None = None
-    uid: str | None = None
-    """One incarnation of the name; None: the newest one active in the range."""
-
-    def describe(self) -> str:
-        resource = f"{self.resource}.{self.group}" if self.group else self.resource
-        if self.namespace is None:
-            where = ""
-        elif self.namespace:
-            where = f" in namespace {self.namespace}"
-        else:
-            where = " (cluster-scoped)"
-        cluster = f" (cluster {self.cluster})" if self.cluster else " (any cluster)"
-        uid = f" with uid {self.uid}" if self.uid else ""
-        return f"{resource}/{self.name}{where}{uid}{cluster}"
-
-
-@dataclass
-class SpanNode:
-    span: SpanRecord
-    children: list[SpanNode] = field(default_factory=list)
-
-
-@dataclass
-class AssembledTrace:
-    trace_id: int
-    root: SpanNode
-    target: KnownObject
-    warnings: list[str] = field(default_factory=list)
-    incarnations: list[KnownObject] = field(default_factory=list)
-    """The other objects that had the target's name (deleted and created again), newest first."""
-
-    def walk(self) -> list[SpanNode]:
-        """Every node, parents before children."""
-        nodes: list[SpanNode] = []
-        stack = [self.root]
-        while stack:
-            node = stack.pop()
-            nodes.append(node)
-            stack.extend(reversed(node.children))
-        return nodes
-
-    def walk_with_parents(self) -> list[tuple[SpanNode, int | None]]:
-        """Every node with its parent's span id in this tree (the stored parent of a request span
-        is its window's object span, which merging may have folded away)."""
-        found: list[tuple[SpanNode, int | None]] = []
-        stack: list[tuple[SpanNode, int | None]] = [(self.root, None)]
-        while stack:
-            node, parent = stack.pop()
-            found.append((node, parent))
-            stack.extend((child, node.span.span_id) for child in reversed(node.children))
-        return found
-
-
-def by_key(rows: list[KnownObject]) -> list[list[KnownObject]]:
-    """Rows grouped by object key, each group's incarnations newest first (by first activity)."""
-    groups: dict[ObjectKey, list[KnownObject]] = defaultdict(list)
-    for row in rows:
-        groups[row.key].append(row)
-    for group in groups.values():
-        group.sort(key=lambda r: (r.first_us or r.last_us or 0, r.last_us or 0), reverse=True)
-    return list(groups.values())
-
-
-def ambiguity(query: ObjectQuery, groups: list[list[KnownObject]]) -> str:
-    keys = [group[0].key for group in groups]
-    several_groups = len({k.group for k in keys}) > 1
-    options = ", ".join(
-        f"--group {k.group!r} --namespace {k.namespace!r}"
-        if several_groups
-        else f"--namespace {k.namespace!r}"
-        for k in keys
-    )
-    return f"{query.describe()} is ambiguous; narrow it with one of: {options}"
-
-
-def open_newest(
-    incarnations: list[KnownObject],
-    open_one: Callable[[KnownObject], AssembledTrace],
+def assemble(
+    spans: Sequence[SpanRecord], target: KnownObject, start_us: int | None, end_us: int | None
 ) -> AssembledTrace:
-    """The trace of the newest incarnation that had activity (NotFound when none had), listing the
-    others so each can be opened by its uid."""
-    for row in incarnations:
-        try:
-            trace = open_one(row)
-        except errors.NotFound:
-            continue
-        trace.incarnations = [other for other in incarnations if other is not row]
-        return trace
-    raise errors.NotFound("no activity in the requested time range")
-
-
-def find_rows(reader: StoreReader, query: ObjectQuery) -> list[KnownObject]:
-    """Every incarnation of the objects a query's key fields match (the uid is not applied)."""
-    return reader.find_objects(
-        cluster=query.cluster or None,
-        resource=query.resource,
-        name=query.name,
-        namespace=query.namespace,
-        group=query.group,
-    )
-
-
-def choose(rows: list[KnownObject], query: ObjectQuery) -> tuple[list[KnownObject], list[KnownObject]]:
-    """(incarnations to try, newest first; the other incarnations of the same name) for a query;
-    NotFound when nothing matches or the key fields match several objects."""
-    if query.uid is not None:
-        chosen = [row for row in rows if row.uid == query.uid]
-        if not chosen:
-            raise errors.NotFound(f"no object {query.describe()} in the store")
-        key = chosen[0].key
-        same_name = by_key([row for row in rows if row.key == key and row.uid != query.uid])
-        return chosen[:1], same_name[0] if same_name else []
-    groups = by_key(rows)
-    if not groups:
-        raise errors.NotFound(f"no object {query.describe()} in the store")
-    if len(groups) > 1:
-        raise errors.NotFound(ambiguity(query, groups))
-    return groups[0], []
-
-
-def assemble(reader: StoreReader, query: ObjectQuery) -> AssembledTrace:
-    """The trace of the object a query names: the newest incarnation of the name with activity in
-    the range, or the one its uid names; the other incarnations are listed on the trace."""
-    tried, others = choose(find_rows(reader, query), query)
-    try:
-        trace = open_newest(tried, lambda row: trace_of(reader, row, query.start_us, query.end_us))
-    except errors.NotFound:
-        raise errors.NotFound(f"{query.describe()} has no activity in the requested time range") from None
-    trace.incarnations = [*trace.incarnations, *others]
-    return trace
-
-
-def trace_of(
-    reader: StoreReader, target: KnownObject, start_us: int | None, end_us: int | None
-) -> AssembledTrace:
-    """The merged hierarchy ``target`` belongs to over the range; NotFound when it had no activity."""
-    own = reader.spans_of_objects([target.object_id], start_us, end_us)
-    if own:
-        spans = reader.spans_of_traces({span.trace_id for span in own})
-        trace = merge([s for s in spans if overlaps(s, start_us, end_us)], target)
+    """The merged hierarchy ``target`` belongs to over the range, from spans that hold every span of
+    the traces it is part of there (spans of other traces are left out); NotFound when neither it nor
+    anything it owns had activity in the range."""
+    traces = {s.trace_id for s in spans if s.object_id == target.object_id and overlaps(s, start_us, end_us)}
+    if traces:
+        trace = merge([s for s in spans if s.trace_id in traces and overlaps(s, start_us, end_us)], target)
         if has_activity(trace):
             return trace
     raise errors.NotFound(f"{target.key.display} has no activity in the requested time range")
@@ -246,7 +106,7 @@ def merge(spans: list[SpanRecord], target: KnownObject) -> AssembledTrace:
             main.children.append(extra)
     _sort(main)
     trace_id = main.span.trace_id
-    return AssembledTrace(trace_id=trace_id, root=main, target=target, warnings=warnings)
+    return AssembledTrace(trace_id=trace_id, root=main, target=target, warnings=tuple(warnings))
 
 
 def _main_root(roots: list[SpanNode], nodes: dict[int, SpanNode], target: KnownObject) -> SpanNode:
@@ -268,56 +128,3 @@ def _sort(node: SpanNode) -> None:
     node.children.sort(key=lambda c: (c.span.source is TraceSource.OBJECT, first_activity(c), c.span.name))
     for child in node.children:
         _sort(child)
-
-
-# ---------------------------------------------------------------------------------------------
-# Jaeger JSON
-
-_SERVICES = {
-    TraceSource.OBJECT: "p1",
-    TraceSource.AUDIT: "p2",
-    TraceSource.EVENT: "p3",
-    TraceSource.CHANGE: "p4",
-}
-
-
-def to_jaeger(trace: AssembledTrace) -> jaeger_model.Trace:
-    trace_hex = f"{trace.trace_id:032x}"
-    spans: list[jaeger_model.Span] = []
-    for node, parent in trace.walk_with_parents():
-        span = node.span
-        references: list[jaeger_model.Reference] = []
-        if parent is not None:
-            references.append({"refType": "CHILD_OF", "traceID": trace_hex, "spanID": f"{parent:016x}"})
-        spans.append(
-            {
-                "traceID": trace_hex,
-                "spanID": span.span_hex,
-                "flags": 1,
-                "operationName": span.name,
-                "references": references,
-                "startTime": span.start_us,
-                "duration": max(span.end_us - span.start_us, 0),
-                "tags": [jaeger_model.key_value(k, v) for k, v in span_tags(span).items()],
-                "logs": [
-                    {
-                        "timestamp": span.start_us,
-                        "fields": [
-                            jaeger_model.key_value("event", log.kind),
-                            jaeger_model.key_value("message", log.message),
-                        ],
-                    }
-                    for log in span.logs
-                ],
-                "processID": _SERVICES[span.source],
-                "warnings": None,
-            }
-        )
-    # The three classic services are always listed (tools expect them); "change" only when used.
-    used = {span["processID"] for span in spans}
-    processes: dict[str, jaeger_model.Process] = {
-        pid: {"serviceName": source.value, "tags": []}
-        for source, pid in _SERVICES.items()
-        if source is not TraceSource.CHANGE or pid in used
-    }
-    return {"traceID": trace_hex, "spans": spans, "processes": processes, "warnings": trace.warnings or None}

@@ -1,44 +1,47 @@
 """Where the query side reads spans from: one interface, two backends.
 
-``StoreBackend`` reads the embedded store. ``frontend.jaegerstore.JaegerBackend`` reads a real
-Jaeger through its query API (the collector then only exports OTLP). Both answer with the store's
-own types (``KnownObject``, ``AssembledTrace``), so scopes, modes and rendering do not know which
-one they got.
+``StoreBackend`` reads the embedded store; it is the only frontend module that knows the store.
+``frontend.jaegerstore.JaegerBackend`` reads a real Jaeger through its query API (the collector then
+only exports OTLP). Both answer with the query side's own types (``frontend.types``) and the model's
+``KnownObject``, so scopes, modes and rendering do not know which one they got.
+
+Finding objects and telling whether they had activity is cheap (index lookups); only ``trace``
+assembles a hierarchy, and the query service calls it only for what it renders.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from pathlib import Path
 from typing import Protocol
 
-from frontend.assemble import AssembledTrace, ObjectQuery, trace_of
-from kelemetry.model.objects import KnownObject
+from frontend.assemble import assemble
+from frontend.types import AssembledTrace, ObjectQuery, ResourceInfo, Suggestion
+from kelemetry.model.events import TraceSource
+from kelemetry.model.objects import KnownObject, ObjectKey
+from kelemetry.model.spans import SpanRecord
 from kelemetry.store.sqlite import StoreReader
 
-
-@dataclass(frozen=True, slots=True)
-class ResourceInfo:
-    group: str
-    resource: str
-    kind: str
-    objects: int
+_ACTIVITY_CHUNK = 100
 
 
-@dataclass(frozen=True, slots=True)
-class Suggestion:
-    cluster: str | None = None
-    resource: str | None = None
-    group: str | None = None
-    namespace: str | None = None
-    text: str = ""
-    limit: int = 20
+def _any_activity(spans: list[SpanRecord]) -> bool:
+    return any(span.source is not TraceSource.OBJECT for span in spans)
 
 
 class Backend(Protocol):
     name: str
 
     def find_objects(self, query: ObjectQuery) -> list[KnownObject]:
-        """Objects matching the query's key fields (cluster may be None: any)."""
+        """Objects matching the query's key fields (cluster may be "": any); the uid is not applied."""
+        ...
+
+    def objects_of(self, key: ObjectKey, start_us: int | None, end_us: int | None) -> list[KnownObject]:
+        """Every incarnation of exactly this key (a backend may only see those active in the range)."""
+        ...
+
+    def active(self, target: KnownObject, start_us: int | None, end_us: int | None) -> bool:
+        """Whether ``target``, or anything it owns, had a request, Event or change in the range: an
+        object span alone only says that a window was open. The cheap form of ``trace`` not raising."""
         ...
 
     def trace(self, target: KnownObject, start_us: int | None, end_us: int | None) -> AssembledTrace:
@@ -60,6 +63,10 @@ class StoreBackend:
     def __init__(self, reader: StoreReader) -> None:
         self.reader = reader
 
+    @classmethod
+    def open(cls, path: str | Path) -> StoreBackend:
+        return cls(StoreReader(path))
+
     def find_objects(self, query: ObjectQuery) -> list[KnownObject]:
         return self.reader.find_objects(
             cluster=query.cluster or None,
@@ -69,8 +76,42 @@ class StoreBackend:
             group=query.group,
         )
 
+    def objects_of(self, key: ObjectKey, start_us: int | None, end_us: int | None) -> list[KnownObject]:
+        rows = self.reader.find_objects(
+            cluster=key.cluster,
+            resource=key.resource,
+            name=key.name,
+            namespace=key.namespace,
+            group=key.group,
+        )
+        return [row for row in rows if row.key == key]
+
+    def active(self, target: KnownObject, start_us: int | None, end_us: int | None) -> bool:
+        # Without a span of its own in the range the target is in no trace of the range at all.
+        own = self.reader.spans_of_objects([target.object_id], start_us, end_us)
+        if not own:
+            return False
+        if _any_activity(own):
+            return True
+        # Then level by level down the owner links the store keeps beside the spans (the links that
+        # parent the object spans), reading the spans of a few objects at a time by index, so a busy
+        # hierarchy answers at its first request.
+        seen = {target.object_id}
+        level = [target.object_id]
+        while level:
+            level = [child for child in self.reader.children_of(level) if child not in seen]
+            seen.update(level)
+            for i in range(0, len(level), _ACTIVITY_CHUNK):
+                if _any_activity(
+                    self.reader.spans_of_objects(level[i : i + _ACTIVITY_CHUNK], start_us, end_us)
+                ):
+                    return True
+        return False
+
     def trace(self, target: KnownObject, start_us: int | None, end_us: int | None) -> AssembledTrace:
-        return trace_of(self.reader, target, start_us, end_us)
+        own = self.reader.spans_of_objects([target.object_id], start_us, end_us)
+        spans = self.reader.spans_of_traces({span.trace_id for span in own}) if own else []
+        return assemble(spans, target, start_us, end_us)
 
     def clusters(self) -> list[str]:
         return self.reader.clusters()

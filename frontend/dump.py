@@ -1,114 +1,39 @@
-"""Dump formats for incident reviews: a readable tree, Jaeger JSON, JSON lines and Parquet.
+"""The row formats of ``kelemetry dump``: JSON lines and Parquet, one row per span of a view.
 
 The only user of pyarrow. Parquet has one row per span with the object key as columns, so a
-review can load it into DuckDB or pandas and filter by namespace, user or verb.
+review can load it into DuckDB or pandas and filter by namespace, user or verb. The other formats
+render the same view: ``tree`` in ``frontend.text``, ``json`` in ``frontend.jaegerjson``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import UTC, datetime
 from typing import IO, Any
 
 import orjson
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from frontend.assemble import AssembledTrace, SpanNode, to_jaeger
-from frontend.transform import ViewLog, ViewSpan
-from jaeger import model as jaeger_model
-from kelemetry.model import tags
-from kelemetry.model.events import TraceSource
+from frontend.types import View
 from kelemetry.model.spans import span_tags
 
 FORMATS = ("tree", "json", "jsonl", "parquet")
-# A change that showed up at a request but that the request cannot have made (its writer was not seen).
-LOG_LABELS = {"unattributed": "changed before it, not by it"}
 
 
-def format_time(time_us: int) -> str:
-    moment = datetime.fromtimestamp(time_us / 1_000_000, tz=UTC)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
-
-
-def render_tree(trace: AssembledTrace) -> str:
-    lines: list[str] = []
-
-    def describe(node: SpanNode) -> str:
-        span = node.span
-        if span.source is TraceSource.OBJECT:
-            details = [d for d in (span.kind, span.version) if d]
-            if span.key.namespace:
-                details.append(f"namespace {span.key.namespace}")
-            if span.uid:
-                details.append(f"uid {span.uid}")
-            marker = "  <- looked up" if span.object_id == trace.target.object_id else ""
-            return f"{span.key.display}  [{', '.join(details)}]{marker}"
-        if span.source is TraceSource.CHANGE:
-            verb = span.tags.get(tags.CHANGE_VERB, "change")
-            text = f"{format_time(span.start_us)}  {verb}  seen by the watch (no audit event)"
-            for log in span.logs:
-                text += f"\n{log.kind}: {log.message}"
-            return text
-        if span.source is TraceSource.EVENT:
-            count = span.tags.get(tags.EVENT_COUNT, 1)
-            times = f" x{count}" if isinstance(count, int) and count > 1 else ""
-            origin = span.tags.get(tags.EVENT_SOURCE)
-            text = (
-                f"{format_time(span.start_us)}  Event {span.name} ({span.tags.get(tags.EVENT_TYPE, 'Normal')}"
-                f"{times}){' from ' + str(origin) if origin else ''}"
-            )
-            if span.error:
-                text += "  WARNING"
-            for log in span.logs:
-                text += f"\n{log.kind}: {log.message}"
-            return text
-        user = span.tags.get(tags.AUDIT_USER, "")
-        verb = span.tags.get(tags.AUDIT_VERB, span.name)
-        sub = span.tags.get(tags.AUDIT_SUBRESOURCE)
-        code = span.tags.get(tags.AUDIT_CODE, "")
-        took = (span.end_us - span.start_us) / 1000
-        action = f"{verb} {sub}" if sub else str(verb)
-        text = f"{format_time(span.start_us)}  {action}  by {user}  -> {code}  ({took:.1f} ms)"
-        if span.error:
-            text += "  ERROR"
-        for log in span.logs:
-            text += f"\n{LOG_LABELS.get(log.kind, log.kind)}: {log.message}"
-        return text
-
-    def visit(node: SpanNode, prefix: str, is_last: bool, is_root: bool) -> None:
-        text = describe(node).split("\n")
-        if is_root:
-            lines.append(text[0])
-            child_prefix = ""
-        else:
-            lines.append(f"{prefix}{'└── ' if is_last else '├── '}{text[0]}")
-            child_prefix = prefix + ("    " if is_last else "│   ")
-        for extra in text[1:]:
-            lines.append(f"{child_prefix}    {extra}")
-        for i, child in enumerate(node.children):
-            visit(child, child_prefix, i == len(node.children) - 1, False)
-
-    visit(trace.root, "", True, True)
-    for warning in trace.warnings:
-        lines.append(f"warning: {warning}")
-    return "\n".join(lines) + "\n"
-
-
-def render_json(trace: AssembledTrace) -> bytes:
-    response = jaeger_model.traces_response([to_jaeger(trace)])
-    return orjson.dumps(response, option=orjson.OPT_INDENT_2) + b"\n"
-
-
-def _flat_rows(trace: AssembledTrace) -> Iterator[dict[str, Any]]:
-    trace_hex = f"{trace.trace_id:032x}"
-    for node, parent in trace.walk_with_parents():
-        span = node.span
+def _flat_rows(view: View) -> Iterator[dict[str, Any]]:
+    """One row per stored span of the view, parents first. The trace id is the stored trace's (of
+    the root object's first window), so rows join with what the collector exported."""
+    root = view.root.record
+    trace_hex = f"{root.trace_id:032x}" if root is not None else view.view_id
+    for node, parent in view.root.walk_with_parents():
+        span = node.record
+        if span is None:
+            continue  # made up by a display mode; the row formats take the tree mode (every span stored)
         key = span.key
         yield {
             "trace_id": trace_hex,
             "span_id": span.span_hex,
-            "parent_span_id": f"{parent:016x}" if parent is not None else None,
+            "parent_span_id": f"{parent.span_id:016x}" if parent is not None else None,
             "trace_source": span.source.value,
             "operation": span.name,
             "start_us": span.start_us,
@@ -135,8 +60,8 @@ def _tag_text(value: object) -> str:
     return str(value)
 
 
-def render_jsonl(trace: AssembledTrace) -> bytes:
-    return b"".join(orjson.dumps(row) + b"\n" for row in _flat_rows(trace))
+def render_jsonl(view: View) -> bytes:
+    return b"".join(orjson.dumps(row) + b"\n" for row in _flat_rows(view))
 
 
 _PARQUET_SCHEMA = pa.schema(
@@ -164,8 +89,8 @@ _PARQUET_SCHEMA = pa.schema(
 )
 
 
-def write_parquet(trace: AssembledTrace, sink: str | IO[bytes]) -> None:
-    rows = list(_flat_rows(trace))
+def write_parquet(view: View, sink: str | IO[bytes]) -> None:
+    rows = list(_flat_rows(view))
     columns: dict[str, list[Any]] = {name: [] for name in _PARQUET_SCHEMA.names}
     for row in rows:
         for name in columns:
@@ -179,47 +104,3 @@ def write_parquet(trace: AssembledTrace, sink: str | IO[bytes]) -> None:
                 columns[name].append(row[name])
     table = pa.table(columns, schema=_PARQUET_SCHEMA)
     pq.write_table(table, sink)
-
-
-_HEADLINE_FIELDS = ("audit", "event", "change")
-_SKIPPED_FIELDS = ("kelemetry.trace_source",)
-
-
-def _view_log_lines(log: ViewLog) -> list[str]:
-    fields = dict(log.fields)
-    headline = next((str(fields[k]) for k in _HEADLINE_FIELDS if k in fields), "")
-    if not headline and "event" not in fields:
-        headline = str(fields.get("message", ""))
-    lines = [f"{format_time(log.timestamp)}  {headline}".rstrip()]
-    for key, value in log.fields:
-        if key in _SKIPPED_FIELDS or str(value) == headline:
-            continue
-        text = str(value)
-        if "\n" in text:
-            lines.append(f"  {key}:")
-            lines.extend(f"    {line}" for line in text.splitlines())
-        else:
-            lines.append(f"  {key}: {text}")
-    return lines
-
-
-def render_view_text(root: ViewSpan) -> str:
-    """A display mode's view as indented text: each span, then its logs (folded requests, Events)."""
-    lines: list[str] = []
-    stack: list[tuple[ViewSpan, int]] = [(root, 0)]
-    while stack:
-        span, depth = stack.pop()
-        pad = "    " * depth
-        if span.is_object and span.record is not None:
-            record = span.record
-            details = ", ".join(d for d in (record.kind, record.uid and f"uid {record.uid}") if d)
-            head = f"{record.key.display}  [{details}]" if details else record.key.display
-        else:
-            head = f"{format_time(span.start_us)}  {span.service}: {span.operation}"
-        lines.append(pad + head)
-        for warning in span.warnings:
-            lines.append(f"{pad}  warning: {warning}")
-        for log in span.logs:
-            lines.extend(f"{pad}  {line}" for line in _view_log_lines(log))
-        stack.extend((child, depth + 1) for child in reversed(span.children))
-    return "\n".join(lines) + "\n"

@@ -4,15 +4,23 @@ The collector exports each trace source as a Jaeger service (``object``, ``audit
 ``change``) with the object key as span tags. An object is found by searching the ``object``
 service for its key tags; every trace that search returns is one window of the object's root
 hierarchy, exported whole, so merging them gives the same tree the embedded store gives.
+
+Searches are cached briefly: opening a view finds the object and assembles its trace from one
+search, and a lookup's activity check and the view opened next share theirs. The window length is
+not configured here: an object span covers exactly its window, so it is read from the object
+spans Jaeger returns.
 """
 
 from __future__ import annotations
 
+import threading
 import time
+from collections import OrderedDict
+from dataclasses import dataclass
 
 from aggregators import ids
-from frontend.assemble import AssembledTrace, ObjectQuery, has_activity, merge, overlaps
-from frontend.backend import ResourceInfo, Suggestion
+from frontend.assemble import assemble
+from frontend.types import AssembledTrace, ObjectQuery, ResourceInfo, Suggestion
 from jaeger import model as jaeger_model
 from jaeger.client import JaegerClient, JaegerError
 from kelemetry import errors
@@ -22,7 +30,10 @@ from kelemetry.model.objects import Incarnation, KnownObject, ObjectKey
 from kelemetry.model.spans import SpanRecord
 
 DEFAULT_LOOKBACK_US = 7 * 86_400 * 1_000_000
-WINDOW_US = 1800 * 1_000_000
+# Only until Jaeger holds an object span to read the window from, when no search can find anything.
+FALLBACK_WINDOW_US = 1800 * 1_000_000
+CACHE_SECONDS = 30.0
+_CACHED_SEARCHES = 64
 _SEARCH_LIMIT = 1000
 # Tags Jaeger or the OTel SDK add on export; they are not ours.
 _FOREIGN_TAGS = ("otel.", "span.kind", "internal.span.format", "telemetry.sdk.", "service.")
@@ -59,7 +70,7 @@ def _tag_map(items: list[jaeger_model.KeyValue]) -> dict[str, TagValue]:
     return found
 
 
-def record_of(span: jaeger_model.Span, trace_id: int) -> SpanRecord | None:
+def record_of(span: jaeger_model.Span, trace_id: int, window_us: int) -> SpanRecord | None:
     """A Jaeger span we exported, back as a SpanRecord; None for spans that are not ours."""
     span_tags = _tag_map(span["tags"])
     source_text = str(span_tags.get(tags.TRACE_SOURCE, ""))
@@ -98,7 +109,7 @@ def record_of(span: jaeger_model.Span, trace_id: int) -> SpanRecord | None:
         end_us=start + int(span["duration"]),
         key=key,
         object_id=ids.object_id(Incarnation(key, uid)),
-        window=start // WINDOW_US,
+        window=start // window_us,
         uid=uid,
         kind=str(span_tags.get(tags.KIND, "")),
         version=str(span_tags.get(tags.VERSION, "")),
@@ -108,15 +119,38 @@ def record_of(span: jaeger_model.Span, trace_id: int) -> SpanRecord | None:
     )
 
 
-def records_of(traces: list[jaeger_model.Trace]) -> list[SpanRecord]:
+def window_of(traces: list[jaeger_model.Trace]) -> int | None:
+    """The window length of the collector that exported these traces: an object span covers exactly
+    its window (the longest, should windows of several lengths be stored)."""
+    lengths = [
+        int(span["duration"])
+        for trace in traces
+        for span in trace["spans"]
+        if any(t["key"] == tags.TRACE_SOURCE and t["value"] == TraceSource.OBJECT.value for t in span["tags"])
+    ]
+    return max(lengths, default=0) or None
+
+
+def records_of(traces: list[jaeger_model.Trace], window_us: int) -> list[SpanRecord]:
     found: dict[int, SpanRecord] = {}
     for trace in traces:
         trace_id = int(trace["traceID"], 16)
         for span in trace["spans"]:
-            record = record_of(span, trace_id)
+            record = record_of(span, trace_id, window_us)
             if record is not None:
                 found[record.span_id] = record
     return list(found.values())
+
+
+@dataclass(frozen=True, slots=True)
+class _Search:
+    tags: frozenset[tuple[str, str]]
+    start_us: int | None
+    end_us: int | None
+    records: list[SpanRecord]
+    complete: bool
+    """Jaeger returned fewer traces than the limit: every trace with a matching span is here."""
+    at: float
 
 
 class JaegerBackend:
@@ -125,31 +159,76 @@ class JaegerBackend:
     def __init__(self, client: JaegerClient, *, lookback_us: int = DEFAULT_LOOKBACK_US) -> None:
         self.client = client
         self.lookback_us = lookback_us
+        self._window_us: int | None = None
+        self._searches: OrderedDict[tuple[frozenset[tuple[str, str]], int | None, int | None], _Search] = (
+            OrderedDict()
+        )
+        self._lock = threading.Lock()
         self._recent: tuple[float, list[SpanRecord]] | None = None
 
     def _range(self, start_us: int | None, end_us: int | None) -> tuple[int, int]:
         end = end_us if end_us is not None else time.time_ns() // 1000
         return (start_us if start_us is not None else end - self.lookback_us), end
 
-    def _search(
-        self, search_tags: dict[str, str], start_us: int | None, end_us: int | None
-    ) -> list[SpanRecord]:
-        start, end = self._range(start_us, end_us)
-        # Jaeger matches spans by their start, and an object span starts at its window's start: search
-        # from the window the range starts in, then keep what overlaps the range (callers filter).
-        start -= start % WINDOW_US
+    def _find(
+        self, search_tags: dict[str, str], start_us: int, end_us: int, limit: int
+    ) -> list[jaeger_model.Trace]:
         try:
             traces = self.client.find_traces(
                 service=TraceSource.OBJECT.value,
                 # Empty values (the core group, cluster-scoped namespaces) are checked here, not by Jaeger.
                 tags={k: v for k, v in search_tags.items() if v},
-                start_us=start,
-                end_us=end,
-                limit=_SEARCH_LIMIT,
+                start_us=start_us,
+                end_us=end_us,
+                limit=limit,
             )
         except JaegerError as exc:
             raise errors.BackendError(str(exc)) from exc
-        return records_of(traces)
+        self._learn_window(traces)
+        return traces
+
+    def _learn_window(self, traces: list[jaeger_model.Trace]) -> None:
+        found = window_of(traces)
+        if found is not None and (self._window_us is None or found > self._window_us):
+            self._window_us = found
+
+    def window_us(self) -> int:
+        """The window length, read from an object span (one small search the first time)."""
+        if self._window_us is None:
+            start, end = self._range(None, None)
+            self._find({}, start, end, 1)
+        return self._window_us or FALLBACK_WINDOW_US
+
+    def _search(
+        self, search_tags: dict[str, str], start_us: int | None, end_us: int | None
+    ) -> list[SpanRecord]:
+        """Spans of the traces holding an object span with these tags that starts in the range,
+        from a search made in the last ``CACHE_SECONDS`` when one covers it."""
+        wanted = frozenset(search_tags.items())
+        now = time.monotonic()
+        with self._lock:
+            for key, search in list(self._searches.items()):
+                if now - search.at >= CACHE_SECONDS:
+                    del self._searches[key]
+                elif (search.start_us, search.end_us) == (start_us, end_us) and (
+                    search.tags == wanted or (search.complete and search.tags <= wanted)
+                ):
+                    # A search by fewer tags holds every trace a search by more would return.
+                    return search.records
+        window = self.window_us()
+        start, end = self._range(start_us, end_us)
+        # Jaeger matches spans by their start, and an object span starts at its window's start: search
+        # from the window the range starts in, then keep what overlaps the range (callers filter).
+        start -= start % window
+        traces = self._find(search_tags, start, end, _SEARCH_LIMIT)
+        records = records_of(traces, window)
+        with self._lock:
+            self._searches[(wanted, start_us, end_us)] = _Search(
+                wanted, start_us, end_us, records, len(traces) < _SEARCH_LIMIT, now
+            )
+            while len(self._searches) > _CACHED_SEARCHES:
+                self._searches.popitem(last=False)
+        return records
 
     def find_objects(self, query: ObjectQuery) -> list[KnownObject]:
         wanted: dict[str, str] = {tags.RESOURCE: query.resource, tags.NAME: query.name}
@@ -159,30 +238,38 @@ class JaegerBackend:
             wanted[tags.NAMESPACE] = query.namespace
         if query.group is not None:
             wanted[tags.GROUP] = query.group
+        return self._objects(wanted, query.start_us, query.end_us)
+
+    def objects_of(self, key: ObjectKey, start_us: int | None, end_us: int | None) -> list[KnownObject]:
+        return self._objects(key_tags(key), start_us, end_us)
+
+    def _objects(self, wanted: dict[str, str], start_us: int | None, end_us: int | None) -> list[KnownObject]:
         rows: dict[int, KnownObject] = {}
-        for record in self._search(wanted, query.start_us, query.end_us):
+        for record in self._search(wanted, start_us, end_us):
             fields = key_tags(record.key)
             matches = all(fields[name] == value for name, value in wanted.items())
             if matches and record.source is TraceSource.OBJECT:
                 rows[record.object_id] = _row_of(record, rows.get(record.object_id))
         return list(rows.values())
 
+    def active(self, target: KnownObject, start_us: int | None, end_us: int | None) -> bool:
+        try:
+            self.trace(target, start_us, end_us)
+        except errors.NotFound:
+            return False
+        return True
+
     def trace(self, target: KnownObject, start_us: int | None, end_us: int | None) -> AssembledTrace:
-        key = target.key
-        spans = self._search(key_tags(key), start_us, end_us)
-        if not any(s.object_id == target.object_id for s in spans):
-            raise errors.NotFound(f"{key.display} has no activity in the requested time range")
-        trace = merge([s for s in spans if overlaps(s, start_us, end_us)], target)
-        if not has_activity(trace):
-            raise errors.NotFound(f"{key.display} has no activity in the requested time range")
-        return trace
+        return assemble(self._search(key_tags(target.key), start_us, end_us), target, start_us, end_us)
 
     def _recent_objects(self) -> list[SpanRecord]:
         # Jaeger cannot list objects; the object spans of recent traces stand in, cached briefly.
         now = time.monotonic()
-        if self._recent is not None and now - self._recent[0] < 30:
+        if self._recent is not None and now - self._recent[0] < CACHE_SECONDS:
             return self._recent[1]
-        records = [r for r in self._search({}, None, None) if r.source is TraceSource.OBJECT]
+        start, end = self._range(None, None)
+        traces = self._find({}, start, end, _SEARCH_LIMIT)
+        records = [r for r in records_of(traces, self.window_us()) if r.source is TraceSource.OBJECT]
         self._recent = (now, records)
         return records
 

@@ -81,6 +81,8 @@ class DisplayMode:
 
 
 DEFAULT = DisplayMode()
+DUMP = DisplayMode(Base.TREE, Scope.FULL, MAX_DEPTH)
+"""``kelemetry dump`` without ``--mode``: the whole hierarchy, every request a span of its own."""
 
 ALL: tuple[DisplayMode, ...] = (
     DEFAULT,

@@ -1,35 +1,31 @@
-"""The query service: lookups, views and Jaeger-style searches, shared by the HTTP API and the CLI.
+"""The query service: the one orchestration of lookups, views and Jaeger-style searches, shared by
+the HTTP API and ``kelemetry dump``.
 
-A lookup names an object and a time range; it becomes a saved view (``frontend.views``) whose
-trace id carries the display mode. Reading a view assembles the object's hierarchy over the whole
-range (every window merged), cuts it to the mode's scope and applies the mode's transform.
+A lookup names an object and a time range. It finds the matching objects and keeps those with
+activity in the range (both cheap questions to the backend), and saves a view for each: the
+object's exact key, uid and range (``frontend.views``), named by a trace id that also carries the
+display mode. Only reading a view assembles the object's hierarchy (every window of the range
+merged), cuts it to the mode's scope and applies the mode's transform; renderers
+(``frontend.jaegerjson``, ``frontend.text``, ``frontend.dump``) turn the result into output.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from collections import defaultdict
+from dataclasses import replace
 from pathlib import Path
 
 from frontend import modes, scope, transform
-from frontend.assemble import AssembledTrace, ObjectQuery, by_key, open_newest
 from frontend.backend import Backend, StoreBackend
 from frontend.modes import DisplayMode
+from frontend.types import AssembledTrace, Found, ObjectQuery, View
 from frontend.views import ViewSpec, ViewStore
-from jaeger import model as jaeger_model
 from kelemetry import errors
 from kelemetry.model import tags
-from kelemetry.model.objects import KnownObject
-from kelemetry.store.sqlite import StoreReader
+from kelemetry.model.objects import KnownObject, ObjectKey
 
 REDIRECT_SPAN_US = 30 * 60 * 1_000_000
 SEARCH_KEYS = frozenset({tags.CLUSTER, tags.GROUP, tags.RESOURCE, tags.NAMESPACE, tags.NAME, tags.UID})
-
-
-@dataclass(frozen=True, slots=True)
-class Found:
-    view_id: str
-    target: KnownObject
-    trace: AssembledTrace
 
 
 def object_json(row: KnownObject) -> dict[str, str]:
@@ -49,6 +45,28 @@ def incarnation_json(row: KnownObject) -> dict[str, str | int | None]:
     return {"uid": row.uid, "kind": row.kind, "firstSeen": row.first_us, "lastSeen": row.last_us}
 
 
+def by_key(rows: list[KnownObject]) -> list[list[KnownObject]]:
+    """Rows grouped by object key, each group's incarnations newest first (by first activity)."""
+    groups: dict[ObjectKey, list[KnownObject]] = defaultdict(list)
+    for row in rows:
+        groups[row.key].append(row)
+    for group in groups.values():
+        group.sort(key=lambda r: (r.first_us or r.last_us or 0, r.last_us or 0), reverse=True)
+    return list(groups.values())
+
+
+def _ambiguity(query: ObjectQuery, groups: list[list[KnownObject]]) -> str:
+    keys = [group[0].key for group in groups]
+    several_groups = len({k.group for k in keys}) > 1
+    options = ", ".join(
+        f"--group {k.group!r} --namespace {k.namespace!r}"
+        if several_groups
+        else f"--namespace {k.namespace!r}"
+        for k in keys
+    )
+    return f"{query.describe()} is ambiguous; narrow it with one of: {options}"
+
+
 class QueryService:
     def __init__(self, backend: Backend, views: ViewStore) -> None:
         self.backend = backend
@@ -63,39 +81,57 @@ class QueryService:
     def lookup(self, query: ObjectQuery, mode: DisplayMode = modes.DEFAULT) -> list[Found]:
         """One view per object matching the query that was active in its range: for each name, its
         newest incarnation with activity (or the one the query's uid names)."""
-        if not query.resource or not query.name:
-            raise errors.InputError("resource and name are required")
-        if query.start_us is not None and query.end_us is not None and query.start_us > query.end_us:
-            raise errors.InputError("start is after end")
-        groups = by_key(self.backend.find_objects(replace(query, uid=None)))
-        if query.uid is not None:
-            groups = [group for group in groups if any(row.uid == query.uid for row in group)]
-        if not groups:
-            raise errors.NotFound(f"no object {query.describe()} is known")
-        found: list[Found] = []
-        for incarnations in groups:
-            try:
-                trace = self._open(incarnations, query.uid, query.start_us, query.end_us)
-            except errors.NotFound:
-                continue
-            row = trace.target
-            number = self.views.save(ViewSpec.of(row.key, query.start_us, query.end_us, row.uid))
-            found.append(Found(modes.view_trace_id(mode, number), row, trace))
+        found = [
+            item for group in self._groups(query, "is known") if (item := self._found(group, query, mode))
+        ]
         if not found:
             raise errors.NotFound(f"{query.describe()} has no activity in the requested time range")
         return found
 
-    def _open(
-        self, incarnations: list[KnownObject], uid: str | None, start_us: int | None, end_us: int | None
-    ) -> AssembledTrace:
-        tried = incarnations if not uid else [row for row in incarnations if row.uid == uid]
-        trace = open_newest(tried, lambda row: self.backend.trace(row, start_us, end_us))
-        trace.incarnations = [row for row in incarnations if row is not trace.target]
-        return trace
+    def lookup_one(self, query: ObjectQuery, mode: DisplayMode = modes.DEFAULT) -> Found:
+        """The one object a query names (``kelemetry dump``): NotFound when its key fields match
+        several objects, with the options to narrow it, whatever their activity."""
+        groups = self._groups(query, "in the store")
+        if len(groups) > 1:
+            raise errors.NotFound(_ambiguity(query, groups))
+        found = self._found(groups[0], query, mode)
+        if found is None:
+            raise errors.NotFound(f"{query.describe()} has no activity in the requested time range")
+        return found
 
-    def view(
-        self, view_id: str, start_us: int | None = None, end_us: int | None = None
-    ) -> jaeger_model.Trace:
+    def _groups(self, query: ObjectQuery, unknown: str) -> list[list[KnownObject]]:
+        """The incarnations of each object the query's key fields match, newest first; NotFound
+        ("no object ... {unknown}") when none does."""
+        if not query.resource or not query.name:
+            raise errors.InputError("resource and name are required")
+        if query.start_us is not None and query.end_us is not None and query.start_us > query.end_us:
+            raise errors.InputError("start is after end")
+        groups = by_key(self.backend.find_objects(query))
+        if query.uid is not None:
+            groups = [group for group in groups if any(row.uid == query.uid for row in group)]
+        if not groups:
+            raise errors.NotFound(f"no object {query.describe()} {unknown}")
+        return groups
+
+    def _found(self, incarnations: list[KnownObject], query: ObjectQuery, mode: DisplayMode) -> Found | None:
+        """The view of the incarnation to show (the uid's, or the newest active in the range); None
+        when it had no activity."""
+        target = self._active(incarnations, query.uid, query.start_us, query.end_us)
+        if target is None:
+            return None
+        number = self.views.save(ViewSpec.of(target.key, query.start_us, query.end_us, target.uid))
+        others = tuple(row for row in incarnations if row is not target)
+        return Found(modes.view_trace_id(mode, number), target, others)
+
+    def _active(
+        self, incarnations: list[KnownObject], uid: str | None, start_us: int | None, end_us: int | None
+    ) -> KnownObject | None:
+        tried = incarnations if not uid else [row for row in incarnations if row.uid == uid]
+        return next((row for row in tried if self.backend.active(row, start_us, end_us)), None)
+
+    # -- views
+
+    def view(self, view_id: str, start_us: int | None = None, end_us: int | None = None) -> View:
         """A saved view in the mode its id names; ``start``/``end`` override the saved range."""
         mode, number = modes.parse_view_trace_id(view_id)
         spec = self.views.load(number)
@@ -103,37 +139,40 @@ class QueryService:
         end = spec.end_us if end_us is None else end_us
         if start is not None and end is not None and start > end:
             raise errors.InputError("start is after end")
-        return render(self.open(spec, start, end), mode, view_id.lower())
+        return present(self.open(spec, start, end), mode, view_id.lower())
 
     def open(self, spec: ViewSpec, start_us: int | None, end_us: int | None) -> AssembledTrace:
-        """The trace a saved view stands for, with the other incarnations of its name listed."""
-        rows = [row for row in self.backend.find_objects(spec.query(start_us, end_us)) if row.key == spec.key]
-        groups = by_key(rows)
-        if not groups or (spec.uid and not any(row.uid == spec.uid for row in groups[0])):
+        """The trace a saved view stands for: its object opened by its exact key and uid (a view saved
+        without a uid shows the newest incarnation active in the range)."""
+        incarnations = self._incarnations_of(spec, start_us, end_us)
+        if not incarnations or (spec.uid and not any(row.uid == spec.uid for row in incarnations)):
             raise errors.NotFound(f"{spec.key.display} is no longer in the store")
-        try:
-            return self._open(groups[0], spec.uid or None, start_us, end_us)
-        except errors.NotFound:
-            raise errors.NotFound(f"{spec.key.display} has no activity in the requested time range") from None
+        if spec.uid:
+            target = next(row for row in incarnations if row.uid == spec.uid)
+        else:
+            active = self._active(incarnations, None, start_us, end_us)
+            if active is None:
+                raise errors.NotFound(f"{spec.key.display} has no activity in the requested time range")
+            target = active
+        return self.backend.trace(target, start_us, end_us)
+
+    def _incarnations_of(self, spec: ViewSpec, start_us: int | None, end_us: int | None) -> list[KnownObject]:
+        rows = self.backend.objects_of(spec.key, start_us, end_us)
+        return by_key(rows)[0] if rows else []
 
     def incarnations(self, spec: ViewSpec, mode: DisplayMode) -> list[tuple[KnownObject, str]]:
         """The other incarnations of a view's name, each with the id of its own view in ``mode``."""
-        rows = [
-            r for r in self.backend.find_objects(spec.query(spec.start_us, spec.end_us)) if r.key == spec.key
-        ]
-        groups = by_key(rows)
-        if not groups:
+        incarnations = self._incarnations_of(spec, spec.start_us, spec.end_us)
+        if not incarnations:
             return []
         shown = spec.uid
         if not shown:
             # A view saved without a uid shows the newest incarnation active in its range.
-            try:
-                shown = self.open(spec, spec.start_us, spec.end_us).target.uid
-            except errors.NotFound:
-                shown = groups[0][0].uid
+            active = self._active(incarnations, None, spec.start_us, spec.end_us)
+            shown = (active or incarnations[0]).uid
         return [
             (row, modes.view_trace_id(mode, self.views.save(replace(spec, uid=row.uid))))
-            for row in groups[0]
+            for row in incarnations
             if row.uid != shown
         ]
 
@@ -148,7 +187,7 @@ class QueryService:
         start_us: int | None,
         end_us: int | None,
         limit: int,
-    ) -> list[jaeger_model.Trace]:
+    ) -> list[View]:
         mode = modes.from_name(service) if service else modes.DEFAULT
         unknown = sorted(set(search_tags) - SEARCH_KEYS)
         if unknown:
@@ -171,7 +210,10 @@ class QueryService:
             found = self.lookup(query, mode)
         except errors.NotFound:
             return []
-        return [render(item.trace, mode, item.view_id) for item in found[: limit or None]]
+        return [
+            present(self.backend.trace(item.target, start_us, end_us), mode, item.view_id)
+            for item in found[: limit or None]
+        ]
 
     def redirect(self, query: ObjectQuery, ts_us: int) -> str:
         """The view of the object's activity within 30 minutes of ``ts``, in the default mode."""
@@ -185,13 +227,17 @@ class QueryService:
         return found[0].view_id
 
 
-def render(trace: AssembledTrace, mode: DisplayMode, trace_id: str) -> jaeger_model.Trace:
+def present(trace: AssembledTrace, mode: DisplayMode, view_id: str) -> View:
+    """An assembled trace in a display mode: the scope cut, then the mode's transform."""
     scoped = scope.select(trace, mode.scope, mode.depth)
-    return transform.to_jaeger(transform.apply(scoped, mode.base), trace_id)
+    return View(view_id, transform.apply(scoped, mode.base), trace.target)
 
 
-def for_store(store_path: str | Path, views_path: str | Path | None = None) -> QueryService:
-    """A query service over an embedded store, with its views kept beside it."""
+def for_store(
+    store_path: str | Path, views_path: str | Path | None = None, *, keep_views: bool = True
+) -> QueryService:
+    """A query service over an embedded store, with its views kept beside it (or in ``views_path``;
+    in memory only without ``keep_views``, as for a one-shot dump)."""
     path = Path(store_path)
     views = path.with_name(path.name + ".views") if views_path is None else views_path
-    return QueryService(StoreBackend(StoreReader(path)), ViewStore(views))
+    return QueryService(StoreBackend.open(path), ViewStore(views if keep_views else None))

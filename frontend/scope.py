@@ -15,8 +15,8 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from frontend.assemble import AssembledTrace, SpanNode
 from frontend.modes import Scope
+from frontend.types import AssembledTrace, SpanNode
 from kelemetry.model.events import TraceSource
 
 

@@ -1,8 +1,8 @@
-"""Display modes as transforms over a view tree, and the view tree as Jaeger JSON.
+"""Display modes as transforms from an assembled trace to the view tree every output format renders.
 
 An assembled (and scoped) trace becomes a tree of ``ViewSpan`` in ``tree`` form: object spans
 with their requests, Events and watched changes as child spans. Each base mode is a short chain
-of pure steps over that tree:
+of steps over that tree (each reworks the tree it is given and returns it):
 
 - ``tree``: as is;
 - ``timeline``: owned objects removed, every request and Event lifted flat under the root;
@@ -16,13 +16,11 @@ Folded log fields follow Go Kelemetry's names (``audit``, ``diff``, ``verbose di
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from hashlib import blake2b
 
-from frontend.assemble import AssembledTrace, SpanNode
 from frontend.modes import Base
-from jaeger import model as jaeger_model
+from frontend.types import AssembledTrace, SpanNode, ViewLog, ViewSpan
 from kelemetry.model import tags
 from kelemetry.model.events import TagValue, TraceSource
 from kelemetry.model.spans import SpanRecord, span_tags
@@ -32,43 +30,6 @@ GROUP_SOURCE = "group"
 _VERBOSE_PATHS = ("metadata.resourceVersion", "metadata.generation")
 _HIDDEN_PATHS = ("metadata.managedFields",)
 _LOG_PAD_US = 1_000_000
-
-
-@dataclass(frozen=True, slots=True)
-class ViewLog:
-    timestamp: int
-    fields: tuple[tuple[str, TagValue], ...]
-
-
-@dataclass
-class ViewSpan:
-    span_id: int
-    source: str
-    operation: str
-    start_us: int
-    end_us: int
-    tags: dict[str, TagValue]
-    logs: list[ViewLog] = field(default_factory=list)
-    children: list[ViewSpan] = field(default_factory=list)
-    record: SpanRecord | None = None
-    pending: list[SpanRecord] = field(default_factory=list)
-    """Requests and Events of an object span not yet shown: folded into logs or expanded into spans."""
-    service: str = ""
-    warnings: list[str] = field(default_factory=list)
-
-    @property
-    def is_object(self) -> bool:
-        return self.source == TraceSource.OBJECT.value
-
-    def walk(self) -> list[ViewSpan]:
-        """Every span, parents before children (iterative: hierarchies can be wide)."""
-        found: list[ViewSpan] = []
-        stack = [self]
-        while stack:
-            span = stack.pop()
-            found.append(span)
-            stack.extend(reversed(span.children))
-        return found
 
 
 # -- building the tree
@@ -315,58 +276,5 @@ def apply(trace: AssembledTrace, base: Base) -> ViewSpan:
     return root
 
 
-# -- Jaeger JSON
-
-
 def _clock(time_us: int) -> str:
     return datetime.fromtimestamp(time_us / 1_000_000, tz=UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-def to_jaeger(root: ViewSpan, trace_id: str) -> jaeger_model.Trace:
-    # Most tags repeat (cluster, resource, verbs, users): one shared KeyValue per distinct pair.
-    # The type is part of the cache key because True == 1 would otherwise share an entry.
-    shared: dict[tuple[str, type, TagValue], jaeger_model.KeyValue] = {}
-
-    def kv(key: str, value: TagValue) -> jaeger_model.KeyValue:
-        slot = (key, type(value), value)
-        found = shared.get(slot)
-        if found is None:
-            found = shared[slot] = jaeger_model.key_value(key, value)
-        return found
-
-    spans: list[jaeger_model.Span] = []
-    processes: dict[str, jaeger_model.Process] = {}
-    process_of: dict[str, str] = {}
-    parents: dict[int, int] = {}
-    for span in root.walk():
-        for child in span.children:
-            parents[id(child)] = span.span_id
-        pid = process_of.get(span.service)
-        if pid is None:
-            pid = process_of[span.service] = f"p{len(process_of) + 1}"
-            processes[pid] = {"serviceName": span.service, "tags": []}
-        parent = parents.get(id(span))
-        spans.append(
-            {
-                "traceID": trace_id,
-                "spanID": f"{span.span_id:016x}",
-                "flags": 1,
-                "operationName": span.operation,
-                "references": []
-                if parent is None
-                else [{"refType": "CHILD_OF", "traceID": trace_id, "spanID": f"{parent:016x}"}],
-                "startTime": span.start_us,
-                "duration": max(span.end_us - span.start_us, 0),
-                "tags": [kv(k, v) for k, v in span.tags.items()],
-                "logs": [
-                    {
-                        "timestamp": log.timestamp,
-                        "fields": [kv(k, v) for k, v in log.fields],
-                    }
-                    for log in span.logs
-                ],
-                "processID": pid,
-                "warnings": list(span.warnings) or None,
-            }
-        )
-    return {"traceID": trace_id, "spans": spans, "processes": processes, "warnings": None}

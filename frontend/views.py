@@ -17,7 +17,6 @@ from pathlib import Path
 
 import orjson
 
-from frontend.assemble import ObjectQuery
 from kelemetry import errors
 from kelemetry.model.objects import ObjectKey
 
@@ -42,18 +41,6 @@ class ViewSpec:
     @property
     def key(self) -> ObjectKey:
         return ObjectKey.make(self.cluster, self.group, self.resource, self.namespace, self.name)
-
-    def query(self, start_us: int | None, end_us: int | None) -> ObjectQuery:
-        return ObjectQuery(
-            self.cluster,
-            self.resource,
-            self.name,
-            self.group,
-            self.namespace,
-            start_us,
-            end_us,
-            self.uid or None,
-        )
 
     @classmethod
     def of(cls, key: ObjectKey, start_us: int | None, end_us: int | None, uid: str = "") -> ViewSpec:

@@ -21,20 +21,17 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.responses import PlainTextResponse
 
-import aggregators
 from frontend import api as frontend_api
 from frontend.query import QueryService
-from kelemetry import __version__
-from kelemetry.diff.redact import DEFAULT_RULES, RedactionRule, Redactor
+from kelemetry import __version__, pipeline
 from kelemetry.errors import KelemetryError
 from kelemetry.export.otlp import OtlpFollower
 from kelemetry.ingest import Ingestor
 from kelemetry.kube import discovery
 from kelemetry.kube.kinds import KindResolver
 from kelemetry.kube.watch import ResourceWatcher, WatchItem
-from kelemetry.pipeline import Pipeline
+from kelemetry.model import backoff
 from kelemetry.receivers import webhook
-from kelemetry.receivers.audit import AuditConverter, AuditFilter
 from kelemetry.settings import ServeSettings
 from kelemetry.store.inbox import Inbox
 from kelemetry.store.retention import Removed, RetentionReport
@@ -55,33 +52,29 @@ def parse_watch_target(spec: str) -> tuple[str, str, str]:
     return group, version or "v1", resource
 
 
-def redactor_for(extra_rules: tuple[str, ...]) -> Redactor:
-    """The default redaction (Secret values) plus ``RESOURCE[.GROUP]:FIELD`` rules."""
-    return Redactor((*DEFAULT_RULES, *(RedactionRule.parse(rule) for rule in extra_rules)))
-
-
 class Collector:
-    def __init__(self, settings: ServeSettings, resolver: KindResolver | None = None) -> None:
+    """Owns every moving part of `serve` and every thread it runs: each is started by ``start`` and
+    stopped and joined by ``stop``."""
+
+    def __init__(
+        self, settings: ServeSettings, resolver: KindResolver | None = None, *, rediscover: bool = False
+    ) -> None:
         self.settings = settings
         store_path = Path(settings.store.path)
         self.store = SpanStore(store_path, synchronous=settings.store.synchronous)
         self.inbox = Inbox(
             store_path.with_name(store_path.name + ".inbox"), synchronous=settings.store.synchronous
         )
-        trace = settings.trace
-        converter = AuditConverter(
-            resolver or KindResolver(),
-            AuditFilter.from_strings(trace.excluded_resources, trace.excluded_user_agents),
-            redactor_for(trace.redact),
-        )
-        self.pipeline = Pipeline(
-            self.store, aggregators.create(trace.aggregator, trace.window_seconds), converter
-        )
+        self.resolver = resolver or KindResolver()
+        # The cluster did not answer discovery at start: keep asking (owned thread, see start()).
+        self._rediscover = rediscover and settings.kubeconfig is not None
+        self.pipeline = pipeline.build(self.store, settings.trace, self.resolver)
+        # One redactor for the inbox and the pipeline: a field is redacted by one set of rules.
         self.ingestor = Ingestor(
             self.inbox,
             self.pipeline,
             max_backlog_bytes=settings.webhook.max_backlog_bytes,
-            redactor=redactor_for(trace.redact),
+            redactor=self.pipeline.converter.redactor,
         )
         self.webhook_counters: Counter[str] = Counter()
         self.follower: OtlpFollower | None = None
@@ -113,7 +106,7 @@ class Collector:
                     )
                 )
         self._stop = threading.Event()
-        self._retention: threading.Thread | None = None
+        self._threads: list[threading.Thread] = []
         self.retention_removed = Removed()
 
     def _watch_custom_resources(self) -> None:
@@ -175,6 +168,12 @@ class Collector:
         events = [obj for kind, obj in items if kind != "DELETED"]
         self.ingestor.submit_kube_events(self.settings.webhook.default_cluster, events, done)
 
+    def _spawn(self, target: Callable[[], None], name: str) -> None:
+        # Daemon only as a safety net: stop() sets _stop and joins each of them.
+        thread = threading.Thread(target=target, name=name, daemon=True)
+        self._threads.append(thread)
+        thread.start()
+
     def start(self) -> None:
         self.ingestor.start()
         if self.watcher is not None:
@@ -182,14 +181,18 @@ class Collector:
         for watcher in self.object_watchers:
             watcher.start()
         if self.settings.kubeconfig and self.settings.watch_custom_resources:
-            threading.Thread(target=self._watch_custom_resources, name="kelemetry-crds", daemon=True).start()
+            self._spawn(self._watch_custom_resources, "kelemetry-crds")
+        if self._rediscover:
+            self._spawn(self._discover, "kelemetry-discovery")
         if self.follower is not None:
             self.follower.start()
-        self._retention = threading.Thread(target=self._retain, name="kelemetry-retention", daemon=True)
-        self._retention.start()
+        self._spawn(self._retain, "kelemetry-retention")
 
     def stop(self) -> None:
         self._stop.set()
+        for thread in self._threads:
+            thread.join(timeout=30)
+        self._threads.clear()
         if self.watcher is not None:
             self.watcher.stop()
         for watcher in list(self.object_watchers):
@@ -199,6 +202,19 @@ class Collector:
             self.follower.stop()
         self.inbox.close()
         self.store.close()
+
+    def _discover(self) -> None:
+        """API discovery of a cluster that did not answer at start, until it does."""
+        kubeconfig = self.settings.kubeconfig
+        assert kubeconfig is not None
+        retry = backoff.DISCOVERY.start()
+        while not self._stop.wait(retry.failed()):
+            try:
+                self.resolver.update(discovery.discover(kubeconfig))
+            except KelemetryError:
+                continue
+            logger.info("API discovery of %s succeeded", kubeconfig)
+            return
 
     def apply_retention(self) -> RetentionReport:
         """One retention pass by the store's (wall) clock: ages count from when data arrived."""
@@ -245,17 +261,41 @@ class Collector:
 
 
 def create_app(collector: Collector, query: QueryService | None = None) -> FastAPI:
+    """The app of ``kelemetry serve``: the collector's routes, and the query side when given."""
+    return build_app(collector=collector, query=query)
+
+
+def build_app(*, collector: Collector | None = None, query: QueryService | None = None) -> FastAPI:
+    """The one FastAPI app of both processes: ``kelemetry serve`` (a collector, and the query side over
+    its store) and ``kelemetry frontend`` (the query side alone). Its lifespan starts the collector
+    and, on the way out, stops it and closes the query service."""
+
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        collector.start()
+        if collector is not None:
+            collector.start()
         try:
             yield
         finally:
-            collector.stop()
+            if collector is not None:
+                collector.stop()
             if query is not None:
                 query.close()
 
     app = FastAPI(title="kelemetry", version=__version__, lifespan=lifespan)
+
+    @app.get("/healthz")
+    def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    if collector is not None:
+        _add_collector_routes(app, collector)
+    if query is not None:
+        frontend_api.install(app, query)
+    return app
+
+
+def _add_collector_routes(app: FastAPI, collector: Collector) -> None:
     settings = collector.settings
     app.include_router(
         webhook.create_router(
@@ -266,10 +306,6 @@ def create_app(collector: Collector, query: QueryService | None = None) -> FastA
             counters=collector.webhook_counters,
         )
     )
-
-    @app.get("/healthz")
-    def healthz() -> dict[str, str]:
-        return {"status": "ok"}
 
     @app.get("/metrics", response_class=PlainTextResponse)
     def metrics() -> str:
@@ -286,7 +322,3 @@ def create_app(collector: Collector, query: QueryService | None = None) -> FastA
             "dump": "kelemetry dump --store <store> --cluster C --resource R --namespace N --name NAME",
             "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         }
-
-    if query is not None:
-        frontend_api.install(app, query)
-    return app

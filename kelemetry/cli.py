@@ -11,31 +11,26 @@ import gc
 import logging
 import os
 import sys
-import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import IO, TypeVar
 
-import orjson
 from fastapi import FastAPI
 
-import aggregators
-from frontend import api as frontend_api
 from frontend import dump as dumping
-from frontend import modes, query, scope, transform
-from frontend.assemble import AssembledTrace, ObjectQuery, assemble
+from frontend import jaegerjson, modes, query, text
 from frontend.jaegerstore import JaegerBackend
-from frontend.views import ViewSpec, ViewStore
+from frontend.types import Found, ObjectQuery, View
+from frontend.views import ViewStore
 from jaeger.client import JaegerClient, JaegerError
 from kelemetry import __version__, errors
-from kelemetry.app import Collector, create_app, parse_watch_target, redactor_for
+from kelemetry import pipeline as pipelines
+from kelemetry.app import Collector, build_app, create_app, parse_watch_target
 from kelemetry.diff.redact import RedactionRule
 from kelemetry.export.otlp import OtlpFollower, create_exporter
 from kelemetry.kube.kinds import KindResolver
 from kelemetry.model import times
-from kelemetry.pipeline import Pipeline
-from kelemetry.receivers.audit import AuditConverter, AuditFilter
 from kelemetry.receivers.auditfiles import FileStats, read_audit_file, read_kube_events_file, sniff
 from kelemetry.settings import (
     DEFAULT_EXCLUDED_RESOURCES,
@@ -47,7 +42,7 @@ from kelemetry.settings import (
     TraceSettings,
     WebhookSettings,
 )
-from kelemetry.store.sqlite import SpanStore, StoreReader
+from kelemetry.store.sqlite import SpanStore
 
 logger = logging.getLogger("kelemetry")
 T = TypeVar("T")
@@ -340,39 +335,22 @@ def _trace_settings(args: argparse.Namespace) -> TraceSettings:
     )
 
 
-def _resolver(kubeconfig: str | None, *, required: bool = True) -> KindResolver:
+def _resolver(kubeconfig: str | None, *, required: bool = True) -> tuple[KindResolver, bool]:
+    """A kind resolver for the cluster of ``kubeconfig`` (built-in kinds without one), and whether
+    discovery still has to be retried (it failed and was not ``required``)."""
     if not kubeconfig:
-        return KindResolver()
+        return KindResolver(), False
     # Imported here so commands that need no cluster never pay for loading the kubernetes client.
     from kelemetry.kube import discovery
 
     try:
-        return KindResolver(discovery.discover(kubeconfig))
+        return KindResolver(discovery.discover(kubeconfig)), False
     except errors.KelemetryError as exc:
         if required:
             raise
         # The webhook must be up before the apiserver it serves: start anyway, discover later.
         logger.warning("%s; using built-in kinds until the cluster answers", exc)
-        resolver = KindResolver()
-        _discover_later(kubeconfig, resolver)
-        return resolver
-
-
-def _discover_later(kubeconfig: str, resolver: KindResolver) -> None:
-    from kelemetry.kube import discovery
-
-    def retry() -> None:
-        delay = 2.0
-        while True:
-            time.sleep(delay)
-            try:
-                resolver.update(discovery.discover(kubeconfig))
-                logger.info("API discovery of %s succeeded", kubeconfig)
-                return
-            except errors.KelemetryError:
-                delay = min(delay * 2, 60.0)
-
-    threading.Thread(target=retry, name="kelemetry-discovery", daemon=True).start()
+        return KindResolver(), True
 
 
 def tune_gc() -> None:
@@ -417,13 +395,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
     )
     if settings.otlp.endpoint:
         create_exporter(settings.otlp.endpoint).shutdown()  # fail fast on a malformed endpoint
-    resolver = _resolver(args.kubeconfig, required=False)
+    resolver, rediscover = _resolver(args.kubeconfig, required=False)
     if args.replay:
         for path in args.replay:
             if not os.path.isfile(path):
                 raise CliError(f"cannot read {path}: no such file")
         _replay_files(args.replay, args.cluster, args.store, settings.trace, resolver, quiet=True)
-    collector = Collector(settings, resolver)
+    collector = Collector(settings, resolver, rediscover=rediscover)
     app = create_app(collector, query.for_store(args.store))
     tune_gc()
     # The ingest worker is CPU-bound Python; a shorter GIL switch interval lets the webhook's
@@ -467,22 +445,14 @@ def cmd_frontend(args: argparse.Namespace) -> int:
     else:
         service = query.for_store(args.store, args.views)
         source = f"store {Path(args.store).resolve()}"
-    app = FastAPI(title="kelemetry frontend", version=__version__)
-    frontend_api.install(app, service)
-
-    @app.get("/healthz")
-    def healthz() -> dict[str, str]:
-        return {"status": "ok"}
-
+    # The app's lifespan closes the service.
+    app = build_app(query=service)
     tune_gc()  # a big view allocates ~100k objects; default GC thresholds would rescan them many times
     shown_host = f"[{host}]" if ":" in host else host
     print(
         f"kelemetry {__version__} frontend on http://{shown_host}:{port}/ reading {source}", file=sys.stderr
     )
-    try:
-        _run_server(app, host, port, args.listen)
-    finally:
-        service.close()
+    _run_server(app, host, port, args.listen)
     return 0
 
 
@@ -531,12 +501,8 @@ def _replay_files(
 ) -> None:
     tune_gc()
     store = SpanStore(store_path)
-    converter = AuditConverter(
-        resolver,
-        AuditFilter.from_strings(trace.excluded_resources, trace.excluded_user_agents),
-        redactor_for(trace.redact),
-    )
-    pipeline = Pipeline(store, aggregators.create(trace.aggregator, trace.window_seconds), converter)
+    pipeline = pipelines.build(store, trace, resolver)
+    converter = pipeline.converter
     progress = _Progress(sys.stderr, not quiet)
     totals = FileStats()
     spans = 0
@@ -589,7 +555,8 @@ def cmd_replay(args: argparse.Namespace) -> int:
     for path in args.files:
         if not os.path.isfile(path):
             raise CliError(f"cannot read {path}: no such file")
-    _replay_files(args.files, args.cluster, args.store, trace, _resolver(args.kubeconfig), quiet=args.quiet)
+    resolver, _ = _resolver(args.kubeconfig)
+    _replay_files(args.files, args.cluster, args.store, trace, resolver, quiet=args.quiet)
     if args.otlp_endpoint:
         follower = OtlpFollower(args.store, args.otlp_endpoint)
         if not follower.drain(timeout_seconds=120):
@@ -619,11 +586,11 @@ def cmd_retain(args: argparse.Namespace) -> int:
     return 0
 
 
-def _incarnations_note(trace: AssembledTrace) -> str:
+def _incarnations_note(found: Found) -> str:
     """Lines naming the other objects that had the looked-up name, and how to see each."""
     lines = []
-    for row in trace.incarnations:
-        seen = " – ".join(dumping.format_time(t) for t in (row.first_us, row.last_us) if t is not None)
+    for row in found.incarnations:
+        seen = " – ".join(text.format_time(t) for t in (row.first_us, row.last_us) if t is not None)
         lines.append(
             f"note: {row.key.display} was also the name of uid {row.uid or '(unknown)'}"
             + (f" (active {seen})" if seen else "")
@@ -663,43 +630,34 @@ def cmd_dump(args: argparse.Namespace) -> int:
         )
     if args.depth is not None and not 1 <= args.depth <= modes.MAX_DEPTH:
         raise CliError(f"--depth must be between 1 and {modes.MAX_DEPTH}")
-    depth = args.depth or (modes.DEFAULT_DEPTH if args.scope else modes.MAX_DEPTH)
-    display = modes.build(args.mode, args.scope or "full", depth)
-    reader = StoreReader(args.store)
+    # Without options: the classic dump, the tree mode of the whole hierarchy.
+    depth = args.depth or (modes.DEFAULT_DEPTH if args.scope else modes.DUMP.depth)
+    display = modes.build(args.mode or modes.DUMP.base, args.scope or modes.DUMP.scope, depth)
+    # The API's query service over the store, its views in memory: a dump saves nothing.
+    service = query.for_store(args.store, keep_views=False)
     try:
-        trace = assemble(reader, lookup)
+        found = service.lookup_one(lookup, display)
+        view = service.view(found.view_id)
     finally:
-        reader.close()
-    note = _incarnations_note(trace)
+        service.close()
+    note = _incarnations_note(found)
     if note and args.format != "tree":
         print(note, file=sys.stderr, end="")
-    trace = scope.select(trace, display.scope, display.depth)
-    if args.mode:
-        view_id = modes.view_trace_id(
-            display, ViewSpec.of(trace.target.key, start_us, end_us, trace.target.uid).number()
-        )
-        view = transform.apply(trace, display.base)
-        if args.format == "json":
-            rendered = transform.to_jaeger(view, view_id)
-            data = orjson.dumps({"data": [rendered]}, option=orjson.OPT_INDENT_2) + b"\n"
-        else:
-            data = (dumping.render_view_text(view) + note).encode()
-        _write_output(args.output, data)
-        return 0
     if args.format == "parquet":
-        if args.output:
-            dumping.write_parquet(trace, args.output)
-        else:
-            dumping.write_parquet(trace, sys.stdout.buffer)
+        dumping.write_parquet(view, args.output or sys.stdout.buffer)
         return 0
-    if args.format == "tree":
-        data = (dumping.render_tree(trace) + note).encode()
-    elif args.format == "json":
-        data = dumping.render_json(trace)
-    else:
-        data = dumping.render_jsonl(trace)
-    _write_output(args.output, data)
+    _write_output(args.output, _render(view, args.format, classic=not args.mode, note=note))
     return 0
+
+
+def _render(view: View, output_format: str, *, classic: bool, note: str) -> bytes:
+    if output_format == "json":
+        # Byte for byte what GET /api/traces/{id} answers for the view.
+        return jaegerjson.traces([view])
+    if output_format == "jsonl":
+        return dumping.render_jsonl(view)
+    layout = text.render_tree if classic else text.render_outline
+    return (layout(view) + note).encode()
 
 
 def _write_output(output: str | None, data: bytes) -> None:

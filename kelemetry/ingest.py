@@ -1,9 +1,11 @@
-"""Ingestion: durable acceptance of webhook batches and the worker that processes them.
+"""Ingestion: durable acceptance of webhook batches and the worker that processes everything.
 
-``accept`` runs on the webhook's request threads: it validates the whole batch, refuses it with
-`BacklogFull` if the unprocessed backlog is over its limit, writes it to the inbox (durable) and
-queues it. One worker thread drains the queue in order through the pipeline, so the store has a
-single writer, and deletes each batch from the inbox once its spans are committed.
+``accept`` runs on the webhook's request threads: it decodes and checks the whole batch once
+(typed, `kelemetry.receivers.auditwire`), removes secrets, refuses it with `BacklogFull` if the
+unprocessed backlog is over its limit, writes it to the inbox (durable) and queues the decoded
+events. One worker thread takes work items in order — audit batches, Kubernetes Events from the
+Events watch, object versions from the object watches — so the store has a single writer, and
+deletes each audit batch from the inbox once its spans are committed.
 """
 
 from __future__ import annotations
@@ -20,33 +22,54 @@ from typing import Any
 from kelemetry import errors
 from kelemetry.diff.redact import Redactor
 from kelemetry.pipeline import Pipeline
-from kelemetry.receivers.audit import decode_webhook_body, scrub_batch
+from kelemetry.receivers.audit import scrub_batch
+from kelemetry.receivers.auditwire import AuditEvent, decode_batch
 from kelemetry.store.inbox import Inbox
 
 logger = logging.getLogger(__name__)
 
+WatchItem = tuple[str, Mapping[str, Any]]
+
 
 @dataclass(frozen=True, slots=True)
-class _Batch:
-    # The body stays bytes until the worker takes it: decoded JSON is ~4x larger and millions of
-    # queued dicts make every garbage-collector pass stall the webhook for hundreds of ms.
+class AuditBatch:
+    """A webhook batch, in the inbox until processed. ``events`` were decoded at acceptance (the
+    structs are not tracked by the garbage collector and their bodies are views of the received
+    bytes, so a long queue costs neither GC passes nor a second copy); a batch recovered from the
+    inbox after a restart has only its ``body``."""
+
     batch_id: int
     cluster: str
-    body: bytes
-    # Kubernetes Events from the watcher travel the same queue, so the store keeps one writer;
-    # they are not in the inbox: their durability is the watcher's resume point, saved by on_done.
-    kube_events: list[Mapping[str, Any]] | None = None
+    size: int
+    events: list[AuditEvent] | None = None
+    body: bytes = b""
+
+
+@dataclass(frozen=True, slots=True)
+class KubeEvents:
+    """Kubernetes Events from the Events watch; their durability is the watch's resume point,
+    saved by ``on_done`` once they are stored."""
+
+    cluster: str
+    events: list[Mapping[str, Any]]
     on_done: Callable[[], None] | None = None
-    # Watched object versions: (group, version, resource) and (watch type, object) items.
-    target: tuple[str, str, str] | None = None
-    changes: list[tuple[str, Mapping[str, Any]]] | None = None
-
-    @property
-    def size(self) -> int:
-        return len(self.body)
 
 
-_STOP = _Batch(-1, "", b"")
+@dataclass(frozen=True, slots=True)
+class WatchedObjects:
+    """Object versions from an object watch: (group, version, resource) and (watch type, object)."""
+
+    cluster: str
+    target: tuple[str, str, str]
+    items: list[WatchItem]
+
+
+class _Stop:
+    pass
+
+
+WorkItem = AuditBatch | KubeEvents | WatchedObjects | _Stop
+_STOP = _Stop()
 
 
 class Ingestor:
@@ -58,11 +81,11 @@ class Ingestor:
         self.pipeline = pipeline
         self.max_backlog_bytes = max_backlog_bytes
         self.counters: Counter[str] = Counter()
-        self._queue: queue.Queue[_Batch] = queue.Queue()
+        self._queue: queue.Queue[WorkItem] = queue.Queue()
         self._backlog_bytes = 0
-        # Batches queued and not yet finished; guarded by _changed, which also wakes wait_idle.
+        # Audit batches queued and not yet finished; guarded by _changed, which also wakes wait_idle.
         self._queued_ids: set[int] = set()
-        self._next_internal_id = -1
+        self._pending_items = 0
         self._changed = threading.Condition()
         self._thread: threading.Thread | None = None
         self.last_processed_us = 0
@@ -72,13 +95,13 @@ class Ingestor:
         return self._backlog_bytes
 
     def accept(self, cluster: str, body: bytes) -> int:
-        """Validate, persist and queue one webhook body; returns the number of events in it."""
+        """Decode, check, persist and queue one webhook body; returns the number of events in it."""
         try:
-            events = decode_webhook_body(body)
+            events = decode_batch(body)
         except errors.InputError:
             self.counters["batches_rejected"] += 1
             raise
-        body = scrub_batch(body, events, self.redactor)
+        body, events = scrub_batch(body, events, self.redactor)
         size = len(body)
         with self._changed:
             if self._backlog_bytes + size > self.max_backlog_bytes and self._backlog_bytes > 0:
@@ -93,12 +116,12 @@ class Ingestor:
             with self._changed:
                 self._backlog_bytes -= size
             raise
-        self._enqueue(_Batch(batch_id, cluster, body), counted=True)
+        self._enqueue_batch(AuditBatch(batch_id, cluster, size, events), counted=True)
         self.counters["batches_accepted"] += 1
         self.counters["events_received"] += len(events)
         return len(events)
 
-    def _enqueue(self, batch: _Batch, *, counted: bool) -> bool:
+    def _enqueue_batch(self, batch: AuditBatch, *, counted: bool) -> bool:
         with self._changed:
             if batch.batch_id in self._queued_ids:
                 return False
@@ -108,35 +131,32 @@ class Ingestor:
         self._queue.put(batch)
         return True
 
+    def _enqueue(self, item: KubeEvents | WatchedObjects) -> None:
+        with self._changed:
+            self._pending_items += 1
+        self._queue.put(item)
+
     def submit_kube_events(
         self, cluster: str, events: list[Mapping[str, Any]], on_done: Callable[[], None] | None = None
     ) -> None:
         """Queue Kubernetes Events for the worker; ``on_done`` runs after they are stored."""
-        with self._changed:
-            self._next_internal_id -= 1
-            batch_id = self._next_internal_id
-        self._enqueue(_Batch(batch_id, cluster, b"", events, on_done), counted=False)
+        self._enqueue(KubeEvents(cluster, events, on_done))
 
     def submit_object_changes(
-        self, cluster: str, target: tuple[str, str, str], items: list[tuple[str, Mapping[str, Any]]]
+        self, cluster: str, target: tuple[str, str, str], items: list[WatchItem]
     ) -> None:
         """Queue watched object versions for the worker."""
-        with self._changed:
-            self._next_internal_id -= 1
-            batch_id = self._next_internal_id
-        self._enqueue(_Batch(batch_id, cluster, b"", target=target, changes=items), counted=False)
+        self._enqueue(WatchedObjects(cluster, target, items))
 
     def start(self) -> None:
         """Queue what the inbox kept from a previous run (unless already queued), then start the worker."""
         recovered = 0
         for batch_id, cluster, body in self.inbox.pending():
-            with self._changed:
-                if batch_id in self._queued_ids:
-                    continue
-            if self._enqueue(_Batch(batch_id, cluster, body), counted=False):
+            if self._enqueue_batch(AuditBatch(batch_id, cluster, len(body), body=body), counted=False):
                 recovered += 1
         if recovered:
             logger.info("recovered %d unprocessed batches from the inbox", recovered)
+        # Daemon only as a safety net: the collector stops and joins it (stop()).
         self._thread = threading.Thread(target=self._run, name="kelemetry-ingest", daemon=True)
         self._thread.start()
 
@@ -149,60 +169,87 @@ class Ingestor:
         self._thread = None
 
     def wait_idle(self, timeout: float) -> bool:
-        """Block until every accepted batch is processed (tests and graceful shutdown)."""
+        """Block until every accepted batch and submitted item is processed (tests, shutdown)."""
         with self._changed:
-            return self._changed.wait_for(lambda: not self._queued_ids, timeout)
+            return self._changed.wait_for(lambda: not self._queued_ids and not self._pending_items, timeout)
 
     def _run(self) -> None:
         while True:
             try:
-                batch = self._queue.get(timeout=1.0)
+                item = self._queue.get(timeout=1.0)
             except queue.Empty:
-                # Watched changes nobody claimed become change spans once their grace period ends.
-                try:
-                    self.pipeline.flush_pending(time.time_ns() // 1000)
-                except Exception:
-                    logger.exception("emitting watched changes failed")
+                self._flush_pending()
                 continue
-            if batch is _STOP:
-                return
-            try:
-                if batch.changes is not None and batch.target is not None:
-                    result = self.pipeline.process_object_changes(
-                        batch.changes, batch.cluster, batch.target, time.time_ns() // 1000
-                    )
-                    self.counters["object_changes"] += result.events
-                    self.counters["spans_written"] += result.spans
-                    continue
-                if batch.kube_events is not None:
-                    result = self.pipeline.process_kube_events(batch.kube_events, batch.cluster)
-                    self.counters["kube_events_kept"] += result.kept
-                    self.counters["spans_written"] += result.spans
-                    if batch.on_done is not None:
-                        batch.on_done()
-                    continue
+            match item:
+                case _Stop():
+                    return
+                case AuditBatch():
+                    self._audit(item)
+                case KubeEvents():
+                    self._guarded(item, self._kube_events)
+                case WatchedObjects():
+                    self._guarded(item, self._watched)
+            # Watched changes nobody claimed become change spans once their grace period ends, also
+            # while the queue never runs dry.
+            self._flush_pending()
+
+    def _flush_pending(self) -> None:
+        try:
+            self.pipeline.flush_pending(time.time_ns() // 1000)
+        except Exception:
+            logger.exception("emitting watched changes failed")
+
+    def _kube_events(self, item: KubeEvents) -> None:
+        result = self.pipeline.process_kube_events(item.events, item.cluster)
+        self.counters["kube_events_kept"] += result.kept
+        self.counters["spans_written"] += result.spans
+        if item.on_done is not None:
+            item.on_done()
+
+    def _watched(self, item: WatchedObjects) -> None:
+        result = self.pipeline.process_object_changes(
+            item.items, item.cluster, item.target, time.time_ns() // 1000
+        )
+        self.counters["object_changes"] += result.events
+        self.counters["spans_written"] += result.spans
+
+    def _guarded(self, item: KubeEvents | WatchedObjects, work: Callable[[Any], None]) -> None:
+        try:
+            work(item)
+        except Exception:
+            self.counters["batches_failed"] += 1
+            logger.exception("%s could not be processed", type(item).__name__)
+        finally:
+            with self._changed:
+                self._pending_items -= 1
+                self._changed.notify_all()
+
+    def _audit(self, batch: AuditBatch) -> None:
+        try:
+            events = batch.events
+            if events is None:
                 try:
-                    events = decode_webhook_body(batch.body)
+                    events = decode_batch(batch.body)
                 except errors.InputError:
                     logger.error("inbox batch %d is unreadable; dropping it", batch.batch_id)
                     self.inbox.delete(batch.batch_id)
-                    continue
-                result = self.pipeline.process_audit(events, batch.cluster)
-                self.inbox.delete(batch.batch_id)
-                self.counters["events_kept"] += result.kept
-                self.counters["spans_written"] += result.spans
-                self.counters["events_failed"] += result.failed
-                self.last_processed_us = time.time_ns() // 1000
-            except errors.StoreError:
-                # The batch stays in the inbox and is retried on the next start; keep serving.
-                self.counters["batches_failed"] += 1
-                logger.exception("batch %d could not be stored; it stays in the inbox", batch.batch_id)
-            except Exception:
-                self.counters["batches_failed"] += 1
-                logger.exception("batch %d failed", batch.batch_id)
-                self.inbox.delete(batch.batch_id)
-            finally:
-                with self._changed:
-                    self._backlog_bytes -= batch.size
-                    self._queued_ids.discard(batch.batch_id)
-                    self._changed.notify_all()
+                    return
+            result = self.pipeline.process_audit(events, batch.cluster)
+            self.inbox.delete(batch.batch_id)
+            self.counters["events_kept"] += result.kept
+            self.counters["spans_written"] += result.spans
+            self.counters["events_failed"] += result.failed
+            self.last_processed_us = time.time_ns() // 1000
+        except errors.StoreError:
+            # The batch stays in the inbox and is retried on the next start; keep serving.
+            self.counters["batches_failed"] += 1
+            logger.exception("batch %d could not be stored; it stays in the inbox", batch.batch_id)
+        except Exception:
+            self.counters["batches_failed"] += 1
+            logger.exception("batch %d failed", batch.batch_id)
+            self.inbox.delete(batch.batch_id)
+        finally:
+            with self._changed:
+                self._backlog_bytes -= batch.size
+                self._queued_ids.discard(batch.batch_id)
+                self._changed.notify_all()

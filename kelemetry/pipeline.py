@@ -16,15 +16,21 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
+import aggregators
 from aggregators import Aggregator, ids
 from aggregators.ordering import EventPlacer
+from kelemetry.diff import redact
 from kelemetry.diff.attribution import ChangeTracker
+from kelemetry.kube.kinds import KindResolver
 from kelemetry.linker.graph import OwnerGraph
 from kelemetry.model.events import Event, TraceSource
-from kelemetry.model.objects import Incarnation, KnownObject, ObjectKey, ObjectRef, OwnerLink
+from kelemetry.model.objects import Incarnation, KnownObject, ObjectRef, OwnerLink
 from kelemetry.model.spans import SpanRecord
-from kelemetry.receivers.audit import AuditConverter, RawAuditEvent
+from kelemetry.receivers.audit import AuditConverter, AuditFilter
+from kelemetry.receivers.auditwire import AuditEvent, from_mapping
 from kelemetry.receivers.events import EventConverter
+from kelemetry.receivers.watched import WatchedObjectReceiver, WatchedVersion
+from kelemetry.settings import TraceSettings
 from kelemetry.store.sqlite import SpanStore
 
 logger = logging.getLogger(__name__)
@@ -54,6 +60,7 @@ class Pipeline:
         self.changes = ChangeTracker(resolver.has_status, resolver.note_status)
         self.placer = EventPlacer()
         self.events = EventConverter(resolver)
+        self.watched = WatchedObjectReceiver(resolver, converter.redactor)
         self.failed_events = 0
 
     @property
@@ -64,13 +71,17 @@ class Pipeline:
     def change_grace_us(self, value: int) -> None:
         self.changes.grace_us = value
 
-    def process_audit(self, raws: Iterable[RawAuditEvent], cluster: str) -> BatchResult:
+    def process_audit(self, raws: Iterable[AuditEvent | Mapping[str, Any]], cluster: str) -> BatchResult:
+        """Audit events in their wire form, or as plain mappings (tools, tests), which are checked into
+        it first: one that does not fit is counted as failed, like any event that cannot be processed."""
         result = BatchResult()
         spans: list[SpanRecord] = []
         objects: dict[int, KnownObject] = {}
         for raw in raws:
             result.events += 1
             try:
+                if not isinstance(raw, AuditEvent):
+                    raw = from_mapping(raw)
                 event = self.converter.convert(raw, cluster)
                 if event is None:
                     continue
@@ -82,7 +93,8 @@ class Pipeline:
             except Exception:
                 result.failed += 1
                 self.failed_events += 1
-                logger.exception("audit event %s could not be processed", raw.get("auditID", "?"))
+                audit_id = raw.auditID if isinstance(raw, AuditEvent) else raw.get("auditID", "?")
+                logger.exception("audit event %s could not be processed", str(audit_id)[:100])
         self._flush(spans, objects, result)
         return result
 
@@ -115,49 +127,34 @@ class Pipeline:
     ) -> BatchResult:
         """Watched object versions → owner links, diffs, and (unless an audit event claims them
         within the grace period) change spans. ``target`` is (group, version, resource)."""
-        group, version, resource = target
         result = BatchResult()
         objects: dict[int, KnownObject] = {}
         spans: list[SpanRecord] = []
         for kind, obj in items:
             result.events += 1
             try:
-                self._observe(kind, obj, cluster, group, version, resource, now_us, objects, spans, result)
+                seen = self.watched.receive(kind, obj, cluster, target)
+                if seen is not None:
+                    self._observe(seen, now_us, objects, spans, result)
             except Exception:
                 result.failed += 1
                 self.failed_events += 1
-                logger.exception("watched %s could not be processed", resource)
+                logger.exception("watched %s could not be processed", target[2])
         self._flush(spans, objects, result)
         self.flush_pending(now_us, result)
         return result
 
     def _observe(
         self,
-        kind: str,
-        obj: Mapping[str, Any],
-        cluster: str,
-        group: str,
-        version: str,
-        resource: str,
+        seen: WatchedVersion,
         now_us: int,
         objects: dict[int, KnownObject],
         spans: list[SpanRecord],
         result: BatchResult,
     ) -> None:
-        meta = obj.get("metadata") or {}
-        name = meta.get("name")
-        if not name:
-            return
-        key = ObjectKey.make(cluster, group, resource, str(meta.get("namespace") or ""), str(name))
-        ref = ObjectRef(
-            key,
-            str(meta.get("uid") or ""),
-            str(obj.get("kind") or self.converter.resolver.kind_of(group, resource)),
-            version,
-        )
-        link = self.converter.owner_link(ref, meta)
-        if link is not None:
-            owner = self.graph.resolve(link.owner)
+        ref = seen.ref
+        if seen.owner is not None:
+            owner = self.graph.resolve(seen.owner.owner)
             known = ref.incarnation in self.graph
             if self.graph.set_owner(ref, owner) and known:
                 self._flush(spans, objects, result)
@@ -167,8 +164,7 @@ class Pipeline:
         else:
             self.graph.add(ref)
             _note_object(objects, ref, None, None, None)
-        body = self.converter.redactor.clean(group, resource, obj)
-        for again in self.changes.watched_version(kind, ref, body, now_us):
+        for again in self.changes.watched_version(seen.kind, ref, seen.body, now_us):
             self._add(again, spans, objects, result)
 
     def flush_pending(self, now_us: int, result: BatchResult | None = None) -> int:
@@ -293,6 +289,17 @@ def _min(a: int | None, b: int | None) -> int | None:
 
 def _max(a: int | None, b: int | None) -> int | None:
     return b if a is None else a if b is None else max(a, b)
+
+
+def build(store: SpanStore, trace: TraceSettings, resolver: KindResolver) -> Pipeline:
+    """The pipeline for a store and trace settings: the one way `serve` and `replay` make theirs, so a
+    replayed log is traced exactly as the live webhook would trace it."""
+    converter = AuditConverter(
+        resolver,
+        AuditFilter.from_strings(trace.excluded_resources, trace.excluded_user_agents),
+        redact.with_rules(trace.redact),
+    )
+    return Pipeline(store, aggregators.create(trace.aggregator, trace.window_seconds), converter)
 
 
 def load_graph(store: SpanStore) -> OwnerGraph:

@@ -5,12 +5,16 @@ from __future__ import annotations
 import copy
 import itertools
 import zlib
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
+
+import msgspec
 
 from kelemetry.model.events import TraceSource
 from kelemetry.model.objects import KnownObject, ObjectKey
 from kelemetry.model.spans import SpanRecord
+from kelemetry.receivers.auditwire import AuditEvent
 from kelemetry.store.sqlite import SpanStore
 
 _counter = itertools.count(1)
@@ -82,6 +86,33 @@ def audit_event(
             event["responseObject"] = response_object if response_object is not None else copy.deepcopy(body)
     event.update(extra)
     return event
+
+
+_BODIES = frozenset({"requestObject", "responseObject"})
+
+
+def mismatches(events: Sequence[AuditEvent], documents: Sequence[Mapping[str, Any]]) -> list[str]:
+    """Where decoded ``events`` differ from the ``documents`` they were decoded from: every field a
+    document has and the wire form declares must hold the value sent (bodies compared whole). Fields
+    the wire form does not declare (``level``, ``requestURI``) are not compared."""
+    found = [f"{len(events)} events for {len(documents)} documents"] if len(events) != len(documents) else []
+    for n, (event, document) in enumerate(zip(events, documents, strict=False)):
+        read = msgspec.json.decode(msgspec.json.encode(event))
+        found += _differences(read, document, f"[{n}]")
+    return found
+
+
+def _differences(read: Mapping[str, Any], sent: Mapping[str, Any], path: str) -> list[str]:
+    found = []
+    for key, value in sent.items():
+        if key not in read:
+            continue
+        held = read[key]
+        if isinstance(value, Mapping) and isinstance(held, Mapping) and key not in _BODIES:
+            found += _differences(held, value, f"{path}.{key}")
+        elif held != value:
+            found.append(f"{path}.{key}: sent {value!r}, holds {held!r}")
+    return found
 
 
 def owner_ref(

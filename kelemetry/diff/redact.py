@@ -61,6 +61,11 @@ class RedactionRule:
 DEFAULT_RULES = (RedactionRule("", "secrets", "data"), RedactionRule("", "secrets", "stringData"))
 
 
+def with_rules(extra_rules: Iterable[str]) -> Redactor:
+    """The default redaction (Secret values) plus ``RESOURCE[.GROUP]:FIELD`` rules."""
+    return Redactor((*DEFAULT_RULES, *(RedactionRule.parse(rule) for rule in extra_rules)))
+
+
 class Redactor:
     def __init__(self, rules: Iterable[RedactionRule] = DEFAULT_RULES) -> None:
         self._fields: dict[tuple[str, str], frozenset[str]] = {}

@@ -24,6 +24,7 @@ from kubernetes import client
 
 from kelemetry.errors import KelemetryError
 from kelemetry.kube.discovery import api_client_for
+from kelemetry.model import backoff
 
 logger = logging.getLogger(__name__)
 
@@ -47,7 +48,6 @@ _CORE_LISTS = {
 }
 
 WATCH_TIMEOUT_SECONDS = 30
-MAX_BACKOFF_SECONDS = 10.0
 BATCH_MAX = 200
 BATCH_WAIT_SECONDS = 0.5
 
@@ -109,13 +109,13 @@ class ResourceWatcher:
         self._api_client.close()
 
     def _run(self) -> None:
-        backoff = 0.5
+        retry = backoff.WATCH.start()
         while not self._stop.is_set():
             try:
                 if self.resource_version is None:
                     self._list()
                 self._watch()
-                backoff = 0.5
+                retry.succeeded()
             except Gone:
                 logger.info(
                     "watch of %s: resourceVersion %s is gone; listing again",
@@ -133,14 +133,14 @@ class ResourceWatcher:
                     self.resource_version = None
                     self.relists += 1
                     continue
+                delay = retry.failed()
                 logger.warning(
                     "watch of %s interrupted (%s); reconnecting in %.1fs",
                     self.resource,
                     _describe(exc),
-                    backoff,
+                    delay,
                 )
-                self._stop.wait(backoff)
-                backoff = min(backoff * 2, MAX_BACKOFF_SECONDS)
+                self._stop.wait(delay)
 
     def _list(self) -> None:
         token: str | None = None

@@ -1,7 +1,8 @@
 """audit.k8s.io Events → model Events.
 
-Input forms: an ``EventList`` (the webhook body), a single ``Event``, or one Event per JSON line
-(the log backend). Versions ``audit.k8s.io/v1`` and ``v1beta1`` share every field we read.
+Input: `kelemetry.receivers.auditwire.AuditEvent`s, decoded and typed at the edge (the webhook's
+``EventList``, lines of the log backend). Versions ``audit.k8s.io/v1`` and ``v1beta1`` share every
+field read here.
 
 What is kept: mutating verbs (create, update, patch, delete, deletecollection) at stage
 ``ResponseComplete`` or ``Panic``. Reads and earlier stages are dropped and counted, before any
@@ -13,21 +14,28 @@ from __future__ import annotations
 
 import http
 from collections import Counter
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, NotRequired, TypedDict
+from typing import Any
 
-import orjson
+import msgspec
 
-from kelemetry import errors
 from kelemetry.diff.redact import Redactor
 from kelemetry.kube.kinds import KindResolver, canonical_group, split_api_version
+from kelemetry.linker.owners import owner_link
 from kelemetry.model import tags
 from kelemetry.model.events import Event, Log, TagValue, TraceSource, WriteDetail
-from kelemetry.model.objects import ObjectKey, ObjectRef, OwnerLink
+from kelemetry.model.objects import ObjectKey, ObjectRef
 from kelemetry.model.times import parse_time_us
+from kelemetry.receivers.auditwire import (
+    EMPTY,
+    AuditEvent,
+    ResponseStatus,
+    body_of,
+    encode_batch,
+    encode_body,
+)
 
-AUDIT_API_VERSIONS = frozenset({"audit.k8s.io/v1", "audit.k8s.io/v1beta1"})
 KEEP_VERBS = frozenset({"create", "update", "patch", "delete", "deletecollection"})
 KEEP_STAGES = frozenset({"ResponseComplete", "Panic"})
 
@@ -36,94 +44,8 @@ _NON_OBJECT_KINDS = frozenset({"Status", "DeleteOptions", "Scale", "Binding", "E
 # token, ...) answer with something else that must never be taken for the object.
 _OBJECT_SUBRESOURCES = frozenset({"", "status", "ephemeralcontainers", "resize", "finalize", "approval"})
 
-
-class RawObjectRef(TypedDict, total=False):
-    resource: str
-    namespace: str
-    name: str
-    uid: str
-    apiGroup: str
-    apiVersion: str
-    resourceVersion: str
-    subresource: str
-
-
-class RawUser(TypedDict, total=False):
-    username: str
-    groups: list[str]
-
-
-class RawAuditEvent(TypedDict):
-    auditID: str
-    stage: str
-    verb: str
-    kind: NotRequired[str]
-    apiVersion: NotRequired[str]
-    user: NotRequired[RawUser]
-    impersonatedUser: NotRequired[RawUser]
-    userAgent: NotRequired[str]
-    sourceIPs: NotRequired[list[str]]
-    objectRef: NotRequired[RawObjectRef]
-    responseStatus: NotRequired[dict[str, Any]]
-    requestObject: NotRequired[dict[str, Any]]
-    responseObject: NotRequired[dict[str, Any]]
-    requestReceivedTimestamp: NotRequired[str]
-    stageTimestamp: NotRequired[str]
-    timestamp: NotRequired[str]
-
-
 # ---------------------------------------------------------------------------------------------
-# Decoding and validation of wire bodies
-
-
-def loads(body: bytes) -> Any:
-    """JSON-decode a body, telling "not UTF-8" apart from "not JSON"."""
-    try:
-        return orjson.loads(body)
-    except orjson.JSONDecodeError as exc:
-        if "UTF-8" in str(exc) or "utf-8" in str(exc):
-            raise errors.MalformedBody("body is not valid UTF-8") from exc
-        raise errors.MalformedBody(f"body is not valid JSON: {exc}") from exc
-
-
-def check_event(item: Any, where: str, *, strict_version: bool) -> RawAuditEvent:
-    """Validate one audit Event's envelope; ``strict_version`` also requires its apiVersion."""
-    if not isinstance(item, dict):
-        raise errors.WrongKind(f"{where} is not a JSON object")
-    kind = item.get("kind")
-    if kind is not None and kind != "Event":
-        raise errors.WrongKind(f"{where} has kind {kind!r}, expected an audit Event")
-    api_version = item.get("apiVersion")
-    if (api_version is not None or strict_version) and api_version not in AUDIT_API_VERSIONS:
-        raise errors.WrongKind(f"{where} has apiVersion {api_version!r}, expected audit.k8s.io/v1 or v1beta1")
-    for required in ("auditID", "stage", "verb"):
-        if not isinstance(item.get(required), str):
-            raise errors.WrongKind(f"{where} has no {required}")
-    return item  # type: ignore[return-value]
-
-
-def decode_webhook_body(body: bytes) -> list[RawAuditEvent]:
-    """Validate a webhook body (EventList, or a lone Event) and return its events.
-
-    The whole body is refused if any part is wrong, so nothing is ever half-ingested.
-    """
-    document = loads(body)
-    if not isinstance(document, dict):
-        raise errors.WrongKind("body is not a JSON object")
-    kind = document.get("kind")
-    api_version = document.get("apiVersion")
-    if api_version not in AUDIT_API_VERSIONS:
-        raise errors.WrongKind(f"apiVersion {api_version!r} is not audit.k8s.io/v1 or audit.k8s.io/v1beta1")
-    if kind == "Event":
-        return [check_event(document, "body", strict_version=True)]
-    if kind != "EventList":
-        raise errors.WrongKind(f"kind {kind!r} is not EventList or Event")
-    items = document.get("items")
-    if items is None:
-        return []
-    if not isinstance(items, list):
-        raise errors.WrongKind("items is not a list")
-    return [check_event(item, f"items[{i}]", strict_version=False) for i, item in enumerate(items)]
+# Deciding from the bytes, and keeping secrets out of them
 
 
 _STAGE_KEY = b'"stage":"'
@@ -151,18 +73,6 @@ def cheap_drop(line: bytes) -> str | None:
     return None
 
 
-def events_of_document(document: Any, where: str) -> list[RawAuditEvent]:
-    """Events of one JSON-lines record: a bare Event (apiVersion optional) or an EventList."""
-    if isinstance(document, dict) and document.get("kind") == "EventList":
-        items = document.get("items") or []
-        if not isinstance(items, list):
-            raise errors.WrongKind(f"{where}: items is not a list")
-        return [
-            check_event(item, f"{where} items[{i}]", strict_version=False) for i, item in enumerate(items)
-        ]
-    return [check_event(document, where, strict_version=False)]
-
-
 # Requests whose bodies are credentials: the answer to a TokenRequest is a live bearer token, and a
 # TokenReview carries the token it checks. Their bodies never reach the disk, whatever the policy.
 _CREDENTIALS = frozenset({("", "serviceaccounts", "token"), ("authentication.k8s.io", "tokenreviews", "")})
@@ -173,45 +83,54 @@ def is_credential(group: str, resource: str, subresource: str) -> bool:
     return (group, resource, subresource) in _CREDENTIALS
 
 
-def scrub_batch(body: bytes, events: list[RawAuditEvent], redactor: Redactor) -> bytes:
-    """``body`` with redacted fields and credentials removed from every request/response object,
-    re-encoded only if the batch touches such a resource at all (so Secret values and tokens are
-    never written to disk)."""
+def scrub_batch(body: bytes, events: list[AuditEvent], redactor: Redactor) -> tuple[bytes, list[AuditEvent]]:
+    """``body`` and its events with redacted fields and credentials removed from every request and
+    response object — unchanged (and not re-encoded) unless the batch touches such a resource, so
+    Secret values and tokens are never written to disk."""
     if not any(f'"{resource}"'.encode() in body for resource in redactor.resources()) and not any(
         marker in body for marker in _CREDENTIAL_MARKERS
     ):
-        return body
-    changed = False
-    for event in events:
-        ref = event.get("objectRef") or {}
-        resource = ref.get("resource", "")
-        group = canonical_group(ref.get("apiGroup", ""), resource)
-        if is_credential(group, resource, ref.get("subresource", "")):
-            if "requestObject" in event:
-                event["requestObject"] = redactor.opaque(event["requestObject"])
-                changed = True
-            if "responseObject" in event:
-                event["responseObject"] = redactor.opaque(event["responseObject"])
-                changed = True
+        return body, events
+    touched = []
+    for i, event in enumerate(events):
+        ref = event.objectRef
+        if ref is None:
             continue
-        if not redactor.fields_of(group, resource):
-            continue
-        for side in ("requestObject", "responseObject"):
-            target = event.get(side)
-            if isinstance(target, dict):
-                redactor.scrub_in_place(group, resource, target)
-                changed = True
-            elif target is not None:
-                # A JSON patch (a list of operations) can carry any value at any path: keep none.
-                event[side] = redactor.opaque(target)
-                changed = True
-    if not changed:
-        return body
-    document = orjson.loads(body)
-    if isinstance(document, dict) and document.get("kind") == "EventList":
-        document["items"] = events
-        return orjson.dumps(document)
-    return orjson.dumps(events[0])
+        group = canonical_group(ref.apiGroup, ref.resource)
+        credential = is_credential(group, ref.resource, ref.subresource)
+        if credential or redactor.fields_of(group, ref.resource):
+            touched.append((i, group, ref.resource, credential))
+    if not touched:
+        return body, events
+    # Rare (Secrets, tokens): the batch is written anew with the touched bodies cleaned; every other
+    # body is carried over byte for byte.
+    cleaned = list(events)
+    for i, group, resource, credential in touched:
+        event = events[i]
+        cleaned[i] = msgspec.structs.replace(
+            event,
+            requestObject=_scrubbed(event.requestObject, group, resource, credential, redactor),
+            responseObject=_scrubbed(event.responseObject, group, resource, credential, redactor),
+        )
+    return encode_batch(cleaned), cleaned
+
+
+def _scrubbed(
+    raw: msgspec.Raw, group: str, resource: str, credential: bool, redactor: Redactor
+) -> msgspec.Raw:
+    value = body_of(raw)
+    if value is None:
+        # Absent — or unreadable, so it cannot be cleaned: keep none of it.
+        return EMPTY
+    if isinstance(value, dict) and not credential:
+        redactor.scrub_in_place(group, resource, value)
+    else:
+        # A credential, or a JSON patch (a list of operations) that can carry any value at any path.
+        value = redactor.opaque(value)
+    try:
+        return encode_body(value)
+    except (TypeError, OverflowError, msgspec.EncodeError):
+        return EMPTY
 
 
 # ---------------------------------------------------------------------------------------------
@@ -247,7 +166,7 @@ class AuditStats:
 
 
 class AuditConverter:
-    """Turns raw audit events into model Events for one or more clusters."""
+    """Turns audit events into model Events for one or more clusters."""
 
     def __init__(
         self,
@@ -260,50 +179,58 @@ class AuditConverter:
         self._redactor = redactor or Redactor()
         self.stats = AuditStats()
 
-    def convert_all(self, raws: Iterable[RawAuditEvent], cluster: str) -> Iterator[Event]:
-        for raw in raws:
-            event = self.convert(raw, cluster)
-            if event is not None:
-                yield event
+    @property
+    def redactor(self) -> Redactor:
+        return self._redactor
 
-    def convert(self, raw: RawAuditEvent, cluster: str) -> Event | None:
+    def convert(self, raw: AuditEvent, cluster: str) -> Event | None:
         counts = self.stats.counts
-        if raw["stage"] not in KEEP_STAGES:
+        stage = raw.stage
+        if stage not in KEEP_STAGES:
             counts["dropped_stage"] += 1
             return None
-        verb = raw["verb"]
+        verb = raw.verb
         if verb not in KEEP_VERBS:
             counts["dropped_read"] += 1
             return None
-        ref = raw.get("objectRef")
-        if not ref or not ref.get("resource"):
+        ref = raw.objectRef
+        if ref is None or not ref.resource:
             counts["dropped_no_object"] += 1
             return None
-        resource = ref["resource"]
-        group = canonical_group(ref.get("apiGroup", ""), resource)
+        resource = ref.resource
+        group = canonical_group(ref.apiGroup, resource)
         excluded = self._filter.excluded_resources
         if excluded and (group, resource) in excluded:
             counts["dropped_excluded_resource"] += 1
             return None
-        user_agent = raw.get("userAgent", "")
+        user_agent = raw.userAgent
         if user_agent and any(pattern in user_agent for pattern in self._filter.excluded_user_agents):
             counts["dropped_excluded_user_agent"] += 1
             return None
 
-        response = raw.get("responseObject")
-        subresource = ref.get("subresource", "")
+        subresource = ref.subresource
+        credential = is_credential(group, resource, subresource)
+        response = raw.response()
         if response is not None and (
             not isinstance(response, dict)
             or response.get("kind") in _NON_OBJECT_KINDS
             or subresource not in _OBJECT_SUBRESOURCES
         ):
-            status_body = response if isinstance(response, dict) else None
+            status_body = response if isinstance(response, dict) and not credential else None
             response = None
         else:
             status_body = None
-        request = raw.get("requestObject")
-        if not isinstance(request, dict):
-            request = None
+        # The request body is read only where it says something the response does not: what a patch
+        # names, a binding's target, the object when there is no response (failed requests, Request
+        # level), a created object's name. An update's request repeats its (large) response.
+        wanted = (
+            response is None
+            or verb == "patch"
+            or subresource in ("binding", "eviction")
+            or (verb == "create" and not ref.name and not _text(_meta(response).get("name")))
+        )
+        raw_request = raw.request() if wanted else None
+        request = raw_request if isinstance(raw_request, dict) else None
         # A Binding, Scale or Eviction request body is about the object, not the object itself.
         request_is_object = (
             request is not None
@@ -311,13 +238,13 @@ class AuditConverter:
             and subresource in _OBJECT_SUBRESOURCES
         )
 
-        namespace = ref.get("namespace", "")
-        name = ref.get("name", "")
+        namespace = ref.namespace
+        name = ref.name
         if not name and verb == "create":
-            name = _meta(response).get("name") or _meta(request).get("name") or ""
+            name = _text(_meta(response).get("name")) or _text(_meta(request).get("name"))
             if not name:
                 # A failed generateName create never got a name; the prefix is what a user searches.
-                name = _meta(request).get("generateName") or ""
+                name = _text(_meta(request).get("generateName"))
                 if not name:
                     counts["dropped_no_name"] += 1
                     return None
@@ -326,7 +253,7 @@ class AuditConverter:
             # (DELETE /api/v1/namespaces/foo); cluster-scoped objects are keyed without one.
             namespace = ""
         elif not namespace:
-            namespace = _meta(response).get("namespace") or ""
+            namespace = _text(_meta(response).get("namespace"))
 
         start_us, end_us = _times(raw)
         if start_us is None:
@@ -340,111 +267,89 @@ class AuditConverter:
         else:
             body = request if request_is_object and verb in ("create", "update") else None
         meta = _meta(body)
-        uid = meta.get("uid") or ref.get("uid") or ""
+        uid = _text(meta.get("uid")) or ref.uid
         if not uid and status_body is not None:
-            uid = (status_body.get("details") or {}).get("uid") or ""
-        api_version = (body or {}).get("apiVersion") or ""
-        version = split_api_version(api_version)[1] if api_version else ref.get("apiVersion", "")
-        kind = (body or {}).get("kind") or self.resolver.kind_of(group, resource)
+            details = status_body.get("details")
+            uid = _text(details.get("uid")) if isinstance(details, dict) else ""
+        if not uid and raw.responseStatus is not None and raw.responseStatus.details is not None:
+            uid = raw.responseStatus.details.uid
+        api_version = _text((body or {}).get("apiVersion"))
+        version = split_api_version(api_version)[1] if api_version else ref.apiVersion
+        kind = _text((body or {}).get("kind")) or self.resolver.kind_of(group, resource)
         obj = ObjectRef(key, uid, kind, version)
 
-        user = raw.get("user") or {}
-        impersonated = raw.get("impersonatedUser") or {}
-        username = impersonated.get("username") or user.get("username") or "unknown"
-        status = raw.get("responseStatus") or {}
-        code = status.get("code")
+        user = raw.user
+        impersonated = raw.impersonatedUser
+        acting = (impersonated.username if impersonated else "") or (user.username if user else "")
+        username = acting or "unknown"
+        status = raw.responseStatus
+        code = status.code if status is not None else None
 
         event_tags: dict[str, TagValue] = {
-            tags.AUDIT_ID: raw["auditID"],
+            tags.AUDIT_ID: raw.auditID,
             tags.AUDIT_VERB: verb,
             tags.AUDIT_USER: username,
         }
-        if impersonated.get("username") and user.get("username"):
-            event_tags[tags.AUDIT_IMPERSONATOR] = user["username"]
+        if impersonated is not None and impersonated.username and user is not None and user.username:
+            event_tags[tags.AUDIT_IMPERSONATOR] = user.username
         if user_agent:
             event_tags[tags.AUDIT_USER_AGENT] = user_agent
-        if isinstance(code, int):
+        if code is not None:
             event_tags[tags.AUDIT_CODE] = code
         if subresource:
             event_tags[tags.AUDIT_SUBRESOURCE] = subresource
         # The object's version after the write comes from the response only (a Scale response carries
         # it too); objectRef.resourceVersion is the version an update was *based on*.
-        resource_version = str(
-            _meta(response).get("resourceVersion") or _meta(status_body).get("resourceVersion") or ""
+        resource_version = _text(_meta(response).get("resourceVersion")) or _text(
+            _meta(status_body).get("resourceVersion")
         )
         if resource_version:
             event_tags[tags.RESOURCE_VERSION] = resource_version
-        source_ips = raw.get("sourceIPs")
-        if source_ips:
-            event_tags[tags.AUDIT_SOURCE_IP] = source_ips[0]
+        if raw.sourceIPs:
+            event_tags[tags.AUDIT_SOURCE_IP] = raw.sourceIPs[0]
 
         title = f"{username} {verb}"
         if subresource:
             title += f" {subresource}"
         logs: tuple[Log, ...] = ()
-        failed = raw["stage"] == "Panic" or (isinstance(code, int) and code >= 400)
-        if isinstance(code, int) and code >= 300:
+        failed = stage == "Panic" or (code is not None and code >= 400)
+        if code is not None and code >= 300:
             title += f" ({_status_text(code)})"
         if failed:
-            logs = (Log("error", _failure_message(raw["stage"], status, status_body)),)
+            logs = (Log("error", _failure_message(stage, status, status_body)),)
 
         counts["kept"] += 1
-        raw_request = raw.get("requestObject")
-        if raw_request is not None and (
-            self._redactor.fields_of(group, resource) or is_credential(group, resource, subresource)
-        ):
+        if raw_request is not None and (self._redactor.fields_of(group, resource) or credential):
             raw_request = self._redactor.opaque(raw_request)
-        if is_credential(group, resource, subresource):
-            status_body = None
         write = WriteDetail(
             verb=verb,
             subresource=subresource,
             resource_version=resource_version,
-            precondition=str(ref.get("resourceVersion") or ""),
+            precondition=ref.resourceVersion,
             request=raw_request,
             response=status_body,
         )
+        owner = None if verb in ("delete", "deletecollection") else owner_link(obj, meta, self.resolver)
         return Event(
             object=obj,
             source=TraceSource.AUDIT,
-            event_id=raw["auditID"],
+            event_id=raw.auditID,
             title=title,
             start_us=start_us,
             end_us=max(end_us, start_us),
             tags=event_tags,
             logs=logs,
             error=failed,
-            owner=self._owner(obj, meta, verb),
+            owner=owner,
             body=None if response is None or failed else self._redactor.clean(group, resource, response),
             write=write,
         )
 
-    def owner_link(self, obj: ObjectRef, meta: Mapping[str, Any]) -> OwnerLink | None:
-        """The controller owner that an object's metadata declares."""
-        return self._owner(obj, meta, "update")
 
-    @property
-    def redactor(self) -> Redactor:
-        return self._redactor
-
-    def _owner(self, obj: ObjectRef, meta: Mapping[str, Any], verb: str) -> OwnerLink | None:
-        refs = meta.get("ownerReferences")
-        if not refs or verb in ("delete", "deletecollection") or not isinstance(refs, list):
-            return None
-        chosen = next((r for r in refs if isinstance(r, dict) and r.get("controller")), None)
-        if chosen is None:
-            chosen = refs[0] if isinstance(refs[0], dict) else None
-        if chosen is None or not chosen.get("kind") or not chosen.get("name"):
-            return None
-        group, version = split_api_version(str(chosen.get("apiVersion", "")))
-        info = self.resolver.resolve(group, str(chosen["kind"]))
-        group = canonical_group(group, info.resource)
-        key = obj.key
-        owner_key = ObjectKey.make(
-            key.cluster, group, info.resource, key.namespace if info.namespaced else "", str(chosen["name"])
-        )
-        owner = ObjectRef(owner_key, str(chosen.get("uid", "")), str(chosen["kind"]), version)
-        return OwnerLink(child=obj, owner=owner)
+def _text(value: Any) -> str:
+    """A metadata value read as text: bodies are not checked at the edge, so a list or a number where
+    a name belongs is treated as absent rather than trusted."""
+    return value if isinstance(value, str) else ""
 
 
 def _meta(body: Mapping[str, Any] | None) -> Mapping[str, Any]:
@@ -454,13 +359,13 @@ def _meta(body: Mapping[str, Any] | None) -> Mapping[str, Any]:
     return meta if isinstance(meta, dict) else {}
 
 
-def _times(raw: RawAuditEvent) -> tuple[int | None, int]:
-    received = raw.get("requestReceivedTimestamp") or raw.get("timestamp")
-    stage = raw.get("stageTimestamp")
+def _times(raw: AuditEvent) -> tuple[int | None, int]:
+    received = raw.requestReceivedTimestamp or raw.timestamp
+    stage = raw.stageTimestamp
     try:
         start = parse_time_us(received) if received else None
         end = parse_time_us(stage) if stage else None
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         return None, 0
     if start is None:
         start = end
@@ -476,11 +381,14 @@ def _status_text(code: int) -> str:
         return str(code)
 
 
-def _failure_message(stage: str, status: Mapping[str, Any], status_body: Mapping[str, Any] | None) -> str:
+def _failure_message(stage: str, status: ResponseStatus | None, status_body: Mapping[str, Any] | None) -> str:
     if stage == "Panic":
         return "Panic: the apiserver panicked while serving this request"
+    body = status_body or {}
     reason = (
-        status.get("reason") or (status_body or {}).get("reason") or _status_text(int(status.get("code", 0)))
+        (status.reason if status else "")
+        or _text(body.get("reason"))
+        or _status_text((status.code if status else None) or 0)
     )
-    message = status.get("message") or (status_body or {}).get("message") or ""
-    return f"{reason}: {message}" if message else str(reason)
+    message = (status.message if status else "") or _text(body.get("message"))
+    return f"{reason}: {message}" if message else reason

@@ -19,7 +19,8 @@ from typing import IO, Any, cast
 import orjson
 
 from kelemetry import errors
-from kelemetry.receivers.audit import RawAuditEvent, cheap_drop, events_of_document
+from kelemetry.receivers.audit import cheap_drop
+from kelemetry.receivers.auditwire import AuditEvent, decode_line
 from kelemetry.receivers.events import is_kube_event, unwrap
 
 logger = logging.getLogger(__name__)
@@ -55,7 +56,7 @@ def read_audit_file(
     progress: ProgressFn | None = None,
     batch_lines: int = 2000,
     drops: Counter[str] | None = None,
-) -> Iterator[list[RawAuditEvent]]:
+) -> Iterator[list[AuditEvent]]:
     """Yield batches of audit events from a JSON-lines file.
 
     With ``drops``, lines whose outcome is decided from their bytes alone (reads, early stages)
@@ -65,7 +66,7 @@ def read_audit_file(
     source, raw = open_audit_file(path)
     try:
         total = os.fstat(raw.fileno()).st_size
-        batch: list[RawAuditEvent] = []
+        batch: list[AuditEvent] = []
         try:
             for line in source:
                 stats.lines += 1
@@ -78,12 +79,8 @@ def read_audit_file(
                         stats.events += 1
                         continue
                 try:
-                    batch.extend(events_of_document(orjson.loads(line), f"{path}:{stats.lines}"))
-                except orjson.JSONDecodeError:
-                    stats.bad_lines += 1
-                    logger.warning("%s:%d: not valid JSON, skipped", path, stats.lines)
-                    continue
-                except errors.WrongKind as exc:
+                    batch.extend(decode_line(line, f"{path}:{stats.lines}"))
+                except errors.InputError as exc:
                     stats.bad_lines += 1
                     logger.warning("%s, skipped", exc)
                     continue

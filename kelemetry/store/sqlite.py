@@ -46,8 +46,11 @@ CREATE TABLE IF NOT EXISTS objects (
     seen_us INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS objects_by_name ON objects (name, resource, namespace, cluster, grp);
+-- Rows are kept in write order (seq is the rowid): a batch appends to the end of the table instead of
+-- dirtying pages all over it, as random span ids would, and the OTLP follower reads them in that order.
 CREATE TABLE IF NOT EXISTS spans (
-    span_id INTEGER PRIMARY KEY,
+    seq INTEGER PRIMARY KEY,
+    span_id INTEGER NOT NULL,
     trace_id TEXT NOT NULL,
     parent_id INTEGER,
     source TEXT NOT NULL,
@@ -59,12 +62,11 @@ CREATE TABLE IF NOT EXISTS spans (
     uid TEXT NOT NULL, kind TEXT NOT NULL, version TEXT NOT NULL,
     error INTEGER NOT NULL,
     tags BLOB NOT NULL,
-    logs BLOB NOT NULL,
-    seq INTEGER NOT NULL
+    logs BLOB NOT NULL
 );
+CREATE UNIQUE INDEX IF NOT EXISTS spans_by_id ON spans (span_id);
 CREATE INDEX IF NOT EXISTS spans_by_object ON spans (object_id, window);
 CREATE INDEX IF NOT EXISTS spans_by_trace ON spans (trace_id);
-CREATE INDEX IF NOT EXISTS spans_by_seq ON spans (seq);
 -- A trace (one root object's hierarchy in one window) is the unit of retention: it goes whole, so no
 -- request span outlives its object span. arrived_us is the store clock when a span of it was last
 -- written or moved into it.

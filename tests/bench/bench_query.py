@@ -4,7 +4,8 @@ Builds a store through the real pipeline holding one Deployment with 1,000 desce
 (10 ReplicaSets x 99 Pods) and 10,000 audit events on them, spread over two trace windows, then:
 
   api     a real `kelemetry frontend` process; wall time of `GET /api/traces` (search by object, the
-          full tree in `tracing` mode) and `GET /api/traces/{id}` in each base mode, median of 5.
+          full tree in `tracing` mode), of the UI's search-and-open (`GET /api/kelemetry/lookup`, then
+          `GET /api/traces/{id}`) and of `GET /api/traces/{id}` in each base mode, median of 5.
   ui      headless Chromium (tests/browser/driver.py) opening the trace page of that view: time to
           the first render of the tree, as the page measures it (navigation start → tree drawn).
 
@@ -202,6 +203,18 @@ def main() -> int:
                     f"({len(trace['spans'])} spans, {logs} logs, target < 500 ms)"
                 )
                 view_id = trace["traceID"]
+                # The UI's search-and-open: a lookup to the view id, then the view itself.
+                lookup = {"cluster": CLUSTER, "resource": "deployments", "name": "big", "mode": "21000000"}
+                looked, opened = [], []
+                for _ in range(args.runs):
+                    ms, found = timed_get(client, f"{base}/api/kelemetry/lookup", lookup)
+                    looked.append(ms)
+                    view = f"{base}/api/traces/{found['data'][0]['viewId']}"
+                    opened.append(ms + timed_get(client, view)[0])
+                print(
+                    f"api  GET /api/kelemetry/lookup: median {statistics.median(looked):.0f} ms; "
+                    f"search-and-open (lookup + view): median {statistics.median(opened):.0f} ms"
+                )
                 for mode in ("21000000", "31000000", "01000000", "11000000"):
                     mode_id = f"ff{mode}{view_id[10:]}"
                     times = [timed_get(client, f"{base}/api/traces/{mode_id}")[0] for _ in range(args.runs)]

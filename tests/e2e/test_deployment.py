@@ -17,13 +17,14 @@ import httpx
 import orjson
 import pytest
 
-from frontend.assemble import AssembledTrace, ObjectQuery, SpanNode, assemble
+from frontend.types import AssembledTrace, ObjectQuery, SpanNode
 from kelemetry.errors import NotFound
 from kelemetry.model.events import TraceSource
 from kelemetry.model.times import parse_time_us
 from kelemetry.store.sqlite import StoreReader
 from tests.e2e.conftest import Collector, ControlPlane, Jaeger
 from tests.e2e.servers import CLUSTER, REPO, wait_until
+from tests.lookups import assemble
 
 pytestmark = pytest.mark.e2e
 

@@ -1,12 +1,13 @@
-"""Assembling one object's trace from the store (frontend.assemble), over stores filled through the
-real pipeline, and its Jaeger JSON (to_jaeger).
+"""Assembling one object's trace (frontend.assemble) as the query service finds it in the store
+(frontend.query, frontend.backend), over stores filled through the real pipeline.
 
 Covers: the tree is rooted at the top owner with owned objects nested and requests under their
 object; per-window object spans merge into one span per object; query time ranges keep only the
 requests in range; NotFound for an unknown object, for no activity in range and for an ambiguous
 name (with the options to narrow it); a recreated name opening its newest incarnation with activity
 (or the one a uid names) and listing the others; a target that was under another root in an earlier window
-(merge warnings); and the Jaeger trace shape (ids, references, processes, tag types, logs).
+(merge warnings); the store's index check of activity agreeing with the assembled tree's; and the
+Jaeger JSON of the dump's view of it (ids, references, services, tag types, logs).
 """
 
 from __future__ import annotations
@@ -22,7 +23,12 @@ import pytest
 import aggregators
 from aggregators import ids
 from aggregators.windows import window_of
-from frontend.assemble import AssembledTrace, ObjectQuery, SpanNode, assemble, merge, to_jaeger
+from frontend import jaegerjson, modes
+from frontend.assemble import has_activity, merge
+from frontend.backend import StoreBackend
+from frontend.query import present
+from frontend.types import AssembledTrace, ObjectQuery, SpanNode
+from jaeger import model as jaeger_model
 from kelemetry import errors
 from kelemetry.kube.kinds import KindResolver
 from kelemetry.model import tags
@@ -34,6 +40,7 @@ from kelemetry.pipeline import Pipeline
 from kelemetry.receivers.audit import AuditConverter
 from kelemetry.store.sqlite import SpanStore
 from tests.factories import audit_event, owner_ref
+from tests.lookups import assemble, found
 
 CLUSTER = "c1"
 WINDOW_US = 1800 * 1_000_000
@@ -45,7 +52,6 @@ POD_B = ObjectKey.make(CLUSTER, "", "pods", "default", "web-1-b")
 UIDS = {DEPLOY: "d-1", RS: "r-1", POD_A: "p-a", POD_B: "p-b"}
 W0 = window_of(parse_time_us("2024-05-01T10:00:00Z"), WINDOW_US)
 W1 = W0 + 1
-HEX32 = re.compile(r"[0-9a-f]{32}")
 HEX16 = re.compile(r"[0-9a-f]{16}")
 
 
@@ -127,7 +133,7 @@ def test_the_tree_is_rooted_at_the_top_owner_with_requests_under_their_objects(s
     trace = assemble(store, query())
 
     assert trace.target.key == POD_A
-    assert trace.warnings == []
+    assert trace.warnings == ()
     root = trace.root
     assert root.span.key == DEPLOY and root.span.parent_id is None
     assert trace.trace_id == root.span.trace_id == ids.trace_id(inc(DEPLOY), W0)
@@ -245,15 +251,17 @@ def test_a_recreated_name_opens_its_newest_incarnation_with_activity(tmp_path: P
             ],
         )
         newest = assemble(store, query("web"))
-        assert newest.target.uid == "new" and [row.uid for row in newest.incarnations] == ["old"]
+        assert newest.target.uid == "new"
+        assert [row.uid for row in found(store, query("web")).incarnations] == ["old"]
         assert requests_of(newest.root) == [f"create@{us(40)}"]
         # Where only the first was active, the first is opened.
         early = assemble(store, query("web", end_us=us(10)))
-        assert early.target.uid == "old" and [row.uid for row in early.incarnations] == ["new"]
+        assert early.target.uid == "old"
+        assert [row.uid for row in found(store, query("web", end_us=us(10))).incarnations] == ["new"]
         assert requests_of(early.root) == [f"create@{us(0)}", f"delete@{us(1)}"]
         chosen = assemble(store, query("web", uid="old"))
         assert requests_of(chosen.root) == requests_of(early.root)
-        assert [row.uid for row in chosen.incarnations] == ["new"]
+        assert [row.uid for row in found(store, query("web", uid="old")).incarnations] == ["new"]
         with pytest.raises(errors.NotFound) as caught:
             assemble(store, query("web", uid="gone"))
         assert str(caught.value) == "no object pods/web with uid gone (cluster c1) in the store"
@@ -342,35 +350,63 @@ def test_a_root_of_an_earlier_window_is_hung_under_the_targets_root_with_a_warni
 
     assert trace.root.span.key == DEPLOY
     assert trace.trace_id == ids.trace_id(inc(DEPLOY), W1)
-    assert trace.warnings == ["replicasets.apps/web-0 was a separate root in an earlier window"]
+    assert trace.warnings == ("replicasets.apps/web-0 was a separate root in an earlier window",)
     assert {n.span.key for n in objects_of(trace.root)} == {RS, old_rs}
     assert node_of(trace, POD_A) in objects_of(node_of(trace, RS))
-    document = to_jaeger(trace)
-    assert document["warnings"] == trace.warnings
-    assert sum(1 for span in document["spans"] if not span["references"]) == 1
+    (root,) = [span for span in dump_json(trace)["spans"] if not span["references"]]
+    assert root["warnings"] == list(trace.warnings)
 
 
-# -- Jaeger JSON
+# -- activity: the store's index check agrees with the assembled tree
 
 
-def test_to_jaeger_is_a_valid_jaeger_trace(store: SpanStore) -> None:
+def test_the_stores_activity_check_agrees_with_the_assembled_tree(store: SpanStore) -> None:
+    """A lookup asks the store whether an object (or anything it owns) had activity in a range by
+    index; a view assembles the tree and asks it. Both must give the same answer, for every object
+    and for ranges inside a window, across the boundary, before and after everything."""
+    backend = StoreBackend(store)
+    ranges = [
+        (None, None),
+        (us(0), us(0, 1)),
+        (us(4), us(10)),
+        (us(35), us(50)),
+        (us(41), us(44)),
+        (W0 * WINDOW_US - 1_000_000, W0 * WINDOW_US - 1),
+        (W1 * WINDOW_US, None),
+        (None, us(1)),
+    ]
+    checked = 0
+    for row in store.objects():
+        for start, end in ranges:
+            try:
+                assembled = has_activity(backend.trace(row, start, end))
+            except errors.NotFound:
+                assembled = False
+            assert backend.active(row, start, end) is assembled, (row.key.display, start, end)
+            checked += assembled
+    assert checked > 0
+
+
+# -- Jaeger JSON of the dump's view
+
+
+def dump_json(trace: AssembledTrace) -> jaeger_model.Trace:
+    return jaegerjson.trace(present(trace, modes.DUMP, "ff01ff0000e1e3e70123456789abcdef"))
+
+
+def test_the_dumps_view_is_a_valid_jaeger_trace(store: SpanStore) -> None:
     trace = assemble(store, query())
-    document = json.loads(json.dumps(to_jaeger(trace)))
+    document = json.loads(json.dumps(dump_json(trace)))
 
-    assert HEX32.fullmatch(document["traceID"])
-    assert document["traceID"] == f"{trace.trace_id:032x}"
+    assert document["traceID"] == "ff01ff0000e1e3e70123456789abcdef"
     assert document["warnings"] is None
-    assert document["processes"] == {
-        "p1": {"serviceName": "object", "tags": []},
-        "p2": {"serviceName": "audit", "tags": []},
-        "p3": {"serviceName": "event", "tags": []},
-    }
     spans = document["spans"]
     assert len(spans) == len(trace.walk())
     by_id = {span["spanID"]: span for span in spans}
-    assert len(by_id) == len(spans)
-    roots = [span for span in spans if not span["references"]]
-    assert [span["operationName"] for span in roots] == ["deployments.apps/web"]
+    assert set(by_id) == {node.span.span_hex for node in trace.walk()}
+    (root,) = [span for span in spans if not span["references"]]
+    assert root["operationName"] == "default/web"
+    assert document["processes"][root["processID"]] == {"serviceName": "c1 deployments", "tags": []}
     for span in spans:
         assert span["traceID"] == document["traceID"]
         assert HEX16.fullmatch(span["spanID"])
@@ -385,14 +421,15 @@ def test_to_jaeger_is_a_valid_jaeger_trace(store: SpanStore) -> None:
             assert tag["type"] in {"string", "bool", "int64", "float64"}
 
 
-def test_jaeger_spans_carry_object_tags_processes_and_logs(store: SpanStore) -> None:
-    document = to_jaeger(assemble(store, query()))
+def test_the_dumps_view_carries_object_tags_services_and_logs(store: SpanStore) -> None:
+    document = dump_json(assemble(store, query()))
+    services = {pid: process["serviceName"] for pid, process in document["processes"].items()}
     by_name: dict[str, list[dict[str, Any]]] = {}
     for span in document["spans"]:
         by_name.setdefault(span["operationName"], []).append(dict(span))
 
-    (pod,) = by_name["pods/web-1-a"]
-    assert pod["processID"] == "p1"
+    (pod,) = by_name["default/web-1-a"]
+    assert services[pod["processID"]] == "pods"
     pod_tags = {t["key"]: t for t in pod["tags"]}
     assert pod_tags["kelemetry.pseudo"] == {"key": "kelemetry.pseudo", "type": "bool", "value": True}
     assert {k: pod_tags[k]["value"] for k in ("cluster", "resource", "namespace", "name", "uid", "kind")} == {
@@ -406,7 +443,7 @@ def test_jaeger_spans_carry_object_tags_processes_and_logs(store: SpanStore) -> 
     assert pod["startTime"] == W0 * WINDOW_US and pod["duration"] == 2 * WINDOW_US
 
     (patch,) = by_name["admin patch status (Conflict)"]
-    assert patch["processID"] == "p2"
+    assert services[patch["processID"]] == "audit"
     assert patch["references"][0]["spanID"] == pod["spanID"]
     assert (patch["startTime"], patch["duration"]) == (us(40), 12_500)
     patch_tags = {t["key"]: t for t in patch["tags"]}

@@ -1,10 +1,12 @@
-"""Dump formats for incident reviews (frontend.dump), rendered from traces assembled out of a store
-filled through the real pipeline.
+"""Dump formats for incident reviews, each rendered from the view of the classic dump (the tree mode
+of the whole hierarchy) over a store filled through the real pipeline: the text tree
+(frontend.text), Jaeger JSON (frontend.jaegerjson), JSON lines and Parquet (frontend.dump).
 
 Covers: the text tree (object lines with kind, version, namespace, uid and the looked-up marker;
 request lines with time, verb, subresource, user, code, duration, ERROR and their log lines; the
-tree drawing; warnings), Jaeger JSON ({"data": [trace], ...}), JSON lines (one object per span) and
-the Parquet round trip through pyarrow (one row per span, map and list columns).
+tree drawing; warnings), Jaeger JSON ({"data": [trace], ...} as the API answers it), JSON lines
+(one object per span) and the Parquet round trip through pyarrow (one row per span, map and list
+columns).
 """
 
 from __future__ import annotations
@@ -22,8 +24,12 @@ import pytest
 
 import aggregators
 from aggregators import ids
-from frontend.assemble import AssembledTrace, ObjectQuery, assemble, merge, to_jaeger
-from frontend.dump import FORMATS, format_time, render_json, render_jsonl, render_tree, write_parquet
+from frontend import jaegerjson, modes
+from frontend.assemble import merge
+from frontend.dump import FORMATS, render_jsonl, write_parquet
+from frontend.query import present
+from frontend.text import format_time, render_tree
+from frontend.types import AssembledTrace, ObjectQuery, View
 from kelemetry.kube.kinds import KindResolver
 from kelemetry.model import tags
 from kelemetry.model.events import TraceSource
@@ -33,6 +39,7 @@ from kelemetry.pipeline import Pipeline
 from kelemetry.receivers.audit import AuditConverter
 from kelemetry.store.sqlite import SpanStore
 from tests.factories import audit_event, owner_ref
+from tests.lookups import assemble
 
 CLUSTER = "c1"
 RS_CONTROLLER = "system:serviceaccount:kube-system:rs-ctl"
@@ -97,9 +104,22 @@ def store(tmp_path: Path) -> Iterator[SpanStore]:
     opened.close()
 
 
+VIEW_ID = "ff01ff0000e1e3e70123456789abcdef"
+
+
+def dumped(trace: AssembledTrace) -> View:
+    """The view ``kelemetry dump`` renders without --mode."""
+    return present(trace, modes.DUMP, VIEW_ID)
+
+
 @pytest.fixture
 def trace(store: SpanStore) -> AssembledTrace:
     return assemble(store, ObjectQuery(cluster=CLUSTER, resource="pods", name="web-1-a"))
+
+
+@pytest.fixture
+def view(trace: AssembledTrace) -> View:
+    return dumped(trace)
 
 
 def test_formats_are_the_documented_four() -> None:
@@ -121,12 +141,14 @@ def test_format_time_is_utc_with_milliseconds(time_us: int, text: str) -> None:
 # -- tree
 
 
-def test_tree_shows_objects_and_requests_with_verb_user_code_and_errors(trace: AssembledTrace) -> None:
-    assert render_tree(trace) == TREE
+def test_tree_shows_objects_and_requests_with_verb_user_code_and_errors(view: View) -> None:
+    assert render_tree(view) == TREE
 
 
 def test_tree_marks_the_object_that_was_looked_up(store: SpanStore) -> None:
-    text = render_tree(assemble(store, ObjectQuery(cluster=CLUSTER, resource="replicasets", name="web-1")))
+    text = render_tree(
+        dumped(assemble(store, ObjectQuery(cluster=CLUSTER, resource="replicasets", name="web-1")))
+    )
     lines = text.splitlines()
     assert lines[0] == "replicasets.apps/web-1  [ReplicaSet, v1, namespace prod, uid r-1]  <- looked up"
     assert [line for line in lines if "looked up" in line] == [lines[0]]
@@ -144,7 +166,9 @@ def test_tree_of_a_cluster_scoped_object_has_no_namespace(tmp_path: Path) -> Non
             ],
             CLUSTER,
         )
-        text = render_tree(assemble(store, ObjectQuery(cluster=CLUSTER, resource="namespaces", name="prod")))
+        text = render_tree(
+            dumped(assemble(store, ObjectQuery(cluster=CLUSTER, resource="namespaces", name="prod")))
+        )
     finally:
         store.close()
     assert text == (
@@ -182,7 +206,7 @@ def test_tree_ends_with_the_merge_warnings() -> None:
         _object_span(new, 2, new, None),
         _object_span(pod, 2, new, new),
     ]
-    text = render_tree(merge(spans, KnownObject(ids.object_id(Incarnation(pod, "")), pod)))
+    text = render_tree(dumped(merge(spans, KnownObject(ids.object_id(Incarnation(pod, "")), pod))))
     assert text.splitlines() == [
         "replicasets.apps/web-1  [namespace prod]",
         "├── pods/web-1-a  [namespace prod]  <- looked up",
@@ -194,23 +218,19 @@ def test_tree_ends_with_the_merge_warnings() -> None:
 # -- JSON
 
 
-def test_render_json_is_a_jaeger_traces_response(trace: AssembledTrace) -> None:
-    raw = render_json(trace)
-    assert raw.endswith(b"\n")
+def test_json_is_the_apis_traces_response(view: View) -> None:
+    raw = jaegerjson.traces([view])
+    assert raw.endswith(b"}\n") and raw.count(b"\n") == 1
     document = json.loads(raw)
-    assert document == {
-        "data": [json.loads(json.dumps(to_jaeger(trace)))],
-        "total": 1,
-        "limit": 0,
-        "offset": 0,
-        "errors": None,
-    }
+    assert document == {"data": [document["data"][0]], "total": 1, "limit": 0, "offset": 0, "errors": None}
     (jaeger_trace,) = document["data"]
-    assert len(jaeger_trace["spans"]) == len(trace.walk()) == 6
+    assert jaeger_trace == json.loads(json.dumps(jaegerjson.trace(view)))
+    assert jaeger_trace["traceID"] == VIEW_ID
+    assert len(jaeger_trace["spans"]) == len(view.root.walk()) == 6
 
 
-def test_render_jsonl_is_one_object_per_span_parents_first(trace: AssembledTrace) -> None:
-    lines = render_jsonl(trace).decode().splitlines()
+def test_render_jsonl_is_one_object_per_span_parents_first(trace: AssembledTrace, view: View) -> None:
+    lines = render_jsonl(view).decode().splitlines()
     rows = [json.loads(line) for line in lines]
     nodes = trace.walk()
     assert len(rows) == len(nodes)
@@ -243,11 +263,11 @@ def _read(sink: Any) -> pa.Table:
     return pq.read_table(sink)
 
 
-def test_parquet_round_trip_has_one_row_per_span(trace: AssembledTrace, tmp_path: Path) -> None:
+def test_parquet_round_trip_has_one_row_per_span(view: View, tmp_path: Path) -> None:
     target = tmp_path / "review.parquet"
-    write_parquet(trace, str(target))
+    write_parquet(view, str(target))
     table = _read(target)
-    expected = [json.loads(line) for line in render_jsonl(trace).decode().splitlines()]
+    expected = [json.loads(line) for line in render_jsonl(view).decode().splitlines()]
 
     assert table.num_rows == len(expected) == 6
     assert table.column_names == [
@@ -292,9 +312,9 @@ def test_parquet_round_trip_has_one_row_per_span(trace: AssembledTrace, tmp_path
             assert row[column] == want[column]
 
 
-def test_parquet_to_a_file_object_and_its_columns_filter(trace: AssembledTrace) -> None:
+def test_parquet_to_a_file_object_and_its_columns_filter(view: View) -> None:
     sink = io.BytesIO()
-    write_parquet(trace, sink)
+    write_parquet(view, sink)
     table = _read(io.BytesIO(sink.getvalue()))
     errors = table.filter(table.column("error")).to_pylist()
     assert sorted(row["operation"] for row in errors) == [

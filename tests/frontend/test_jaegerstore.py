@@ -8,12 +8,15 @@ mixed in.
 
 Covers: find_objects (the search Jaeger gets, the key checked locally, empty namespaces),
 trace (the same merged tree the embedded store gives), a whole view through QueryService equal to
-the store's, clusters / resources / suggest from recent object spans (and their short cache),
-foreign spans ignored, and an unreachable or failing Jaeger raising BackendError with the reason.
+the store's, one Jaeger search for a lookup and the view opened from it, the window length read
+from the object spans (a collector with 2-hour windows), clusters / resources / suggest from recent
+object spans (and their short cache), foreign spans ignored, and an unreachable or failing Jaeger
+raising BackendError with the reason.
 """
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,19 +24,22 @@ from typing import Any
 
 import pytest
 
-from frontend.assemble import AssembledTrace, ObjectQuery
-from frontend.backend import StoreBackend, Suggestion
+from frontend import jaegerjson
+from frontend.backend import StoreBackend
 from frontend.jaegerstore import JaegerBackend, record_of
 from frontend.query import QueryService
+from frontend.types import AssembledTrace, ObjectQuery, Suggestion
 from frontend.views import ViewStore
 from jaeger.client import JaegerClient
-from kelemetry import errors
+from kelemetry import cli, errors
 from kelemetry.model.objects import KnownObject
 from kelemetry.model.spans import SpanRecord
 from kelemetry.store.sqlite import StoreReader
+from tests.frontend.conftest import SAMPLE
 from tests.jaeger.fakejaeger import FakeJaeger, Reply, closed_port_url, jaeger_traces, serving
 
 CLUSTER = "tracetest"
+WINDOW_US = 1800 * 1_000_000
 # The sample was recorded at a fixed date: search far enough back whatever today is.
 LOOKBACK_US = 50 * 365 * 86_400 * 1_000_000
 FOREIGN_TRACE = {
@@ -144,7 +150,10 @@ def test_find_objects_searches_the_object_service_by_key_tags(
     assert (row.uid, row.kind, row.version) == ("3eddc752-c366-47dd-853f-8173422d7ebd", "Deployment", "v1")
     assert row.first_us is not None and row.last_us is not None and row.first_us < row.last_us
 
-    ((path, params),) = jaeger.requests
+    # First (once per backend) one trace to read the window length from, then the search.
+    (probe_path, probe), (path, params) = jaeger.requests
+    assert (probe_path, probe["service"], probe["limit"]) == ("/api/traces", ["object"], ["1"])
+    assert "tags" not in probe
     assert path == "/api/traces"
     assert params["service"] == ["object"]
     assert params["limit"] == ["1000"]
@@ -153,7 +162,8 @@ def test_find_objects_searches_the_object_service_by_key_tags(
     assert before <= end <= after
     # The search starts at the start of the window the lookback begins in (object spans start there).
     lookback_start = end - LOOKBACK_US
-    assert int(params["start"][0]) == lookback_start - lookback_start % (1800 * 1_000_000)
+    assert int(params["start"][0]) == lookback_start - lookback_start % WINDOW_US
+    assert backend.window_us() == WINDOW_US
 
 
 def test_find_objects_agrees_with_the_store(backend: JaegerBackend, store_backend: StoreBackend) -> None:
@@ -218,7 +228,8 @@ def test_a_view_over_jaeger_renders_as_the_view_over_the_store(
             (stored,) = over_store.lookup(query("replicasets", "demo-85dd8d7bd8"))
             assert mine.view_id == stored.view_id
             view_id = f"ff{mode}{mine.view_id[10:]}"
-            assert normalized(over_jaeger.view(view_id)) == normalized(over_store.view(view_id))
+            from_jaeger = jaegerjson.trace(over_jaeger.view(view_id))
+            assert normalized(from_jaeger) == normalized(jaegerjson.trace(over_store.view(view_id)))
     finally:
         over_jaeger.close()
         over_store.close()
@@ -251,13 +262,89 @@ def test_an_object_without_spans_has_no_activity(backend: JaegerBackend) -> None
 
 def test_spans_that_are_not_ours_are_ignored(jaeger: FakeJaeger) -> None:
     foreign = FOREIGN_TRACE["spans"][0]  # type: ignore[index]
-    assert record_of(foreign, 1) is None
+    assert record_of(foreign, 1, WINDOW_US) is None
     ours = jaeger.traces[0]["spans"][0]
     no_key = {**ours, "tags": [t for t in ours["tags"] if t["key"] != "resource"]}
-    assert record_of(no_key, 1) is None
-    record = record_of(ours, int(jaeger.traces[0]["traceID"], 16))
+    assert record_of(no_key, 1, WINDOW_US) is None
+    record = record_of(ours, int(jaeger.traces[0]["traceID"], 16), WINDOW_US)
     assert record is not None
     assert not any(k.startswith(("otel.", "span.kind", "internal.")) for k in record.tags)
+
+
+# -- one search per view; the window read from the spans
+
+
+def test_a_lookup_and_the_views_opened_from_it_make_one_jaeger_search(
+    backend: JaegerBackend, jaeger: FakeJaeger
+) -> None:
+    service = QueryService(backend, ViewStore(None))
+    try:
+        backend.window_us()  # read once in the backend's life
+        probed = len(jaeger.requests)
+        (found,) = service.lookup(query("replicasets", "demo-85dd8d7bd8"))
+        assert len(jaeger.requests) == probed + 1
+        for mode in ("21000000", "01000000"):
+            assert service.view(f"ff{mode}{found.view_id[10:]}").target == found.target
+        assert len(jaeger.requests) == probed + 1
+    finally:
+        service.close()
+
+
+def test_a_saved_view_opens_with_one_jaeger_search(jaeger: FakeJaeger) -> None:
+    # Saved by another frontend process (or long enough ago that nothing is cached): the view's exact
+    # key finds the object and its trace with one search.
+    views = ViewStore(None)
+    saving = QueryService(JaegerBackend(JaegerClient(jaeger.url), lookback_us=LOOKBACK_US), views)
+    (found,) = saving.lookup(query("pods", "demo-5544f8b48c-b25t4"))
+    opening = JaegerBackend(JaegerClient(jaeger.url), lookback_us=LOOKBACK_US)
+    opening.window_us()
+    before = len(jaeger.requests)
+    view = QueryService(opening, views).view(found.view_id)
+    assert view.target == found.target and view.root.logs, "the Pod's requests are not in its view"
+    ((_path, params),) = jaeger.requests[before:]
+    assert json.loads(params["tags"][0]) == {
+        "cluster": CLUSTER,
+        "resource": "pods",
+        "namespace": "default",
+        "name": "demo-5544f8b48c-b25t4",
+    }
+    views.close()
+
+
+@pytest.fixture(scope="module")
+def two_hour_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The sample replayed by a collector run with ``--window 2h``."""
+    path = tmp_path_factory.mktemp("two-hours") / "k.db"
+    argv = ["replay", "--quiet", "--cluster", CLUSTER, "--window", "2h", "--store", str(path)]
+    assert cli.main([*argv, str(SAMPLE / "audit.log"), str(SAMPLE / "events.jsonl")]) == 0
+    return path
+
+
+def test_the_window_length_is_read_from_the_object_spans(two_hour_store: Path) -> None:
+    """The sample's requests (07:23 UTC) lie in the 2-hour window that starts at 06:00, where their
+    object spans start: a range that begins at the first request must be searched from 06:00 (from
+    07:00, as 30-minute windows would have it, Jaeger returns none of the object spans)."""
+    reader = StoreReader(two_hour_store)
+    try:
+        records = [record for _seq, record in reader.spans_after(0, 1_000_000)]
+    finally:
+        reader.close()
+    two_hours = 7200 * 1_000_000
+    assert {r.end_us - r.start_us for r in records if r.source.value == "object"} == {two_hours}
+    requests = sorted(r.start_us for r in records if r.source.value != "object")
+    start, end = requests[0], requests[-1]
+    with serving(FakeJaeger(traces=jaeger_traces(records))) as fake:
+        backend = JaegerBackend(JaegerClient(fake.url), lookback_us=LOOKBACK_US)
+        (row,) = backend.find_objects(query(start_us=start, end_us=end))
+        assert backend.window_us() == two_hours
+        assert int(fake.requests[-1][1]["start"][0]) == start - start % two_hours
+        from_jaeger = backend.trace(row, start, end)
+    stored = StoreBackend.open(two_hour_store)
+    try:
+        (stored_row,) = stored.find_objects(query())
+        assert summary(from_jaeger) == summary(stored.trace(stored_row, start, end))
+    finally:
+        stored.close()
 
 
 # -- listing

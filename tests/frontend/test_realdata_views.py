@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from frontend import modes, query
-from frontend.assemble import ObjectQuery
+from frontend import jaegerjson, modes, query
+from frontend.types import ObjectQuery
 from frontend.views import ViewStore
 from jaeger import model as jaeger_model
 from kelemetry import cli
@@ -71,7 +71,7 @@ def test_every_mode_of_every_real_object_is_well_formed(real_store: Path, tmp_pa
                 continue
             for mode in modes.ALL:
                 view_id = modes.view_trace_id(mode, int(found.view_id[-16:], 16))
-                check_well_formed(service.view(view_id), key.name)
+                check_well_formed(jaegerjson.trace(service.view(view_id)), key.name)
             checked += 1
     finally:
         service.close()
@@ -88,12 +88,12 @@ def test_views_survive_a_restart_of_the_frontend(real_store: Path, tmp_path: Pat
     lookup = ObjectQuery(key.cluster, key.resource, key.name, key.group, key.namespace)
     try:
         (found,) = first.lookup(lookup, modes.from_id("21000000"))
-        before = first.view(found.view_id)
+        before = jaegerjson.traces([first.view(found.view_id)])
     finally:
         first.close()
     second = query.for_store(real_store, views)
     try:
-        assert second.view(found.view_id) == before
+        assert jaegerjson.traces([second.view(found.view_id)]) == before
     finally:
         second.close()
     assert isinstance(ViewStore(views).load(int(found.view_id[-16:], 16)).name, str)

@@ -22,15 +22,16 @@ from pathlib import Path
 import pytest
 
 import aggregators
-from frontend.assemble import AssembledTrace, ObjectQuery, SpanNode, assemble
 from frontend.modes import Scope
 from frontend.scope import select
+from frontend.types import AssembledTrace, ObjectQuery, SpanNode
 from kelemetry.kube.kinds import KindResolver
 from kelemetry.model.events import TraceSource
 from kelemetry.pipeline import Pipeline
 from kelemetry.receivers.audit import AuditConverter
 from kelemetry.store.sqlite import SpanStore
 from tests.factories import audit_event, owner_ref
+from tests.lookups import assemble
 
 CLUSTER = "c1"
 

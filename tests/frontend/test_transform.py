@@ -1,4 +1,5 @@
-"""Display modes as transforms over a view tree (frontend.transform), and its Jaeger JSON.
+"""Display modes as transforms over a view tree (frontend.transform), and the view tree's Jaeger JSON
+(frontend.jaegerjson).
 
 A Deployment's life (create, spec update, status update by the controller, a failed patch, delete)
 with a ReplicaSet, a Pod and Kubernetes Events goes through the real pipeline into a store; the
@@ -18,6 +19,7 @@ from __future__ import annotations
 import itertools
 import json
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -25,10 +27,11 @@ import pytest
 
 import aggregators
 from aggregators import ids
-from frontend import transform
-from frontend.assemble import AssembledTrace, ObjectQuery, SpanNode, assemble
+from frontend import jaegerjson, transform
 from frontend.modes import Base
-from frontend.transform import GROUP_SOURCE, ViewLog, ViewSpan, fold_record, to_jaeger
+from frontend.transform import GROUP_SOURCE, fold_record
+from frontend.types import AssembledTrace, ObjectQuery, SpanNode, View, ViewLog, ViewSpan
+from jaeger import model as jaeger_model
 from kelemetry.kube.kinds import KindResolver
 from kelemetry.model import tags
 from kelemetry.model.events import Log, TagValue, TraceSource
@@ -39,6 +42,7 @@ from kelemetry.pipeline import Pipeline
 from kelemetry.receivers.audit import AuditConverter
 from kelemetry.store.sqlite import SpanStore
 from tests.factories import audit_event, kube_event, owner_ref
+from tests.lookups import assemble
 
 CLUSTER = "c1"
 CONTROLLER = "system:serviceaccount:kube-system:deployment-controller"
@@ -153,6 +157,10 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SpanStore]:
 @pytest.fixture
 def trace(store: SpanStore) -> AssembledTrace:
     return assemble(store, ObjectQuery(cluster=CLUSTER, resource="deployments", name="web"))
+
+
+def to_jaeger(trace: AssembledTrace, root: ViewSpan, trace_id: str = "t") -> jaeger_model.Trace:
+    return jaegerjson.trace(View(trace_id, root, trace.target))
 
 
 def fields(log: ViewLog) -> dict[str, TagValue]:
@@ -516,12 +524,12 @@ def test_tree_keeps_the_assembled_shape_and_names_services(trace: AssembledTrace
 
 
 def test_apply_leaves_the_assembled_trace_alone_and_carries_its_warnings(trace: AssembledTrace) -> None:
-    trace.warnings.append("pods/x was a separate root in an earlier window")
+    trace = replace(trace, warnings=("pods/x was a separate root in an earlier window",))
     before = shape(trace.root)
-    first = {base: to_jaeger(transform.apply(trace, base), "t") for base in Base}
+    first = {base: to_jaeger(trace, transform.apply(trace, base)) for base in Base}
     assert shape(trace.root) == before
     for base in Base:
-        assert to_jaeger(transform.apply(trace, base), "t") == first[base]
+        assert to_jaeger(trace, transform.apply(trace, base)) == first[base]
         root = next(span for span in first[base]["spans"] if not span["references"])
         assert root["warnings"] == ["pods/x was a separate root in an earlier window"]
 
@@ -554,7 +562,7 @@ def test_services_are_prefixed_with_the_cluster_where_it_changes() -> None:
 def test_to_jaeger_is_a_jaeger_trace_with_one_process_per_service(trace: AssembledTrace, base: Base) -> None:
     view = transform.apply(trace, base)
     trace_id = "ff21000000e1e3e70123456789abcdef"
-    document = json.loads(json.dumps(to_jaeger(view, trace_id)))
+    document = json.loads(json.dumps(to_jaeger(trace, view, trace_id)))
 
     assert set(document) == {"traceID", "spans", "processes", "warnings"}
     assert document["traceID"] == trace_id and document["warnings"] is None
@@ -589,7 +597,7 @@ def test_to_jaeger_is_a_jaeger_trace_with_one_process_per_service(trace: Assembl
 
 
 def test_jaeger_tags_and_log_fields_keep_their_types(trace: AssembledTrace) -> None:
-    document = to_jaeger(transform.apply(trace, Base.TRACING), "t")
+    document = to_jaeger(trace, transform.apply(trace, Base.TRACING))
     root = next(span for span in document["spans"] if not span["references"])
     root_tags = {tag["key"]: tag for tag in root["tags"]}
     assert root_tags["resource"] == {"key": "resource", "type": "string", "value": "deployments"}

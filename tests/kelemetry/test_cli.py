@@ -15,6 +15,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pyarrow.parquet as pq
 import pytest
@@ -88,7 +89,8 @@ def test_dump_json_is_jaeger_trace_json(falco_store: Path, capsys) -> None:
     document = json.loads(out)
     assert set(document) >= {"data", "total", "limit", "offset", "errors"}
     (trace,) = document["data"]
-    assert len(trace["traceID"]) == 32
+    # The view id of the classic dump's mode (tree, full scope, any depth), as the API names views.
+    assert len(trace["traceID"]) == 32 and trace["traceID"].startswith("ff01ff0000e1e3e7")
     spans = {span["spanID"]: span for span in trace["spans"]}
     roots = [s for s in trace["spans"] if not s["references"]]
     assert len(roots) == 1
@@ -96,12 +98,18 @@ def test_dump_json_is_jaeger_trace_json(falco_store: Path, capsys) -> None:
         assert span["traceID"] == trace["traceID"] and span["processID"] in trace["processes"]
         for ref in span["references"]:
             assert ref["refType"] == "CHILD_OF" and ref["spanID"] in spans
-    tags = {s["operationName"]: {t["key"]: t["value"] for t in s["tags"]} for s in trace["spans"]}
-    assert tags[f"pods/{POD}"]["kind"] == "Pod"
-    pod_span = next(s for s in trace["spans"] if s["operationName"] == f"pods/{POD}")
-    assert spans[pod_span["references"][0]["spanID"]]["operationName"] == f"replicasets.apps/{RS}"
+
+    def tags(span: dict[str, Any]) -> dict[str, Any]:
+        return {t["key"]: t["value"] for t in span["tags"]}
+
+    (pod_span,) = [
+        s for s in trace["spans"] if tags(s)["name"] == POD and tags(s).get("kelemetry.pseudo") is True
+    ]
+    assert tags(pod_span)["kind"] == "Pod" and pod_span["operationName"].endswith(f"/{POD}")
+    owner = spans[pod_span["references"][0]["spanID"]]
+    assert (tags(owner)["resource"], tags(owner)["name"]) == ("replicasets", RS)
     services = {p["serviceName"] for p in trace["processes"].values()}
-    assert {"object", "audit"} <= services
+    assert {"minikube replicasets", "pods", "audit"} <= services
 
 
 def test_dump_jsonl_and_parquet(falco_store: Path, tmp_path: Path, capsys) -> None:

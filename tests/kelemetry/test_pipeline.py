@@ -30,6 +30,7 @@ from kelemetry.model.times import parse_time_us
 from kelemetry.pipeline import Pipeline, load_graph
 from kelemetry.receivers.audit import AuditConverter
 from kelemetry.receivers.auditfiles import read_audit_file
+from kelemetry.receivers.auditwire import from_mapping
 from kelemetry.store.sqlite import SpanStore
 from tests.conftest import FALCO
 from tests.factories import audit_event, owner_ref
@@ -361,6 +362,44 @@ def test_a_failing_event_is_counted_and_the_batch_goes_on(
     assert pipeline.failed_events == 2
 
 
+@pytest.mark.parametrize(
+    "change",
+    [
+        pytest.param({"auditID": None}, id="no-audit-id"),
+        pytest.param({"user": "alice"}, id="user-a-string"),
+        pytest.param({"userAgent": ["x"]}, id="user-agent-a-list"),
+        pytest.param({"kind": "Pod"}, id="not-an-audit-event"),
+        pytest.param({"verb": ""}, id="empty-verb"),
+    ],
+)
+def test_a_mapping_that_does_not_fit_the_wire_form_is_counted_as_failed(
+    store: SpanStore, change: dict[str, Any]
+) -> None:
+    pipeline = new_pipeline(store)
+    misfit = {**pod_create("misfit"), **change}
+    misfit = {k: v for k, v in misfit.items() if v is not None}
+
+    result = pipeline.process_audit([pod_create("web-1-a"), misfit, pod_create("web-1-b", second=3)], CLUSTER)
+
+    assert (result.events, result.kept, result.failed) == (3, 2, 1)
+    assert pipeline.failed_events == 1
+    assert {obj for obj, _window in object_spans(store)} == {RS, pod("web-1-a"), pod("web-1-b")}
+
+
+def test_events_in_their_wire_form_and_as_mappings_are_traced_alike(store: SpanStore) -> None:
+    pipeline = new_pipeline(store)
+    batch: list[Any] = [
+        from_mapping(deployment_create()),
+        replicaset_create(),
+        from_mapping(pod_create("web-1-a")),
+    ]
+
+    result = pipeline.process_audit(batch, CLUSTER)
+
+    assert (result.events, result.kept, result.failed) == (3, 3, 0)
+    assert {obj for obj, _window in object_spans(store)} == {DEPLOY, RS, pod("web-1-a")}
+
+
 def test_dropped_events_are_counted_and_write_nothing(store: SpanStore) -> None:
     pipeline = new_pipeline(store)
     batch = [audit_event(verb="get", code=200), audit_event(stage="RequestReceived")]
@@ -384,26 +423,27 @@ def test_replaying_a_real_audit_log_links_pods_to_their_replicasets(realdata: Pa
     for batch in read_audit_file(path):
         for raw in batch:
             if (
-                raw.get("user", {}).get("username")
-                != "system:serviceaccount:kube-system:replicaset-controller"
+                raw.user is None
+                or raw.user.username != "system:serviceaccount:kube-system:replicaset-controller"
             ):
                 continue
-            body = raw.get("responseObject") or raw.get("requestObject") or {}
+            body = raw.response() or raw.request() or {}
             (owner,) = body["metadata"]["ownerReferences"]
-            namespace = raw["objectRef"]["namespace"]
+            assert raw.objectRef is not None
+            namespace = raw.objectRef.namespace
             pod_key = ObjectKey.make("minikube", "", "pods", namespace, body["metadata"]["name"])
             pod_obj = Incarnation(pod_key, body["metadata"]["uid"])
             rs_obj = Incarnation(
                 ObjectKey.make("minikube", "apps", "replicasets", namespace, owner["name"]), owner["uid"]
             )
-            window = window_of(parse_time_us(raw["requestReceivedTimestamp"]), WINDOW_US)
+            window = window_of(parse_time_us(raw.requestReceivedTimestamp), WINDOW_US)
 
             pod_span = spans[ids.object_span_id(pod_obj, window)]
             rs_span = spans[ids.object_span_id(rs_obj, window)]
             assert pod_span.parent_id == rs_span.span_id
             assert pod_span.trace_id == rs_span.trace_id == ids.trace_id(rs_obj, window)
             assert rs_span.kind == "ReplicaSet" and rs_span.uid == owner["uid"]
-            request = spans[ids.event_span_id(pod_key, "audit", raw["auditID"])]
+            request = spans[ids.event_span_id(pod_key, "audit", raw.auditID)]
             assert request.parent_id == pod_span.span_id
             checked += 1
     assert checked == 42  # the realdata README counts 42 such creates

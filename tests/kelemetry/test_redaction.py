@@ -18,7 +18,10 @@ import pytest
 
 from kelemetry import cli
 from kelemetry.app import Collector, create_app
+from kelemetry.diff.redact import LAST_APPLIED, Redactor
 from kelemetry.export.otlp import OtlpFollower
+from kelemetry.receivers.audit import scrub_batch
+from kelemetry.receivers.auditwire import decode_batch
 from kelemetry.settings import ServeSettings, StoreSettings
 from tests.factories import audit_event, event_list
 
@@ -222,9 +225,6 @@ def test_canary_through_replay(
 def test_scrub_batch_keeps_no_value_of_a_json_patch_or_the_last_applied_annotation() -> None:
     """What reaches the inbox file: a JSON patch to a Secret (a list of operations) and the manifest
     `kubectl apply` copies into an annotation both carry values; neither may be written as is."""
-    from kelemetry.diff.redact import LAST_APPLIED, Redactor
-    from kelemetry.receivers.audit import decode_webhook_body, scrub_batch
-
     encoded = base64.b64encode(CANARY.encode()).decode()
     patch = audit_event(
         verb="patch",
@@ -244,6 +244,43 @@ def test_scrub_batch_keeps_no_value_of_a_json_patch_or_the_last_applied_annotati
         },
     )
     body = json.dumps(event_list([patch])).encode()
-    scrubbed = scrub_batch(body, decode_webhook_body(body), Redactor())
+    scrubbed, events = scrub_batch(body, decode_batch(body), Redactor())
     assert encoded.encode() not in scrubbed and CANARY.encode() not in scrubbed
     assert json.loads(scrubbed)["items"][0]["objectRef"]["name"] == "db"
+    # The events handed on are those of the scrubbed body, not of the one received.
+    assert [event.auditID for event in events] == [patch["auditID"]]
+    assert encoded not in json.dumps([events[0].request(), events[0].response()])
+    assert events[0].objectRef is not None and events[0].objectRef.name == "db"
+
+
+def test_scrub_batch_hands_back_what_it_was_given_when_nothing_needs_scrubbing() -> None:
+    body = json.dumps(event_list([audit_event(audit_id="p1"), audit_event(resource="configmaps")])).encode()
+    events = decode_batch(body)
+    scrubbed, kept = scrub_batch(body, events, Redactor())
+    assert scrubbed is body and kept is events
+
+
+def test_scrub_batch_rewrites_only_the_secret_and_keeps_the_other_events() -> None:
+    pod = audit_event(audit_id="pod", verb="update", code=200)
+    secret = secret_events()[0]
+    body = json.dumps(event_list([pod, secret])).encode()
+    scrubbed, events = scrub_batch(body, decode_batch(body), Redactor())
+    assert scrubbed != body
+    assert_clean(scrubbed, "the scrubbed body")
+    assert [event.auditID for event in events] == ["pod", secret["auditID"]]
+    assert events[0].response() == pod["responseObject"]
+
+
+def test_scrub_batch_of_a_secret_beside_a_body_json_cannot_hold_as_python_values() -> None:
+    """The edge accepts a body with a 5,000-digit number (it is valid JSON, judged only when read); a
+    Secret in the same batch must still be scrubbed, and the batch accepted, not fail unexpectedly."""
+    huge = json.dumps(audit_event(audit_id="huge", verb="update", code=200)).replace(
+        '"resourceVersion": "100"}}}', '"resourceVersion": "100"}, "n": ' + "7" * 5000 + "}}"
+    )
+    secret = json.dumps(secret_events()[0])
+    body = f'{{"kind": "EventList", "apiVersion": "audit.k8s.io/v1", "items": [{huge}, {secret}]}}'.encode()
+    events = decode_batch(body)
+    assert events[0].auditID == "huge" and events[0].response() is None
+    scrubbed, kept = scrub_batch(body, events, Redactor())
+    assert_clean(scrubbed, "the scrubbed body")
+    assert [event.auditID for event in kept] == [event.auditID for event in events]

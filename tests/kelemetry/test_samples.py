@@ -11,11 +11,12 @@ from pathlib import Path
 
 import httpx
 
-from frontend.assemble import ObjectQuery, assemble
+from frontend.types import ObjectQuery
 from kelemetry import cli
 from kelemetry.model.events import TraceSource
 from kelemetry.store.sqlite import StoreReader
 from tests.conftest import REPO_ROOT
+from tests.lookups import assemble
 
 DEPLOYMENT = REPO_ROOT / "samples" / "deployment" / "audit.log"
 KELEMETRY = str(Path(sys.executable).with_name("kelemetry"))

@@ -3,8 +3,10 @@
 Covers: a valid EventList (or a lone Event) to /audit/<cluster> and /audit answered 200 with the
 event count and traced under that cluster; every kind of bad input answered with its 4xx and a JSON
 reason, counted in /metrics, and never partly written (not JSON, not UTF-8, wrong kind or
-apiVersion, items not a list, one bad item among good ones, empty body, bad cluster name, a body
-over the limit declared by Content-Length or streamed without one); the bearer token; 429 with
+apiVersion, items not a list, one bad item among good ones, a field of the wrong JSON type, empty
+body, bad cluster name, a body over the limit declared by Content-Length or streamed without one);
+an event whose body cannot be used (a 5,000-digit number, a list for a name) stored without it,
+also beside a Secret that must be scrubbed; the bearer token; 429 with
 Retry-After once the backlog is full; /healthz, /metrics and /; the collector's retention pass (by
 arrival, counted in /metrics); durability: a batch accepted while the worker is stopped is processed
 exactly once by the next collector on the same store, the same body twice in the inbox and a retried
@@ -171,10 +173,35 @@ GOOD_AFTER = audit_event(name="web-9", uid="uid-web-9", audit_id="good-after")
         (b"", 400, "empty body", "malformed"),
         (body_of([GOOD], kind="PodList"), 422, "PodList", "wrong_kind"),
         (body_of([GOOD], apiVersion="v1"), 422, "apiVersion 'v1'", "wrong_kind"),
-        (body_of([], items={"0": GOOD}), 422, "items is not a list", "wrong_kind"),
+        (body_of([], items={"0": GOOD}), 422, "items: Expected array | null, got object", "wrong_kind"),
         (body_of([GOOD, {"kind": "Pod", "apiVersion": "v1"}, GOOD_AFTER]), 422, "items[1]", "wrong_kind"),
-        (body_of([GOOD, {**GOOD_AFTER, "auditID": 7}]), 422, "items[1] has no auditID", "wrong_kind"),
-        (json.dumps([GOOD]).encode(), 422, "not a JSON object", "wrong_kind"),
+        (body_of([GOOD, {**GOOD_AFTER, "auditID": ""}]), 422, "items[1] has no auditID", "wrong_kind"),
+        (json.dumps([GOOD]).encode(), 422, "body: Expected object, got array", "wrong_kind"),
+        # A field of the wrong JSON type is refused at the edge, with its path.
+        (
+            body_of([GOOD, {**GOOD_AFTER, "user": "alice"}]),
+            422,
+            "items[1].user: Expected object | null, got str",
+            "wrong_kind",
+        ),
+        (
+            body_of([GOOD, {**GOOD_AFTER, "userAgent": ["x"]}]),
+            422,
+            "items[1].userAgent: Expected str",
+            "wrong_kind",
+        ),
+        (
+            body_of([GOOD, {**GOOD_AFTER, "objectRef": {**GOOD_AFTER["objectRef"], "name": None}}]),
+            422,
+            "items[1].objectRef.name: Expected str, got null",
+            "wrong_kind",
+        ),
+        (
+            body_of([GOOD, {**GOOD_AFTER, "auditID": 5}]),
+            422,
+            "items[1].auditID: Expected str, got int",
+            "wrong_kind",
+        ),
     ],
     ids=[
         "not-json",
@@ -186,6 +213,10 @@ GOOD_AFTER = audit_event(name="web-9", uid="uid-web-9", audit_id="good-after")
         "one-bad-item-among-good",
         "item-without-audit-id",
         "array",
+        "user-a-string",
+        "user-agent-a-list",
+        "object-ref-name-null",
+        "audit-id-a-number",
     ],
 )
 def test_bad_input_is_refused_with_a_reason_counted_and_nothing_of_it_written(
@@ -203,6 +234,78 @@ def test_bad_input_is_refused_with_a_reason_counted_and_nothing_of_it_written(
         assert "kelemetry_webhook_accepted_total" not in metrics
 
     assert audit_ids(store) == Counter(), "no half write: the good items of a refused batch are not kept"
+
+
+def _with_huge_number(event: dict[str, Any]) -> bytes:
+    """``event`` as JSON whose response body also holds a 5,000-digit number (valid JSON, no float)."""
+    text = json.dumps(event)
+    marked = text.replace('"responseObject": {', '"responseObject": {"n": ' + "7" * 5000 + ", ", 1)
+    assert marked != text
+    return marked.encode()
+
+
+def _odd_name(event: dict[str, Any]) -> bytes:
+    """``event`` as JSON whose response body names the object with a list."""
+    event["responseObject"]["metadata"]["name"] = [event["responseObject"]["metadata"]["name"]]
+    return json.dumps(event).encode()
+
+
+@pytest.mark.parametrize(
+    "odd",
+    [
+        pytest.param(_with_huge_number, id="number-beyond-any-float"),
+        pytest.param(_odd_name, id="name-a-list"),
+    ],
+)
+def test_an_event_with_an_odd_body_is_stored_without_it_and_the_next_batch_is_fine(
+    tmp_path: Path, odd: Callable[[dict[str, Any]], bytes]
+) -> None:
+    # Bodies are judged when read: what cannot be used is treated as absent, the event is kept.
+    store = tmp_path / "k.db"
+    event = audit_event(verb="update", code=200, name="web-0", uid="uid-web-0", audit_id="odd")
+    body = b'{"kind": "EventList", "apiVersion": "audit.k8s.io/v1", "items": [' + odd(event) + b"]}"
+    with serving(store) as (collector, client):
+        first = client.post("/audit/c1", content=body)
+        assert collector.ingestor.wait_idle(5)
+        then = client.post("/audit/c1", content=body_of(pod_events("next", 2)))
+        assert collector.ingestor.wait_idle(5)
+        metrics = metrics_of(client)
+        spans = collector.store.all_spans()
+
+    assert (first.status_code, first.json()) == (200, {"accepted": 1})
+    assert (then.status_code, then.json()) == (200, {"accepted": 2})
+    assert audit_ids(store) == Counter(["odd", "next-0", "next-1"])
+    assert metrics.get("kelemetry_ingest_batches_failed_total", 0) == 0
+    assert metrics.get("kelemetry_ingest_events_failed_total", 0) == 0
+    assert metrics["kelemetry_ingest_events_kept_total"] == 3
+    (odd_span,) = [span for span in spans if span.tags.get(tags.AUDIT_ID) == "odd"]
+    assert odd_span.key.name == "web-0", "named by its objectRef"
+
+
+def test_a_secret_beside_a_body_with_a_huge_number_is_accepted_and_scrubbed(tmp_path: Path) -> None:
+    # The edge accepts the huge number (a body is not checked); scrubbing the Secret in the same batch
+    # must not then fail on it.
+    store = tmp_path / "k.db"
+    huge = audit_event(verb="update", code=200, name="web-0", uid="uid-web-0", audit_id="huge")
+    secret = audit_event(
+        verb="update", code=200, resource="secrets", kind="Secret", name="db", audit_id="secret"
+    )
+    secret["responseObject"]["data"] = {"password": "c2VjcmV0LXZhbHVl"}
+    body = (
+        b'{"kind": "EventList", "apiVersion": "audit.k8s.io/v1", "items": ['
+        + _with_huge_number(huge)
+        + b", "
+        + json.dumps(secret).encode()
+        + b"]}"
+    )
+    with serving(store) as (collector, client):
+        response = client.post("/audit/c1", content=body)
+        assert collector.ingestor.wait_idle(5)
+
+    assert (response.status_code, response.json()) == (200, {"accepted": 2})
+    assert audit_ids(store) == Counter(["huge", "secret"])
+    for path in tmp_path.glob("k.db*"):
+        assert b"c2VjcmV0LXZhbHVl" not in path.read_bytes(), path.name
 
 
 @pytest.mark.parametrize(

@@ -1,46 +1,58 @@
 """OTLP export (kelemetry.export.otlp) against real OTLP receivers on loopback, no mocks.
 
-Covers: create_exporter's endpoint forms (grpc://, grpcs://, http:// with /v1/traces added or a
-path kept, https://, bare host:port meaning gRPC, IPv6 hosts) and the ExportError of unusable
-ones; the exporter timeout honoured below one second; SpanConverter keeping our exact trace,
-span and parent ids (the full 128/64-bit range), times in ns, attributes with the object key tags,
-service.name per trace source, ERROR status and logs as span events. Then OtlpFollower over a
-store filled by the real pipeline: drain() to an OTLP/HTTP receiver delivering every span with
-identical ids in pages, the cursor file, resuming with only new spans, a new endpoint starting
-from the beginning; the background thread to an OTLP/gRPC receiver; and an endpoint that is down
-while spans are written and comes up later, the spans waiting in the store until it does.
+Covers: RequestEncoder's request, decoded with the opentelemetry-proto classes: our exact trace,
+span and parent ids (the full 128/64-bit range) as big-endian bytes, times in ns, one ResourceSpans
+per trace source (service.name, service.version, the SDK's telemetry.sdk.* attributes) in order of
+first appearance, scope kelemetry, internal kind, attributes from span_tags with the AnyValue kind
+of every value type, logs as span events at the span's start, ERROR status with the first log's
+message; an odd value does not block a batch. create_exporter's endpoint forms (grpc://, grpcs://,
+http:// with /v1/traces added or a path kept, https://, bare host:port meaning gRPC, IPv6 hosts),
+the ExportError of unusable ones, the standard OTEL_EXPORTER_OTLP_* headers and compression, the
+timeout honoured below one second. Then OtlpFollower over a store filled by the real pipeline:
+drain() to an OTLP/HTTP receiver delivering every span in pages, the cursor file, resuming with only
+new spans, a new endpoint starting from the beginning; the background thread to an OTLP/gRPC
+receiver; endpoints down while spans are written (HTTP from the start, gRPC in the middle), the
+spans waiting in the store and arriving once it is up, without resending what was confirmed;
+rejected requests, throttling hints and partial success; the retry pace set by the Backoff policy.
 """
 
 from __future__ import annotations
 
 import gzip
 import json
+import logging
 import math
 import socket
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent import futures
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import grpc
 import pytest
-from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter as GrpcExporter
-from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter as HttpExporter
+from google.protobuf.duration_pb2 import Duration
+from google.rpc.error_details_pb2 import RetryInfo
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue
-from opentelemetry.sdk.trace import ReadableSpan
-from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
-from opentelemetry.trace import StatusCode
+from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
 
 import aggregators
-from kelemetry import errors
-from kelemetry.export.otlp import OtlpFollower, SpanConverter, create_exporter
+from kelemetry import __version__, errors
+from kelemetry.export.otlp import (
+    ExportOptions,
+    GrpcExporter,
+    HttpExporter,
+    OtlpFollower,
+    RequestEncoder,
+    create_exporter,
+)
 from kelemetry.kube.kinds import KindResolver
-from kelemetry.model import tags
+from kelemetry.model import backoff, tags
 from kelemetry.model.events import Log, TraceSource
 from kelemetry.model.objects import ObjectKey
 from kelemetry.model.spans import SpanRecord, span_tags
@@ -51,10 +63,10 @@ from tests.factories import audit_event, owner_ref
 
 CLUSTER = "c1"
 WAIT = 15.0
-
+FAST = backoff.Backoff(initial_seconds=0.05, cap_seconds=0.2)
 
 # ---------------------------------------------------------------------------------------------
-# Real receivers
+# Decoding what was sent
 
 
 @dataclass(frozen=True)
@@ -67,6 +79,11 @@ class Received:
     start_ns: int
     end_ns: int
     attributes: dict[str, Any]
+    kinds: dict[str, str]  # attribute → AnyValue kind
+    events: list[tuple[str, int, dict[str, Any]]]
+    status: tuple[int, str]
+    span_kind: int
+    flags: int
 
 
 def _value(value: AnyValue) -> Any:
@@ -78,6 +95,36 @@ def _attributes(pairs: Any) -> dict[str, Any]:
     return {pair.key: _value(pair.value) for pair in pairs}
 
 
+def decode(request: trace_service_pb2.ExportTraceServiceRequest) -> list[Received]:
+    spans = []
+    for resource_spans in request.resource_spans:
+        service = _attributes(resource_spans.resource.attributes).get("service.name", "")
+        for scope_spans in resource_spans.scope_spans:
+            for span in scope_spans.spans:
+                spans.append(
+                    Received(
+                        trace_id=int.from_bytes(span.trace_id, "big"),
+                        span_id=int.from_bytes(span.span_id, "big"),
+                        parent_id=int.from_bytes(span.parent_span_id, "big") if span.parent_span_id else None,
+                        name=span.name,
+                        service=service,
+                        start_ns=span.start_time_unix_nano,
+                        end_ns=span.end_time_unix_nano,
+                        attributes=_attributes(span.attributes),
+                        kinds={pair.key: str(pair.value.WhichOneof("value")) for pair in span.attributes},
+                        events=[(e.name, e.time_unix_nano, _attributes(e.attributes)) for e in span.events],
+                        status=(span.status.code, span.status.message),
+                        span_kind=span.kind,
+                        flags=span.flags,
+                    )
+                )
+    return spans
+
+
+# ---------------------------------------------------------------------------------------------
+# Real receivers
+
+
 class Sink:
     """What a receiver got, decoded from the wire; shared with the receiver's threads."""
 
@@ -85,30 +132,19 @@ class Sink:
         self._lock = threading.Lock()
         self._spans: list[Received] = []
         self.paths: list[str] = []
+        self.headers: list[dict[str, str]] = []
 
-    def add(self, request: trace_service_pb2.ExportTraceServiceRequest, path: str = "") -> None:
-        spans = []
-        for resource_spans in request.resource_spans:
-            service = _attributes(resource_spans.resource.attributes).get("service.name", "")
-            for scope_spans in resource_spans.scope_spans:
-                for span in scope_spans.spans:
-                    spans.append(
-                        Received(
-                            trace_id=int.from_bytes(span.trace_id, "big"),
-                            span_id=int.from_bytes(span.span_id, "big"),
-                            parent_id=int.from_bytes(span.parent_span_id, "big")
-                            if span.parent_span_id
-                            else None,
-                            name=span.name,
-                            service=service,
-                            start_ns=span.start_time_unix_nano,
-                            end_ns=span.end_time_unix_nano,
-                            attributes=_attributes(span.attributes),
-                        )
-                    )
+    def add(
+        self,
+        request: trace_service_pb2.ExportTraceServiceRequest,
+        path: str = "",
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        spans = decode(request)
         with self._lock:
             self._spans.extend(spans)
             self.paths.append(path)
+            self.headers.append(headers or {})
 
     @property
     def spans(self) -> list[Received]:
@@ -122,6 +158,13 @@ class Sink:
         return self.spans
 
 
+@dataclass
+class HttpAnswer:
+    status: int
+    headers: dict[str, str] = field(default_factory=dict)
+    body: bytes = b""
+
+
 class _OtlpHttpHandler(BaseHTTPRequestHandler):
     server: _OtlpHttpServer
 
@@ -132,8 +175,19 @@ class _OtlpHttpHandler(BaseHTTPRequestHandler):
         if not self.path.endswith("/traces"):
             self.send_error(404)
             return
-        self.server.sink.add(trace_service_pb2.ExportTraceServiceRequest.FromString(data), self.path)
-        payload = trace_service_pb2.ExportTraceServiceResponse().SerializeToString()
+        answer = self.server.answers.popleft() if self.server.answers else None
+        if answer is not None and answer.status != 200:
+            self.send_response(answer.status)
+            for name, value in answer.headers.items():
+                self.send_header(name, value)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
+        headers = {name.lower(): value for name, value in self.headers.items()}
+        self.server.sink.add(trace_service_pb2.ExportTraceServiceRequest.FromString(data), self.path, headers)
+        payload = (
+            answer.body if answer else trace_service_pb2.ExportTraceServiceResponse().SerializeToString()
+        )
         self.send_response(200)
         self.send_header("Content-Type", "application/x-protobuf")
         self.send_header("Content-Length", str(len(payload)))
@@ -150,6 +204,7 @@ class _OtlpHttpServer(ThreadingHTTPServer):
     def __init__(self, port: int) -> None:
         super().__init__(("127.0.0.1", port), _OtlpHttpHandler)
         self.sink = Sink()
+        self.answers: deque[HttpAnswer] = deque()
 
 
 @dataclass
@@ -157,6 +212,8 @@ class Receiver:
     endpoint: str
     port: int
     sink: Sink
+    stop: Callable[[], None]
+    answers: deque[Any] = field(default_factory=deque)
 
 
 @pytest.fixture
@@ -170,7 +227,7 @@ def http_receiver() -> Iterator[Callable[..., Receiver]]:
         thread.start()
         servers.append((server, thread))
         bound = server.server_address[1]
-        return Receiver(f"http://127.0.0.1:{bound}", bound, server.sink)
+        return Receiver(f"http://127.0.0.1:{bound}", bound, server.sink, server.shutdown, server.answers)
 
     yield start
     for server, thread in servers:
@@ -179,30 +236,48 @@ def http_receiver() -> Iterator[Callable[..., Receiver]]:
         thread.join(5)
 
 
+@dataclass
+class GrpcAnswer:
+    code: grpc.StatusCode
+    retry_after_seconds: float | None = None
+    response: trace_service_pb2.ExportTraceServiceResponse | None = None
+
+
 class _TraceService(trace_service_pb2_grpc.TraceServiceServicer):
-    def __init__(self, sink: Sink) -> None:
+    def __init__(self, sink: Sink, answers: deque[GrpcAnswer]) -> None:
         self.sink = sink
+        self.answers = answers
 
     def Export(
         self, request: trace_service_pb2.ExportTraceServiceRequest, context: grpc.ServicerContext
     ) -> trace_service_pb2.ExportTraceServiceResponse:
-        self.sink.add(request)
+        answer = self.answers.popleft() if self.answers else None
+        if answer is not None and answer.code is not grpc.StatusCode.OK:
+            if answer.retry_after_seconds is not None:
+                info = RetryInfo(retry_delay=Duration(seconds=int(answer.retry_after_seconds)))
+                context.set_trailing_metadata((("google.rpc.retryinfo-bin", info.SerializeToString()),))
+            context.abort(answer.code, "scripted failure")
+        self.sink.add(request, headers={key: str(value) for key, value in context.invocation_metadata()})
+        if answer is not None and answer.response is not None:
+            return answer.response
         return trace_service_pb2.ExportTraceServiceResponse()
 
 
 @pytest.fixture
 def grpc_receiver() -> Iterator[Callable[..., Receiver]]:
-    """Starts OTLP/gRPC receivers on a free port of the given loopback; all stopped at teardown."""
+    """Starts OTLP/gRPC receivers on a free (or given) port of a loopback; all stopped at teardown."""
     servers: list[grpc.Server] = []
 
-    def start(host: str = "127.0.0.1") -> Receiver:
-        sink = Sink()
+    def start(host: str = "127.0.0.1", port: int = 0) -> Receiver:
+        sink, answers = Sink(), deque[GrpcAnswer]()
         server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
-        trace_service_pb2_grpc.add_TraceServiceServicer_to_server(_TraceService(sink), server)
-        port = server.add_insecure_port(f"{host}:0")
+        trace_service_pb2_grpc.add_TraceServiceServicer_to_server(_TraceService(sink, answers), server)
+        bound = server.add_insecure_port(f"{host}:{port}")
         server.start()
         servers.append(server)
-        return Receiver(f"grpc://{host}:{port}", port, sink)
+        return Receiver(
+            f"grpc://{host}:{bound}", bound, sink, lambda: server.stop(grace=None).wait(5), answers
+        )
 
     yield start
     for server in servers:
@@ -322,15 +397,24 @@ def test_the_filled_store_has_the_shape_the_export_tests_rely_on(filled_store: P
 
 
 # ---------------------------------------------------------------------------------------------
-# create_exporter
+# RequestEncoder
 
 
-def _one_span() -> list[ReadableSpan]:
-    record = SpanRecord(
-        trace_id=0xABC,
-        span_id=0xDEF,
-        parent_id=None,
-        source=TraceSource.OBJECT,
+def record(
+    source: TraceSource = TraceSource.OBJECT,
+    *,
+    trace_id: int = 0xABC,
+    span_id: int = 0xDEF,
+    parent_id: int | None = None,
+    tags: dict[str, Any] | None = None,
+    logs: tuple[Log, ...] = (),
+    error: bool = False,
+) -> SpanRecord:
+    return SpanRecord(
+        trace_id=trace_id,
+        span_id=span_id,
+        parent_id=parent_id,
+        source=source,
         name="pods/web-0",
         start_us=1_000_000,
         end_us=2_000_000,
@@ -340,14 +424,182 @@ def _one_span() -> list[ReadableSpan]:
         uid="u",
         kind="Pod",
         version="v1",
-        tags={},
+        tags=tags or {},
+        logs=logs,
+        error=error,
     )
-    return SpanConverter().convert([record])
 
 
-def _export(exporter: SpanExporter) -> SpanExportResult:
+def test_the_request_holds_every_stored_span_as_the_backend_must_see_it(filled_store: Path) -> None:
+    records, _seq = stored(filled_store)
+
+    request = RequestEncoder().encode(records)
+    spans = decode(request)
+
+    assert len(spans) == len(records)
+    by_id = {span.span_id: span for span in spans}
+    for rec in records:
+        span = by_id[rec.span_id]
+        assert (span.trace_id, span.parent_id) == (rec.trace_id, rec.parent_id)
+        assert (span.name, span.service) == (rec.name, rec.source.value)
+        assert (span.start_ns, span.end_ns) == (rec.start_us * 1000, rec.end_us * 1000)
+        assert span.attributes == span_tags(rec)
+        assert list(span.attributes) == list(span_tags(rec)), (
+            "object key tags first, as span_tags orders them"
+        )
+        assert span.events == [(log.kind, rec.start_us * 1000, {"message": log.message}) for log in rec.logs]
+        assert span.span_kind == Span.SpanKind.SPAN_KIND_INTERNAL
+        if rec.error:
+            assert span.status == (Status.STATUS_CODE_ERROR, rec.logs[0].message)
+            assert span.attributes[tags.ERROR] is True
+        else:
+            assert span.status == (Status.STATUS_CODE_UNSET, "")
+
+    (pod,) = [span for span in spans if span.name == "pods/web-1-a"]
+    assert pod.service == "object"
+    assert {key: pod.attributes[key] for key in tags.OBJECT_KEY_TAGS} == {
+        "cluster": CLUSTER,
+        "group": "",
+        "version": "v1",
+        "resource": "pods",
+        "namespace": "default",
+        "name": "web-1-a",
+        "uid": "p-a",
+        "kind": "Pod",
+    }
+    (failed,) = [span for span in spans if span.status[0] == Status.STATUS_CODE_ERROR]
+    assert failed.status[1] == "Conflict: the object has been modified"
+    assert [event[0] for event in failed.events] == ["error"]
+
+
+def test_one_resource_per_trace_source_in_order_of_first_appearance() -> None:
+    order = [TraceSource.AUDIT, TraceSource.OBJECT, TraceSource.AUDIT, TraceSource.CHANGE, TraceSource.EVENT]
+    records = [record(source, span_id=n + 1) for n, source in enumerate(order)]
+
+    request = RequestEncoder().encode(records)
+
+    services = []
+    for resource_spans in request.resource_spans:
+        resource = _attributes(resource_spans.resource.attributes)
+        services.append(resource["service.name"])
+        assert resource["service.version"] == __version__
+        assert resource["telemetry.sdk.language"] == "python"  # as the SDK's tracer providers said
+        (scope_spans,) = resource_spans.scope_spans
+        assert (scope_spans.scope.name, scope_spans.scope.version) == ("kelemetry", __version__)
+        ids = [int.from_bytes(span.span_id, "big") for span in scope_spans.spans]
+        assert ids == [n + 1 for n, source in enumerate(order) if source.value == resource["service.name"]]
+    assert services == ["audit", "object", "change", "event"]
+
+
+@pytest.mark.parametrize("source", list(TraceSource), ids=lambda s: s.value)
+def test_every_value_type_gets_its_any_value_kind(source: TraceSource) -> None:
+    values = {
+        "text": "x",
+        "empty": "",
+        "count": 42,
+        "negative": -7,
+        "int64.max": (1 << 63) - 1,
+        "int64.min": -(1 << 63),
+        "yes": True,
+        "no": False,
+        "ratio": 0.5,
+    }
+    (span,) = decode(RequestEncoder().encode([record(source, tags=values)]))
+
+    assert span.service == source.value
+    assert {key: span.attributes[key] for key in values} == values
+    assert {key: span.kinds[key] for key in values} == {
+        "text": "string_value",
+        "empty": "string_value",
+        "count": "int_value",
+        "negative": "int_value",
+        "int64.max": "int_value",
+        "int64.min": "int_value",
+        "yes": "bool_value",
+        "no": "bool_value",
+        "ratio": "double_value",
+    }
+    assert all(span.kinds[key] == "string_value" for key in tags.OBJECT_KEY_TAGS)
+
+
+def test_ids_at_the_top_of_their_range_and_times_in_nanoseconds() -> None:
+    rec = replace_ids(
+        record(
+            TraceSource.EVENT,
+            tags={"event.count": 3},
+            logs=(Log("message", "scaled up replica set web-1 to 3"), Log("diff", "spec.replicas 1 -> 3")),
+        ),
+        trace_id=(1 << 128) - 1,
+        span_id=(1 << 64) - 1,
+        parent_id=1 << 63,
+    )
+    encoder = RequestEncoder()
+
+    first, again = encoder.encode([rec]), encoder.encode([rec])  # a second batch holds only its own spans
+
+    for request in (first, again):
+        (span,) = decode(request)
+        raw = request.resource_spans[0].scope_spans[0].spans[0]
+        assert (len(raw.trace_id), len(raw.span_id), len(raw.parent_span_id)) == (16, 8, 8)
+        assert raw.trace_id == b"\xff" * 16 and raw.parent_span_id == b"\x80" + b"\x00" * 7
+        assert (span.trace_id, span.span_id, span.parent_id) == ((1 << 128) - 1, (1 << 64) - 1, 1 << 63)
+        assert (span.start_ns, span.end_ns) == (1_000_000_000, 2_000_000_000)
+        assert span.attributes["event.count"] == 3
+        assert [event[0] for event in span.events] == ["message", "diff"]
+        assert all(event[1] == 1_000_000_000 for event in span.events)
+
+
+def replace_ids(rec: SpanRecord, *, trace_id: int, span_id: int, parent_id: int | None) -> SpanRecord:
+    return record(
+        rec.source,
+        trace_id=trace_id,
+        span_id=span_id,
+        parent_id=parent_id,
+        tags=dict(rec.tags),
+        logs=rec.logs,
+        error=rec.error,
+    )
+
+
+def test_root_and_child_spans_carry_the_flags_the_sdk_sent() -> None:
+    root, child = decode(RequestEncoder().encode([record(span_id=1), record(span_id=2, parent_id=1)]))
+    assert (root.parent_id, root.flags) == (None, 0x100)  # the context-has-is-remote bit
+    assert (child.parent_id, child.flags) == (1, 0x300)  # … and the parent is remote
+
+
+def test_an_error_without_logs_has_an_error_status_without_message() -> None:
+    (span,) = decode(RequestEncoder().encode([record(error=True)]))
+    assert span.status == (Status.STATUS_CODE_ERROR, "")
+    assert span.events == []
+
+
+def test_an_odd_value_is_sent_as_text_and_an_unencodable_span_does_not_block_its_batch(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    records = [
+        record(span_id=1, tags={"huge": 1 << 64, "fine": 1}),
+        record(span_id=2, trace_id=1 << 128),  # no 16-byte trace id can hold it
+        record(span_id=3, tags={"after": "ok"}),
+    ]
+    with caplog.at_level(logging.WARNING, logger="kelemetry.export.otlp"):
+        spans = decode(RequestEncoder().encode(records))
+
+    assert [span.span_id for span in spans] == [1, 3]
+    assert spans[0].attributes["huge"] == str(1 << 64) and spans[0].kinds["huge"] == "string_value"
+    assert spans[0].attributes["fine"] == 1 and spans[0].kinds["fine"] == "int_value"
+    assert spans[1].attributes["after"] == "ok"
+    assert "0000000000000001" in caplog.text and "sent as text" in caplog.text
+    assert "0000000000000002" in caplog.text and "skipped" in caplog.text
+
+
+# ---------------------------------------------------------------------------------------------
+# create_exporter
+
+
+def _send(endpoint: str, timeout_seconds: float = 2, **options: Any) -> None:
+    exporter = create_exporter(endpoint, timeout_seconds, options=ExportOptions(**options))
     try:
-        return exporter.export(_one_span())
+        exporter.export(RequestEncoder().encode([record()]))
     finally:
         exporter.shutdown()
 
@@ -355,42 +607,55 @@ def _export(exporter: SpanExporter) -> SpanExportResult:
 def test_an_http_endpoint_without_a_path_posts_to_v1_traces(http_receiver: Callable[..., Receiver]) -> None:
     receiver = http_receiver()
     for endpoint in (receiver.endpoint, receiver.endpoint + "/"):
-        exporter = create_exporter(endpoint, timeout_seconds=2)
-        assert isinstance(exporter, HttpExporter)
-        assert _export(exporter) is SpanExportResult.SUCCESS
+        assert isinstance(create_exporter(endpoint), HttpExporter)
+        _send(endpoint)
     assert receiver.sink.paths == ["/v1/traces", "/v1/traces"]
     assert [span.span_id for span in receiver.sink.spans] == [0xDEF, 0xDEF]
+    assert receiver.sink.headers[0]["content-type"] == "application/x-protobuf"
 
 
 def test_an_http_endpoint_with_a_path_keeps_it(http_receiver: Callable[..., Receiver]) -> None:
     receiver = http_receiver()
-    assert _export(create_exporter(receiver.endpoint + "/otlp/traces", 2)) is SpanExportResult.SUCCESS
+    _send(receiver.endpoint + "/otlp/traces")
     assert receiver.sink.paths == ["/otlp/traces"]
 
 
 def test_grpc_and_bare_host_port_endpoints_speak_grpc(grpc_receiver: Callable[..., Receiver]) -> None:
     receiver = grpc_receiver()
     for endpoint in (receiver.endpoint, f"127.0.0.1:{receiver.port}"):
-        exporter = create_exporter(endpoint, timeout_seconds=2)
-        assert isinstance(exporter, GrpcExporter)
-        assert _export(exporter) is SpanExportResult.SUCCESS
+        assert isinstance(create_exporter(endpoint), GrpcExporter)
+        _send(endpoint)
     assert [span.trace_id for span in receiver.sink.spans] == [0xABC, 0xABC]
+
+
+@pytest.mark.parametrize("protocol", ["grpc", "http"])
+def test_a_shut_down_exporter_sends_nothing(
+    protocol: str, http_receiver: Callable[..., Receiver], grpc_receiver: Callable[..., Receiver]
+) -> None:
+    receiver = grpc_receiver() if protocol == "grpc" else http_receiver()
+    exporter = create_exporter(receiver.endpoint, 2)
+    exporter.shutdown()
+    with pytest.raises(errors.ExportError, match="shut down"):
+        exporter.export(RequestEncoder().encode([record()]))
+    exporter.shutdown()  # twice is harmless: the follower's stop() and the CLI may both do it
+    assert receiver.sink.spans == []
 
 
 def test_a_grpc_endpoint_on_an_ipv6_host_reaches_it(grpc_receiver: Callable[..., Receiver]) -> None:
     receiver = grpc_receiver("[::1]")
-    assert _export(create_exporter(receiver.endpoint, timeout_seconds=2)) is SpanExportResult.SUCCESS
+    _send(receiver.endpoint)
     assert len(receiver.sink.spans) == 1
 
 
 def test_tls_schemes_make_tls_exporters() -> None:
-    for endpoint, kind in (
-        ("grpcs://otel.example:4317", GrpcExporter),
-        ("https://otel.example", HttpExporter),
+    for endpoint, kind, target in (
+        ("grpcs://otel.example:4317", GrpcExporter, "otel.example:4317"),
+        ("https://otel.example", HttpExporter, "https://otel.example/v1/traces"),
     ):
         exporter = create_exporter(endpoint)
         try:
             assert isinstance(exporter, kind), endpoint
+            assert exporter.endpoint == target
         finally:
             exporter.shutdown()
 
@@ -415,105 +680,65 @@ def test_an_unusable_endpoint_is_an_export_error(endpoint: str) -> None:
         create_exporter(endpoint)
 
 
-def test_a_sub_second_grpc_timeout_is_honoured() -> None:
-    exporter = create_exporter(f"grpc://127.0.0.1:{free_port()}", timeout_seconds=0.5)
-    started = time.monotonic()
-    result = _export(exporter)
-    took = time.monotonic() - started
-    assert result is SpanExportResult.FAILURE
-    # The SDK retries with 1 s, 2 s, 4 s backoff within its timeout; 0.5 s allows no retry at all.
-    assert took < 3.0, f"a 0.5 s timeout took {took:.1f}s"
+@pytest.mark.parametrize("protocol", ["grpc", "http"])
+def test_the_standard_headers_and_compression_variables_apply(
+    protocol: str,
+    http_receiver: Callable[..., Receiver],
+    grpc_receiver: Callable[..., Receiver],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    receiver = grpc_receiver() if protocol == "grpc" else http_receiver()
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_HEADERS", "api-key=general,x-tenant=ops")
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_TRACES_HEADERS", "api-key=for-traces")
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_COMPRESSION", "gzip")
+
+    exporter = create_exporter(receiver.endpoint, 2)
+    try:
+        exporter.export(RequestEncoder().encode([record()]))
+    finally:
+        exporter.shutdown()
+
+    (headers,) = receiver.sink.headers
+    assert headers["api-key"] == "for-traces"  # the traces variable wins over the general one
+    assert "x-tenant" not in headers
+    assert headers["user-agent"].startswith(f"kelemetry/{__version__}")
+    if protocol == "http":
+        assert headers["content-encoding"] == "gzip"  # gRPC's own compression header never reaches a servicer
+    assert len(receiver.sink.spans) == 1
 
 
-# ---------------------------------------------------------------------------------------------
-# SpanConverter
+@pytest.mark.parametrize(
+    ("variable", "value", "message"),
+    [
+        ("OTEL_EXPORTER_OTLP_COMPRESSION", "brotli", "compression"),
+        ("OTEL_EXPORTER_OTLP_CERTIFICATE", "/nonexistent/ca.pem", "certificate"),
+    ],
+)
+def test_unusable_export_variables_are_export_errors(
+    variable: str, value: str, message: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(variable, value)
+    for endpoint in ("grpcs://otel.example:4317", "https://otel.example"):
+        with pytest.raises(errors.ExportError, match=message):
+            create_exporter(endpoint)
 
 
-def test_converted_spans_keep_our_ids_times_attributes_services_status_and_logs(filled_store: Path) -> None:
-    records, _seq = stored(filled_store)
-
-    spans = SpanConverter().convert(records)
-
-    assert len(spans) == len(records)
-    for record, span in zip(records, spans, strict=True):
-        context = span.get_span_context()
-        assert context is not None
-        assert (context.trace_id, context.span_id) == (record.trace_id, record.span_id)
-        if record.parent_id is None:
-            assert span.parent is None
-        else:
-            assert span.parent is not None
-            assert (span.parent.trace_id, span.parent.span_id) == (record.trace_id, record.parent_id)
-        assert span.name == record.name
-        assert (span.start_time, span.end_time) == (record.start_us * 1000, record.end_us * 1000)
-        assert dict(span.attributes or {}) == span_tags(record)
-        assert span.resource.attributes["service.name"] == record.source.value
-        assert [(e.name, dict(e.attributes or {}), e.timestamp) for e in span.events] == [
-            (log.kind, {"message": log.message}, record.start_us * 1000) for log in record.logs
-        ]
-        if record.error:
-            assert span.status.status_code is StatusCode.ERROR
-            assert span.status.description == record.logs[0].message
-            assert span.attributes is not None and span.attributes[tags.ERROR] is True
-        else:
-            assert span.status.status_code is StatusCode.UNSET
-
-    (pod,) = [span for span in spans if span.name == "pods/web-1-a"]
-    assert pod.resource.attributes["service.name"] == "object"
-    assert {key: pod.attributes[key] for key in tags.OBJECT_KEY_TAGS} == {  # type: ignore[index]
-        "cluster": CLUSTER,
-        "group": "",
-        "version": "v1",
-        "resource": "pods",
-        "namespace": "default",
-        "name": "web-1-a",
-        "uid": "p-a",
-        "kind": "Pod",
-    }
-    (failed,) = [span for span in spans if span.status.status_code is StatusCode.ERROR]
-    assert failed.status.description == "Conflict: the object has been modified"
-    assert [event.name for event in failed.events] == ["error"]
-
-
-def test_ids_at_the_top_of_their_range_survive_conversion() -> None:
-    key = ObjectKey.make(CLUSTER, "apps", "deployments", "default", "web")
-    record = SpanRecord(
-        trace_id=(1 << 128) - 1,
-        span_id=(1 << 64) - 1,
-        parent_id=1 << 63,
-        source=TraceSource.EVENT,
-        name="Scaled up",
-        start_us=1_714_557_600_123_456,
-        end_us=1_714_557_600_123_457,
-        key=key,
-        object_id=5,
-        window=0,
-        uid="d-1",
-        kind="Deployment",
-        version="v1",
-        tags={"event.count": 3},
-        logs=(Log("message", "scaled up replica set web-1 to 3"), Log("diff", "spec.replicas 1 -> 3")),
-    )
-    converter = SpanConverter()
-
-    (span,) = converter.convert([record])
-    (again,) = converter.convert([record])  # a second batch holds only its own spans
-
-    for converted in (span, again):
-        context = converted.get_span_context()
-        assert context is not None and converted.parent is not None
-        assert (context.trace_id, context.span_id, converted.parent.span_id) == (
-            (1 << 128) - 1,
-            (1 << 64) - 1,
-            1 << 63,
-        )
-        assert (converted.start_time, converted.end_time) == (
-            1_714_557_600_123_456_000,
-            1_714_557_600_123_457_000,
-        )
-        assert converted.resource.attributes["service.name"] == "event"
-        assert converted.attributes is not None and converted.attributes["event.count"] == 3
-        assert [e.name for e in converted.events] == ["message", "diff"]
+@pytest.mark.parametrize("protocol", ["grpc", "http"])
+def test_a_sub_second_timeout_is_honoured(protocol: str) -> None:
+    # A listener that accepts connections and never answers: only the timeout ends the call.
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        endpoint = f"{protocol}://127.0.0.1:{silent.getsockname()[1]}"
+        exporter = create_exporter(endpoint, timeout_seconds=0.5)
+        started = time.monotonic()
+        try:
+            with pytest.raises(errors.ExportError, match="OTLP export to"):
+                exporter.export(RequestEncoder().encode([record()]))
+        finally:
+            exporter.shutdown()
+        took = time.monotonic() - started
+    assert took < 2.0, f"a 0.5 s timeout took {took:.1f}s"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -534,6 +759,13 @@ def wait_for_cursor(store_path: Path, seq: int, timeout: float = WAIT) -> dict[s
             cursor = {}
         if cursor.get("seq") == seq or time.monotonic() > deadline:
             return cursor
+        time.sleep(0.02)
+
+
+def wait_until(condition: Callable[[], bool], what: str, timeout: float = WAIT) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
         time.sleep(0.02)
 
 
@@ -619,14 +851,12 @@ def test_spans_written_while_the_endpoint_is_down_arrive_once_it_is_up(
         exporter=create_exporter(endpoint, timeout_seconds=1),
         poll_interval_seconds=0.05,
     )
+    assert follower.retry is backoff.EXPORT
     follower.start()
     write_batch(store_path, hierarchy_batch())
     records, max_seq = stored(store_path)
 
-    deadline = time.monotonic() + WAIT
-    while follower.failures == 0 and time.monotonic() < deadline:
-        time.sleep(0.02)
-    assert follower.failures >= 1, "the follower never tried the endpoint"
+    wait_until(lambda: follower.failures >= 1, "the follower to try the endpoint")
     # Nothing was confirmed, so nothing is marked as sent: the spans wait in the store.
     assert follower.cursor == 0
     assert not store_path.with_name("k.db.otlp-cursor").exists()
@@ -636,3 +866,120 @@ def test_spans_written_while_the_endpoint_is_down_arrive_once_it_is_up(
 
     assert_delivered(received, records)
     assert wait_for_cursor(store_path, max_seq) == {"endpoint": endpoint, "seq": max_seq}
+
+
+def test_a_grpc_receiver_down_then_back_gets_only_what_it_missed(
+    filled_store: Path, grpc_receiver: Callable[..., Receiver], followers: Callable[..., OtlpFollower]
+) -> None:
+    first = grpc_receiver()
+    records, first_seq = stored(filled_store)
+    follower = followers(filled_store, first.endpoint, poll_interval_seconds=0.05)
+    follower.start()
+    assert_delivered(first.sink.wait_for(len(records)), records)
+    assert wait_for_cursor(filled_store, first_seq)["seq"] == first_seq
+
+    first.stop()
+    write_batch(filled_store, [audit_event(name="web-1-c", uid="p-c", audit_id="pod-c", **times(6))])
+    after, new_seq = stored(filled_store)
+    new = [record for record in after if record.span_id not in {r.span_id for r in records}]
+    wait_until(lambda: follower.failures >= 2, "the follower to fail against the stopped receiver")
+    assert follower.cursor == first_seq  # the new spans wait in the store
+
+    back = grpc_receiver(port=first.port)  # the same endpoint: the follower's channel must reconnect
+    received = back.sink.wait_for(len(new))
+
+    assert_delivered(received, new)  # and not the spans the first receiver had confirmed
+    assert wait_for_cursor(filled_store, new_seq) == {"endpoint": first.endpoint, "seq": new_seq}
+
+
+@pytest.mark.parametrize("protocol", ["grpc", "http"])
+def test_a_rejected_request_is_retried_and_the_cursor_waits(
+    protocol: str,
+    filled_store: Path,
+    http_receiver: Callable[..., Receiver],
+    grpc_receiver: Callable[..., Receiver],
+    followers: Callable[..., OtlpFollower],
+) -> None:
+    receiver = grpc_receiver() if protocol == "grpc" else http_receiver()
+    rejection: Any = GrpcAnswer(grpc.StatusCode.INVALID_ARGUMENT) if protocol == "grpc" else HttpAnswer(400)
+    receiver.answers.extend([rejection, rejection])
+    records, max_seq = stored(filled_store)
+    follower = followers(filled_store, receiver.endpoint, retry=FAST)
+
+    assert follower.drain(10)
+
+    assert follower.failures == 2
+    assert_delivered(receiver.sink.spans, records)
+    assert read_cursor(filled_store)["seq"] == max_seq
+
+
+@pytest.mark.parametrize("protocol", ["grpc", "http"])
+def test_a_throttling_hint_longer_than_the_backoff_is_honoured(
+    protocol: str,
+    filled_store: Path,
+    http_receiver: Callable[..., Receiver],
+    grpc_receiver: Callable[..., Receiver],
+    followers: Callable[..., OtlpFollower],
+) -> None:
+    receiver = grpc_receiver() if protocol == "grpc" else http_receiver()
+    receiver.answers.append(
+        GrpcAnswer(grpc.StatusCode.RESOURCE_EXHAUSTED, retry_after_seconds=1)
+        if protocol == "grpc"
+        else HttpAnswer(429, {"Retry-After": "1"})
+    )
+    records, _seq = stored(filled_store)
+    follower = followers(filled_store, receiver.endpoint, retry=FAST)
+
+    started = time.monotonic()
+    assert follower.drain(10)
+
+    assert time.monotonic() - started >= 1.0, "the backoff alone would have retried after 0.05 s"
+    assert follower.failures == 1
+    assert_delivered(receiver.sink.spans, records)
+
+
+@pytest.mark.parametrize("protocol", ["grpc", "http"])
+def test_a_partial_success_is_logged_and_not_retried(
+    protocol: str,
+    filled_store: Path,
+    http_receiver: Callable[..., Receiver],
+    grpc_receiver: Callable[..., Receiver],
+    followers: Callable[..., OtlpFollower],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    receiver = grpc_receiver() if protocol == "grpc" else http_receiver()
+    response = trace_service_pb2.ExportTraceServiceResponse()
+    response.partial_success.rejected_spans = 2
+    response.partial_success.error_message = "spans too old"
+    receiver.answers.append(
+        GrpcAnswer(grpc.StatusCode.OK, response=response)
+        if protocol == "grpc"
+        else HttpAnswer(200, body=response.SerializeToString())
+    )
+    records, max_seq = stored(filled_store)
+    follower = followers(filled_store, receiver.endpoint)
+
+    with caplog.at_level(logging.WARNING, logger="kelemetry.export.otlp"):
+        assert follower.drain(10)
+
+    assert "rejected 2 spans: spans too old" in caplog.text
+    assert follower.failures == 0
+    assert len(receiver.sink.spans) == len(records)
+    assert read_cursor(filled_store)["seq"] == max_seq
+
+
+def test_the_backoff_policy_sets_the_pace_of_retries(
+    filled_store: Path, followers: Callable[..., OtlpFollower]
+) -> None:
+    down = f"http://127.0.0.1:{free_port()}"
+
+    default = followers(filled_store, down)
+    assert not default.drain(1.7)  # EXPORT: tries at 0 s, 0.5 s and 1.5 s, then would wait 2 s
+    fast = followers(
+        filled_store, down, retry=backoff.Backoff(initial_seconds=0.01, factor=1, cap_seconds=0.01)
+    )
+    assert not fast.drain(0.5)
+
+    assert 2 <= default.failures <= 3
+    assert fast.failures >= 10
+    assert default.cursor == fast.cursor == 0

@@ -1,0 +1,136 @@
+"""The ``tree`` dump format: a view as readable text.
+
+Two layouts of the same view tree: ``render_tree``, the classic drawing that ``kelemetry dump``
+prints without ``--mode`` (the ``tree`` mode of the full hierarchy), and ``render_outline``, what it
+prints with ``--mode`` (any display mode, folded logs included).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from frontend.types import View, ViewLog, ViewSpan
+from kelemetry.model import tags
+from kelemetry.model.events import TraceSource
+
+# A change that showed up at a request but that the request cannot have made (its writer was not seen).
+LOG_LABELS = {"unattributed": "changed before it, not by it"}
+
+
+def format_time(time_us: int) -> str:
+    moment = datetime.fromtimestamp(time_us / 1_000_000, tz=UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+def render_tree(view: View) -> str:
+    """The classic layout: drawn as a tree, objects with their kind, version, namespace and uid (the
+    looked-up one marked), requests, Events and changes one line each with their logs below; the
+    merge warnings last. Meant for ``tree``-mode views, where every request is a span of its own."""
+    lines: list[str] = []
+
+    def describe(node: ViewSpan) -> str:
+        span = node.record
+        if span is None:
+            return f"{format_time(node.start_us)}  {node.service}: {node.operation}"
+        if span.source is TraceSource.OBJECT:
+            details = [d for d in (span.kind, span.version) if d]
+            if span.key.namespace:
+                details.append(f"namespace {span.key.namespace}")
+            if span.uid:
+                details.append(f"uid {span.uid}")
+            marker = "  <- looked up" if span.object_id == view.target.object_id else ""
+            return f"{span.key.display}  [{', '.join(details)}]{marker}"
+        if span.source is TraceSource.CHANGE:
+            verb = span.tags.get(tags.CHANGE_VERB, "change")
+            text = f"{format_time(span.start_us)}  {verb}  seen by the watch (no audit event)"
+            for log in span.logs:
+                text += f"\n{log.kind}: {log.message}"
+            return text
+        if span.source is TraceSource.EVENT:
+            count = span.tags.get(tags.EVENT_COUNT, 1)
+            times = f" x{count}" if isinstance(count, int) and count > 1 else ""
+            origin = span.tags.get(tags.EVENT_SOURCE)
+            text = (
+                f"{format_time(span.start_us)}  Event {span.name} ({span.tags.get(tags.EVENT_TYPE, 'Normal')}"
+                f"{times}){' from ' + str(origin) if origin else ''}"
+            )
+            if span.error:
+                text += "  WARNING"
+            for log in span.logs:
+                text += f"\n{log.kind}: {log.message}"
+            return text
+        user = span.tags.get(tags.AUDIT_USER, "")
+        verb = span.tags.get(tags.AUDIT_VERB, span.name)
+        sub = span.tags.get(tags.AUDIT_SUBRESOURCE)
+        code = span.tags.get(tags.AUDIT_CODE, "")
+        took = (span.end_us - span.start_us) / 1000
+        action = f"{verb} {sub}" if sub else str(verb)
+        text = f"{format_time(span.start_us)}  {action}  by {user}  -> {code}  ({took:.1f} ms)"
+        if span.error:
+            text += "  ERROR"
+        for log in span.logs:
+            text += f"\n{LOG_LABELS.get(log.kind, log.kind)}: {log.message}"
+        return text
+
+    def visit(node: ViewSpan, prefix: str, is_last: bool, is_root: bool) -> None:
+        text = describe(node).split("\n")
+        if is_root:
+            lines.append(text[0])
+            child_prefix = ""
+        else:
+            lines.append(f"{prefix}{'└── ' if is_last else '├── '}{text[0]}")
+            child_prefix = prefix + ("    " if is_last else "│   ")
+        for extra in text[1:]:
+            lines.append(f"{child_prefix}    {extra}")
+        for i, child in enumerate(node.children):
+            visit(child, child_prefix, i == len(node.children) - 1, False)
+
+    visit(view.root, "", True, True)
+    for warning in view.root.warnings:
+        lines.append(f"warning: {warning}")
+    return "\n".join(lines) + "\n"
+
+
+_HEADLINE_FIELDS = ("audit", "event", "change")
+_SKIPPED_FIELDS = ("kelemetry.trace_source",)
+
+
+def _view_log_lines(log: ViewLog) -> list[str]:
+    fields = dict(log.fields)
+    headline = next((str(fields[k]) for k in _HEADLINE_FIELDS if k in fields), "")
+    if not headline and "event" not in fields:
+        headline = str(fields.get("message", ""))
+    lines = [f"{format_time(log.timestamp)}  {headline}".rstrip()]
+    for key, value in log.fields:
+        if key in _SKIPPED_FIELDS or str(value) == headline:
+            continue
+        text = str(value)
+        if "\n" in text:
+            lines.append(f"  {key}:")
+            lines.extend(f"    {line}" for line in text.splitlines())
+        else:
+            lines.append(f"  {key}: {text}")
+    return lines
+
+
+def render_outline(view: View) -> str:
+    """The layout of ``dump --mode``: each span indented under its parent, then its logs (in
+    ``tracing`` and ``grouped``, the requests and Events folded into them), warnings after the span."""
+    lines: list[str] = []
+    stack: list[tuple[ViewSpan, int]] = [(view.root, 0)]
+    while stack:
+        span, depth = stack.pop()
+        pad = "    " * depth
+        if span.is_object and span.record is not None:
+            record = span.record
+            details = ", ".join(d for d in (record.kind, record.uid and f"uid {record.uid}") if d)
+            head = f"{record.key.display}  [{details}]" if details else record.key.display
+        else:
+            head = f"{format_time(span.start_us)}  {span.service}: {span.operation}"
+        lines.append(pad + head)
+        for warning in span.warnings:
+            lines.append(f"{pad}  warning: {warning}")
+        for log in span.logs:
+            lines.extend(f"{pad}  {line}" for line in _view_log_lines(log))
+        stack.extend((child, depth + 1) for child in reversed(span.children))
+    return "\n".join(lines) + "\n"

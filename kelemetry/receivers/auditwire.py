@@ -1,0 +1,211 @@
+"""The audit.k8s.io wire format, decoded once and typed at the edge.
+
+Every field the collector reads is declared here with its type, so a batch with ``"user":
+"alice"`` or a list where a string belongs is refused with the path of the bad field before it
+is acknowledged, instead of being stored and breaking later. Request and response bodies stay
+undecoded (`msgspec.Raw`, a view of the input) until a converted event needs them: most of an
+audit stream is never looked inside, and decoding the envelope alone is an order of magnitude
+cheaper than decoding whole events. The structs are not tracked by the garbage collector, so
+batches waiting in the ingest queue do not slow its passes. Bodies of audit events are not checked
+here; whatever they hold is judged when (and if) they are read.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+import orjson
+
+from kelemetry import errors
+
+AUDIT_API_VERSIONS = frozenset({"audit.k8s.io/v1", "audit.k8s.io/v1beta1"})
+EMPTY = msgspec.Raw()
+
+
+class ObjectReference(msgspec.Struct, gc=False, omit_defaults=True):
+    resource: str = ""
+    namespace: str = ""
+    name: str = ""
+    uid: str = ""
+    apiGroup: str = ""
+    apiVersion: str = ""
+    resourceVersion: str = ""
+    subresource: str = ""
+
+
+class UserInfo(msgspec.Struct, gc=False, omit_defaults=True):
+    username: str = ""
+    uid: str = ""
+    groups: tuple[str, ...] = ()
+
+
+class StatusDetails(msgspec.Struct, gc=False, omit_defaults=True):
+    name: str = ""
+    kind: str = ""
+    uid: str = ""
+
+
+class ResponseStatus(msgspec.Struct, gc=False, omit_defaults=True):
+    code: int | None = None
+    status: str = ""
+    reason: str = ""
+    message: str = ""
+    details: StatusDetails | None = None
+
+
+class AuditEvent(msgspec.Struct, gc=False, omit_defaults=True):
+    """One audit Event (v1 and v1beta1 share every field read here; v1beta1 adds ``timestamp``)."""
+
+    auditID: str
+    stage: str
+    verb: str
+    kind: str = ""
+    apiVersion: str = ""
+    user: UserInfo | None = None
+    impersonatedUser: UserInfo | None = None
+    userAgent: str = ""
+    sourceIPs: tuple[str, ...] = ()
+    objectRef: ObjectReference | None = None
+    responseStatus: ResponseStatus | None = None
+    requestObject: msgspec.Raw = EMPTY
+    responseObject: msgspec.Raw = EMPTY
+    requestReceivedTimestamp: str = ""
+    stageTimestamp: str = ""
+    timestamp: str = ""
+
+    def request(self) -> Any:
+        """The request body decoded (None when absent or unreadable)."""
+        return body_of(self.requestObject)
+
+    def response(self) -> Any:
+        """The response body decoded (None when absent or unreadable)."""
+        return body_of(self.responseObject)
+
+
+class EventList(msgspec.Struct, gc=False, omit_defaults=True):
+    kind: str = ""
+    apiVersion: str = ""
+    items: list[AuditEvent] | None = None
+
+
+class _Head(msgspec.Struct, gc=False):
+    kind: Any = None
+    apiVersion: Any = None
+
+
+_HEAD = msgspec.json.Decoder(_Head)
+_ENCODE = msgspec.json.Encoder()
+_EVENT = msgspec.json.Decoder(AuditEvent)
+_LIST = msgspec.json.Decoder(EventList)
+
+
+def body_of(raw: msgspec.Raw) -> Any:
+    """A request/response body as Python values; None when absent. A body JSON cannot hold as
+    Python values (a 5,000-digit number) is treated as absent: the event keeps its other facts."""
+    if not raw:
+        return None
+    try:
+        return orjson.loads(memoryview(raw))
+    except orjson.JSONDecodeError:
+        try:
+            return msgspec.json.decode(raw)
+        except msgspec.DecodeError:
+            return None
+
+
+def _refused(exc: msgspec.DecodeError, where: str) -> errors.InputError:
+    text = str(exc)
+    if isinstance(exc, msgspec.ValidationError):
+        # "Expected `str`, got `int` - at `$.items[0].user`" → "items[0].user: expected str, got int"
+        message, _, path = text.partition(" - at `$")
+        field = path.rstrip("`").lstrip(".")
+        place = f"{where} {field}" if where != "body" and field else field or where
+        return errors.WrongKind(f"{place}: {message.replace('`', '')[:200]}")
+    if "utf-8" in text.lower():
+        return errors.MalformedBody(f"{where} is not valid UTF-8")
+    return errors.MalformedBody(f"{where} is not valid JSON: {text[:200]}")
+
+
+def _checked(event: AuditEvent, where: str, *, strict_version: bool) -> AuditEvent:
+    if event.kind and event.kind != "Event":
+        raise errors.WrongKind(f"{where} has kind {event.kind!r}, expected an audit Event")
+    if (event.apiVersion or strict_version) and event.apiVersion not in AUDIT_API_VERSIONS:
+        raise errors.WrongKind(
+            f"{where} has apiVersion {event.apiVersion!r}, expected audit.k8s.io/v1 or v1beta1"
+        )
+    for name in ("auditID", "stage", "verb"):
+        if not getattr(event, name):
+            raise errors.WrongKind(f"{where} has no {name}")
+    return event
+
+
+def _utf8(data: bytes, where: str) -> None:
+    # The decoder skips what it does not read (unknown fields, bodies) without looking at it; text
+    # that is not UTF-8 there would reach the inbox and every later reader.
+    if not data.isascii():
+        try:
+            data.decode("utf-8")
+        except UnicodeDecodeError:
+            raise errors.MalformedBody(f"{where} is not valid UTF-8") from None
+
+
+def decode_batch(body: bytes) -> list[AuditEvent]:
+    """The events of a webhook body (an ``EventList``, or a lone ``Event``), all checked: the whole
+    body is refused if any part is wrong, so nothing is ever half-ingested."""
+    _utf8(body, "body")
+    try:
+        head = _HEAD.decode(body)
+    except msgspec.DecodeError as exc:
+        raise _refused(exc, "body") from None
+    if head.apiVersion not in AUDIT_API_VERSIONS:
+        raise errors.WrongKind(
+            f"apiVersion {head.apiVersion!r} is not audit.k8s.io/v1 or audit.k8s.io/v1beta1"
+        )
+    try:
+        if head.kind == "Event":
+            return [_checked(_EVENT.decode(body), "body", strict_version=True)]
+        if head.kind != "EventList":
+            raise errors.WrongKind(f"kind {head.kind!r} is not EventList or Event")
+        items = _LIST.decode(body).items or []
+    except msgspec.DecodeError as exc:
+        raise _refused(exc, "body") from None
+    return [_checked(item, f"items[{i}]", strict_version=False) for i, item in enumerate(items)]
+
+
+def decode_line(line: bytes, where: str) -> list[AuditEvent]:
+    """The events of one line of an audit log: a bare Event (apiVersion optional) or an EventList."""
+    _utf8(line, where)
+    try:
+        if b'"EventList"' in line:
+            document = _LIST.decode(line)
+            if document.kind == "EventList":
+                items = document.items or []
+                return [
+                    _checked(item, f"{where} items[{i}]", strict_version=False)
+                    for i, item in enumerate(items)
+                ]
+        return [_checked(_EVENT.decode(line), where, strict_version=False)]
+    except msgspec.DecodeError as exc:
+        raise _refused(exc, where) from None
+
+
+def encode_batch(events: list[AuditEvent]) -> bytes:
+    """An ``EventList`` of ``events``, bodies carried over byte for byte. Fields the wire form does
+    not declare are not kept: nothing reads them."""
+    return _ENCODE.encode(EventList("EventList", "audit.k8s.io/v1", events))
+
+
+def encode_body(value: Any) -> msgspec.Raw:
+    """A body as it would have arrived."""
+    return msgspec.Raw(_ENCODE.encode(value))
+
+
+def from_mapping(document: Any) -> AuditEvent:
+    """An event given as Python values (tests, tools) in its wire form; refused like a webhook's."""
+    try:
+        return _checked(_EVENT.decode(orjson.dumps(document)), "event", strict_version=False)
+    except msgspec.DecodeError as exc:
+        raise _refused(exc, "event") from None
+    except TypeError as exc:  # orjson cannot encode it (a 5,000-digit int, an unknown type)
+        raise errors.WrongKind(f"event: {exc}") from None

@@ -1,0 +1,96 @@
+"""The collector as the owner of its parts: threads started by ``start`` are stopped and joined by
+``stop``; a webhook batch is decoded once, at acceptance, and what the worker traces is exactly what
+was made durable; the cluster's API discovery is retried by a thread the collector owns.
+
+The HTTP edge of the webhook is covered by test_webhook.py, ingestion order and recovery by
+test_ingest.py; this module only looks at who owns what.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+import orjson
+import pytest
+
+from kelemetry.app import Collector
+from kelemetry.ingest import AuditBatch
+from kelemetry.kube.kinds import KindResolver
+from kelemetry.receivers import auditwire
+from kelemetry.settings import ServeSettings, StoreSettings
+from tests.factories import audit_event, event_list, hierarchy_events
+
+
+def ours() -> set[str]:
+    return {t.name for t in threading.enumerate() if t.name.startswith("kelemetry-")}
+
+
+def test_stop_joins_every_thread_start_began(tmp_path: Path) -> None:
+    before = ours()
+    kubeconfig = tmp_path / "kubeconfig"
+    # A cluster that never answers: discovery keeps being retried by a thread of the collector's.
+    kubeconfig.write_text(
+        '{"apiVersion":"v1","kind":"Config","clusters":[{"name":"c","cluster":{"server":"http://127.0.0.1:9"}}],'
+        '"users":[{"name":"u","user":{"token":"t"}}],'
+        '"contexts":[{"name":"x","context":{"cluster":"c","user":"u"}}],"current-context":"x"}'
+    )
+    settings = ServeSettings(
+        store=StoreSettings(path=str(tmp_path / "k.db")),
+        kubeconfig=str(kubeconfig),
+        watch_resources=("deployments.apps",),
+        watch_custom_resources=True,
+    )
+    collector = Collector(settings, KindResolver(), rediscover=True)
+    collector.start()
+    started = ours() - before
+    assert {"kelemetry-ingest", "kelemetry-retention", "kelemetry-discovery", "kelemetry-crds"} <= started
+    assert any(name.startswith("kelemetry-watch-") for name in started)
+    stopped_at = time.monotonic()
+    collector.stop()
+    assert time.monotonic() - stopped_at < 20
+    assert ours() - before == set()
+
+
+def test_a_batch_is_decoded_once_and_the_worker_traces_what_was_accepted(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    collector = Collector(ServeSettings(store=StoreSettings(path=str(tmp_path / "k.db"))))
+    decoded: list[int] = []
+    real = auditwire.decode_batch
+
+    def counting(body: bytes) -> list[auditwire.AuditEvent]:
+        decoded.append(len(body))
+        return real(body)
+
+    # The ingest module holds its own reference; count through it.
+    monkeypatch.setattr("kelemetry.ingest.decode_batch", counting)
+    seen: list[AuditBatch] = []
+    audit = collector.ingestor._audit
+    monkeypatch.setattr(collector.ingestor, "_audit", lambda batch: (seen.append(batch), audit(batch)))
+    collector.start()
+    try:
+        body = orjson.dumps(event_list(hierarchy_events()))
+        assert collector.ingestor.accept("c1", body) == 3
+        assert collector.ingestor.wait_idle(10)
+    finally:
+        collector.stop()
+    assert decoded == [len(body)]
+    [batch] = seen
+    assert batch.events is not None and [e.auditID for e in batch.events] == ["dep", "rs", "pod"]
+
+
+def test_a_batch_recovered_from_the_inbox_is_decoded_by_the_worker(tmp_path: Path) -> None:
+    settings = ServeSettings(store=StoreSettings(path=str(tmp_path / "k.db")))
+    first = Collector(settings)
+    body = orjson.dumps(event_list([audit_event(name="left-behind", uid="u-1", audit_id="a-1")]))
+    first.ingestor.accept("c1", body)  # never started: the batch waits in the inbox
+    first.stop()
+    second = Collector(settings)
+    second.start()
+    try:
+        assert second.ingestor.wait_idle(10)
+        assert second.store.counts().get("spans_audit") == 1
+    finally:
+        second.stop()
