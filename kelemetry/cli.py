@@ -521,7 +521,7 @@ def _replay_files(
                     progress.events += stats.events - seen
                     seen = stats.events
             else:
-                for batch in read_audit_file(path, stats, progress.update, drops=converter.stats.counts):
+                for batch in read_audit_file(path, stats, progress.update):
                     result = pipeline.process_audit(batch, cluster)
                     spans += result.spans
                     progress.events += stats.events - seen

@@ -45,32 +45,7 @@ _NON_OBJECT_KINDS = frozenset({"Status", "DeleteOptions", "Scale", "Binding", "E
 _OBJECT_SUBRESOURCES = frozenset({"", "status", "ephemeralcontainers", "resize", "finalize", "approval"})
 
 # ---------------------------------------------------------------------------------------------
-# Deciding from the bytes, and keeping secrets out of them
-
-
-_STAGE_KEY = b'"stage":"'
-_VERB_KEY = b'"verb":"'
-_KEEP_STAGES_RAW = frozenset(stage.encode() for stage in KEEP_STAGES)
-_KEEP_VERBS_RAW = frozenset(verb.encode() for verb in KEEP_VERBS)
-
-
-def cheap_drop(line: bytes) -> str | None:
-    """The drop outcome of a JSON line that can be decided without decoding it, else None.
-
-    Most of a real audit stream is reads and early stages; deciding those from the bytes skips
-    the JSON decode that dominates the cost. It only decides when the key occurs exactly once in
-    the line, so a field of the same name inside a request or response body can never be
-    mistaken for the event's own; anything else goes through the full decoder.
-    """
-    if line.count(_STAGE_KEY) == 1:
-        start = line.index(_STAGE_KEY) + len(_STAGE_KEY)
-        if line[start : line.find(b'"', start)] not in _KEEP_STAGES_RAW:
-            return "dropped_stage"
-    if line.count(_VERB_KEY) == 1:
-        start = line.index(_VERB_KEY) + len(_VERB_KEY)
-        if line[start : line.find(b'"', start)] not in _KEEP_VERBS_RAW:
-            return "dropped_read"
-    return None
+# Keeping secrets out of what is written
 
 
 # Requests whose bodies are credentials: the answer to a TokenRequest is a live bearer token, and a

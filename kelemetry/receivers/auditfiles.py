@@ -11,7 +11,6 @@ from __future__ import annotations
 import gzip
 import logging
 import os
-from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import IO, Any, cast
@@ -19,7 +18,6 @@ from typing import IO, Any, cast
 import orjson
 
 from kelemetry import errors
-from kelemetry.receivers.audit import cheap_drop
 from kelemetry.receivers.auditwire import AuditEvent, decode_line
 from kelemetry.receivers.events import is_kube_event, unwrap
 
@@ -55,13 +53,9 @@ def read_audit_file(
     stats: FileStats | None = None,
     progress: ProgressFn | None = None,
     batch_lines: int = 2000,
-    drops: Counter[str] | None = None,
 ) -> Iterator[list[AuditEvent]]:
-    """Yield batches of audit events from a JSON-lines file.
-
-    With ``drops``, lines whose outcome is decided from their bytes alone (reads, early stages)
-    are counted there by outcome and not decoded or yielded.
-    """
+    """Yield batches of audit events from a JSON-lines file (every line decoded: with bodies left
+    undecoded that is cheaper than a byte scan to skip reads, and the converter counts what it drops)."""
     stats = stats if stats is not None else FileStats()
     source, raw = open_audit_file(path)
     try:
@@ -72,12 +66,6 @@ def read_audit_file(
                 stats.lines += 1
                 if not line.strip():
                     continue
-                if drops is not None:
-                    outcome = cheap_drop(line)
-                    if outcome is not None:
-                        drops[outcome] += 1
-                        stats.events += 1
-                        continue
                 try:
                     batch.extend(decode_line(line, f"{path}:{stats.lines}"))
                 except errors.InputError as exc:

@@ -139,11 +139,10 @@ def bench_replay(path: Path, store_path: Path) -> dict[str, float]:
         excluded_resources=DEFAULT_EXCLUDED_RESOURCES, excluded_user_agents=DEFAULT_EXCLUDED_USER_AGENTS
     )
     pipeline = pipelines.build(store, trace, KindResolver())
-    converter = pipeline.converter
     stats = FileStats()
     wall0, cpu0 = time.perf_counter(), time.process_time()
     kept = spans = 0
-    for batch in read_audit_file(str(path), stats, drops=converter.stats.counts):
+    for batch in read_audit_file(str(path), stats):
         result = pipeline.process_audit(batch, "bench")
         kept += result.kept
         spans += result.spans

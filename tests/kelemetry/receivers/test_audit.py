@@ -27,7 +27,7 @@ from kelemetry.linker.owners import owner_link
 from kelemetry.model.events import Event, Log, TraceSource
 from kelemetry.model.objects import ObjectKey, ObjectRef
 from kelemetry.model.times import parse_time_us
-from kelemetry.receivers.audit import AuditConverter, AuditFilter, cheap_drop
+from kelemetry.receivers.audit import AuditConverter, AuditFilter
 from kelemetry.receivers.auditwire import AuditEvent, decode_batch, decode_line, from_mapping
 from tests.conftest import AUDIT2RBAC, FALCO
 from tests.factories import audit_event, event_list, mismatches, owner_ref
@@ -507,37 +507,6 @@ def test_from_mapping_checks_an_event_into_its_wire_form() -> None:
 def test_from_mapping_refuses_what_the_wire_form_would(document: dict[str, Any], message: str) -> None:
     with pytest.raises(errors.WrongKind, match=message):
         from_mapping(document)
-
-
-# ---------------------------------------------------------------------------------------------
-# cheap_drop (decision from the bytes of a line)
-
-
-@pytest.mark.parametrize(
-    ("stage", "verb", "expected"),
-    [
-        pytest.param("RequestReceived", "create", "dropped_stage", id="early-stage"),
-        pytest.param("ResponseStarted", "get", "dropped_stage", id="stage-before-verb"),
-        pytest.param("ResponseComplete", "list", "dropped_read", id="read"),
-        pytest.param("ResponseComplete", "watch", "dropped_read", id="watch"),
-        pytest.param("ResponseComplete", "update", None, id="kept"),
-        pytest.param("Panic", "patch", None, id="panic"),
-    ],
-)
-def test_cheap_drop_agrees_with_the_converter(stage: str, verb: str, expected: str | None) -> None:
-    raw = audit_event(stage=stage, verb=verb, code=200)
-    assert cheap_drop(json.dumps(raw, separators=(",", ":")).encode()) == expected
-    converter = AuditConverter(KindResolver())
-    converter.convert(from_mapping(raw), "c")
-    assert converter.stats.counts == {expected or "kept": 1}
-
-
-def test_cheap_drop_leaves_ambiguous_lines_to_the_decoder() -> None:
-    # A body field named like the envelope's could be mistaken for it.
-    nested = audit_event(stage="RequestReceived", request_object={"stage": "ResponseComplete"})
-    assert cheap_drop(json.dumps(nested, separators=(",", ":")).encode()) is None
-    nested_verb = audit_event(verb="get", response_object={"verb": "create"})
-    assert cheap_drop(json.dumps(nested_verb, separators=(",", ":")).encode()) is None
 
 
 # ---------------------------------------------------------------------------------------------

@@ -10,7 +10,6 @@ from __future__ import annotations
 import gzip
 import json
 import logging
-from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -217,24 +216,7 @@ def test_progress_of_an_empty_file(tmp_path: Path) -> None:
     assert progress.calls == [(0, 0)]
 
 
-def test_drops_are_counted_without_decoding(tmp_path: Path) -> None:
-    lines = [
-        compact(audit_event(stage="RequestReceived")),
-        compact(audit_event(verb="get", code=200)),
-        compact(audit_event(verb="list", code=200)),
-        compact(audit_event(audit_id="kept")),
-        # Dropped by bytes alone, so even a line that would not decode is only counted.
-        '{"stage":"RequestReceived", broken',
-    ]
-    path = write_lines(tmp_path / "audit.log", lines)
-    drops: Counter[str] = Counter()
-    batches, stats = read_all(path, drops=drops)
-    assert ids(batches) == ["kept"]
-    assert drops == {"dropped_stage": 2, "dropped_read": 2}
-    assert (stats.lines, stats.events, stats.bad_lines) == (5, 5, 0)
-
-
-def test_without_drops_every_line_is_decoded(tmp_path: Path) -> None:
+def test_every_line_is_decoded_and_the_converter_decides(tmp_path: Path) -> None:
     lines = [compact(audit_event(stage="RequestReceived")), compact(audit_event(verb="get", code=200))]
     batches, stats = read_all(write_lines(tmp_path / "audit.log", lines))
     assert [e.stage for e in batches[0]] == ["RequestReceived", "ResponseComplete"]
