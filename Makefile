@@ -47,6 +47,7 @@ test: lint unit
 
 bench: install
 	$(BIN)/python tests/bench/bench_replay.py
+	$(BIN)/python tests/bench/bench_export.py
 	$(BIN)/python tests/bench/bench_query.py
 
 record: install e2e-deps
