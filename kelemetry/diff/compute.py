@@ -22,12 +22,10 @@ from typing import Any
 import orjson
 
 from kelemetry.diff import mergekeys
-from kelemetry.diff.redact import REDACTED_TEXT, Redacted
+from kelemetry.diff.redact import OPAQUE_PREFIX, REDACTED_TEXT, shown
 from kelemetry.model.diffs import Diff, Segment
 
 MAX_VALUE_CHARS = 200
-# orjson would serialise a Redacted marker (a dataclass) field by field; route it through _default.
-_OPTIONS = orjson.OPT_PASSTHROUGH_DATACLASS
 _IDENTIFIER = re.compile(r"\w+")
 _PLAIN_ITEM_VALUE = re.compile(r'[^\[\]="\\\s]+')
 
@@ -151,16 +149,21 @@ def _index(items: list[Any], key_field: str) -> dict[str, Any] | None:
     return index
 
 
-def _default(value: Any) -> str:
-    if isinstance(value, Redacted):
-        return REDACTED_TEXT
-    raise TypeError(f"cannot render {type(value).__name__}")
+_MARKER = OPAQUE_PREFIX.encode()
+
+
+def _json(value: Any, option: int = 0) -> str:
+    text = orjson.dumps(value, option=option)
+    if _MARKER in text:
+        # Rare (Secrets and redacted fields): show every redacted value as "<redacted>".
+        text = orjson.dumps(shown(value), option=option)
+    return text.decode()
 
 
 def render_value(value: Any) -> str:
-    if isinstance(value, Redacted):
+    if isinstance(value, str) and value.startswith(OPAQUE_PREFIX):
         return REDACTED_TEXT
-    text = orjson.dumps(value, default=_default, option=_OPTIONS).decode()
+    text = _json(value)
     if len(text) > MAX_VALUE_CHARS:
         return f"{text[: MAX_VALUE_CHARS - 20]}...({len(text)} chars)"
     return text
@@ -173,4 +176,4 @@ def render(diffs: list[Diff]) -> str:
 
 def snapshot(body: Any) -> str:
     """The JSON of an object as a snapshot log carries it (redacted values as ``<redacted>``)."""
-    return orjson.dumps(body, default=_default, option=_OPTIONS | orjson.OPT_SORT_KEYS).decode()
+    return _json(body, orjson.OPT_SORT_KEYS)

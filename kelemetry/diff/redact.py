@@ -1,10 +1,12 @@
-"""Redaction: what must never leave the collector, removed from object bodies on arrival.
+"""Redaction: what must never leave the collector, removed from object bodies where they enter.
 
-Secret ``data`` and ``stringData`` values (and any field a rule names) are replaced by a
-`Redacted` marker before a body is cached, diffed or snapshotted. The marker keeps a keyed digest
-of the value, with a key made fresh for each process and never written anywhere, so a diff can
-still say "this key changed" without the value or a reversible fingerprint of it reaching a span,
-the store, an export or a log. ``metadata.managedFields`` is dropped from every body: it is
+Secret ``data`` and ``stringData`` values (and any field a rule names) are replaced by opaque text,
+``<redacted>:`` and a keyed digest of the value, with a key made fresh for each process and never
+written anywhere. That is the one way values are redacted, done where bodies enter: the webhook
+before a batch reaches the inbox, a replay and the object watch when a body is first read. It is
+idempotent, so a body redacted at the edge and read again stays as it was. The digest lets a diff
+say "this key changed" without the value or a reversible fingerprint of it; rendering shows every
+redacted value as ``<redacted>``. ``metadata.managedFields`` is dropped from every body read: it is
 bookkeeping, large, and never what an SRE wants in a diff.
 """
 
@@ -18,24 +20,26 @@ from dataclasses import dataclass
 from typing import Any
 
 REDACTED_TEXT = "<redacted>"
+OPAQUE_PREFIX = REDACTED_TEXT + ":"
 # `kubectl apply` copies the whole manifest it applied into this annotation, Secret values included.
 LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
 _PROCESS_KEY = os.urandom(32)
 
 
-@dataclass(frozen=True, slots=True)
-class Redacted:
-    """A removed value; equal to another marker exactly when the two values were equal."""
+def is_redacted(value: Any) -> bool:
+    return isinstance(value, str) and value.startswith(OPAQUE_PREFIX)
 
-    digest: str
 
-    @classmethod
-    def of(cls, value: Any) -> Redacted:
-        data = value if isinstance(value, str) else repr(value)
-        return cls(hmac.new(_PROCESS_KEY, data.encode(), hashlib.sha256).hexdigest())
-
-    def __str__(self) -> str:
-        return REDACTED_TEXT
+def shown(value: Any) -> Any:
+    """``value`` as output shows it: every redacted leaf as ``<redacted>`` (the digest is only for
+    telling changes apart, never for display)."""
+    if isinstance(value, str):
+        return REDACTED_TEXT if value.startswith(OPAQUE_PREFIX) else value
+    if isinstance(value, dict):
+        return {k: shown(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [shown(v) for v in value]
+    return value
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,24 +83,15 @@ class Redactor:
     def resources(self) -> frozenset[str]:
         return frozenset(resource for _group, resource in self._fields)
 
-    def scrub_in_place(self, group: str, resource: str, body: dict[str, Any]) -> None:
-        """Replace redacted fields' values in a raw body by opaque text (before it is persisted)."""
-        fields = self.fields_of(group, resource)
-        for field in fields:
-            if field in body:
-                body[field] = _opaque(body[field])
-        if fields:
-            annotations = _annotations(body)
-            if annotations is not None and LAST_APPLIED in annotations:
-                annotations[LAST_APPLIED] = _opaque(annotations[LAST_APPLIED])
-
     @staticmethod
     def opaque(value: Any) -> Any:
-        """Every leaf of ``value`` replaced by opaque text."""
+        """Every leaf of ``value`` redacted (a credential, or a JSON patch that can carry any value
+        at any path)."""
         return _opaque(value)
 
     def clean(self, group: str, resource: str, body: Mapping[str, Any]) -> dict[str, Any]:
-        """A copy of ``body`` without managedFields and with redacted fields' values replaced."""
+        """A copy of ``body`` without managedFields and with the values of redacted fields (and of
+        kubectl's last-applied annotation, which repeats them) redacted."""
         cleaned = dict(body)
         fields = self.fields_of(group, resource)
         meta = cleaned.get("metadata")
@@ -105,18 +100,13 @@ class Redactor:
         if fields and isinstance(meta, dict):
             annotations = meta.get("annotations")
             if isinstance(annotations, dict) and LAST_APPLIED in annotations:
-                masked = {**annotations, LAST_APPLIED: _mask(annotations[LAST_APPLIED])}
+                masked = {**annotations, LAST_APPLIED: _opaque(annotations[LAST_APPLIED])}
                 cleaned["metadata"] = {**meta, "annotations": masked}
         for field in fields:
             if field in cleaned:
-                cleaned[field] = _mask(cleaned[field])
+                # Keys stay visible (which Secret key changed is what a reviewer needs); values do not.
+                cleaned[field] = _opaque(cleaned[field])
         return cleaned
-
-
-def _annotations(body: dict[str, Any]) -> dict[str, Any] | None:
-    meta = body.get("metadata")
-    annotations = meta.get("annotations") if isinstance(meta, dict) else None
-    return annotations if isinstance(annotations, dict) else None
 
 
 def _opaque(value: Any) -> Any:
@@ -124,13 +114,7 @@ def _opaque(value: Any) -> Any:
         return {k: _opaque(v) for k, v in value.items()}
     if isinstance(value, list):
         return [_opaque(v) for v in value]
-    return f"{REDACTED_TEXT}:{Redacted.of(value).digest[:32]}"
-
-
-def _mask(value: Any) -> Any:
-    # Keys stay visible (which Secret key changed is what a reviewer needs); values do not.
-    if isinstance(value, dict):
-        return {k: _mask(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_mask(v) for v in value]
-    return Redacted.of(value)
+    if isinstance(value, str) and value.startswith(OPAQUE_PREFIX):
+        return value  # redacted already (at the edge): the same marker again
+    data = value if isinstance(value, str) else repr(value)
+    return OPAQUE_PREFIX + hmac.new(_PROCESS_KEY, data.encode(), hashlib.sha256).hexdigest()[:32]

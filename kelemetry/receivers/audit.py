@@ -98,7 +98,7 @@ def _scrubbed(
         # Absent — or unreadable, so it cannot be cleaned: keep none of it.
         return EMPTY
     if isinstance(value, dict) and not credential:
-        redactor.scrub_in_place(group, resource, value)
+        value = redactor.clean(group, resource, value)
     else:
         # A credential, or a JSON patch (a list of operations) that can carry any value at any path.
         value = redactor.opaque(value)

@@ -16,7 +16,7 @@ import pytest
 
 from kelemetry.diff import compute
 from kelemetry.diff.history import BodyHistory, Version
-from kelemetry.diff.redact import Redacted
+from kelemetry.diff.redact import Redactor
 from kelemetry.model.diffs import Diff, Segment
 from kelemetry.model.objects import ObjectKey
 
@@ -493,11 +493,15 @@ def test_render_lines_and_abbreviation() -> None:
 
 
 def test_redacted_values_render_as_a_marker() -> None:
-    old, new = Redacted.of("hunter2"), Redacted.of("hunter3")
+    def redacted(value: str) -> str:
+        marker: str = Redactor.opaque(value)
+        return marker
+
+    old, new = redacted("hunter2"), redacted("hunter3")
     assert compute.render(compute.compute({"data": {"p": old}}, {"data": {"p": new}})) == (
         "data.p <redacted> -> <redacted>"
     )
-    assert compute.compute({"data": {"p": old}}, {"data": {"p": Redacted.of("hunter2")}}) == []
+    assert compute.compute({"data": {"p": old}}, {"data": {"p": redacted("hunter2")}}) == []
     assert compute.snapshot({"data": {"p": old}}) == '{"data":{"p":"<redacted>"}}'
     assert compute.render([Diff("data", None, {"p": old})]) == 'data null -> {"p":"<redacted>"}'
 
