@@ -10,6 +10,7 @@ embedded store) and ``kelemetry frontend`` (alone, reading the store or a real J
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -20,7 +21,7 @@ from fastapi.staticfiles import StaticFiles
 
 from frontend import jaegerjson, modes
 from frontend.query import QueryService, incarnation_json, object_json
-from frontend.types import ObjectQuery, Suggestion
+from frontend.types import ObjectQuery, Suggestion, View
 from kelemetry import errors
 from kelemetry.model import times
 
@@ -35,7 +36,22 @@ def query_service(request: Request) -> QueryService:
     return service
 
 
-Service = Annotated[QueryService, Depends(query_service)]
+Queries = Annotated[QueryService, Depends(query_service)]
+
+
+@dataclass
+class KeyParams:
+    """The object-key query parameters of /redirect and the lookup API, each optional here: the route
+    says which it needs (and refuses with our JSON, not FastAPI's)."""
+
+    cluster: str | None = None
+    group: str | None = None
+    resource: str | None = None
+    namespace: str | None = None
+    name: str | None = None
+
+
+Key = Annotated[KeyParams, Depends()]
 
 
 # -- errors
@@ -76,6 +92,10 @@ def _json(payload: Any) -> Response:
 
 def _jaeger(data: list[Any]) -> Response:
     return Response(jaegerjson.response(data), media_type=JSON)
+
+
+def _traces(views: list[View]) -> Response:
+    return Response(jaegerjson.traces(views), media_type=JSON)
 
 
 def _require(**params: str | None) -> None:
@@ -148,63 +168,63 @@ def services() -> Response:
     return _jaeger([mode.name for mode in modes.ALL])
 
 
-def _clusters_of(service: QueryService, service_name: str | None) -> list[str]:
+def _clusters_of(queries: QueryService, service: str | None) -> list[str]:
     """Operations are clusters; the service (display mode) only has to be a valid one."""
-    if service_name:
-        modes.from_name(service_name)
-    return service.backend.clusters()
+    if service:
+        modes.from_name(service)
+    return queries.backend.clusters()
 
 
 @jaeger_api.get("/services/{service_name}/operations")
-def service_operations(service: Service, service_name: str) -> Response:
-    return _jaeger(_clusters_of(service, service_name))
+def service_operations(queries: Queries, service_name: str) -> Response:
+    return _jaeger(_clusters_of(queries, service_name))
 
 
 @jaeger_api.get("/operations")
-def operations(
-    service: Service, service_name: Annotated[str | None, Query(alias="service")] = None
-) -> Response:
-    return _jaeger([{"name": name, "spanKind": ""} for name in _clusters_of(service, service_name)])
+def operations(queries: Queries, service: str | None = None) -> Response:
+    return _jaeger([{"name": name, "spanKind": ""} for name in _clusters_of(queries, service)])
+
+
+@dataclass
+class SearchParams:
+    """Jaeger's search parameters, as Jaeger UI sends them (the duration and span-kind filters it also
+    sends are ignored)."""
+
+    service: str | None = None
+    operation: str | None = None
+    tags: str | None = None
+    tag: Annotated[list[str] | None, Query()] = None
+    start: str | None = None
+    end: str | None = None
+    lookback: str | None = None
+    limit: str | None = None
+    traceID: Annotated[list[str] | None, Query()] = None
 
 
 @jaeger_api.get("/traces")
-def find_traces(
-    service: Service,
-    service_name: Annotated[str | None, Query(alias="service")] = None,
-    operation: str | None = None,
-    tags: str | None = None,
-    tag: Annotated[list[str] | None, Query()] = None,
-    start: str | None = None,
-    end: str | None = None,
-    lookback: str | None = None,
-    limit: str | None = None,
-    traceID: Annotated[list[str] | None, Query()] = None,
-) -> Response:
-    if traceID:
+def find_traces(queries: Queries, params: Annotated[SearchParams, Depends()]) -> Response:
+    if params.traceID:
         # Jaeger UI's search by trace id and its trace comparison.
-        return Response(
-            jaegerjson.traces([service.view(trace_id) for trace_id in dict.fromkeys(traceID)]),
-            media_type=JSON,
-        )
-    end_us = parse_time_param("end", end)
-    start_us = parse_time_param("start", start)
+        return _traces([queries.view(trace_id) for trace_id in dict.fromkeys(params.traceID)])
+    end_us = parse_time_param("end", params.end)
+    start_us = parse_time_param("start", params.start)
     if start_us is None:
-        start_us = _lookback(lookback, end_us)
-    found = service.search(
-        service=service_name or "",
-        cluster=operation or None,
-        search_tags=_parse_tags(tags, tag or []),
+        start_us = _lookback(params.lookback, end_us)
+    found = queries.search(
+        service=params.service or "",
+        cluster=params.operation or None,
+        search_tags=_parse_tags(params.tags, params.tag or []),
         start_us=start_us,
         end_us=end_us,
-        limit=_int_param("limit", limit, 20, 0, 1000),
+        limit=_int_param("limit", params.limit, 20, 0, 1000),
     )
-    return Response(jaegerjson.traces(found), media_type=JSON)
+    return _traces(found)
 
 
 @jaeger_api.get("/traces/{trace_id}")
-def get_trace(service: Service, trace_id: str, start: str | None = None, end: str | None = None) -> Response:
-    view = service.view(trace_id, parse_time_param("start", start), parse_time_param("end", end))
-    return Response(jaegerjson.traces([view]), media_type=JSON)
+def get_trace(queries: Queries, trace_id: str, start: str | None = None, end: str | None = None) -> Response:
+    view = queries.view(trace_id, parse_time_param("start", start), parse_time_param("end", end))
+    return _traces([view])
 
 
 # -- /redirect: from an object and a moment to its trace page
@@ -213,23 +233,19 @@ redirects = APIRouter()
 
 
 @redirects.get("/redirect")
-def redirect(
-    service: Service,
-    cluster: str | None = None,
-    group: str | None = None,
-    resource: str | None = None,
-    namespace: str | None = None,
-    name: str | None = None,
-    ts: str | None = None,
-) -> Response:
-    _require(cluster=cluster, resource=resource, name=name, ts=ts)
-    assert cluster and resource and name and ts
+def redirect(queries: Queries, key: Key, ts: str | None = None) -> Response:
+    _require(cluster=key.cluster, resource=key.resource, name=key.name, ts=ts)
+    assert key.cluster and key.resource and key.name and ts
     moment = parse_time_param("ts", ts)
     assert moment is not None
     query = ObjectQuery(
-        cluster=cluster, group=group, resource=resource, namespace=namespace or None, name=name
+        cluster=key.cluster,
+        group=key.group,
+        resource=key.resource,
+        namespace=key.namespace or None,
+        name=key.name,
     )
-    return RedirectResponse(f"/trace/{service.redirect(query, moment)}", status_code=302)
+    return RedirectResponse(f"/trace/{queries.redirect(query, moment)}", status_code=302)
 
 
 # -- our own lookup API (the UI's)
@@ -243,22 +259,22 @@ def mode_list() -> Response:
 
 
 @lookups.get("/clusters")
-def clusters(service: Service) -> Response:
-    return _json({"data": service.backend.clusters()})
+def clusters(queries: Queries) -> Response:
+    return _json({"data": queries.backend.clusters()})
 
 
 @lookups.get("/resources")
-def resources(service: Service, cluster: str | None = None) -> Response:
+def resources(queries: Queries, cluster: str | None = None) -> Response:
     data = [
         {"group": r.group, "resource": r.resource, "kind": r.kind, "objects": r.objects}
-        for r in service.backend.resources(cluster or None)
+        for r in queries.backend.resources(cluster or None)
     ]
     return _json({"data": data})
 
 
 @lookups.get("/objects")
 def objects(
-    service: Service,
+    queries: Queries,
     cluster: str | None = None,
     resource: str | None = None,
     group: str | None = None,
@@ -266,7 +282,7 @@ def objects(
     q: str | None = None,
     limit: str | None = None,
 ) -> Response:
-    rows = service.backend.suggest(
+    rows = queries.backend.suggest(
         Suggestion(
             cluster=cluster or None,
             resource=resource or None,
@@ -282,26 +298,22 @@ def objects(
 
 @lookups.get("/lookup")
 def lookup(
-    service: Service,
-    cluster: str | None = None,
-    group: str | None = None,
-    resource: str | None = None,
-    namespace: str | None = None,
-    name: str | None = None,
+    queries: Queries,
+    key: Key,
     start: str | None = None,
     end: str | None = None,
     mode: str | None = None,
     uid: str | None = None,
 ) -> Response:
-    _require(resource=resource, name=name)
-    assert resource and name
+    _require(resource=key.resource, name=key.name)
+    assert key.resource and key.name
     display = modes.from_id(mode) if mode else modes.DEFAULT
     query = ObjectQuery(
-        cluster=cluster or "",
-        group=group,
-        resource=resource,
-        namespace=namespace,
-        name=name,
+        cluster=key.cluster or "",
+        group=key.group,
+        resource=key.resource,
+        namespace=key.namespace,
+        name=key.name,
         start_us=parse_time_param("start", start),
         end_us=parse_time_param("end", end),
         uid=uid or None,
@@ -313,17 +325,17 @@ def lookup(
             # The same name used by other objects (deleted and created again): open by uid.
             "incarnations": [incarnation_json(row) for row in found.incarnations],
         }
-        for found in service.lookup(query, display)
+        for found in queries.lookup(query, display)
     ]
     return _json({"data": data})
 
 
 @lookups.get("/views/{view_id}")
-def view_info(service: Service, view_id: str) -> Response:
+def view_info(queries: Queries, view_id: str) -> Response:
     mode, number = modes.parse_view_trace_id(view_id)
-    spec = service.views.load(number)
+    spec = queries.views.load(number)
     others = [
-        {**incarnation_json(row), "viewId": other_id} for row, other_id in service.incarnations(spec, mode)
+        {**incarnation_json(row), "viewId": other_id} for row, other_id in queries.incarnations(spec, mode)
     ]
     return _json(
         {

@@ -142,15 +142,25 @@ def records_of(traces: list[jaeger_model.Trace], window_us: int) -> list[SpanRec
     return list(found.values())
 
 
+_Tags = frozenset[tuple[str, str]]
+
+
 @dataclass(frozen=True, slots=True)
 class _Search:
-    tags: frozenset[tuple[str, str]]
+    """A search Jaeger answered: the tags it was sent, the range asked for, the spans it returned."""
+
+    tags: _Tags
     start_us: int | None
     end_us: int | None
-    records: list[SpanRecord]
+    records: tuple[SpanRecord, ...]
     complete: bool
-    """Jaeger returned fewer traces than the limit: every trace with a matching span is here."""
+    """Fewer traces than the limit came back: every trace with a matching object span is here."""
     at: float
+
+    def covers(self, sent: _Tags, start_us: int | None, end_us: int | None) -> bool:
+        # A complete search by fewer tags holds every trace a search by more would return.
+        same_range = (self.start_us, self.end_us) == (start_us, end_us)
+        return same_range and (self.tags == sent or (self.complete and self.tags <= sent))
 
 
 class JaegerBackend:
@@ -160,9 +170,7 @@ class JaegerBackend:
         self.client = client
         self.lookback_us = lookback_us
         self._window_us: int | None = None
-        self._searches: OrderedDict[tuple[frozenset[tuple[str, str]], int | None, int | None], _Search] = (
-            OrderedDict()
-        )
+        self._searches: OrderedDict[tuple[_Tags, int | None, int | None], _Search] = OrderedDict()
         self._lock = threading.Lock()
         self._recent: tuple[float, list[SpanRecord]] | None = None
 
@@ -170,62 +178,56 @@ class JaegerBackend:
         end = end_us if end_us is not None else time.time_ns() // 1000
         return (start_us if start_us is not None else end - self.lookback_us), end
 
-    def _find(
-        self, search_tags: dict[str, str], start_us: int, end_us: int, limit: int
-    ) -> list[jaeger_model.Trace]:
+    def _find(self, sent: dict[str, str], start_us: int, end_us: int, limit: int) -> list[jaeger_model.Trace]:
         try:
             traces = self.client.find_traces(
                 service=TraceSource.OBJECT.value,
-                # Empty values (the core group, cluster-scoped namespaces) are checked here, not by Jaeger.
-                tags={k: v for k, v in search_tags.items() if v},
+                tags=sent,
                 start_us=start_us,
                 end_us=end_us,
                 limit=limit,
             )
         except JaegerError as exc:
             raise errors.BackendError(str(exc)) from exc
-        self._learn_window(traces)
-        return traces
-
-    def _learn_window(self, traces: list[jaeger_model.Trace]) -> None:
         found = window_of(traces)
         if found is not None and (self._window_us is None or found > self._window_us):
             self._window_us = found
+        return traces
 
     def window_us(self) -> int:
-        """The window length, read from an object span (one small search the first time)."""
+        """The window length, read from the object spans of any search (one small search the first
+        time, when none was made yet)."""
         if self._window_us is None:
-            start, end = self._range(None, None)
-            self._find({}, start, end, 1)
+            self._find({}, *self._range(None, None), 1)
         return self._window_us or FALLBACK_WINDOW_US
 
     def _search(
         self, search_tags: dict[str, str], start_us: int | None, end_us: int | None
-    ) -> list[SpanRecord]:
-        """Spans of the traces holding an object span with these tags that starts in the range,
-        from a search made in the last ``CACHE_SECONDS`` when one covers it."""
-        wanted = frozenset(search_tags.items())
+    ) -> tuple[SpanRecord, ...]:
+        """The spans of the traces that hold an object span with these tags starting in the range:
+        from a search made in the last ``CACHE_SECONDS`` when one covers it (the caller checks the
+        tags of what it gets), else from a new one."""
+        # Empty values (the core group, cluster-scoped namespaces) cannot be matched by Jaeger; callers
+        # check them on what comes back.
+        sent = {k: v for k, v in search_tags.items() if v}
+        key: _Tags = frozenset(sent.items())
         now = time.monotonic()
         with self._lock:
-            for key, search in list(self._searches.items()):
+            for cached_key, search in list(self._searches.items()):
                 if now - search.at >= CACHE_SECONDS:
-                    del self._searches[key]
-                elif (search.start_us, search.end_us) == (start_us, end_us) and (
-                    search.tags == wanted or (search.complete and search.tags <= wanted)
-                ):
-                    # A search by fewer tags holds every trace a search by more would return.
+                    del self._searches[cached_key]
+                elif search.covers(key, start_us, end_us):
                     return search.records
         window = self.window_us()
         start, end = self._range(start_us, end_us)
         # Jaeger matches spans by their start, and an object span starts at its window's start: search
         # from the window the range starts in, then keep what overlaps the range (callers filter).
         start -= start % window
-        traces = self._find(search_tags, start, end, _SEARCH_LIMIT)
-        records = records_of(traces, window)
+        traces = self._find(sent, start, end, _SEARCH_LIMIT)
+        records = tuple(records_of(traces, window))
         with self._lock:
-            self._searches[(wanted, start_us, end_us)] = _Search(
-                wanted, start_us, end_us, records, len(traces) < _SEARCH_LIMIT, now
-            )
+            search = _Search(key, start_us, end_us, records, len(traces) < _SEARCH_LIMIT, now)
+            self._searches[(key, start_us, end_us)] = search
             while len(self._searches) > _CACHED_SEARCHES:
                 self._searches.popitem(last=False)
         return records
@@ -267,8 +269,7 @@ class JaegerBackend:
         now = time.monotonic()
         if self._recent is not None and now - self._recent[0] < CACHE_SECONDS:
             return self._recent[1]
-        start, end = self._range(None, None)
-        traces = self._find({}, start, end, _SEARCH_LIMIT)
+        traces = self._find({}, *self._range(None, None), _SEARCH_LIMIT)
         records = [r for r in records_of(traces, self.window_us()) if r.source is TraceSource.OBJECT]
         self._recent = (now, records)
         return records

@@ -81,9 +81,11 @@ class QueryService:
     def lookup(self, query: ObjectQuery, mode: DisplayMode = modes.DEFAULT) -> list[Found]:
         """One view per object matching the query that was active in its range: for each name, its
         newest incarnation with activity (or the one the query's uid names)."""
-        found = [
-            item for group in self._groups(query, "is known") if (item := self._found(group, query, mode))
-        ]
+        found: list[Found] = []
+        for incarnations in self._groups(query, "is known"):
+            item = self._found(incarnations, query, mode)
+            if item is not None:
+                found.append(item)
         if not found:
             raise errors.NotFound(f"{query.describe()} has no activity in the requested time range")
         return found

@@ -53,14 +53,6 @@ class Trace(TypedDict):
     warnings: list[str] | None
 
 
-class TracesResponse(TypedDict):
-    data: list[Trace]
-    total: int
-    limit: int
-    offset: int
-    errors: list[dict[str, object]] | None
-
-
 def key_value(key: str, value: str | bool | int | float) -> KeyValue:
     """A tag with the type Jaeger expects for the Python value."""
     if type(value) is str:  # the common case first: this runs for every tag of every span shown
@@ -72,7 +64,3 @@ def key_value(key: str, value: str | bool | int | float) -> KeyValue:
     if isinstance(value, float):
         return {"key": key, "type": "float64", "value": value}
     return {"key": key, "type": "string", "value": str(value)}
-
-
-def traces_response(traces: list[Trace]) -> TracesResponse:
-    return {"data": traces, "total": len(traces), "limit": 0, "offset": 0, "errors": None}

@@ -1,8 +1,8 @@
-"""The Jaeger query-API JSON model (jaeger.model): tag typing and the /api/traces envelope.
+"""The Jaeger query-API JSON model (jaeger.model): tag typing.
 
 Covers: key_value picks the Jaeger type from the Python value (bool before int, since bool is an
-int subclass; floats; strings; other values as strings), the values survive JSON encoding with
-their JSON types, and traces_response wraps traces the way Jaeger's query API does.
+int subclass; floats; strings; other values as strings), and the values survive JSON encoding with
+their JSON types. The response envelope is the query side's (tests/frontend/test_dump.py).
 """
 
 from __future__ import annotations
@@ -67,37 +67,3 @@ def test_tag_values_keep_their_json_types() -> None:
         ("float64", 2.5),
         ("string", "x"),
     ]
-
-
-def _trace(trace_id: str) -> model.Trace:
-    span: model.Span = {
-        "traceID": trace_id,
-        "spanID": "00000000000000ff",
-        "flags": 1,
-        "operationName": "pods/web",
-        "references": [],
-        "startTime": 1_714_557_600_000_000,
-        "duration": 1_800_000_000,
-        "tags": [model.key_value("kelemetry.pseudo", True)],
-        "logs": [{"timestamp": 1_714_557_600_000_000, "fields": [model.key_value("event", "error")]}],
-        "processID": "p1",
-        "warnings": None,
-    }
-    return {
-        "traceID": trace_id,
-        "spans": [span],
-        "processes": {"p1": {"serviceName": "object", "tags": []}},
-        "warnings": None,
-    }
-
-
-def test_traces_response_envelope() -> None:
-    traces = [_trace("0" * 31 + "1"), _trace("f" * 32)]
-    response = model.traces_response(traces)
-    assert response == {"data": traces, "total": 2, "limit": 0, "offset": 0, "errors": None}
-    assert response["data"] is traces
-    assert json.loads(orjson.dumps(response))["data"][1]["traceID"] == "f" * 32
-
-
-def test_an_empty_traces_response() -> None:
-    assert model.traces_response([]) == {"data": [], "total": 0, "limit": 0, "offset": 0, "errors": None}
