@@ -11,8 +11,6 @@ from collections.abc import Iterator
 from typing import IO, Any
 
 import orjson
-import pyarrow as pa
-import pyarrow.parquet as pq
 
 from frontend.types import View
 from kelemetry.model.spans import span_tags
@@ -64,34 +62,43 @@ def render_jsonl(view: View) -> bytes:
     return b"".join(orjson.dumps(row) + b"\n" for row in _flat_rows(view))
 
 
-_PARQUET_SCHEMA = pa.schema(
-    [
-        ("trace_id", pa.string()),
-        ("span_id", pa.string()),
-        ("parent_span_id", pa.string()),
-        ("trace_source", pa.string()),
-        ("operation", pa.string()),
-        ("start", pa.timestamp("us", tz="UTC")),
-        ("end", pa.timestamp("us", tz="UTC")),
-        ("duration_us", pa.int64()),
-        ("cluster", pa.string()),
-        ("group", pa.string()),
-        ("version", pa.string()),
-        ("resource", pa.string()),
-        ("namespace", pa.string()),
-        ("name", pa.string()),
-        ("uid", pa.string()),
-        ("kind", pa.string()),
-        ("error", pa.bool_()),
-        ("tags", pa.map_(pa.string(), pa.string())),
-        ("logs", pa.list_(pa.struct([("kind", pa.string()), ("message", pa.string())]))),
-    ]
-)
+def _parquet_schema() -> Any:
+    # pyarrow is imported here, not with the module: it costs a third of a second, and only a Parquet
+    # dump needs it.
+    import pyarrow as pa
+
+    return pa.schema(
+        [
+            ("trace_id", pa.string()),
+            ("span_id", pa.string()),
+            ("parent_span_id", pa.string()),
+            ("trace_source", pa.string()),
+            ("operation", pa.string()),
+            ("start", pa.timestamp("us", tz="UTC")),
+            ("end", pa.timestamp("us", tz="UTC")),
+            ("duration_us", pa.int64()),
+            ("cluster", pa.string()),
+            ("group", pa.string()),
+            ("version", pa.string()),
+            ("resource", pa.string()),
+            ("namespace", pa.string()),
+            ("name", pa.string()),
+            ("uid", pa.string()),
+            ("kind", pa.string()),
+            ("error", pa.bool_()),
+            ("tags", pa.map_(pa.string(), pa.string())),
+            ("logs", pa.list_(pa.struct([("kind", pa.string()), ("message", pa.string())]))),
+        ]
+    )
 
 
 def write_parquet(view: View, sink: str | IO[bytes]) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    schema = _parquet_schema()
     rows = list(_flat_rows(view))
-    columns: dict[str, list[Any]] = {name: [] for name in _PARQUET_SCHEMA.names}
+    columns: dict[str, list[Any]] = {name: [] for name in schema.names}
     for row in rows:
         for name in columns:
             if name == "start":
@@ -102,5 +109,5 @@ def write_parquet(view: View, sink: str | IO[bytes]) -> None:
                 columns[name].append(list(row["tags"].items()))
             else:
                 columns[name].append(row[name])
-    table = pa.table(columns, schema=_PARQUET_SCHEMA)
+    table = pa.table(columns, schema=schema)
     pq.write_table(table, sink)

@@ -14,21 +14,15 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import IO, TypeVar
-
-from fastapi import FastAPI
+from typing import IO, TYPE_CHECKING, TypeVar
 
 from frontend import dump as dumping
 from frontend import jaegerjson, modes, query, text
-from frontend.jaegerstore import JaegerBackend
 from frontend.types import Found, ObjectQuery, View
 from frontend.views import ViewStore
-from jaeger.client import JaegerClient, JaegerError
 from kelemetry import __version__, errors
 from kelemetry import pipeline as pipelines
-from kelemetry.app import Collector, build_app, create_app, parse_watch_target
 from kelemetry.diff.redact import RedactionRule
-from kelemetry.export.otlp import OtlpFollower, create_exporter
 from kelemetry.kube.kinds import KindResolver
 from kelemetry.model import times
 from kelemetry.receivers.auditfiles import FileStats, read_audit_file, read_kube_events_file, sniff
@@ -43,6 +37,13 @@ from kelemetry.settings import (
     WebhookSettings,
 )
 from kelemetry.store.sqlite import SpanStore
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
+
+# The web stack (fastapi, uvicorn), the OTLP exporter (opentelemetry, grpc), the Jaeger client and
+# the kubernetes client are imported by the commands that use them: `replay`, `retain` and `dump`
+# should not spend a second loading a web server they never start.
 
 logger = logging.getLogger("kelemetry")
 T = TypeVar("T")
@@ -363,6 +364,9 @@ def tune_gc() -> None:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    from kelemetry.app import Collector, create_app, parse_watch_target
+    from kelemetry.export.otlp import create_exporter
+
     host, port = parse_listen(args.listen)
     retention = parsed(times.parse_retention_us, args.retention)
     watched = DEFAULT_WATCHED if args.watch is None else tuple(w for w in args.watch if w != "none")
@@ -432,6 +436,10 @@ def _run_server(app: FastAPI, host: str, port: int, listen: str) -> None:
 
 
 def cmd_frontend(args: argparse.Namespace) -> int:
+    from frontend.jaegerstore import JaegerBackend
+    from jaeger.client import JaegerClient, JaegerError
+    from kelemetry.app import build_app
+
     host, port = parse_listen(args.listen)
     if args.jaeger_url:
         try:
@@ -558,6 +566,8 @@ def cmd_replay(args: argparse.Namespace) -> int:
     resolver, _ = _resolver(args.kubeconfig)
     _replay_files(args.files, args.cluster, args.store, trace, resolver, quiet=args.quiet)
     if args.otlp_endpoint:
+        from kelemetry.export.otlp import OtlpFollower
+
         follower = OtlpFollower(args.store, args.otlp_endpoint)
         if not follower.drain(timeout_seconds=120):
             raise CliError(f"OTLP export to {args.otlp_endpoint} did not finish; rerun to resume")

@@ -269,10 +269,21 @@ def test_trace_is_found_through_jaegers_own_api(
     pod = cluster.kubectl("get", "pods", "-n", namespace, "-o", "jsonpath={.items[0].metadata.name}")
 
     def hierarchy() -> dict[str, Any] | None:
+        # Events (from the watch) can place the objects before the batched audit stream brings the
+        # requests: wait for both.
         for trace in jaeger_traces(jaeger, "object", {"name": pod}):
             names = {s["operationName"] for s in trace["spans"]}
-            if {"deployments.apps/api", f"pods/{pod}"} <= names and any(
-                s["operationName"].startswith("replicasets.apps/api-") for s in trace["spans"]
+            pod_ids = {s["spanID"] for s in trace["spans"] if s["operationName"] == f"pods/{pod}"}
+            pod_audit = [
+                s
+                for s in trace["spans"]
+                if trace["processes"][s["processID"]]["serviceName"] == "audit"
+                and any(ref["spanID"] in pod_ids for ref in s["references"])
+            ]
+            if (
+                {"deployments.apps/api", f"pods/{pod}"} <= names
+                and any(s["operationName"].startswith("replicasets.apps/api-") for s in trace["spans"])
+                and pod_audit
             ):
                 return trace
         return None
