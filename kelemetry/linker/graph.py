@@ -23,11 +23,24 @@ import networkx as nx
 from kelemetry.model.objects import Incarnation, ObjectKey, ObjectRef
 
 MAX_DEPTH = 32
+_NO_ATTRIBUTES: dict[str, object] = {}
+
+
+class _Graph(nx.DiGraph):  # type: ignore[misc]
+    """No attribute is ever set on a node or an edge (kinds live in `OwnerGraph._refs`), so one shared
+    empty dict stands in for the two networkx would allocate per object (~130 bytes of the 1 KB
+    budget per tracked object)."""
+
+    node_attr_dict_factory = staticmethod(lambda: _NO_ATTRIBUTES)
+    edge_attr_dict_factory = staticmethod(lambda: _NO_ATTRIBUTES)
 
 
 class OwnerGraph:
     def __init__(self) -> None:
-        self._graph = nx.DiGraph()
+        self._graph = _Graph()
+        # What each incarnation is (kind, version), beside the graph: a networkx attribute dict per
+        # node would cost ~150 bytes an object.
+        self._refs: dict[Incarnation, ObjectRef] = {}
         # The uid each name was last seen with for the first time: the current incarnation.
         self._current: dict[ObjectKey, str] = {}
 
@@ -48,23 +61,22 @@ class OwnerGraph:
 
     def add(self, ref: ObjectRef) -> None:
         """Record an incarnation, merging what this ref knows into what was known."""
-        nodes = self._graph.nodes
         node = ref.incarnation
-        if node in nodes:
-            known: ObjectRef = nodes[node]["ref"]
+        known = self._refs.get(node)
+        if known is not None:
             if (ref.kind and ref.kind != known.kind) or (ref.version and ref.version != known.version):
-                nodes[node]["ref"] = ObjectRef(
+                self._refs[node] = ObjectRef(
                     ref.key, ref.uid, ref.kind or known.kind, ref.version or known.version
                 )
             return
-        self._graph.add_node(node, ref=ref)
+        self._refs[node] = ref
+        self._graph.add_node(node)
         if ref.uid:
             self._current[ref.key] = ref.uid
 
     def ref(self, obj: Incarnation) -> ObjectRef:
-        nodes = self._graph.nodes
-        found: ObjectRef = nodes[obj]["ref"] if obj in nodes else ObjectRef(obj.key, obj.uid)
-        return found
+        found = self._refs.get(obj)
+        return found if found is not None else ObjectRef(obj.key, obj.uid)
 
     def set_owner(self, child: ObjectRef, owner: ObjectRef) -> bool:
         """Make ``owner`` the owner of ``child``; True if that changed the graph's shape."""

@@ -36,6 +36,7 @@ import httpx
 import orjson
 
 from kelemetry import pipeline as pipelines
+from kelemetry.cli import tune_gc
 from kelemetry.diff import compute
 from kelemetry.diff.history import BodyHistory
 from kelemetry.diff.redact import Redactor
@@ -134,6 +135,7 @@ def bench_lean(path: Path) -> dict[str, float]:
 
 
 def bench_replay(path: Path, store_path: Path) -> dict[str, float]:
+    tune_gc()  # as `kelemetry replay` does
     store = SpanStore(store_path, synchronous="OFF")
     trace = TraceSettings(
         excluded_resources=DEFAULT_EXCLUDED_RESOURCES, excluded_user_agents=DEFAULT_EXCLUDED_USER_AGENTS
