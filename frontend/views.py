@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from hashlib import blake2b
 from pathlib import Path
@@ -19,6 +19,7 @@ import orjson
 
 from kelemetry import errors
 from kelemetry.model.objects import ObjectKey
+from kelemetry.model.times import now_us
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS views (view INTEGER PRIMARY KEY, spec BLOB NOT NULL, used_us INTEGER NOT NULL);
@@ -56,10 +57,14 @@ class ViewSpec:
 
 
 class ViewStore:
-    """Thread-safe; one per process. ``path=None`` keeps views in memory only (tests, one-shot)."""
+    """Thread-safe; one per process. ``path=None`` keeps views in memory only (tests, one-shot).
+    ``clock`` (µs since the epoch) stamps each use, which decides what is dropped first."""
 
-    def __init__(self, path: str | Path | None, *, max_views: int = 100_000) -> None:
+    def __init__(
+        self, path: str | Path | None, *, max_views: int = 100_000, clock: Callable[[], int] = now_us
+    ) -> None:
         self.max_views = max_views
+        self._clock = clock
         target = ":memory:" if path is None else str(path)
         try:
             if path is not None:
@@ -77,7 +82,7 @@ class ViewStore:
 
     def save(self, spec: ViewSpec) -> int:
         number = spec.number()
-        now = time.time_ns() // 1000
+        now = self._clock()
         with self._lock:
             known = self._db.execute("SELECT 1 FROM views WHERE view = ?", (number,)).fetchone()
             if known is not None:
@@ -108,7 +113,7 @@ class ViewStore:
                 row = self._db.execute("SELECT spec FROM views WHERE view = ?", (number,)).fetchone()
                 if row is not None:
                     # Opening a shared URL keeps its view from being the next one dropped.
-                    now = time.time_ns() // 1000
+                    now = self._clock()
                     self._db.execute("UPDATE views SET used_us = ? WHERE view = ?", (now, number))
         if row is None:
             raise errors.NotFound(

@@ -1,4 +1,5 @@
-"""Builders of audit events and related inputs for unit tests (synthetic, shaped like real ones)."""
+"""Builders of audit events and related inputs for unit tests (synthetic, shaped like real ones),
+and the one pipeline tests write stores through."""
 
 from __future__ import annotations
 
@@ -11,13 +12,26 @@ from typing import Any
 
 import msgspec
 
+from kelemetry import pipeline as pipelines
+from kelemetry.kube.kinds import KindResolver
 from kelemetry.model.events import TraceSource
 from kelemetry.model.objects import KnownObject, ObjectKey
 from kelemetry.model.spans import SpanRecord
 from kelemetry.receivers.auditwire import AuditEvent
+from kelemetry.settings import TraceSettings
 from kelemetry.store.sqlite import SpanStore
 
 _counter = itertools.count(1)
+
+NOTHING_EXCLUDED = TraceSettings(excluded_resources=(), excluded_user_agents=())
+"""The collector's trace settings, except that every resource and user agent is traced: a test's
+events are the ones it means to see as spans. (The exclusion rules have their own tests.)"""
+
+
+def new_pipeline(store: SpanStore, trace: TraceSettings = NOTHING_EXCLUDED) -> pipelines.Pipeline:
+    """The pipeline ``kelemetry serve`` and ``replay`` make (``kelemetry.pipeline.build``), over
+    ``store``; a fresh kind resolver each time, as a restarted collector has."""
+    return pipelines.build(store, trace, KindResolver())
 
 
 def audit_event(

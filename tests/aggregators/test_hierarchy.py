@@ -18,6 +18,7 @@ from kelemetry.linker.graph import OwnerGraph
 from kelemetry.model.events import Event, Log, TraceSource
 from kelemetry.model.objects import ObjectKey, ObjectRef
 from kelemetry.model.spans import SpanRecord
+from kelemetry.settings import TraceSettings
 
 WINDOW_S = 1800
 WINDOW_US = WINDOW_S * 1_000_000
@@ -264,8 +265,8 @@ def test_forget_writes_the_chain_again(aggregator: HierarchyAggregator, graph: O
 # Registry
 
 
-def test_registry_lists_the_hierarchy_aggregator() -> None:
-    assert set(aggregators.registry()) == {"hierarchy"}
+def test_the_default_setting_names_a_registered_aggregator() -> None:
+    assert TraceSettings().aggregator in aggregators.registry()
 
 
 def test_create_builds_an_aggregator_with_the_window() -> None:

@@ -27,16 +27,12 @@ from typing import Any
 
 import httpx
 
-import aggregators
-from kelemetry.kube.kinds import KindResolver
-from kelemetry.pipeline import Pipeline
-from kelemetry.receivers.audit import AuditConverter, AuditFilter
 from kelemetry.store.sqlite import SpanStore
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from tests.factories import audit_event, owner_ref  # noqa: E402
+from tests.factories import audit_event, new_pipeline, owner_ref  # noqa: E402
 
 CLUSTER = "bench"
 REPLICASETS = 10
@@ -120,8 +116,7 @@ def build_events() -> list[dict[str, Any]]:
 def build_store(path: Path) -> float:
     started = time.perf_counter()
     store = SpanStore(path)
-    converter = AuditConverter(KindResolver(), AuditFilter.from_strings((), ()))
-    pipeline = Pipeline(store, aggregators.create("hierarchy", 1800), converter)
+    pipeline = new_pipeline(store)
     events = build_events()
     for i in range(0, len(events), 500):
         pipeline.process_audit(events[i : i + 500], CLUSTER)

@@ -24,16 +24,12 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-import aggregators
 from frontend import api, modes
 from frontend.backend import StoreBackend
 from frontend.query import QueryService
 from frontend.views import ViewStore
-from kelemetry.kube.kinds import KindResolver
-from kelemetry.pipeline import Pipeline
-from kelemetry.receivers.audit import AuditConverter
 from kelemetry.store.sqlite import SpanStore, StoreReader
-from tests.factories import audit_event
+from tests.factories import audit_event, new_pipeline
 from tests.jaegerjson import children_of, fields, root_of, tags
 
 with warnings.catch_warnings():
@@ -124,10 +120,31 @@ def search(client: TestClient, **params: str | list[str]) -> list[dict[str, Any]
 # -- Jaeger's service and operation lists
 
 
+# Jaeger UI's service list, in its order: the default first, then by mode (tracing, grouped, tree,
+# timeline) and scope (the object, the full tree, ancestors, owned objects); ids as in Go Kelemetry.
+MODE_LIST = [
+    ("20000000", "tracing"),
+    ("21000000", "tracing [full tree]"),
+    ("22000000", "tracing [ancestors]"),
+    ("24000000", "tracing [owned objects]"),
+    ("30000000", "grouped"),
+    ("31000000", "grouped [full tree]"),
+    ("32000000", "grouped [ancestors]"),
+    ("34000000", "grouped [owned objects]"),
+    ("00000000", "tree"),
+    ("01000000", "tree [full tree]"),
+    ("02000000", "tree [ancestors]"),
+    ("04000000", "tree [owned objects]"),
+    ("10000000", "timeline"),
+    ("11000000", "timeline [full tree]"),
+    ("12000000", "timeline [ancestors]"),
+    ("14000000", "timeline [owned objects]"),
+]
+
+
 def test_services_are_the_display_modes_default_first(client: TestClient) -> None:
     body = ok(client.get("/api/services"))
-    assert body["data"] == [mode.name for mode in modes.ALL]
-    assert body["data"][0] == "tracing" and len(body["data"]) == 16
+    assert body["data"] == [name for _id, name in MODE_LIST]
     assert (body["total"], body["errors"]) == (16, None)
 
 
@@ -421,7 +438,16 @@ def test_times_that_are_digits_but_not_usable_are_refused(client: TestClient, va
 def test_modes_lists_every_mode_with_its_parts(client: TestClient) -> None:
     body = ok(client.get("/api/kelemetry/modes"))
     assert body["default"] == "20000000"
-    assert body["modes"] == [mode.describe() for mode in modes.ALL]
+    assert [(mode["id"], mode["name"]) for mode in body["modes"]] == MODE_LIST
+    # An id's first digit is the mode, its second the scope (Go Kelemetry's layout).
+    bases = {"0": "tree", "1": "timeline", "2": "tracing", "3": "grouped"}
+    scopes = {"0": "object", "1": "full", "2": "ancestors", "4": "children"}
+    for mode in body["modes"]:
+        assert (mode["mode"], mode["scope"], mode["depth"]) == (
+            bases[mode["id"][0]],
+            scopes[mode["id"][1]],
+            3,
+        )
     assert body["modes"][1] == {
         "id": "21000000",
         "name": "tracing [full tree]",
@@ -596,7 +622,7 @@ def twins(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
     """Pods named "web" in two namespaces of cluster c1."""
     path = tmp_path_factory.mktemp("twins") / "k.db"
     store = SpanStore(path)
-    pipeline = Pipeline(store, aggregators.create("hierarchy", 1800), AuditConverter(KindResolver()))
+    pipeline = new_pipeline(store)
     events = [audit_event(name="web", namespace=ns, uid=f"u-{ns}") for ns in ("team-a", "team-b")]
     assert pipeline.process_audit(events, "c1").failed == 0
     store.close()

@@ -20,7 +20,6 @@ from typing import Any
 
 import pytest
 
-import aggregators
 from aggregators import ids
 from aggregators.windows import window_of
 from frontend import jaegerjson, modes
@@ -30,16 +29,13 @@ from frontend.query import present
 from frontend.types import AssembledTrace, ObjectQuery, SpanNode
 from jaeger import model as jaeger_model
 from kelemetry import errors
-from kelemetry.kube.kinds import KindResolver
 from kelemetry.model import tags
 from kelemetry.model.events import TraceSource
 from kelemetry.model.objects import Incarnation, KnownObject, ObjectKey
 from kelemetry.model.spans import SpanRecord
 from kelemetry.model.times import parse_time_us
-from kelemetry.pipeline import Pipeline
-from kelemetry.receivers.audit import AuditConverter
 from kelemetry.store.sqlite import SpanStore
-from tests.factories import audit_event, owner_ref
+from tests.factories import audit_event, new_pipeline, owner_ref
 from tests.lookups import assemble, found
 
 CLUSTER = "c1"
@@ -88,7 +84,7 @@ HISTORY = [
 
 
 def fill(store: SpanStore, events: list[dict[str, Any]]) -> None:
-    pipeline = Pipeline(store, aggregators.create("hierarchy", 1800), AuditConverter(KindResolver()))
+    pipeline = new_pipeline(store)
     result = pipeline.process_audit(events, CLUSTER)
     assert result.failed == 0
 

@@ -22,7 +22,6 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-import aggregators
 from aggregators import ids
 from frontend import jaegerjson, modes
 from frontend.assemble import merge
@@ -30,15 +29,13 @@ from frontend.dump import FORMATS, render_jsonl, write_parquet
 from frontend.query import present
 from frontend.text import format_time, render_tree
 from frontend.types import AssembledTrace, ObjectQuery, View
-from kelemetry.kube.kinds import KindResolver
 from kelemetry.model import tags
 from kelemetry.model.events import TraceSource
 from kelemetry.model.objects import Incarnation, KnownObject, ObjectKey
 from kelemetry.model.spans import SpanRecord
-from kelemetry.pipeline import Pipeline
-from kelemetry.receivers.audit import AuditConverter
 from kelemetry.store.sqlite import SpanStore
-from tests.factories import audit_event, owner_ref
+from tests.conftest import REPO_ROOT
+from tests.factories import audit_event, new_pipeline, owner_ref
 from tests.lookups import assemble
 
 CLUSTER = "c1"
@@ -98,7 +95,7 @@ replicasets.apps/web-1  [ReplicaSet, v1, namespace prod, uid r-1]
 @pytest.fixture
 def store(tmp_path: Path) -> Iterator[SpanStore]:
     opened = SpanStore(tmp_path / "k.db")
-    pipeline = Pipeline(opened, aggregators.create("hierarchy", 1800), AuditConverter(KindResolver()))
+    pipeline = new_pipeline(opened)
     assert pipeline.process_audit(HISTORY, CLUSTER).failed == 0
     yield opened
     opened.close()
@@ -122,8 +119,12 @@ def view(trace: AssembledTrace) -> View:
     return dumped(trace)
 
 
-def test_formats_are_the_documented_four() -> None:
-    assert FORMATS == ("tree", "json", "jsonl", "parquet")
+def test_the_formats_offered_are_the_ones_the_readme_documents() -> None:
+    # The README's `--format` table: one row per format, the format in backticks in the first cell.
+    readme = (REPO_ROOT / "README.md").read_text()
+    table = readme[readme.index("| `--format` | what you get |") :].split("\n\n", 1)[0]
+    documented = [line.split("`")[1] for line in table.splitlines()[2:]]
+    assert documented == list(FORMATS)
 
 
 @pytest.mark.parametrize(
@@ -157,7 +158,7 @@ def test_tree_marks_the_object_that_was_looked_up(store: SpanStore) -> None:
 def test_tree_of_a_cluster_scoped_object_has_no_namespace(tmp_path: Path) -> None:
     store = SpanStore(tmp_path / "k.db")
     try:
-        pipeline = Pipeline(store, aggregators.create("hierarchy", 1800), AuditConverter(KindResolver()))
+        pipeline = new_pipeline(store)
         pipeline.process_audit(
             [
                 audit_event(
@@ -263,13 +264,80 @@ def _read(sink: Any) -> pa.Table:
     return pq.read_table(sink)
 
 
-def test_parquet_round_trip_has_one_row_per_span(view: View, tmp_path: Path) -> None:
+def _utc(minute: int, second: int = 0, micros: int = 0) -> datetime:
+    return datetime(2024, 5, 1, 10, minute, second, micros, tzinfo=UTC)
+
+
+_RS = ("apps", "replicasets", "web-1", "r-1", "ReplicaSet")
+_POD = ("", "pods", "web-1-a", "p-a", "Pod")
+_CONFLICT = [{"kind": "error", "message": "Conflict"}]
+_WINDOW = (_utc(0), _utc(30))  # object spans cover their 30-minute window
+# The dump of pod web-1-a, parents first, as HISTORY makes it: operation, parent's operation, source,
+# start, end, (group, resource, name, uid, kind), error, logs, some of the tags.
+PARQUET_ROWS = [
+    ("replicasets.apps/web-1", None, "object", *_WINDOW, _RS, False, [], {"kelemetry.pseudo": "true"}),
+    (
+        "admin create",
+        "replicasets.apps/web-1",
+        "audit",
+        _utc(0),
+        _utc(0, 0, 10_000),
+        _RS,
+        False,
+        [],
+        {"audit.verb": "create", "audit.code": "201", "audit.user": "admin"},
+    ),
+    (
+        "admin update (Conflict)",
+        "replicasets.apps/web-1",
+        "audit",
+        _utc(0, 3),
+        _utc(0, 3, 10_000),
+        _RS,
+        True,
+        _CONFLICT,
+        {"audit.verb": "update", "audit.code": "409", "error": "true"},
+    ),
+    (
+        "pods/web-1-a",
+        "replicasets.apps/web-1",
+        "object",
+        *_WINDOW,
+        _POD,
+        False,
+        [],
+        {"kelemetry.pseudo": "true"},
+    ),
+    (
+        f"{RS_CONTROLLER} create",
+        "pods/web-1-a",
+        "audit",
+        _utc(0, 1),
+        _utc(0, 1, 10_000),
+        _POD,
+        False,
+        [],
+        {"audit.verb": "create", "audit.user": RS_CONTROLLER},
+    ),
+    (
+        "admin patch status (Conflict)",
+        "pods/web-1-a",
+        "audit",
+        _utc(0, 5),
+        _utc(0, 5, 2_500),
+        _POD,
+        True,
+        _CONFLICT,
+        {"audit.verb": "patch", "audit.subresource": "status", "audit.code": "409", "error": "true"},
+    ),
+]
+
+
+def test_parquet_round_trip_has_one_row_per_span(trace: AssembledTrace, view: View, tmp_path: Path) -> None:
     target = tmp_path / "review.parquet"
     write_parquet(view, str(target))
     table = _read(target)
-    expected = [json.loads(line) for line in render_jsonl(view).decode().splitlines()]
 
-    assert table.num_rows == len(expected) == 6
     assert table.column_names == [
         "trace_id",
         "span_id",
@@ -295,21 +363,33 @@ def test_parquet_round_trip_has_one_row_per_span(view: View, tmp_path: Path) -> 
     assert pa.types.is_list(table.schema.field("logs").type)
     assert table.schema.field("start").type == pa.timestamp("us", tz="UTC")
 
-    for row, want in zip(table.to_pylist(), expected, strict=True):
-        assert row["start"] == datetime.fromtimestamp(want["start_us"] / 1_000_000, tz=UTC)
-        assert row["end"] == datetime.fromtimestamp(want["end_us"] / 1_000_000, tz=UTC)
-        assert dict(row["tags"]) == want["tags"]
-        assert row["logs"] == want["logs"]
-        for column in (
-            "trace_id",
-            "span_id",
-            "parent_span_id",
-            "operation",
-            "duration_us",
-            "namespace",
-            "error",
-        ):
-            assert row[column] == want[column]
+    rows = table.to_pylist()
+    operation_of = {row["span_id"]: row["operation"] for row in rows}
+    assert [
+        (
+            row["operation"],
+            operation_of[row["parent_span_id"]] if row["parent_span_id"] is not None else None,
+            row["trace_source"],
+            row["start"],
+            row["end"],
+            (row["group"], row["resource"], row["name"], row["uid"], row["kind"]),
+            row["error"],
+            row["logs"],
+            {key: value for key, value in row["tags"] if key in wanted},
+        )
+        for row, (*_, wanted) in zip(rows, PARQUET_ROWS, strict=True)
+    ] == PARQUET_ROWS
+    assert [row["duration_us"] for row in rows] == [
+        1_800_000_000,
+        10_000,
+        10_000,
+        1_800_000_000,
+        10_000,
+        2_500,
+    ]
+    assert {(row["trace_id"], row["cluster"], row["namespace"], row["version"]) for row in rows} == {
+        (f"{trace.trace_id:032x}", CLUSTER, "prod", "v1")
+    }
 
 
 def test_parquet_to_a_file_object_and_its_columns_filter(view: View) -> None:

@@ -3,7 +3,7 @@ objects deleted and recreated, owners learned late or never seen, owner chains d
 default depth, time ranges on window boundaries, Jaeger UI-style requests, odd input, every
 display mode, the dump CLI, and Secret values that must never come out.
 
-One store is built through the real pipeline (``kelemetry.pipeline.Pipeline``) from synthetic
+One store is built through the real pipeline (``kelemetry.pipeline.build``) from synthetic
 audit events of cluster ``c1`` on 2024-05-01 (windows of 30 minutes: 10:00-10:30 is W0,
 10:30-11:00 is W1), and the API is driven in process with FastAPI's test client.
 """
@@ -21,18 +21,14 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-import aggregators
 from frontend import api, modes, query
 from frontend.assemble import has_activity
 from frontend.backend import StoreBackend
 from frontend.views import ViewSpec
 from kelemetry import cli, errors
-from kelemetry.kube.kinds import KindResolver
 from kelemetry.model.times import parse_time_us
-from kelemetry.pipeline import Pipeline
-from kelemetry.receivers.audit import AuditConverter
 from kelemetry.store.sqlite import SpanStore
-from tests.factories import audit_event, owner_ref
+from tests.factories import audit_event, new_pipeline, owner_ref
 from tests.jaegerjson import children_of, fields, root_of, tags
 
 with warnings.catch_warnings():
@@ -257,7 +253,7 @@ def history() -> list[dict[str, Any]]:
 def store_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("edges") / "k.db"
     store = SpanStore(path)
-    pipeline = Pipeline(store, aggregators.create("hierarchy", 1800), AuditConverter(KindResolver()))
+    pipeline = new_pipeline(store)
     assert pipeline.process_audit(history(), CLUSTER).failed == 0
     store.close()
     return path
@@ -508,9 +504,8 @@ def test_suggestions_find_a_recreated_object_by_its_current_uid(client: TestClie
 
 
 def test_suggestions_find_a_recreated_object_by_its_earlier_uid(client: TestClient) -> None:
-    """Fixed: "a uid works too" and deleted objects are suggested, but the objects table keeps only
-    the latest uid, so the uid of the deleted incarnation (the one in the incident's logs) finds
-    nothing."""
+    """A uid finds its object even when it names an earlier, deleted incarnation (the uid in the
+    incident's logs), not only the current one."""
     rows = ok(client.get("/api/kelemetry/objects", params={"q": "ph-1"}))["data"]
     assert [row["name"] for row in rows] == ["phoenix"]
 
@@ -664,9 +659,9 @@ def test_ranges_on_the_window_boundary(client: TestClient, start: str, end: str,
 
 
 def test_a_range_with_no_activity_of_the_object_is_not_found(client: TestClient) -> None:
-    """Fixed: phoenix was deleted at 10:02 and recreated at 10:40; nothing happened to it between
-    10:05 and 10:10. The lookup still answers a view (with no request in it), because the
-    window-long object span of W0 counts as activity; the README promises a 404 with the reason."""
+    """A range in which nothing happened to the object is a 404 saying so (the README's promise):
+    phoenix was deleted at 10:02 and recreated at 10:40, so 10:05-10:10 has no activity, and the
+    window-long object span of W0 does not count as any."""
     params = {
         "resource": "pods",
         "name": "phoenix",
@@ -679,7 +674,8 @@ def test_a_range_with_no_activity_of_the_object_is_not_found(client: TestClient)
 
 
 def test_dump_of_a_range_with_no_activity_fails(store_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    """Fixed (same cause): the dump prints the bare object and exits 0."""
+    """The dump follows the same rule as the lookup: a range with no activity of the object exits 1
+    with the reason on stderr, rather than printing the bare object."""
     argv = [
         "dump",
         "--store",
@@ -762,8 +758,8 @@ def test_jaeger_ui_empty_search_is_refused_with_the_reason(client: TestClient) -
 
 
 def test_jaeger_ui_lookup_by_trace_ids(client: TestClient) -> None:
-    """Fixed: Jaeger's /api/traces answers ``traceID=...`` (repeatable) with those traces; Jaeger UI
-    uses it for its trace-ID search and trace comparison. Here it is refused as a tag search."""
+    """``/api/traces?traceID=...`` (repeatable) answers exactly those traces, as Jaeger's does; Jaeger
+    UI uses it for its trace-ID search and trace comparison, so it is not a tag search."""
     first = view_id(client, "nodes", "node-1")
     second = view_id(client, "pods", "phoenix", "21000000")
     found = ok(client.get("/api/traces", params={"traceID": [first, second]}))["data"]
@@ -796,9 +792,9 @@ def test_a_huge_since_means_all_history(store_path: Path, capsys: pytest.Capture
 
 
 def test_an_unencoded_plus_offset_in_ts_is_read_as_an_offset(client: TestClient) -> None:
-    """Fixed (usability): ``ts=2024-05-01T12:01:00+02:00`` typed or pasted into a URL arrives as
-    ``...12:01:00 02:00`` (``+`` is a space in a query string) and is refused; a space before an
-    ``hh:mm`` at the end can only have been a ``+``."""
+    """``ts=2024-05-01T12:01:00+02:00`` typed or pasted into a URL arrives as ``...12:01:00 02:00``
+    (``+`` is a space in a query string) and is accepted: a space before an ``hh:mm`` at the end can
+    only have been a ``+``."""
     ts = "2024-05-01T12:01:00+02:00"
     url = f"/redirect?cluster={CLUSTER}&resource=pods&namespace=default&name=phoenix&ts={ts}"
     response = client.get(url)
@@ -857,7 +853,7 @@ def test_repeated_parameters_take_the_last_value(client: TestClient) -> None:
 
 
 def test_not_found_messages_do_not_show_an_empty_cluster(client: TestClient) -> None:
-    """Fixed (cosmetic): without a cluster the reason reads "no object pods/nope (cluster ) is known"."""
+    """Without a cluster, the not-found reason names the object without an empty "(cluster )"."""
     error = refused(
         client.get("/api/kelemetry/lookup", params={"resource": "pods", "name": "nope"}), 404, "pods/nope"
     )
@@ -867,8 +863,8 @@ def test_not_found_messages_do_not_show_an_empty_cluster(client: TestClient) -> 
 def test_not_found_with_an_empty_namespace_says_it_looked_for_a_cluster_scoped_object(
     client: TestClient,
 ) -> None:
-    """Fixed (misleading): ``namespace=`` looks for a cluster-scoped object, but the reason reads
-    "no object secrets/db (cluster c1) is known" while secrets/db is known (in namespace prod)."""
+    """``namespace=`` looks for a cluster-scoped object, and the not-found reason says so (secrets/db
+    is known, in namespace prod, so a bare "no object secrets/db" would mislead)."""
     params = {"cluster": CLUSTER, "resource": "secrets", "name": "db", "namespace": ""}
     error = refused(client.get("/api/kelemetry/lookup", params=params), 404, "secrets/db")
     assert "cluster-scoped" in error or "namespace ''" in error or 'namespace ""' in error, error
@@ -893,9 +889,9 @@ def test_no_secret_value_in_any_mode_or_suggestion(client: TestClient) -> None:
 
 
 def test_no_secret_value_from_the_last_applied_annotation_in_the_api(client: TestClient) -> None:
-    """Fixed: a Secret made with ``kubectl apply`` carries its whole manifest, data included, in the
-    ``kubectl.kubernetes.io/last-applied-configuration`` annotation; redaction only scrubs
-    ``data``/``stringData``, so the value comes out in the diff and the delete snapshot."""
+    """A Secret made with ``kubectl apply`` carries its whole manifest, data included, in the
+    ``kubectl.kubernetes.io/last-applied-configuration`` annotation; redaction scrubs the values
+    there too, so no display mode shows them in a diff or the delete snapshot."""
     number = view_id(client, "secrets", "tok")[10:]
     for mode in modes.ALL:
         text = client.get(f"/api/traces/ff{mode.id}{number}").text

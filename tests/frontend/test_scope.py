@@ -21,16 +21,12 @@ from pathlib import Path
 
 import pytest
 
-import aggregators
 from frontend.modes import Scope
 from frontend.scope import select
 from frontend.types import AssembledTrace, ObjectQuery, SpanNode
-from kelemetry.kube.kinds import KindResolver
 from kelemetry.model.events import TraceSource
-from kelemetry.pipeline import Pipeline
-from kelemetry.receivers.audit import AuditConverter
 from kelemetry.store.sqlite import SpanStore
-from tests.factories import audit_event, owner_ref
+from tests.factories import audit_event, new_pipeline, owner_ref
 from tests.lookups import assemble
 
 CLUSTER = "c1"
@@ -114,7 +110,7 @@ WHOLE = [
 @pytest.fixture(scope="module")
 def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SpanStore]:
     opened = SpanStore(Path(tmp_path_factory.mktemp("scope")) / "k.db")
-    pipeline = Pipeline(opened, aggregators.create("hierarchy", 1800), AuditConverter(KindResolver()))
+    pipeline = new_pipeline(opened)
     assert pipeline.process_audit(HISTORY, CLUSTER).failed == 0
     yield opened
     opened.close()

@@ -25,23 +25,19 @@ from typing import Any
 
 import pytest
 
-import aggregators
 from aggregators import ids
 from frontend import jaegerjson, transform
 from frontend.modes import Base
 from frontend.transform import GROUP_SOURCE, fold_record
 from frontend.types import AssembledTrace, ObjectQuery, SpanNode, View, ViewLog, ViewSpan
 from jaeger import model as jaeger_model
-from kelemetry.kube.kinds import KindResolver
 from kelemetry.model import tags
 from kelemetry.model.events import Log, TagValue, TraceSource
 from kelemetry.model.objects import Incarnation, KnownObject, ObjectKey
 from kelemetry.model.spans import SpanRecord
 from kelemetry.model.times import parse_time_us
-from kelemetry.pipeline import Pipeline
-from kelemetry.receivers.audit import AuditConverter
 from kelemetry.store.sqlite import SpanStore
-from tests.factories import audit_event, kube_event, owner_ref
+from tests.factories import audit_event, kube_event, new_pipeline, owner_ref
 from tests.lookups import assemble
 
 CLUSTER = "c1"
@@ -146,7 +142,7 @@ EVENTS = [
 @pytest.fixture(scope="module")
 def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SpanStore]:
     opened = SpanStore(Path(tmp_path_factory.mktemp("transform")) / "k.db")
-    pipeline = Pipeline(opened, aggregators.create("hierarchy", 1800), AuditConverter(KindResolver()))
+    pipeline = new_pipeline(opened)
     assert pipeline.process_audit(AUDIT, CLUSTER).failed == 0
     result = pipeline.process_kube_events(EVENTS, CLUSTER)
     assert (result.kept, result.failed) == (3, 0)

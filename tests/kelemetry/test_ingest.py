@@ -23,17 +23,13 @@ from typing import Any
 
 import pytest
 
-import aggregators
 from kelemetry import errors
 from kelemetry.ingest import Ingestor
-from kelemetry.kube.kinds import KindResolver
 from kelemetry.model import tags
 from kelemetry.model.events import TraceSource
-from kelemetry.pipeline import Pipeline
-from kelemetry.receivers.audit import AuditConverter
 from kelemetry.store.inbox import Inbox
 from kelemetry.store.sqlite import SpanStore, StoreReader
-from tests.factories import audit_event, event_list, hierarchy_events
+from tests.factories import audit_event, event_list, hierarchy_events, new_pipeline
 
 CLUSTER = "c1"
 WAIT = 10.0
@@ -78,7 +74,7 @@ def rigs(tmp_path: Path) -> Iterator[Callable[..., Rig]]:
         store_path = tmp_path / "k.db"
         store = SpanStore(store_path)
         inbox = Inbox(tmp_path / "k.db.inbox")
-        pipeline = Pipeline(store, aggregators.create("hierarchy", 1800), AuditConverter(KindResolver()))
+        pipeline = new_pipeline(store)
         rig = Rig(store_path, store, inbox, Ingestor(inbox, pipeline, max_backlog_bytes=max_backlog_bytes))
         made.append(rig)
         return rig

@@ -18,22 +18,19 @@ from typing import Any
 
 import pytest
 
-import aggregators
 from aggregators import ids
 from aggregators.windows import window_of
-from kelemetry.kube.kinds import KindResolver
 from kelemetry.model import tags
 from kelemetry.model.events import TraceSource
 from kelemetry.model.objects import Incarnation, ObjectKey
 from kelemetry.model.spans import SpanRecord
 from kelemetry.model.times import parse_time_us
-from kelemetry.pipeline import Pipeline, load_graph
-from kelemetry.receivers.audit import AuditConverter
+from kelemetry.pipeline import load_graph
 from kelemetry.receivers.auditfiles import read_audit_file
 from kelemetry.receivers.auditwire import from_mapping
 from kelemetry.store.sqlite import SpanStore
 from tests.conftest import FALCO
-from tests.factories import audit_event, owner_ref
+from tests.factories import audit_event, new_pipeline, owner_ref
 
 CLUSTER = "c1"
 WINDOW_US = 1800 * 1_000_000
@@ -92,10 +89,6 @@ def pod_create(name: str, minute: int = 0, second: int = 2, uid: str = "") -> di
         user="system:serviceaccount:kube-system:replicaset-controller",
         **times(minute, second),
     )
-
-
-def new_pipeline(store: SpanStore) -> Pipeline:
-    return Pipeline(store, aggregators.create("hierarchy", 1800), AuditConverter(KindResolver()))
 
 
 @pytest.fixture

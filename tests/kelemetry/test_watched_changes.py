@@ -6,13 +6,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import aggregators
-from kelemetry.kube.kinds import KindResolver
 from kelemetry.model.events import TraceSource
 from kelemetry.pipeline import Pipeline
-from kelemetry.receivers.audit import AuditConverter
 from kelemetry.store.sqlite import SpanStore
-from tests.factories import audit_event, owner_ref
+from tests.factories import audit_event, new_pipeline, owner_ref
 
 TARGET = ("apps", "v1", "deployments")
 T0 = 1_714_557_600_000_000  # 2024-05-01T10:00:00Z
@@ -35,7 +32,7 @@ def deployment(rv: str, replicas: int, *, uid: str = "d1") -> dict[str, Any]:
 
 def pipeline(tmp_path: Path) -> tuple[Pipeline, SpanStore]:
     store = SpanStore(tmp_path / "k.db")
-    return Pipeline(store, aggregators.create("hierarchy", 1800), AuditConverter(KindResolver())), store
+    return new_pipeline(store), store
 
 
 def changes(store: SpanStore) -> list[Any]:

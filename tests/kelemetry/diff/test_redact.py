@@ -41,7 +41,8 @@ def test_redacted_values_compare_by_value_without_holding_it() -> None:
         return redacted
 
     assert one("a") == one("a") != one("b")
-    assert "a" not in one("a").removeprefix("<redacted>:")[:0] and shown(one("a")) == REDACTED_TEXT
+    # "hunter2" has letters no hex digest has, so finding it would mean the value itself was kept.
+    assert "hunter2" not in one("hunter2") and shown(one("hunter2")) == REDACTED_TEXT
 
 
 def test_redacting_twice_changes_nothing() -> None:

@@ -41,7 +41,6 @@ from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_serv
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
 
-import aggregators
 from kelemetry import __version__, errors
 from kelemetry.export.otlp import (
     ExportOptions,
@@ -51,15 +50,12 @@ from kelemetry.export.otlp import (
     RequestEncoder,
     create_exporter,
 )
-from kelemetry.kube.kinds import KindResolver
 from kelemetry.model import backoff, tags
 from kelemetry.model.events import Log, TraceSource
 from kelemetry.model.objects import ObjectKey
 from kelemetry.model.spans import SpanRecord, span_tags
-from kelemetry.pipeline import Pipeline
-from kelemetry.receivers.audit import AuditConverter
 from kelemetry.store.sqlite import SpanStore, StoreReader
-from tests.factories import audit_event, owner_ref
+from tests.factories import audit_event, new_pipeline, owner_ref
 
 CLUSTER = "c1"
 WAIT = 15.0
@@ -354,7 +350,7 @@ def hierarchy_batch() -> list[dict[str, Any]]:
 def write_batch(store_path: Path, batch: list[dict[str, Any]]) -> None:
     store = SpanStore(store_path)
     try:
-        pipeline = Pipeline(store, aggregators.create("hierarchy", 1800), AuditConverter(KindResolver()))
+        pipeline = new_pipeline(store)
         assert pipeline.process_audit(batch, CLUSTER).failed == 0
     finally:
         store.close()

@@ -13,7 +13,9 @@ from kelemetry.kube.kinds import KindResolver
 from kelemetry.model.events import TraceSource
 from kelemetry.receivers.auditfiles import FileStats, read_kube_events_file, sniff
 from kelemetry.receivers.events import EventConverter, is_kube_event, unwrap
+from kelemetry.store.sqlite import SpanStore
 from tests.conftest import REALDATA
+from tests.factories import new_pipeline
 
 
 def core_event(**overrides: Any) -> dict[str, Any]:
@@ -175,13 +177,8 @@ def test_recorded_sample_events_replay(name: str) -> None:
 
 
 def test_one_span_per_event_object_through_the_store(tmp_path: Path) -> None:
-    import aggregators
-    from kelemetry.pipeline import Pipeline
-    from kelemetry.receivers.audit import AuditConverter
-    from kelemetry.store.sqlite import SpanStore
-
     store = SpanStore(tmp_path / "k.db")
-    pipeline = Pipeline(store, aggregators.create("hierarchy", 1800), AuditConverter(KindResolver()))
+    pipeline = new_pipeline(store)
     for count in range(1, 58):
         pipeline.process_kube_events(
             [core_event(count=count, lastTimestamp=f"2024-05-01T10:{count % 30:02d}:00Z")], "c"
