@@ -1,0 +1,1 @@
+"""Linkers of particular systems: each module learns one system's own labels and annotations."""
