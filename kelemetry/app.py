@@ -7,9 +7,7 @@ module-level app or settings: tests build as many as they like.
 
 from __future__ import annotations
 
-import json
 import logging
-import os
 import threading
 import time
 from collections import Counter
@@ -24,13 +22,12 @@ from fastapi.responses import PlainTextResponse
 from frontend import api as frontend_api
 from frontend.query import QueryService
 from kelemetry import __version__, pipeline
+from kelemetry.connection import ClusterConnection, ClusterHealth, resume_path
 from kelemetry.errors import KelemetryError
 from kelemetry.export.otlp import OtlpFollower
 from kelemetry.ingest import Ingestor
-from kelemetry.kube import discovery
 from kelemetry.kube.kinds import KindResolver
-from kelemetry.kube.watch import ResourceWatcher, WatchItem
-from kelemetry.model import backoff
+from kelemetry.linker.links import Clusters
 from kelemetry.receivers import webhook
 from kelemetry.settings import ServeSettings
 from kelemetry.store.inbox import Inbox
@@ -40,25 +37,23 @@ from kelemetry.store.sqlite import SpanStore
 logger = logging.getLogger(__name__)
 
 RETENTION_INTERVAL_SECONDS = 300.0
-CRD_REFRESH_SECONDS = 10.0
-
-
-def parse_watch_target(spec: str) -> tuple[str, str, str]:
-    """``deployments.apps`` → (apps, v1, deployments); ``widgets.example.com/v1beta1`` too."""
-    name, _, version = spec.partition("/")
-    resource, _, group = name.partition(".")
-    if not resource:
-        raise ValueError(f"invalid resource to watch {spec!r}: use RESOURCE[.GROUP][/VERSION]")
-    return group, version or "v1", resource
 
 
 class Collector:
     """Owns every moving part of `serve` and every thread it runs: each is started by ``start`` and
-    stopped and joined by ``stop``."""
+    stopped and joined by ``stop``. One `ClusterConnection` per cluster given."""
 
     def __init__(
-        self, settings: ServeSettings, resolver: KindResolver | None = None, *, rediscover: bool = False
+        self,
+        settings: ServeSettings,
+        resolver: KindResolver | None = None,
+        *,
+        undiscovered: frozenset[str] = frozenset(),
     ) -> None:
+        names = [cluster.name for cluster in settings.clusters]
+        duplicates = sorted({name for name in names if names.count(name) > 1})
+        if duplicates:
+            raise KelemetryError(f"cluster name(s) given twice: {', '.join(duplicates)}")
         self.settings = settings
         store_path = Path(settings.store.path)
         self.store = SpanStore(store_path, synchronous=settings.store.synchronous)
@@ -66,9 +61,13 @@ class Collector:
             store_path.with_name(store_path.name + ".inbox"), synchronous=settings.store.synchronous
         )
         self.resolver = resolver or KindResolver()
-        # The cluster did not answer discovery at start: keep asking (owned thread, see start()).
-        self._rediscover = rediscover and settings.kubeconfig is not None
-        self.pipeline = pipeline.build(self.store, settings.trace, self.resolver)
+        known = frozenset(names) | {settings.webhook.default_cluster} | frozenset(self.store.clusters())
+        self.pipeline = pipeline.build(
+            self.store,
+            settings.trace,
+            self.resolver,
+            clusters=Clusters(known, dict(settings.cluster_aliases)),
+        )
         # One redactor for the inbox and the pipeline: a field is redacted by one set of rules.
         self.ingestor = Ingestor(
             self.inbox,
@@ -77,6 +76,7 @@ class Collector:
             redactor=self.pipeline.converter.redactor,
         )
         self.webhook_counters: Counter[str] = Counter()
+        self.last_audit_us: dict[str, int] = {}
         self.follower: OtlpFollower | None = None
         if settings.otlp.endpoint:
             self.follower = OtlpFollower(
@@ -85,88 +85,35 @@ class Collector:
                 batch_size=settings.otlp.batch_size,
                 poll_interval_seconds=settings.otlp.poll_interval_seconds,
             )
-        self.watcher: ResourceWatcher | None = None
-        self._resume_path = store_path.with_name(store_path.name + ".events-rv")
-        if settings.kubeconfig:
-            self.watcher = ResourceWatcher(
-                settings.kubeconfig, self._on_kube_events, resume_from=self._resume_point()
-            )
-        self.object_watchers: list[ResourceWatcher] = []
         self.pipeline.change_grace_us = int(settings.change_grace_seconds * 1_000_000)
-        if settings.kubeconfig:
-            for spec in settings.watch_resources:
-                target = parse_watch_target(spec)
-                self.object_watchers.append(
-                    ResourceWatcher(
-                        settings.kubeconfig,
-                        self._sink_for(target),
-                        group=target[0],
-                        version=target[1],
-                        resource=target[2],
-                    )
-                )
+        self.connections = [
+            ClusterConnection(
+                cluster,
+                self.ingestor,
+                self.resolver,
+                watch_resources=settings.watch_resources,
+                watch_custom_resources=settings.watch_custom_resources,
+                resume_path=resume_path(store_path, cluster.name),
+                discovered=cluster.name not in undiscovered,
+            )
+            for cluster in settings.clusters
+        ]
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self.retention_removed = Removed()
 
-    def _watch_custom_resources(self) -> None:
-        """Start a watcher for each CRD's objects, now and whenever new CRDs appear."""
-        kubeconfig = self.settings.kubeconfig
-        assert kubeconfig is not None
-        watched = {(w.group, w.version, w.resource) for w in self.object_watchers}
-        while not self._stop.is_set():
-            try:
-                for target in discovery.custom_resources(kubeconfig):
-                    if target in watched:
-                        continue
-                    watcher = ResourceWatcher(
-                        kubeconfig,
-                        self._sink_for(target),
-                        group=target[0],
-                        version=target[1],
-                        resource=target[2],
-                    )
-                    self.object_watchers.append(watcher)
-                    watched.add(target)
-                    watcher.start()
-                    logger.info("watching custom resource %s.%s/%s", target[2], target[0], target[1])
-            except KelemetryError as exc:
-                logger.debug("custom resources not listed yet: %s", exc)
-            self._stop.wait(CRD_REFRESH_SECONDS)
+    def accept(self, cluster: str, body: bytes) -> int:
+        """The webhook's entry: ingest the batch, and note that the cluster's apiserver is talking."""
+        accepted = self.ingestor.accept(cluster, body)
+        self.last_audit_us[cluster] = time.time_ns() // 1000
+        return accepted
 
-    def _sink_for(self, target: tuple[str, str, str]) -> Callable[[list[WatchItem], str], None]:
-        cluster = self.settings.webhook.default_cluster
-
-        def sink(items: list[WatchItem], _resource_version: str) -> None:
-            self.ingestor.submit_object_changes(cluster, target, items)
-
-        return sink
-
-    def _resume_point(self) -> str | None:
-        try:
-            saved = json.loads(self._resume_path.read_text())
-        except (OSError, ValueError):
-            return None
-        if saved.get("cluster") != self.settings.webhook.default_cluster:
-            return None
-        return str(saved.get("resourceVersion") or "") or None
-
-    def _save_resume_point(self, resource_version: str) -> None:
-        tmp = self._resume_path.with_suffix(".tmp")
-        tmp.write_text(
-            json.dumps(
-                {"cluster": self.settings.webhook.default_cluster, "resourceVersion": resource_version}
-            )
-        )
-        os.replace(tmp, self._resume_path)
-
-    def _on_kube_events(self, items: list[WatchItem], resource_version: str) -> None:
-        def done() -> None:
-            if resource_version:
-                self._save_resume_point(resource_version)
-
-        events = [obj for kind, obj in items if kind != "DELETED"]
-        self.ingestor.submit_kube_events(self.settings.webhook.default_cluster, events, done)
+    def health(self) -> list[ClusterHealth]:
+        """Every cluster: those connected to, and those that only send audit."""
+        connected = {c.name: c.health(self.last_audit_us.get(c.name)) for c in self.connections}
+        for name, last in self.last_audit_us.items():
+            connected.setdefault(name, ClusterHealth(name=name, connected=False, last_audit_us=last))
+        return sorted(connected.values(), key=lambda h: h.name)
 
     def _spawn(self, target: Callable[[], None], name: str) -> None:
         # Daemon only as a safety net: stop() sets _stop and joins each of them.
@@ -176,14 +123,8 @@ class Collector:
 
     def start(self) -> None:
         self.ingestor.start()
-        if self.watcher is not None:
-            self.watcher.start()
-        for watcher in self.object_watchers:
-            watcher.start()
-        if self.settings.kubeconfig and self.settings.watch_custom_resources:
-            self._spawn(self._watch_custom_resources, "kelemetry-crds")
-        if self._rediscover:
-            self._spawn(self._discover, "kelemetry-discovery")
+        for connection in self.connections:
+            connection.start()
         if self.follower is not None:
             self.follower.start()
         self._spawn(self._retain, "kelemetry-retention")
@@ -193,28 +134,13 @@ class Collector:
         for thread in self._threads:
             thread.join(timeout=30)
         self._threads.clear()
-        if self.watcher is not None:
-            self.watcher.stop()
-        for watcher in list(self.object_watchers):
-            watcher.stop()
+        for connection in self.connections:
+            connection.stop()
         self.ingestor.stop()
         if self.follower is not None:
             self.follower.stop()
         self.inbox.close()
         self.store.close()
-
-    def _discover(self) -> None:
-        """API discovery of a cluster that did not answer at start, until it does."""
-        kubeconfig = self.settings.kubeconfig
-        assert kubeconfig is not None
-        retry = backoff.DISCOVERY.start()
-        while not self._stop.wait(retry.failed()):
-            try:
-                self.resolver.update(discovery.discover(kubeconfig))
-            except KelemetryError:
-                continue
-            logger.info("API discovery of %s succeeded", kubeconfig)
-            return
 
     def apply_retention(self) -> RetentionReport:
         """One retention pass by the store's (wall) clock: ages count from when data arrived."""
@@ -249,9 +175,25 @@ class Collector:
         values["kelemetry_retention_removed_traces_total"] = removed.traces
         values["kelemetry_retention_removed_spans_total"] = removed.spans
         values["kelemetry_retention_removed_objects_total"] = removed.objects
-        if self.watcher is not None:
-            values["kelemetry_events_watch_relists_total"] = self.watcher.relists
-            values["kelemetry_events_watch_reconnects_total"] = self.watcher.reconnects
+        now = time.time_ns() // 1000
+        for health in self.health():
+            label = f'{{cluster="{health.name}"}}'
+            values[f"kelemetry_cluster_up{label}"] = 1.0 if health.state == "ok" else 0.0
+            values[f"kelemetry_cluster_watch_relists_total{label}"] = health.relists
+            values[f"kelemetry_cluster_watch_reconnects_total{label}"] = health.reconnects
+            values[f"kelemetry_cluster_watch_errors{label}"] = len(health.errors)
+            if health.last_audit_us is not None:
+                values[f"kelemetry_cluster_last_audit_age_seconds{label}"] = (
+                    now - health.last_audit_us
+                ) / 1e6
+            if health.last_watch_us is not None:
+                values[f"kelemetry_cluster_last_watch_age_seconds{label}"] = (
+                    now - health.last_watch_us
+                ) / 1e6
+            if health.watch_lag_s is not None:
+                values[f"kelemetry_cluster_watch_lag_seconds{label}"] = health.watch_lag_s
+        for name, value in self.pipeline.links.counts.items():
+            values[f'kelemetry_links_total{{outcome="{name}"}}'] = value
         for name, value in self.pipeline.events.counts.items():
             values[f'kelemetry_kube_events_total{{outcome="{name}"}}'] = value
         if self.follower is not None:
@@ -299,7 +241,7 @@ def _add_collector_routes(app: FastAPI, collector: Collector) -> None:
     settings = collector.settings
     app.include_router(
         webhook.create_router(
-            collector.ingestor.accept,
+            collector.accept,
             default_cluster=settings.webhook.default_cluster,
             max_body_bytes=settings.webhook.max_body_bytes,
             token=settings.webhook.token,
@@ -310,6 +252,11 @@ def _add_collector_routes(app: FastAPI, collector: Collector) -> None:
     @app.get("/metrics", response_class=PlainTextResponse)
     def metrics() -> str:
         return "".join(f"{name} {value:g}\n" for name, value in sorted(collector.metrics().items()))
+
+    @app.get("/api/kelemetry/fleet")
+    def fleet() -> dict[str, Any]:
+        """Each cluster the collector knows of, and whether it is talking to us."""
+        return {"data": [health.as_json() for health in collector.health()]}
 
     @app.get("/api/kelemetry/status")
     def status() -> dict[str, Any]:

@@ -27,9 +27,11 @@ from kelemetry.kube.kinds import KindResolver
 from kelemetry.model import times
 from kelemetry.receivers.auditfiles import FileStats, read_audit_file, read_kube_events_file, sniff
 from kelemetry.settings import (
+    CLUSTER_NAME,
     DEFAULT_EXCLUDED_RESOURCES,
     DEFAULT_EXCLUDED_USER_AGENTS,
     DEFAULT_WATCHED,
+    ClusterSettings,
     OtlpSettings,
     ServeSettings,
     StoreSettings,
@@ -123,9 +125,14 @@ def build_parser() -> argparse.ArgumentParser:
         )
         sub.add_argument(
             "--kubeconfig",
-            help="connect to this cluster: API discovery resolves owner kinds of custom resources, and "
-            "`serve` also watches its Kubernetes Events into the traces (default: no cluster; owner kinds "
-            "from the built-in table of standard kinds, then the pluralised kind)",
+            action="append",
+            default=[],
+            metavar="[NAME=]PATH[#CONTEXT]",
+            help="connect to a cluster: API discovery resolves owner kinds of custom resources, and "
+            "`serve` also watches its Kubernetes Events and objects into the traces. `serve` takes one per "
+            "cluster of a fleet, named (NAME=PATH, the name its apiserver's audit webhook posts to: "
+            "/audit/NAME; #CONTEXT picks a context of the file); an unnamed one is --cluster. Default: no "
+            "cluster; owner kinds from the built-in table of standard kinds, then the pluralised kind",
         )
 
     serve = commands.add_parser(
@@ -145,7 +152,17 @@ def build_parser() -> argparse.ArgumentParser:
         "the store while the endpoint is down",
     )
     serve.add_argument(
-        "--cluster", default="default", help="cluster name for POST /audit without one in the path"
+        "--cluster",
+        default="default",
+        help="cluster name for POST /audit without one in the path, and for an unnamed --kubeconfig",
+    )
+    serve.add_argument(
+        "--cluster-alias",
+        action="append",
+        default=[],
+        metavar="THEIR_NAME=OUR_NAME",
+        help="a federation system (KubeAdmiral, Karmada, ...) calls a member cluster THEIR_NAME where this "
+        "collector calls it OUR_NAME (repeatable; not needed when the names are the same)",
     )
     serve.add_argument(
         "--replay",
@@ -336,22 +353,53 @@ def _trace_settings(args: argparse.Namespace) -> TraceSettings:
     )
 
 
-def _resolver(kubeconfig: str | None, *, required: bool = True) -> tuple[KindResolver, bool]:
-    """A kind resolver for the cluster of ``kubeconfig`` (built-in kinds without one), and whether
-    discovery still has to be retried (it failed and was not ``required``)."""
-    if not kubeconfig:
-        return KindResolver(), False
+def parse_clusters(specs: Sequence[str], default_name: str) -> tuple[ClusterSettings, ...]:
+    """``--kubeconfig`` values: ``PATH`` (the cluster named --cluster) or ``NAME=PATH``, each with an
+    optional ``#CONTEXT``. Names must be valid webhook path segments and given once."""
+    found: list[ClusterSettings] = []
+    for spec in specs:
+        name, sep, rest = spec.partition("=")
+        if not sep or "/" in name or not name:
+            name, rest = default_name, spec
+        if not CLUSTER_NAME.match(name):
+            raise CliError(
+                f"invalid cluster name {name!r} in --kubeconfig {spec!r}: use letters, digits, '.', '_', '-'"
+            )
+        path, _, context = rest.partition("#")
+        if not path:
+            raise CliError(f"--kubeconfig {spec!r} names no file")
+        found.append(ClusterSettings(name, path, context or None))
+    names = [c.name for c in found]
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise CliError(
+            f"cluster {', '.join(twice)} given twice in --kubeconfig (name each cluster: NAME=PATH)"
+        )
+    return tuple(found)
+
+
+def _resolver(
+    clusters: Sequence[ClusterSettings], *, required: bool = True
+) -> tuple[KindResolver, frozenset[str]]:
+    """A kind resolver filled by the API discovery of each cluster (built-in kinds without any), and
+    the clusters whose discovery failed (retried later; only allowed when not ``required``)."""
+    resolver = KindResolver()
+    if not clusters:
+        return resolver, frozenset()
     # Imported here so commands that need no cluster never pay for loading the kubernetes client.
     from kelemetry.kube import discovery
 
-    try:
-        return KindResolver(discovery.discover(kubeconfig)), False
-    except errors.KelemetryError as exc:
-        if required:
-            raise
-        # The webhook must be up before the apiserver it serves: start anyway, discover later.
-        logger.warning("%s; using built-in kinds until the cluster answers", exc)
-        return KindResolver(), True
+    failed = set()
+    for cluster in clusters:
+        try:
+            resolver.update(discovery.discover(cluster.kubeconfig, cluster.context))
+        except errors.KelemetryError as exc:
+            if required:
+                raise
+            # The webhook must be up before the apiservers it serves: start anyway, discover later.
+            logger.warning("cluster %s: %s; using built-in kinds until it answers", cluster.name, exc)
+            failed.add(cluster.name)
+    return resolver, frozenset(failed)
 
 
 def tune_gc() -> None:
@@ -364,7 +412,8 @@ def tune_gc() -> None:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from kelemetry.app import Collector, create_app, parse_watch_target
+    from kelemetry.app import Collector, create_app
+    from kelemetry.connection import parse_watch_target
     from kelemetry.export.otlp import create_exporter
 
     host, port = parse_listen(args.listen)
@@ -375,10 +424,18 @@ def cmd_serve(args: argparse.Namespace) -> int:
             parse_watch_target(spec)
         except ValueError as exc:
             raise CliError(str(exc)) from None
+    clusters = parse_clusters(args.kubeconfig, args.cluster)
+    aliases = []
+    for spec in args.cluster_alias:
+        theirs, sep, ours = spec.partition("=")
+        if not sep or not theirs or not ours:
+            raise CliError(f"invalid --cluster-alias {spec!r}: use THEIR_NAME=OUR_NAME")
+        aliases.append((theirs, ours))
     settings = ServeSettings(
         host=host,
         port=port,
-        kubeconfig=args.kubeconfig,
+        clusters=clusters,
+        cluster_aliases=tuple(aliases),
         watch_resources=watched,
         watch_custom_resources=not (args.watch and "none" in args.watch),
         change_grace_seconds=seconds(args.change_grace),
@@ -399,13 +456,16 @@ def cmd_serve(args: argparse.Namespace) -> int:
     )
     if settings.otlp.endpoint:
         create_exporter(settings.otlp.endpoint).shutdown()  # fail fast on a malformed endpoint
-    resolver, rediscover = _resolver(args.kubeconfig, required=False)
+    resolver, undiscovered = _resolver(clusters, required=False)
     if args.replay:
         for path in args.replay:
             if not os.path.isfile(path):
                 raise CliError(f"cannot read {path}: no such file")
         _replay_files(args.replay, args.cluster, args.store, settings.trace, resolver, quiet=True)
-    collector = Collector(settings, resolver, rediscover=rediscover)
+    try:
+        collector = Collector(settings, resolver, undiscovered=undiscovered)
+    except errors.KelemetryError as exc:
+        raise CliError(str(exc)) from None
     app = create_app(collector, query.for_store(args.store))
     tune_gc()
     # The ingest worker is CPU-bound Python; a shorter GIL switch interval lets the webhook's
@@ -563,7 +623,10 @@ def cmd_replay(args: argparse.Namespace) -> int:
     for path in args.files:
         if not os.path.isfile(path):
             raise CliError(f"cannot read {path}: no such file")
-    resolver, _ = _resolver(args.kubeconfig)
+    clusters = parse_clusters(args.kubeconfig, args.cluster)
+    if len(clusters) > 1:
+        raise CliError("replay takes one --kubeconfig (the cluster the files come from)")
+    resolver, _ = _resolver(clusters)
     _replay_files(args.files, args.cluster, args.store, trace, resolver, quiet=args.quiet)
     if args.otlp_endpoint:
         from kelemetry.export.otlp import OtlpFollower

@@ -12,6 +12,7 @@ owner (its root changed), the spans of its subtree are moved to the new root's t
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
@@ -21,8 +22,11 @@ from aggregators import Aggregator, ids
 from aggregators.ordering import EventPlacer
 from kelemetry.diff import redact
 from kelemetry.diff.attribution import ChangeTracker
+from kelemetry.errors import KelemetryError
 from kelemetry.kube.kinds import KindResolver
+from kelemetry.linker import registry as linker_registry
 from kelemetry.linker.graph import OwnerGraph
+from kelemetry.linker.links import Clusters, Linker, Refusal
 from kelemetry.model.events import Event, TraceSource
 from kelemetry.model.objects import Incarnation, KnownObject, ObjectRef, OwnerLink
 from kelemetry.model.spans import SpanRecord
@@ -34,6 +38,25 @@ from kelemetry.settings import TraceSettings
 from kelemetry.store.sqlite import SpanStore
 
 logger = logging.getLogger(__name__)
+
+
+class LinkStats:
+    """Links followed and refused, by linker; a refused link is logged once per object."""
+
+    MAX_LOGGED = 100_000
+
+    def __init__(self) -> None:
+        self.counts: Counter[str] = Counter()
+        self._logged: set[Incarnation] = set()
+
+    def refused(self, obj: ObjectRef, refusal: Refusal) -> None:
+        self.counts[f"refused_{refusal.linker}"] += 1
+        if obj.incarnation in self._logged:
+            return
+        if len(self._logged) >= self.MAX_LOGGED:
+            self._logged.clear()
+        self._logged.add(obj.incarnation)
+        logger.warning("link of %s not followed (%s): %s", obj.key, refusal.linker, refusal.reason[:300])
 
 
 @dataclass
@@ -51,8 +74,14 @@ class Pipeline:
         aggregator: Aggregator,
         converter: AuditConverter,
         graph: OwnerGraph | None = None,
+        *,
+        linkers: list[Linker] | None = None,
+        clusters: Clusters | None = None,
     ) -> None:
         self.store = store
+        self.linkers = linkers if linkers is not None else []
+        self.clusters = clusters or Clusters()
+        self.links = LinkStats()
         self.aggregator = aggregator
         self.converter = converter
         self.graph = graph if graph is not None else load_graph(store)
@@ -62,6 +91,12 @@ class Pipeline:
         self.events = EventConverter(resolver)
         self.watched = WatchedObjectReceiver(resolver, converter.redactor)
         self.failed_events = 0
+
+    def _seen(self, cluster: str) -> None:
+        """A cluster that sends us data is one of ours (linkers may link into it)."""
+        names = self.clusters.names
+        if names and cluster not in names:
+            self.clusters = replace(self.clusters, names=names | {cluster})
 
     @property
     def change_grace_us(self) -> int:
@@ -74,6 +109,7 @@ class Pipeline:
     def process_audit(self, raws: Iterable[AuditEvent | Mapping[str, Any]], cluster: str) -> BatchResult:
         """Audit events in their wire form, or as plain mappings (tools, tests), which are checked into
         it first: one that does not fit is counted as failed, like any event that cannot be processed."""
+        self._seen(cluster)
         result = BatchResult()
         spans: list[SpanRecord] = []
         objects: dict[int, KnownObject] = {}
@@ -100,6 +136,7 @@ class Pipeline:
 
     def process_kube_events(self, objects_: Iterable[Mapping[str, Any]], cluster: str) -> BatchResult:
         """Kubernetes Event objects → event spans under their involved objects."""
+        self._seen(cluster)
         result = BatchResult()
         spans: list[SpanRecord] = []
         objects: dict[int, KnownObject] = {}
@@ -127,6 +164,7 @@ class Pipeline:
     ) -> BatchResult:
         """Watched object versions → owner links, diffs, and (unless an audit event claims them
         within the grace period) change spans. ``target`` is (group, version, resource)."""
+        self._seen(cluster)
         result = BatchResult()
         objects: dict[int, KnownObject] = {}
         spans: list[SpanRecord] = []
@@ -153,8 +191,11 @@ class Pipeline:
         result: BatchResult,
     ) -> None:
         ref = seen.ref
-        if seen.owner is not None:
-            owner = self.graph.resolve(seen.owner.owner)
+        link = seen.owner
+        if link is None and self.linkers:
+            link = self._linked(ref, seen.body)
+        if link is not None:
+            owner = self.graph.resolve(link.owner)
             known = ref.incarnation in self.graph
             if self.graph.set_owner(ref, owner) and known:
                 self._flush(spans, objects, result)
@@ -164,6 +205,7 @@ class Pipeline:
         else:
             self.graph.add(ref)
             _note_object(objects, ref, None, None, None)
+        self._adopt(ref, objects)
         for again in self.changes.watched_version(seen.kind, ref, seen.body, now_us):
             self._add(again, spans, objects, result)
 
@@ -208,17 +250,50 @@ class Pipeline:
         _note_object(objects, event.object, None, event.start_us, event.end_us)
 
     def _link(self, event: Event, objects: dict[int, KnownObject]) -> bool:
-        """Feed the event's object and owner to the graph; True if a known object's root changed."""
+        """Feed the event's object and its parent to the graph; True if a known object's root changed."""
         graph = self.graph
         link = event.owner
+        if link is None and event.body is not None and self.linkers:
+            link = self._linked(event.object, event.body)
         if link is None:
             graph.add(event.object)
+            self._adopt(event.object, objects)
             return False
         known = event.object.incarnation in graph
         changed = graph.set_owner(link.child, link.owner)
+        self._adopt(event.object, objects)
         _note_object(objects, link.owner, None, None, None)
         _note_object(objects, event.object, ids.object_id(link.owner.incarnation), None, None)
         return changed and known
+
+    def _linked(self, obj: ObjectRef, body: Mapping[str, Any]) -> OwnerLink | None:
+        """The parent a linker finds for an object without a controller ownerReference."""
+        for linker in self.linkers:
+            found = linker.parent(obj, body, self.clusters)
+            if found is None:
+                continue
+            if isinstance(found, Refusal):
+                self.links.refused(obj, found)
+                continue
+            parent = self.graph.resolve(found)
+            # Objects linked to this name before its uid was known will move under it (adopt): a
+            # path from the parent to them closes a cycle as surely as one to the object itself.
+            placeholder = Incarnation(obj.key, "")
+            if self.graph.would_cycle(obj.incarnation, parent.incarnation) or (
+                obj.uid and self.graph.would_cycle(placeholder, parent.incarnation)
+            ):
+                self.links.refused(obj, Refusal(linker.name, f"a link to {parent.key} would close a cycle"))
+                return None
+            self.links.counts[f"linked_{linker.name}"] += 1
+            return OwnerLink(obj, parent)
+        return None
+
+    def _adopt(self, ref: ObjectRef, objects: dict[int, KnownObject]) -> None:
+        """Objects linked to this name before its uid was known now hang under it (moved in the store)."""
+        for child in self.graph.adopt(ref):
+            _note_object(objects, self.graph.ref(child), ids.object_id(ref.incarnation), None, None)
+            if self.store.windows_of([ids.object_id(n) for n in self.graph.subtree(child)]):
+                self._retrace(child)
 
     def _retrace(self, obj: Incarnation) -> int:
         """Move ``obj``'s subtree into its new root's traces; returns the spans written."""
@@ -291,15 +366,33 @@ def _max(a: int | None, b: int | None) -> int | None:
     return b if a is None else a if b is None else max(a, b)
 
 
-def build(store: SpanStore, trace: TraceSettings, resolver: KindResolver) -> Pipeline:
+def build(
+    store: SpanStore,
+    trace: TraceSettings,
+    resolver: KindResolver,
+    *,
+    clusters: Clusters | None = None,
+    linker_names: tuple[str, ...] = linker_registry.DEFAULT,
+) -> Pipeline:
     """The pipeline for a store and trace settings: the one way `serve` and `replay` make theirs, so a
-    replayed log is traced exactly as the live webhook would trace it."""
+    replayed log is traced exactly as the live webhook would trace it. ``clusters``: the fleet the
+    linkers may link into (default: any cluster, as a replay of one cluster cannot know the others)."""
     converter = AuditConverter(
         resolver,
         AuditFilter.from_strings(trace.excluded_resources, trace.excluded_user_agents),
         redact.with_rules(trace.redact),
     )
-    return Pipeline(store, aggregators.create(trace.aggregator, trace.window_seconds), converter)
+    factories = linker_registry.registry()
+    unknown = sorted(set(linker_names) - set(factories))
+    if unknown:
+        raise KelemetryError(f"unknown linker(s) {', '.join(unknown)}; known: {', '.join(sorted(factories))}")
+    return Pipeline(
+        store,
+        aggregators.create(trace.aggregator, trace.window_seconds),
+        converter,
+        linkers=[factories[name]() for name in linker_names],
+        clusters=clusters or Clusters(),
+    )
 
 
 def load_graph(store: SpanStore) -> OwnerGraph:

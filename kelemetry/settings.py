@@ -6,6 +6,7 @@ except the token, so a secret never has to appear on a command line.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 DEFAULT_EXCLUDED_RESOURCES = ("events", "events.k8s.io/events", "coordination.k8s.io/leases")
@@ -81,13 +82,27 @@ DEFAULT_WATCHED = (
 )
 
 
+CLUSTER_NAME = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9._-]{0,61}[A-Za-z0-9])?$")
+"""A cluster name: it is also the last segment of the webhook's path (``/audit/<name>``)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ClusterSettings:
+    """A cluster the collector connects to: API discovery resolves owner kinds (custom resources),
+    its Events are watched, and so are the objects of ``watch_resources``. Its apiserver sends audit
+    to ``/audit/<name>``."""
+
+    name: str
+    kubeconfig: str
+    context: str | None = None
+
+
 @dataclass(frozen=True, slots=True)
 class ServeSettings:
     host: str = "127.0.0.1"
     port: int = 8080
-    kubeconfig: str | None = None
-    """When set, API discovery of that cluster resolves owner kinds (custom resources), its Events
-    are watched, and so are the objects of ``watch_resources``."""
+    clusters: tuple[ClusterSettings, ...] = ()
+    """The clusters to connect to (none: the webhook alone)."""
     watch_resources: tuple[str, ...] = DEFAULT_WATCHED
     """``RESOURCE[.GROUP][/VERSION]`` whose changes become diffs and, when no audit event claims them
     within ``change_grace_seconds``, change spans; default: workloads, pods, services, configmaps, nodes."""
@@ -100,3 +115,5 @@ class ServeSettings:
     trace: TraceSettings = field(default_factory=TraceSettings)
     webhook: WebhookSettings = field(default_factory=WebhookSettings)
     otlp: OtlpSettings = field(default_factory=OtlpSettings)
+    cluster_aliases: tuple[tuple[str, str], ...] = ()
+    """A federation system's name of a member cluster → ours, where they differ."""

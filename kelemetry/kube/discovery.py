@@ -83,9 +83,9 @@ def discover(kubeconfig: str | None, context: str | None = None) -> dict[tuple[s
         api_client.close()
 
 
-def custom_resources(kubeconfig: str) -> list[tuple[str, str, str]]:
+def custom_resources(kubeconfig: str, context: str | None = None) -> list[tuple[str, str, str]]:
     """(group, served storage version, plural) of every CustomResourceDefinition of the cluster."""
-    api_client = api_client_for(kubeconfig)
+    api_client = api_client_for(kubeconfig, context)
     try:
         response: Any = client.ApiextensionsV1Api(api_client).list_custom_resource_definition(
             _preload_content=False

@@ -66,8 +66,9 @@ class ResourceWatcher:
         version: str = "v1",
         resource: str = "events",
         resume_from: str | None = None,
+        context: str | None = None,
     ) -> None:
-        self._api_client = api_client_for(kubeconfig)
+        self._api_client = api_client_for(kubeconfig, context)
         self.group, self.version, self.resource = group, version, resource
         if group == "":
             if resource not in _CORE_LISTS:
@@ -85,6 +86,8 @@ class ResourceWatcher:
         self._sink = sink
         self.resource_version = resume_from
         self.relists = 0
+        self.last_error = ""
+        """Why the last attempt failed ("" once a watch ran again): a cluster's health at a glance."""
         self.reconnects = 0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -116,6 +119,7 @@ class ResourceWatcher:
                     self._list()
                 self._watch()
                 retry.succeeded()
+                self.last_error = ""
             except Gone:
                 logger.info(
                     "watch of %s: resourceVersion %s is gone; listing again",
@@ -128,6 +132,7 @@ class ResourceWatcher:
                 if self._stop.is_set():
                     return
                 self.reconnects += 1
+                self.last_error = _describe(exc)[:300]
                 status = getattr(exc, "status", None)
                 if status == 410:
                     self.resource_version = None

@@ -94,6 +94,33 @@ class OwnerGraph:
         graph.add_edge(child_node, owner_node)
         return True
 
+    def would_cycle(self, child: Incarnation, owner: Incarnation) -> bool:
+        graph = self._graph
+        return child == owner or (
+            owner in graph and child in graph and bool(nx.has_path(graph, owner, child))
+        )
+
+    def adopt(self, ref: ObjectRef) -> list[Incarnation]:
+        """``ref`` is a name's real incarnation: objects that were placed under the name before its
+        uid was known (a parent a linker named without a uid) move under it. Returns them."""
+        placeholder = Incarnation(ref.key, "")
+        graph = self._graph
+        if not ref.uid or placeholder not in graph:
+            return []
+        self.add(ref)
+        node = ref.incarnation
+        # A child whose move would close a cycle (it is also this object's parent) stays where it was.
+        moved = [
+            child for child in list(graph.predecessors(placeholder)) if not self.would_cycle(child, node)
+        ]
+        for child in moved:
+            graph.remove_edge(child, placeholder)
+            graph.add_edge(child, node)
+        if not list(graph.predecessors(placeholder)) and not list(graph.successors(placeholder)):
+            graph.remove_node(placeholder)
+            self._refs.pop(placeholder, None)
+        return moved
+
     def owner_of(self, obj: Incarnation) -> Incarnation | None:
         graph = self._graph
         if obj not in graph:

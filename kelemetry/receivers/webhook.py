@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hmac
 import logging
-import re
 from collections import Counter
 from collections.abc import Callable
 from typing import Annotated
@@ -21,12 +20,11 @@ from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from kelemetry import errors
+from kelemetry.settings import CLUSTER_NAME
 
 logger = logging.getLogger(__name__)
 
 AcceptFn = Callable[[str, bytes], int]
-
-_CLUSTER_NAME = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9._-]{0,61}[A-Za-z0-9])?$")
 
 
 def _problem(status: int, reason: str, counters: Counter[str], counter: str) -> JSONResponse:
@@ -45,7 +43,7 @@ def create_router(
             expected = f"Bearer {token}".encode()
             if authorization is None or not hmac.compare_digest(authorization.encode(), expected):
                 return _problem(401, "missing or wrong bearer token", counters, "webhook_unauthorized")
-        if not _CLUSTER_NAME.match(cluster):
+        if not CLUSTER_NAME.match(cluster):
             return _problem(400, f"invalid cluster name {cluster[:80]!r}", counters, "webhook_bad_cluster")
         declared = request.headers.get("content-length")
         if declared is not None and declared.isdigit() and int(declared) > max_body_bytes:

@@ -16,10 +16,11 @@ import orjson
 import pytest
 
 from kelemetry.app import Collector
+from kelemetry.errors import KelemetryError
 from kelemetry.ingest import AuditBatch
 from kelemetry.kube.kinds import KindResolver
 from kelemetry.receivers import auditwire
-from kelemetry.settings import ServeSettings, StoreSettings
+from kelemetry.settings import ClusterSettings, ServeSettings, StoreSettings
 from tests.factories import audit_event, event_list, hierarchy_events
 
 
@@ -27,30 +28,83 @@ def ours() -> set[str]:
     return {t.name for t in threading.enumerate() if t.name.startswith("kelemetry-")}
 
 
-def test_stop_joins_every_thread_start_began(tmp_path: Path) -> None:
-    before = ours()
-    kubeconfig = tmp_path / "kubeconfig"
-    # A cluster that never answers: discovery keeps being retried by a thread of the collector's.
-    kubeconfig.write_text(
-        '{"apiVersion":"v1","kind":"Config","clusters":[{"name":"c","cluster":{"server":"http://127.0.0.1:9"}}],'
+def unreachable_kubeconfig(path: Path) -> str:
+    path.write_text(
+        '{"apiVersion":"v1","kind":"Config",'
+        '"clusters":[{"name":"c","cluster":{"server":"http://127.0.0.1:9"}}],'
         '"users":[{"name":"u","user":{"token":"t"}}],'
         '"contexts":[{"name":"x","context":{"cluster":"c","user":"u"}}],"current-context":"x"}'
     )
+    return str(path)
+
+
+def test_stop_joins_every_thread_start_began(tmp_path: Path) -> None:
+    before = ours()
+    # Two clusters that never answer: each retries discovery and its watches on threads of its own.
     settings = ServeSettings(
         store=StoreSettings(path=str(tmp_path / "k.db")),
-        kubeconfig=str(kubeconfig),
+        clusters=(
+            ClusterSettings("member-1", unreachable_kubeconfig(tmp_path / "m1")),
+            ClusterSettings("member-2", unreachable_kubeconfig(tmp_path / "m2")),
+        ),
         watch_resources=("deployments.apps",),
         watch_custom_resources=True,
     )
-    collector = Collector(settings, KindResolver(), rediscover=True)
+    collector = Collector(settings, KindResolver(), undiscovered=frozenset({"member-1", "member-2"}))
     collector.start()
     started = ours() - before
-    assert {"kelemetry-ingest", "kelemetry-retention", "kelemetry-discovery", "kelemetry-crds"} <= started
+    assert {"kelemetry-ingest", "kelemetry-retention"} <= started
+    for member in ("member-1", "member-2"):
+        assert {f"kelemetry-discovery-{member}", f"kelemetry-crds-{member}"} <= started
     assert any(name.startswith("kelemetry-watch-") for name in started)
     stopped_at = time.monotonic()
     collector.stop()
     assert time.monotonic() - stopped_at < 20
     assert ours() - before == set()
+
+
+def test_each_cluster_shows_its_own_health_and_one_bad_member_does_not_stop_the_others(
+    tmp_path: Path,
+) -> None:
+    settings = ServeSettings(
+        store=StoreSettings(path=str(tmp_path / "k.db")),
+        clusters=(ClusterSettings("member-1", unreachable_kubeconfig(tmp_path / "m1")),),
+        watch_resources=(),
+        watch_custom_resources=False,
+    )
+    collector = Collector(settings, KindResolver(), undiscovered=frozenset({"member-1"}))
+    collector.start()
+    try:
+        # A cluster that only sends audit (no kubeconfig) is traced all the same.
+        body = orjson.dumps(event_list(hierarchy_events()))
+        assert collector.accept("host", body) == 3
+        assert collector.ingestor.wait_idle(10)
+
+        def member_degraded() -> bool:
+            member = next(h for h in collector.health() if h.name == "member-1")
+            return member.state == "degraded" and any("watch of events" in e for e in member.errors)
+
+        deadline = time.monotonic() + 15
+        while not member_degraded():
+            assert time.monotonic() < deadline, collector.health()
+            time.sleep(0.1)
+        host = next(h for h in collector.health() if h.name == "host")
+        assert host.state == "audit only" and host.last_audit_us is not None
+        assert collector.store.counts().get("spans_audit") == 3
+        metrics = collector.metrics()
+        assert metrics['kelemetry_cluster_up{cluster="member-1"}'] == 0.0
+        assert metrics['kelemetry_cluster_watch_errors{cluster="member-1"}'] >= 1
+    finally:
+        collector.stop()
+
+
+def test_a_cluster_named_twice_is_refused(tmp_path: Path) -> None:
+    settings = ServeSettings(
+        store=StoreSettings(path=str(tmp_path / "k.db")),
+        clusters=(ClusterSettings("a", "x"), ClusterSettings("a", "y")),
+    )
+    with pytest.raises(KelemetryError, match="given twice: a"):
+        Collector(settings)
 
 
 def test_a_batch_is_decoded_once_and_the_worker_traces_what_was_accepted(
