@@ -144,6 +144,11 @@ export function buildModel(trace, target) {
       if (log.timestamp > end) end = log.timestamp;
     }
   }
+  // A fleet's tree crosses clusters: then every object row names its cluster.
+  const clusters = new Set([...nodes.values()].filter((n) => n.isObject).map((n) => n.tags.cluster || ""));
+  if (clusters.size > 1) {
+    for (const node of nodes.values()) if (node.isObject) node.label += ` @${node.tags.cluster || "?"}`;
+  }
   const roots = [];
   for (const node of nodes.values()) {
     const refs = node.span.references || [];

@@ -106,9 +106,11 @@ class SearchPage {
     this.name.value = this.params.get("name") || "";
     this.customBox.hidden = this.range.value !== "custom";
 
-    const [clusters, modes] = await Promise.allSettled([
+    const [clusters, modes, fleet] = await Promise.allSettled([
       getJSON("/api/kelemetry/clusters"),
       getJSON("/api/kelemetry/modes"),
+      // Only a collector has this (a frontend reading a store or Jaeger does not): state per cluster.
+      getJSON("/api/kelemetry/fleet"),
     ]);
     if (modes.status === "fulfilled") this.modes = modes.value;
     this.fillModes();
@@ -118,12 +120,26 @@ class SearchPage {
       return;
     }
     const names = clusters.value.data || [];
-    this.cluster.replaceChildren(...names.map((c) => h("option", { value: c }, c)));
+    const health = new Map(
+      fleet.status === "fulfilled" ? (fleet.value.data || []).map((c) => [c.name, c]) : [],
+    );
+    const option = (name) => {
+      const state = health.get(name);
+      const note = state && state.state !== "ok" ? ` — ${state.state}` : "";
+      const title = state && state.errors && state.errors.length ? state.errors.join("\n") : null;
+      return h("option", { value: name, title, dataset: { state: state ? state.state : null } }, `${name}${note}`);
+    };
+    // With several clusters (a fleet), a name can be looked up across all of them.
+    this.anyCluster = names.length > 1;
+    this.cluster.replaceChildren(
+      ...names.map(option),
+      ...(this.anyCluster ? [h("option", { value: "" }, "any cluster")] : []),
+    );
     if (!names.length) {
       this.showError("No cluster has been recorded yet: point an apiserver's audit webhook at Kelemetry or replay a log.");
     }
     const wanted = this.params.get("cluster");
-    if (wanted && names.includes(wanted)) this.cluster.value = wanted;
+    if (wanted !== null && (names.includes(wanted) || (wanted === "" && names.length > 1))) this.cluster.value = wanted;
     await this.loadResources(this.params.get("resource"));
     document.body.dataset.state = "ready";
     (this.name.value ? this.submit : this.name).focus();
@@ -146,13 +162,13 @@ class SearchPage {
   async loadResources(wanted) {
     const cluster = this.cluster.value;
     this.resource.replaceChildren(h("option", { value: "" }, "loading…"));
-    if (!cluster) return;
+    if (!cluster && !this.anyCluster) return;
     try {
-      const body = await getJSON(apiUrl("/api/kelemetry/resources", { cluster }));
+      const body = await getJSON(apiUrl("/api/kelemetry/resources", { cluster: cluster || undefined }));
       this.resources = body.data || [];
     } catch (err) {
       this.resources = [];
-      this.showError(`Cannot load the resources of ${cluster}: ${describeError(err)}`);
+      this.showError(`Cannot load the resources of ${cluster || "the clusters"}: ${describeError(err)}`);
     }
     const sorted = this.resources.slice().sort((a, b) => (a.kind || a.resource).localeCompare(b.kind || b.resource));
     this.resource.replaceChildren(
@@ -207,10 +223,10 @@ class SearchPage {
 
   async suggest() {
     const cluster = this.cluster.value;
-    if (!cluster) return;
+    if (!cluster && !this.anyCluster) return;
     if (this.suggestAbort) this.suggestAbort.abort();
     const abort = (this.suggestAbort = new AbortController());
-    const params = { cluster, q: this.name.value.trim(), limit: 20 };
+    const params = { cluster: cluster || undefined, q: this.name.value.trim(), limit: 20 };
     if (this.resource.value) Object.assign(params, splitResource(this.resource.value));
     if (this.namespace.value.trim()) params.namespace = this.namespace.value.trim();
     let items;
@@ -329,7 +345,7 @@ class SearchPage {
     this.results.replaceChildren();
     const cluster = this.cluster.value;
     const name = this.name.value.trim();
-    if (!cluster) return this.showError("Pick a cluster.");
+    if (!cluster && !this.anyCluster) return this.showError("Pick a cluster.");
     if (!this.resource.value) return this.showError("Pick a resource (or pick a name from the suggestions).");
     if (!name) return this.showError("Type the object's name.");
     let range;
