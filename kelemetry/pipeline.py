@@ -27,6 +27,7 @@ from kelemetry.kube.kinds import KindResolver
 from kelemetry.linker import registry as linker_registry
 from kelemetry.linker.graph import OwnerGraph
 from kelemetry.linker.links import Clusters, Linker, Refusal
+from kelemetry.linker.systems.rules import Rule, load_rules
 from kelemetry.model.events import Event, TraceSource
 from kelemetry.model.objects import Incarnation, KnownObject, ObjectRef, OwnerLink
 from kelemetry.model.spans import SpanRecord
@@ -382,7 +383,14 @@ def build(
         AuditFilter.from_strings(trace.excluded_resources, trace.excluded_user_agents),
         redact.with_rules(trace.redact),
     )
-    factories = linker_registry.registry()
+    user_rules: tuple[Rule, ...] = ()
+    if trace.link_rules:
+        try:
+            user_rules = load_rules(trace.link_rules)
+        except (OSError, ValueError) as exc:
+            raise KelemetryError(f"cannot use the link rules {trace.link_rules}: {exc}") from None
+        linker_names = (*linker_names, "rules")
+    factories = linker_registry.registry(user_rules=user_rules)
     unknown = sorted(set(linker_names) - set(factories))
     if unknown:
         raise KelemetryError(f"unknown linker(s) {', '.join(unknown)}; known: {', '.join(sorted(factories))}")

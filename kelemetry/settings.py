@@ -43,6 +43,9 @@ class TraceSettings:
     redact: tuple[str, ...] = ()
     """Extra fields whose values never leave the collector, as ``RESOURCE[.GROUP]:FIELD``
     (``configmaps:data``); Secret ``data`` and ``stringData`` are always redacted."""
+    link_rules: str | None = None
+    """A file of user link rules (label/annotation selectors → a parent; `kelemetry.linker.systems.rules`)
+    for in-house systems; the built-in linkers always run."""
 
 
 @dataclass(frozen=True, slots=True)

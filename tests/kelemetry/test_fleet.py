@@ -205,3 +205,33 @@ def test_a_link_that_would_close_a_cycle_is_refused(tmp_path: Path) -> None:
     assert pipeline.links.counts == {"linked_annotation": 1, "refused_annotation": 1}
     root = pipeline.graph.root(pipeline.graph.resolve(_ref("member-1", "a")).incarnation)
     assert (root.key.cluster, root.key.name) == ("member-2", "b")
+
+
+def test_user_link_rules_from_a_file_link_in_house_objects(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(
+        "rules:\n"
+        "  - name: app-owner\n"
+        "    match: {resource: deployments, labels: {app.example.com/owner: null}}\n"
+        "    parent: {cluster: host, group: apps, resource: deployments, name: '{labels[app.example.com/owner]}'}\n"
+    )
+    owned = deployment("worker", "w-1", 10)
+    for side in ("requestObject", "responseObject"):
+        owned[side]["metadata"]["labels"] = {"app.example.com/owner": "fleet"}
+    host_log, member_log = tmp_path / "host.log", tmp_path / "member.log"
+    host_log.write_text(json.dumps(deployment("fleet", "host-d", 0)) + "\n")
+    member_log.write_text(json.dumps(owned) + "\n")
+    store = tmp_path / "k.db"
+    for path, cluster in ((host_log, "host"), (member_log, "member-1")):
+        argv = ["replay", "--quiet", "--cluster", cluster, "--store", str(store), str(path)]
+        assert cli.main([*argv, "--link-rules", str(rules)]) == 0
+    trace = trace_of(store, "member-1", "deployments", "worker")
+    assert (trace.root.span.key.cluster, trace.root.span.key.name) == ("host", "fleet")
+
+    rules.write_text("rules: [1")
+    capsys.readouterr()
+    assert cli.main(["replay", "--store", str(store), str(host_log), "--link-rules", str(rules)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("kelemetry: error: cannot use the link rules") and err.count("\n") == 1
