@@ -215,7 +215,8 @@ def test_user_link_rules_from_a_file_link_in_house_objects(
         "rules:\n"
         "  - name: app-owner\n"
         "    match: {resource: deployments, labels: {app.example.com/owner: null}}\n"
-        "    parent: {cluster: host, group: apps, resource: deployments, name: '{labels[app.example.com/owner]}'}\n"
+        "    parent:\n"
+        "      {cluster: host, group: apps, resource: deployments, name: '{labels[app.example.com/owner]}'}\n"
     )
     owned = deployment("worker", "w-1", 10)
     for side in ("requestObject", "responseObject"):
