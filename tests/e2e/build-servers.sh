@@ -2,7 +2,7 @@
 # Build the real servers the end-to-end tests run, through the Go module proxy, into a cache
 # outside the repository keyed by version. A second run finds the binaries and returns at once.
 #
-#   tests/e2e/build-servers.sh [k8s|kwok|jaeger|all]
+#   tests/e2e/build-servers.sh [k8s|kwok|jaeger|kubeadmiral|all]
 #
 # Cache: ${KELEMETRY_CACHE:-$HOME/.cache/kelemetry-py}/bin/<component>-<version>/
 set -euo pipefail
@@ -10,6 +10,7 @@ set -euo pipefail
 K8S_VERSION="${K8S_VERSION:-1.33.13}"
 KWOK_VERSION="${KWOK_VERSION:-v0.7.0}"
 JAEGER_VERSION="${JAEGER_VERSION:-v1.76.0}"
+KUBEADMIRAL_VERSION="${KUBEADMIRAL_VERSION:-v1.0.0}"
 CACHE="${KELEMETRY_CACHE:-$HOME/.cache/kelemetry-py}"
 export GOTOOLCHAIN=local CGO_ENABLED=0 GOFLAGS=-trimpath
 
@@ -89,10 +90,65 @@ build_jaeger() {
   go build -ldflags "-s -w" -o "$out/jaeger" github.com/jaegertracing/jaeger/cmd/jaeger
 }
 
+build_kubeadmiral() {
+  local out="$CACHE/bin/kubeadmiral-$KUBEADMIRAL_VERSION"
+  local module=github.com/kubewharf/kubeadmiral
+  if [[ -x "$out/kubeadmiral-controller-manager" ]]; then log "kubeadmiral $KUBEADMIRAL_VERSION cached in $out"; return; fi
+  need_go
+  local work="$CACHE/src/kubeadmiral-$KUBEADMIRAL_VERSION"
+  mkdir -p "$work" "$out"
+  cd "$work"
+  # The tool line is the last thing the setup writes: without it, a setup that failed half way
+  # is done again from the start.
+  if ! grep -q "^tool $module/cmd/controller-manager" go.mod 2>/dev/null; then
+    rm -f go.mod go.sum
+    go mod init local/kubeadmiralservers >/dev/null 2>&1
+    # KubeAdmiral's go.mod holds its Kubernetes libraries at v0.26.6 through replace directives,
+    # which only apply inside its own repository (so `go install module@version` is refused);
+    # repeat them here, read from the module's own go.mod so they follow the pinned version.
+    local info gomod replaces r
+    if ! info="$(go mod download -json "$module@$KUBEADMIRAL_VERSION" 2>&1)"; then
+      log "could not download $module@$KUBEADMIRAL_VERSION: $info"
+      exit 1
+    fi
+    gomod="$(sed -n 's/^[[:space:]]*"GoMod": "\(.*\)",$/\1/p' <<<"$info")"
+    replaces="$(go mod edit -json "$gomod" | python3 -c '
+import json, sys
+for r in json.load(sys.stdin).get("Replace") or []:
+    print(r["Old"]["Path"] + "=" + r["New"]["Path"] + "@" + r["New"]["Version"])
+')"
+    for r in $replaces; do go mod edit -replace="$r"; done
+    go get -tool "$module/cmd/controller-manager@$KUBEADMIRAL_VERSION"
+    go mod tidy
+  fi
+  log "building kubeadmiral-controller-manager $KUBEADMIRAL_VERSION"
+  go build -ldflags "-s -w" -o "$out/kubeadmiral-controller-manager" "$module/cmd/controller-manager"
+}
+
+# Each build uses every core while it compiles, but downloading modules and linking leave them
+# idle, so the KubeAdmiral build runs beside the others instead of after them.
+build_all() {
+  local log_file="$CACHE/kubeadmiral-build.log" pid rc admiral_rc
+  mkdir -p "$CACHE"
+  (build_kubeadmiral) >"$log_file" 2>&1 &
+  pid=$!
+  # A failure of the others still waits for the KubeAdmiral build, so no go build outlives the script.
+  set +e
+  (set -e; build_k8s; build_kwok; build_jaeger)
+  rc=$?
+  wait "$pid"
+  admiral_rc=$?
+  set -e
+  cat "$log_file" >&2
+  if [[ $admiral_rc != 0 ]]; then log "building kubeadmiral failed"; fi
+  if [[ $rc != 0 || $admiral_rc != 0 ]]; then exit 1; fi
+}
+
 case "${1:-all}" in
   k8s) build_k8s ;;
   kwok) build_kwok ;;
   jaeger) build_jaeger ;;
-  all) build_k8s; build_kwok; build_jaeger ;;
+  kubeadmiral) build_kubeadmiral ;;
+  all) build_all ;;
   *) log "unknown component $1"; exit 2 ;;
 esac

@@ -20,6 +20,7 @@ import httpx
 import pytest
 import yaml
 
+from tests.e2e.fleet import FLEET_SERVERS, Fleet
 from tests.e2e.servers import (
     ADMIN_TOKEN,
     CLUSTER,
@@ -45,7 +46,9 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     report = outcome.get_result()  # type: ignore[attr-defined]
     if report.when == "call" and report.failed:
         # The servers' own words are what explain an e2e failure; pytest prints these sections.
-        for name, server in SERVERS.items():
+        # A fleet test gets the fleet's servers (and collector), not the single cluster's.
+        servers = FLEET_SERVERS if "fleet" in item.fixturenames else SERVERS
+        for name, server in servers.items():
             report.sections.append((f"{name} log, last lines ({server.log_path})", server.tail(30)))
 
 
@@ -403,5 +406,21 @@ def cluster(
         plane.stop()
         raise
     print(f"e2e: control plane ready in {time.monotonic() - started:.0f}s", file=sys.stderr)
+    yield plane
+    plane.stop()
+
+
+@pytest.fixture(scope="session")
+def fleet(binaries: Binaries, run_dir: Path) -> Iterator[Fleet]:
+    """A KubeAdmiral fleet (host, member-1, member-2) and a collector connected to all three
+    (tests/e2e/fleet.py); started only for the tests that ask for it."""
+    plane = Fleet(binaries, run_dir / "fleet")
+    started = time.monotonic()
+    try:
+        plane.start()
+    except Exception:
+        plane.stop()
+        raise
+    print(f"e2e: fleet ready in {time.monotonic() - started:.0f}s", file=sys.stderr)
     yield plane
     plane.stop()

@@ -28,6 +28,8 @@ CACHE = Path(os.environ.get("KELEMETRY_CACHE", Path.home() / ".cache" / "kelemet
 K8S_VERSION = os.environ.get("K8S_VERSION", "1.33.13")
 KWOK_VERSION = os.environ.get("KWOK_VERSION", "v0.7.0")
 JAEGER_VERSION = os.environ.get("JAEGER_VERSION", "v1.76.0")
+KUBEADMIRAL_VERSION = os.environ.get("KUBEADMIRAL_VERSION", "v1.0.0")
+KUBEADMIRAL_MODULE = "github.com/kubewharf/kubeadmiral"
 CLUSTER = "tracetest"
 ADMIN_TOKEN = "admin-token"
 
@@ -46,6 +48,7 @@ class Binaries:
     jaeger: Path
     etcd: Path
     kelemetry: Path
+    kubeadmiral: Path
 
 
 def build() -> Binaries:
@@ -68,7 +71,28 @@ def build() -> Binaries:
         jaeger=CACHE / "bin" / f"jaeger-{JAEGER_VERSION}" / "jaeger",
         etcd=Path(etcd),
         kelemetry=Path(sys.executable).with_name("kelemetry"),
+        kubeadmiral=CACHE / "bin" / f"kubeadmiral-{KUBEADMIRAL_VERSION}" / "kubeadmiral-controller-manager",
     )
+
+
+def kubeadmiral_source() -> Path:
+    """KubeAdmiral's module tree (its CRDs and sample FederatedTypeConfigs) in the Go module cache.
+
+    The build downloaded it already; `go mod download` answers from the cache then, and fetches it
+    again through the module proxy if the cache was cleaned since. Nothing of it is committed here.
+    """
+    result = subprocess.run(
+        ["go", "mod", "download", "-json", f"{KUBEADMIRAL_MODULE}@{KUBEADMIRAL_VERSION}"],
+        capture_output=True,
+        text=True,
+        check=False,
+        env={**os.environ, "GOTOOLCHAIN": "local", "GOFLAGS": "-mod=mod"},
+        # Outside any module, so no go.mod of ours (or of the caller's directory) is consulted.
+        cwd=CACHE if CACHE.is_dir() else None,
+    )
+    if result.returncode != 0:
+        raise HarnessError(f"could not locate {KUBEADMIRAL_MODULE}@{KUBEADMIRAL_VERSION}: {result.stderr}")
+    return Path(json.loads(result.stdout)["Dir"])
 
 
 def free_port() -> int:
