@@ -22,11 +22,27 @@ def format_time(time_us: int) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
 
 
+def _spans_clusters(view: View) -> bool:
+    """Whether the view's objects come from more than one cluster: only then do rows name theirs
+    (two member copies of a federated Deployment otherwise read the same)."""
+    clusters: set[str] = set()
+    stack = [view.root]
+    while stack:
+        node = stack.pop()
+        if node.is_object and node.record is not None:
+            clusters.add(node.record.key.cluster)
+            if len(clusters) > 1:
+                return True
+        stack.extend(node.children)
+    return False
+
+
 def render_tree(view: View) -> str:
     """The classic layout: drawn as a tree, objects with their kind, version, namespace and uid (the
     looked-up one marked), requests, Events and changes one line each with their logs below; the
     merge warnings last. Meant for ``tree``-mode views, where every request is a span of its own."""
     lines: list[str] = []
+    name_cluster = _spans_clusters(view)
 
     def describe(node: ViewSpan) -> str:
         span = node.record
@@ -38,6 +54,8 @@ def render_tree(view: View) -> str:
                 details.append(f"namespace {span.key.namespace}")
             if span.uid:
                 details.append(f"uid {span.uid}")
+            if name_cluster:
+                details.append(f"cluster {span.key.cluster}")
             marker = "  <- looked up" if span.object_id == view.target.object_id else ""
             return f"{span.key.display}  [{', '.join(details)}]{marker}"
         if span.source is TraceSource.CHANGE:
@@ -117,13 +135,15 @@ def render_outline(view: View) -> str:
     """The layout of ``dump --mode``: each span indented under its parent, then its logs (in
     ``tracing`` and ``grouped``, the requests and Events folded into them), warnings after the span."""
     lines: list[str] = []
+    name_cluster = _spans_clusters(view)
     stack: list[tuple[ViewSpan, int]] = [(view.root, 0)]
     while stack:
         span, depth = stack.pop()
         pad = "    " * depth
         if span.is_object and span.record is not None:
             record = span.record
-            details = ", ".join(d for d in (record.kind, record.uid and f"uid {record.uid}") if d)
+            cluster = f"cluster {record.key.cluster}" if name_cluster else ""
+            details = ", ".join(d for d in (record.kind, record.uid and f"uid {record.uid}", cluster) if d)
             head = f"{record.key.display}  [{details}]" if details else record.key.display
         else:
             head = f"{format_time(span.start_us)}  {span.service}: {span.operation}"

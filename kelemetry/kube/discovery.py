@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import json
 import logging
+import warnings
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+import urllib3
 from kubernetes import client, config
 
 from kelemetry.errors import KelemetryError
@@ -43,14 +45,29 @@ def parse_resource_lists(lists: Iterable[Mapping[str, Any]]) -> dict[tuple[str, 
     return table
 
 
+# Kubeconfigs already told that their TLS is not verified: urllib3 would say it on every request.
+_INSECURE_TOLD: set[tuple[str | None, str | None]] = set()
+
+
 def api_client_for(kubeconfig: str | None, context: str | None = None) -> Any:
     """A client for the cluster of a kubeconfig; a bad file is one clear error."""
     try:
-        return config.new_client_from_config(  # type: ignore[no-untyped-call]
+        api_client = config.new_client_from_config(  # type: ignore[no-untyped-call]
             config_file=kubeconfig, context=context
         )
     except Exception as exc:
         raise KelemetryError(f"cannot load kubeconfig {kubeconfig or '(default)'}: {exc}") from exc
+    if not api_client.configuration.verify_ssl and (kubeconfig, context) not in _INSECURE_TOLD:
+        _INSECURE_TOLD.add((kubeconfig, context))
+        # Said once per kubeconfig here instead of once per request by urllib3.
+        warnings.filterwarnings("ignore", category=urllib3.exceptions.InsecureRequestWarning)
+        logger.warning(
+            "kubeconfig %s%s skips TLS verification (insecure-skip-tls-verify): "
+            "the apiserver's identity is not checked",
+            kubeconfig or "(default)",
+            f" context {context}" if context else "",
+        )
+    return api_client
 
 
 def discover(kubeconfig: str | None, context: str | None = None) -> dict[tuple[str, str], ResourceInfo]:

@@ -12,6 +12,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Generator, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -93,33 +94,13 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
         process.wait(timeout=10)
 
 
-@pytest.fixture(scope="session")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    """`kelemetry serve` with the deployment sample replayed into a fresh store."""
-    work = tmp_path_factory.mktemp("browser-server")
-    # A name deleted and created again, beside the real sample: the trace page lists the other object.
-    reuse = work / "reuse.log"
-    reuse.write_text("".join(json.dumps(event) + "\n" for event in reuse_stream()))
+@contextmanager
+def serving(work: Path, *args: str) -> Iterator[Server]:
+    """`kelemetry serve` on a free loopback port with `args` (store, clusters, replays), until the
+    block ends; a server that exits or never answers /healthz fails the test with its log."""
     port = _free_port()
     log_path = work / "serve.log"
-    command = [
-        sys.executable,
-        "-m",
-        "kelemetry",
-        "serve",
-        "--listen",
-        f"127.0.0.1:{port}",
-        "--store",
-        str(work / "k.db"),
-        "--cluster",
-        CLUSTER,
-        "--replay",
-        str(SAMPLE / "audit.log"),
-        "--replay",
-        str(SAMPLE / "events.jsonl"),
-        "--replay",
-        str(reuse),
-    ]
+    command = [sys.executable, "-m", "kelemetry", "serve", "--listen", f"127.0.0.1:{port}", *args]
     with log_path.open("wb") as log:
         process = subprocess.Popen(command, cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT)
     srv = Server(f"http://127.0.0.1:{port}", process, log_path)
@@ -140,6 +121,19 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         yield srv
     finally:
         _stop(process)
+
+
+@pytest.fixture(scope="session")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """`kelemetry serve` with the deployment sample replayed into a fresh store."""
+    work = tmp_path_factory.mktemp("browser-server")
+    # A name deleted and created again, beside the real sample: the trace page lists the other object.
+    reuse = work / "reuse.log"
+    reuse.write_text("".join(json.dumps(event) + "\n" for event in reuse_stream()))
+    replays = [SAMPLE / "audit.log", SAMPLE / "events.jsonl", reuse]
+    args = ["--store", str(work / "k.db"), "--cluster", CLUSTER]
+    with serving(work, *args, *(a for path in replays for a in ("--replay", str(path)))) as srv:
+        yield srv
 
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)
