@@ -16,8 +16,12 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+# The recorded samples: one cluster (tracetest) and a KubeAdmiral fleet (host, member-1, member-2).
+SAMPLES := tracetest=samples/deployment/audit.log tracetest=samples/deployment/events.jsonl \
+	$(foreach c,host member-1 member-2,$(c)=samples/federation/$(c)/audit.log $(c)=samples/federation/$(c)/events.jsonl)
+
 run: install
-	$(BIN)/kelemetry serve --listen $(LISTEN) --store $(STORE) --cluster tracetest --replay samples/deployment/audit.log --replay samples/deployment/events.jsonl
+	$(BIN)/kelemetry serve --listen $(LISTEN) --store $(STORE) --cluster tracetest $(addprefix --replay ,$(SAMPLES))
 
 lint: install
 	$(BIN)/ruff check kelemetry aggregators frontend jaeger tests

@@ -173,9 +173,10 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--replay",
         action="append",
-        metavar="FILE",
-        help="replay this audit log into the store (under --cluster) before serving; repeatable. "
-        "Idempotent, so it is safe on every start",
+        metavar="[CLUSTER=]FILE",
+        help="replay this audit log or Events file into the store before serving, as CLUSTER's (default "
+        "--cluster); repeatable, so a fleet's recordings can be replayed together. Idempotent, so it is "
+        "safe on every start",
     )
     serve.add_argument(
         "--watch",
@@ -472,10 +473,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         create_exporter(settings.otlp.endpoint).shutdown()  # fail fast on a malformed endpoint
     resolver, undiscovered = _resolver(clusters, required=False)
     if args.replay:
-        for path in args.replay:
-            if not os.path.isfile(path):
-                raise CliError(f"cannot read {path}: no such file")
-        _replay_files(args.replay, args.cluster, args.store, settings.trace, resolver, quiet=True)
+        replays = parse_replays(args.replay, args.cluster)
+        _replay_files(replays, args.store, settings.trace, resolver, quiet=True)
     try:
         collector = Collector(settings, resolver, undiscovered=undiscovered)
     except errors.KelemetryError as exc:
@@ -572,9 +571,26 @@ class _Progress:
             self.stream.write("\n")
 
 
+def parse_replays(specs: Sequence[str], default_cluster: str) -> list[tuple[str, str]]:
+    """``--replay`` values of ``serve``: ``FILE`` (the cluster named --cluster) or ``CLUSTER=FILE``, as
+    (cluster, file) pairs in the order given; every file must exist."""
+    found: list[tuple[str, str]] = []
+    for spec in specs:
+        name, sep, path = spec.partition("=")
+        if not sep or "/" in name or not name or os.path.isfile(spec):
+            name, path = default_cluster, spec
+        if not CLUSTER_NAME.match(name):
+            raise CliError(
+                f"invalid cluster name {name!r} in --replay {spec!r}: use letters, digits, '.', '_', '-'"
+            )
+        if not os.path.isfile(path):
+            raise CliError(f"cannot read {path}: no such file")
+        found.append((name, path))
+    return found
+
+
 def _replay_files(
-    files: Sequence[str],
-    cluster: str,
+    files: Sequence[tuple[str, str]],
     store_path: str,
     trace: TraceSettings,
     resolver: KindResolver,
@@ -591,7 +607,7 @@ def _replay_files(
     kube_events = 0
     started = time.monotonic()
     try:
-        for path in files:
+        for cluster, path in files:
             stats = FileStats()
             progress.file = path
             seen = stats.events
@@ -641,7 +657,8 @@ def cmd_replay(args: argparse.Namespace) -> int:
     if len(clusters) > 1:
         raise CliError("replay takes one --kubeconfig (the cluster the files come from)")
     resolver, _ = _resolver(clusters)
-    _replay_files(args.files, args.cluster, args.store, trace, resolver, quiet=args.quiet)
+    files = [(args.cluster, path) for path in args.files]
+    _replay_files(files, args.store, trace, resolver, quiet=args.quiet)
     if args.otlp_endpoint:
         from kelemetry.export.otlp import OtlpFollower
 

@@ -8,7 +8,6 @@ from collections.abc import Iterator
 import pytest
 from selenium.webdriver.support.select import Select
 
-from kelemetry import cli
 from tests.browser.conftest import REPO_ROOT, Server, _start_browser, serving
 from tests.browser.driver import Browser
 
@@ -20,13 +19,15 @@ CLUSTERS = ("host", "member-1", "member-2")
 
 @pytest.fixture(scope="module")
 def fleet_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """`kelemetry serve` replaying each cluster's recording under that cluster's name, as `make run`."""
     work = tmp_path_factory.mktemp("browser-fleet")
-    store = str(work / "k.db")
-    for cluster in CLUSTERS:
-        folder = FEDERATION / cluster
-        argv = ["replay", "--quiet", "--cluster", cluster, "--store", store]
-        assert cli.main([*argv, str(folder / "audit.log"), str(folder / "events.jsonl")]) == 0
-    with serving(work, "--store", store, "--cluster", "host") as srv:
+    replays = [
+        arg
+        for cluster in CLUSTERS
+        for name in ("audit.log", "events.jsonl")
+        for arg in ("--replay", f"{cluster}={FEDERATION / cluster / name}")
+    ]
+    with serving(work, "--store", str(work / "k.db"), "--cluster", "host", *replays) as srv:
         yield srv
 
 
@@ -58,7 +59,7 @@ def test_any_cluster_finds_every_copy_and_the_tree_names_each_rows_cluster(fleet
     )
     Select(browser.find("#resource")).select_by_value("deployments.apps")
     Select(browser.find("#scope")).select_by_value("full")
-    browser.find("#namespace").send_keys("fleet")
+    browser.find("#namespace").send_keys("default")
     browser.find("#name").send_keys("fleet-demo")
     browser.find("#submit").click()
 
@@ -75,12 +76,12 @@ def test_any_cluster_finds_every_copy_and_the_tree_names_each_rows_cluster(fleet
     browser.wait_rendered()
     labels = [r.find_element("css selector", ".label .name").text for r in browser.find_all(".rows .row")]
     # The full tree of a member's copy starts at the host Deployment KubeAdmiral propagated.
-    assert labels[0] == "Deployment fleet/fleet-demo @host", labels
+    assert labels[0] == "Deployment default/fleet-demo @host", labels
     for cluster in ("member-1", "member-2"):
-        assert f"Deployment fleet/fleet-demo @{cluster}" in labels, labels
-    assert "ConfigMap fleet/hand-linked @member-2" in labels, labels
+        assert f"Deployment default/fleet-demo @{cluster}" in labels, labels
+    assert "ConfigMap default/hand-linked @member-2" in labels, labels
     target = [r for r in browser.find_all(".rows .row") if "target" in str(r.get_attribute("class"))]
     assert [r.find_element("css selector", ".label .name").text for r in target] == [
-        "Deployment fleet/fleet-demo @member-1"
+        "Deployment default/fleet-demo @member-1"
     ]
     browser.screenshot("fleet-tree")

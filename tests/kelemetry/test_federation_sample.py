@@ -39,7 +39,7 @@ def _shape(node: SpanNode) -> dict[str, object]:
 
 
 def _host_tree(store: Path) -> SpanNode:
-    query = ObjectQuery(cluster="host", resource="deployments", namespace="fleet", name="fleet-demo")
+    query = ObjectQuery(cluster="host", resource="deployments", namespace="default", name="fleet-demo")
     return assemble(store, query).root
 
 
@@ -89,7 +89,7 @@ def test_host_deployment_holds_both_members_copies_and_their_pods(fleet_store: P
 
 
 def test_member_only_object_is_a_tree_of_its_own(fleet_store: Path) -> None:
-    query = ObjectQuery(cluster="member-1", resource="deployments", namespace="fleet", name="local-only")
+    query = ObjectQuery(cluster="member-1", resource="deployments", namespace="default", name="local-only")
     root = assemble(fleet_store, query).root
     assert _label(root) == "member-1:deployments.apps/local-only"
     stack = [root]
@@ -111,10 +111,10 @@ def test_member_copy_ancestors_lead_to_the_host_and_the_dump_names_clusters(
     fleet_store: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     argv = ["dump", "--store", str(fleet_store), "--cluster", "member-1", "--resource", "deployments"]
-    argv += ["--namespace", "fleet", "--name", "fleet-demo", "--scope", "ancestors"]
+    argv += ["--namespace", "default", "--name", "fleet-demo", "--scope", "ancestors"]
     assert cli.main(argv) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert lines[0].startswith("deployments.apps/fleet-demo  [Deployment, v1, namespace fleet, uid ")
+    assert lines[0].startswith("deployments.apps/fleet-demo  [Deployment, v1, namespace default, uid ")
     assert lines[0].endswith(", cluster host]")
     looked_up = [line for line in lines if line.endswith("<- looked up")]
     assert len(looked_up) == 1 and "cluster member-1]" in looked_up[0]

@@ -58,6 +58,23 @@ def test_bad_kubeconfig_flags_are_one_line_errors(specs: list[str], message: str
         cli.parse_clusters(specs, "prod")
 
 
+def test_serve_replays_each_file_as_its_clusters(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    for name in ("a.log", "odd=name.log"):
+        (tmp_path / name).write_text("")
+    specs = ["a.log", "member-1=a.log", "odd=name.log", "./a.log"]
+    assert cli.parse_replays(specs, "host") == [
+        ("host", "a.log"),
+        ("member-1", "a.log"),
+        ("host", "odd=name.log"),  # a file that exists is a file, whatever its name
+        ("host", "./a.log"),
+    ]
+    with pytest.raises(cli.CliError, match=r"cannot read missing\.log: no such file"):
+        cli.parse_replays(["member-1=missing.log"], "host")
+    with pytest.raises(cli.CliError, match="invalid cluster name 'bad name'"):
+        cli.parse_replays(["bad name=a.log"], "host")
+
+
 def link(cluster: str, name: str, namespace: str = "default", uid: str = "") -> str:
     target = {"cluster": cluster, "group": "apps", "version": "v1", "resource": "deployments"}
     return json.dumps({**target, "namespace": namespace, "name": name, **({"uid": uid} if uid else {})})

@@ -51,45 +51,46 @@ def test_deployment_sample_replays_into_the_full_hierarchy(tmp_path: Path) -> No
         assert "system:kube-scheduler" in users
 
 
-def test_serve_with_a_sample_shows_it(tmp_path: Path) -> None:
+def test_make_run_serves_both_samples(tmp_path: Path) -> None:
+    """`make run` as a newcomer types it (the venv is already installed here): the one-cluster sample
+    and the KubeAdmiral fleet, each cluster under its own name."""
+    import os
+    import signal
     import socket
 
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
+    command = ["make", "-s", "run", f"LISTEN=127.0.0.1:{port}", f"STORE={tmp_path / 'k.db'}"]
     server = subprocess.Popen(
-        [
-            KELEMETRY,
-            "serve",
-            "--listen",
-            f"127.0.0.1:{port}",
-            "--store",
-            str(tmp_path / "k.db"),
-            "--cluster",
-            "tracetest",
-            "--replay",
-            str(DEPLOYMENT),
-        ],
+        command,
+        cwd=REPO_ROOT,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        start_new_session=True,  # make's child is the server: stop the whole group
     )
     try:
-        deadline = time.monotonic() + 30
-        index = None
-        while time.monotonic() < deadline:
+        deadline = time.monotonic() + 60
+        status = None
+        while time.monotonic() < deadline and server.poll() is None:
             try:
-                index = httpx.get(f"http://127.0.0.1:{port}/api/kelemetry/status", timeout=2).json()
+                status = httpx.get(f"http://127.0.0.1:{port}/api/kelemetry/status", timeout=2).json()
                 break
             except httpx.TransportError:
                 time.sleep(0.2)
-        assert index is not None, "kelemetry serve did not answer"
-        assert index["counts"]["spans_audit"] > 50
+        assert status is not None, "make run did not answer"
+        assert status["counts"]["spans_audit"] > 50
+        clusters = httpx.get(f"http://127.0.0.1:{port}/api/kelemetry/clusters", timeout=5).json()["data"]
+        assert sorted(clusters) == ["host", "member-1", "member-2", "tracetest"]
+        params = {"cluster": "member-2", "resource": "deployments", "name": "fleet-demo"}
+        hits = httpx.get(f"http://127.0.0.1:{port}/api/kelemetry/lookup", params=params, timeout=5).json()
+        assert [hit["object"]["cluster"] for hit in hits["data"]] == ["member-2"]
     finally:
-        server.terminate()
+        os.killpg(server.pid, signal.SIGTERM)
         _out, err = server.communicate(timeout=30)
     assert f"listening on http://127.0.0.1:{port}" in err
-    assert "replayed " in err
+    assert err.count("replayed ") == 1, err  # one replay of all eight files
 
 
 def test_deployment_sample_shows_diffs_and_a_delete_snapshot(tmp_path: Path) -> None:
