@@ -176,7 +176,12 @@ class Collector:
         values["kelemetry_retention_removed_spans_total"] = removed.spans
         values["kelemetry_retention_removed_objects_total"] = removed.objects
         now = time.time_ns() // 1000
-        for health in self.health():
+        fleet = self.health()
+        # All clusters' watches together, under the names of before fleets (dashboards use them);
+        # per cluster below.
+        values["kelemetry_events_watch_relists_total"] = sum(h.relists for h in fleet)
+        values["kelemetry_events_watch_reconnects_total"] = sum(h.reconnects for h in fleet)
+        for health in fleet:
             label = f'{{cluster="{health.name}"}}'
             values[f"kelemetry_cluster_up{label}"] = 1.0 if health.state == "ok" else 0.0
             values[f"kelemetry_cluster_watch_relists_total{label}"] = health.relists

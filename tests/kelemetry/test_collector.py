@@ -94,6 +94,13 @@ def test_each_cluster_shows_its_own_health_and_one_bad_member_does_not_stop_the_
         metrics = collector.metrics()
         assert metrics['kelemetry_cluster_up{cluster="member-1"}'] == 0.0
         assert metrics['kelemetry_cluster_watch_errors{cluster="member-1"}'] >= 1
+        # The totals under their names from before fleets: every cluster's, summed.
+        for name in ("relists", "reconnects"):
+            per_cluster = [
+                v for k, v in metrics.items() if k.startswith(f"kelemetry_cluster_watch_{name}_total")
+            ]
+            assert len(per_cluster) == 2
+            assert metrics[f"kelemetry_events_watch_{name}_total"] == sum(per_cluster)
     finally:
         collector.stop()
 

@@ -27,8 +27,9 @@ class ParentLinkAnnotation:
         self, obj: ObjectRef, body: Mapping[str, Any], clusters: Clusters
     ) -> ObjectRef | Refusal | None:
         meta = body.get("metadata")
-        annotations = meta.get("annotations") if isinstance(meta, Mapping) else None
-        text = annotations.get(ANNOTATION) if isinstance(annotations, Mapping) else None
+        # dict first: bodies are decoded JSON, and the Mapping ABC check is the slow path.
+        annotations = meta.get("annotations") if isinstance(meta, dict | Mapping) else None
+        text = annotations.get(ANNOTATION) if isinstance(annotations, dict | Mapping) else None
         if text is None:
             return None
         if not isinstance(text, str):

@@ -53,12 +53,14 @@ class KarmadaLinker:
     def parent(
         self, obj: ObjectRef, body: Mapping[str, Any], clusters: Clusters
     ) -> ObjectRef | Refusal | None:
-        annotations = metadata.annotations_of(body)
         if obj.key.group == GROUP and obj.key.resource == "works":
-            return self._binding(obj, annotations)
-        labels = metadata.labels_of(body)
-        namespace = annotations.get(WORK_NAMESPACE, labels.get(WORK_NAMESPACE))
-        name = annotations.get(WORK_NAME, labels.get(WORK_NAME))
+            return self._binding(obj, body)
+        namespace = metadata.annotation(body, WORK_NAMESPACE)
+        if namespace is None:
+            namespace = metadata.label(body, WORK_NAMESPACE)
+        name = metadata.annotation(body, WORK_NAME)
+        if name is None:
+            name = metadata.label(body, WORK_NAME)
         if namespace is None and name is None:
             return None
         if not namespace or not name:
@@ -73,9 +75,10 @@ class KarmadaLinker:
         key = ObjectKey.make(host, GROUP, "works", namespace, name)
         return parents.parent(self.name, obj, key, kind="Work", version="v1alpha1")
 
-    def _binding(self, work: ObjectRef, annotations: Mapping[str, str]) -> ObjectRef | Refusal | None:
+    def _binding(self, work: ObjectRef, body: Mapping[str, Any]) -> ObjectRef | Refusal | None:
         # A Work and its binding are both in Karmada's API server: the Work's own cluster.
-        namespace, name = annotations.get(BINDING_NAMESPACE), annotations.get(BINDING_NAME)
+        namespace = metadata.annotation(body, BINDING_NAMESPACE)
+        name = metadata.annotation(body, BINDING_NAME)
         if namespace is not None or name is not None:
             if not namespace or not name:
                 return Refusal(
@@ -84,7 +87,7 @@ class KarmadaLinker:
                 )
             key = ObjectKey.make(work.key.cluster, GROUP, "resourcebindings", namespace, name)
             return parents.parent(self.name, work, key, kind="ResourceBinding", version="v1alpha2")
-        cluster_binding = annotations.get(CLUSTER_BINDING_NAME)
+        cluster_binding = metadata.annotation(body, CLUSTER_BINDING_NAME)
         if cluster_binding is None:
             # Works of other controllers (namespace sync, service export...) name no binding.
             return None

@@ -50,7 +50,7 @@ class KubeAdmiralLinker:
     def parent(
         self, obj: ObjectRef, body: Mapping[str, Any], clusters: Clusters
     ) -> ObjectRef | Refusal | None:
-        managed = metadata.labels_of(body).get(MANAGED_LABEL)
+        managed = metadata.label(body, MANAGED_LABEL)
         if managed is None or managed == UNMANAGED:
             return None
         if managed != MANAGED:

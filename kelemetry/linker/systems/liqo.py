@@ -62,8 +62,7 @@ class LiqoLinker:
     def parent(
         self, obj: ObjectRef, body: Mapping[str, Any], clusters: Clusters
     ) -> ObjectRef | Refusal | None:
-        labels = metadata.labels_of(body)
-        origin = labels.get(ORIGIN_LABEL)
+        origin = metadata.label(body, ORIGIN_LABEL)
         if origin is None:
             return None
         target = REFLECTED.get((obj.key.group, obj.key.resource))
@@ -76,8 +75,9 @@ class LiqoLinker:
             return Refusal(self.name, f"{ORIGIN_LABEL} names cluster {origin!r}, which is not one of ours")
         group, resource, kind = target
         name = obj.key.name
-        if resource == "secrets" and SA_SECRET_POD_LABEL in labels:
-            group, resource, kind, name = "", "pods", "Pod", labels[SA_SECRET_POD_LABEL]
+        pod = metadata.label(body, SA_SECRET_POD_LABEL) if resource == "secrets" else None
+        if pod is not None:
+            group, resource, kind, name = "", "pods", "Pod", pod
         elif resource == "configmaps" and name.startswith(f"{ROOT_CA}."):
             name = ROOT_CA
         if not name:

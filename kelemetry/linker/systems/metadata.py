@@ -19,6 +19,32 @@ def _strings(body: Mapping[str, Any], field: str) -> Mapping[str, str]:
     return {k: v for k, v in values.items() if isinstance(k, str) and isinstance(v, str)}
 
 
+def _section(body: Mapping[str, Any], field: str) -> Mapping[str, Any] | None:
+    # Every object without a controller owner passes through every linker: the dict checks come
+    # first because bodies are decoded JSON, and the ABC check alone costs more than the lookup.
+    meta = body.get("metadata")
+    if meta is None or not (isinstance(meta, dict) or isinstance(meta, Mapping)):
+        return None
+    values = meta.get(field)
+    if values is None or not (isinstance(values, dict) or isinstance(values, Mapping)):
+        return None
+    return values
+
+
+def label(body: Mapping[str, Any], key: str) -> str | None:
+    """One label's value, without copying the labels (None when absent or not a string)."""
+    values = _section(body, "labels")
+    value = values.get(key) if values is not None else None
+    return value if isinstance(value, str) else None
+
+
+def annotation(body: Mapping[str, Any], key: str) -> str | None:
+    """One annotation's value, without copying the annotations (None when absent or not a string)."""
+    values = _section(body, "annotations")
+    value = values.get(key) if values is not None else None
+    return value if isinstance(value, str) else None
+
+
 def labels_of(body: Mapping[str, Any]) -> Mapping[str, str]:
     return _strings(body, "labels")
 
