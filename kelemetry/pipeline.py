@@ -26,7 +26,7 @@ from kelemetry.errors import KelemetryError
 from kelemetry.kube.kinds import KindResolver
 from kelemetry.linker import registry as linker_registry
 from kelemetry.linker.graph import OwnerGraph
-from kelemetry.linker.links import Clusters, Linker, Refusal
+from kelemetry.linker.links import Clusters, Linker, MarkIndex, Refusal
 from kelemetry.linker.systems.rules import Rule, load_rules
 from kelemetry.model.events import Event, TraceSource
 from kelemetry.model.objects import Incarnation, KnownObject, ObjectRef, OwnerLink
@@ -81,6 +81,7 @@ class Pipeline:
     ) -> None:
         self.store = store
         self.linkers = linkers if linkers is not None else []
+        self.marks = MarkIndex(self.linkers)
         self.clusters = clusters or Clusters()
         self.links = LinkStats()
         self.aggregator = aggregator
@@ -269,6 +270,8 @@ class Pipeline:
 
     def _linked(self, obj: ObjectRef, body: Mapping[str, Any]) -> OwnerLink | None:
         """The parent a linker finds for an object without a controller ownerReference."""
+        if not self.marks.may_link(body):
+            return None
         for linker in self.linkers:
             found = linker.parent(obj, body, self.clusters)
             if found is None:

@@ -49,8 +49,48 @@ class Clusters:
         return mapped
 
 
+@dataclass(frozen=True, slots=True)
+class Marks:
+    """The label and annotation keys a linker needs to see before it can answer anything but None.
+
+    Most objects carry none of any linker's keys; the pipeline checks the union once per object
+    instead of asking every linker (`MarkIndex`). A linker that can fire on any object (user rules
+    that select by resource alone) has no marks (``None``) and is always asked.
+    """
+
+    labels: frozenset[str] = frozenset()
+    annotations: frozenset[str] = frozenset()
+
+
+class MarkIndex:
+    """The union of the linkers' marks: whether an object body may interest any linker at all."""
+
+    def __init__(self, linkers: list[Linker]) -> None:
+        marks = [linker.marks for linker in linkers]
+        self.always = not linkers or any(m is None for m in marks)
+        self.labels = frozenset().union(*(m.labels for m in marks if m is not None))
+        self.annotations = frozenset().union(*(m.annotations for m in marks if m is not None))
+
+    def may_link(self, body: Mapping[str, Any]) -> bool:
+        if self.always:
+            return True
+        meta = body.get("metadata")
+        if not isinstance(meta, dict | Mapping):
+            return False
+        labels, annotations = meta.get("labels"), meta.get("annotations")
+        # isdisjoint runs in C over the smaller side: a few hash lookups per object.
+        return bool(
+            (isinstance(labels, dict | Mapping) and not self.labels.isdisjoint(labels))
+            or (isinstance(annotations, dict | Mapping) and not self.annotations.isdisjoint(annotations))
+        )
+
+
 class Linker(Protocol):
     name: str
+
+    @property
+    def marks(self) -> Marks | None:
+        """The keys this linker needs (`Marks`); None when it may answer for any object."""
 
     def parent(
         self, obj: ObjectRef, body: Mapping[str, Any], clusters: Clusters

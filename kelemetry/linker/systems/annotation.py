@@ -14,7 +14,7 @@ from typing import Any
 
 import orjson
 
-from kelemetry.linker.links import Clusters, Refusal
+from kelemetry.linker.links import Clusters, Marks, Refusal
 from kelemetry.model.objects import ObjectKey, ObjectRef
 
 ANNOTATION = "kelemetry.kubewharf.io/parent-link"
@@ -22,6 +22,7 @@ ANNOTATION = "kelemetry.kubewharf.io/parent-link"
 
 class ParentLinkAnnotation:
     name = "annotation"
+    marks = Marks(annotations=frozenset({ANNOTATION}))
 
     def parent(
         self, obj: ObjectRef, body: Mapping[str, Any], clusters: Clusters

@@ -28,7 +28,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from kelemetry.linker.links import Clusters, Refusal
+from kelemetry.linker.links import Clusters, Marks, Refusal
 from kelemetry.linker.systems import metadata, parents
 from kelemetry.linker.systems.hosts import HostCluster
 from kelemetry.model.objects import ObjectKey, ObjectRef
@@ -46,6 +46,13 @@ CONVENTIONAL_HOSTS = ("karmada-apiserver",)
 
 class KarmadaLinker:
     name = "karmada"
+    # A member object names its Work in annotations or labels; a Work names its binding.
+    marks = Marks(
+        labels=frozenset({WORK_NAMESPACE, WORK_NAME}),
+        annotations=frozenset(
+            {WORK_NAMESPACE, WORK_NAME, BINDING_NAMESPACE, BINDING_NAME, CLUSTER_BINDING_NAME}
+        ),
+    )
 
     def __init__(self, host: str | None = None) -> None:
         self.host = HostCluster(self.name, CONVENTIONAL_HOSTS, host)

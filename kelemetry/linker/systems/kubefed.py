@@ -26,7 +26,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from kelemetry.linker.links import Clusters, Refusal
+from kelemetry.linker.links import Clusters, Marks, Refusal
 from kelemetry.linker.systems import metadata, parents
 from kelemetry.linker.systems.hosts import HostCluster
 from kelemetry.model.objects import ObjectKey, ObjectRef
@@ -42,6 +42,7 @@ CONVENTIONAL_HOSTS = ("kubefed-host",)
 
 class KubeFedLinker:
     name = "kubefed"
+    marks = Marks(labels=frozenset({MANAGED_LABEL}))
 
     def __init__(self, host: str | None = None, federated_group: str = FEDERATED_GROUP) -> None:
         self.host = HostCluster(self.name, CONVENTIONAL_HOSTS, host)

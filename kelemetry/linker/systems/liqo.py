@@ -34,7 +34,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from kelemetry.linker.links import Clusters, Refusal
+from kelemetry.linker.links import Clusters, Marks, Refusal
 from kelemetry.linker.systems import metadata, parents
 from kelemetry.model.objects import ObjectKey, ObjectRef
 
@@ -58,6 +58,7 @@ REFLECTED: Mapping[tuple[str, str], tuple[str, str, str]] = {
 
 class LiqoLinker:
     name = "liqo"
+    marks = Marks(labels=frozenset({ORIGIN_LABEL}))
 
     def parent(
         self, obj: ObjectRef, body: Mapping[str, Any], clusters: Clusters

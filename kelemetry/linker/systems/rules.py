@@ -45,7 +45,7 @@ from typing import Any, NamedTuple
 
 import orjson
 
-from kelemetry.linker.links import Clusters, Refusal
+from kelemetry.linker.links import Clusters, Marks, Refusal
 from kelemetry.linker.systems import metadata, parents
 from kelemetry.model.objects import ObjectKey, ObjectRef
 
@@ -174,6 +174,7 @@ class Rule:
 
 class RuleLinker:
     name = "rules"
+    marks: Marks | None = None  # a rule may select by resource alone
 
     def __init__(self, rules: Sequence[Rule] = ()) -> None:
         self.rules = tuple(rules)
