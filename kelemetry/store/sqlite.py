@@ -17,6 +17,7 @@ while the writer writes.
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -31,8 +32,11 @@ from kelemetry.model.objects import KnownObject, ObjectKey
 from kelemetry.model.spans import SpanRecord
 from kelemetry.store.retention import Removed, RetentionReport, wall_clock_us
 
+logger = logging.getLogger(__name__)
+
 # 2: traces (arrival per trace) and objects.seen_us for retention by arrival; no spans_by_end.
-SCHEMA_VERSION = 2
+# 3: spans_by_time (request, Event and change spans by start, for browsing what changed).
+SCHEMA_VERSION = 3
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -78,6 +82,18 @@ CREATE TABLE IF NOT EXISTS traces (
 );
 CREATE INDEX IF NOT EXISTS traces_by_arrival ON traces (arrived_us);
 """
+
+# What a writer runs, in a file of schema N, to bring it to N + 1. Only additive steps belong here
+# (new tables, new indexes): a store of an older schema that needs its data rewritten is refused.
+_UPGRADES: dict[int, str] = {
+    2: """
+-- Object spans are upserted on every event of their object and are never browsed by time, so
+-- they stay out of the index and cost it nothing.
+CREATE INDEX IF NOT EXISTS spans_by_time ON spans (start_us) WHERE source <> 'object';
+""",
+}
+
+_SCHEMA += _UPGRADES[2]
 
 # Object spans keep the first uid/kind/version they were written with, so the span of a window
 # does not flip between incarnations on every event; event spans take what their input says.
@@ -236,6 +252,8 @@ class StoreReader:
                     (str(SCHEMA_VERSION),),
                 )
                 version = SCHEMA_VERSION
+            if version is not None and 0 < version < SCHEMA_VERSION and version in _UPGRADES:
+                version = self._upgrade(version)
             self._check_version(version)
             self._db.execute(f"PRAGMA synchronous={synchronous}")
             # A larger page cache keeps the indexes' hot pages in memory across batches, and fewer,
@@ -259,6 +277,24 @@ class StoreReader:
             return -1
         row = self._db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
         return int(row[0]) if row is not None and str(row[0]).isdigit() else -1
+
+    def _upgrade(self, version: int) -> int:
+        """Bring a store of an older schema up to date in place, when every step is additive; each
+        step and its new version number are one transaction."""
+        while version < SCHEMA_VERSION and version in _UPGRADES:
+            script = (
+                f"BEGIN IMMEDIATE;\n{_UPGRADES[version]}\n"
+                f"UPDATE meta SET value = '{version + 1}' WHERE key = 'schema_version';\nCOMMIT;"
+            )
+            try:
+                self._db.executescript(script)
+            except sqlite3.DatabaseError:
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
+                raise
+            version += 1
+            logger.info("store %s upgraded to schema %d", self.path, version)
+        return version
 
     def _check_version(self, version: int | None) -> None:
         if version == SCHEMA_VERSION:

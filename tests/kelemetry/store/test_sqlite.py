@@ -847,6 +847,32 @@ def test_a_store_written_by_an_older_kelemetry_is_refused_untouched(tmp_path: Pa
     assert {f: f.read_bytes() for f in files} == before
 
 
+@pytest.mark.parametrize("open_store", [StoreReader, SpanStore])
+def test_a_store_of_schema_2_is_upgraded_in_place_and_keeps_its_data(
+    tmp_path: Path, open_store: type[StoreReader]
+) -> None:
+    path = tmp_path / "v2.db"
+    store = SpanStore(path)
+    store.write([audit_span(POD, 10, "a")], [object_row(POD)])
+    store.close()
+    db = sqlite3.connect(path)
+    db.execute("DROP INDEX spans_by_time")
+    db.execute("UPDATE meta SET value = '2' WHERE key = 'schema_version'")
+    db.commit()
+    db.close()
+
+    upgraded = open_store(path)
+    try:
+        assert [s.tags[tags.AUDIT_ID] for s in upgraded.all_spans()] == ["a"]
+    finally:
+        upgraded.close()
+    db = sqlite3.connect(path)
+    indexes = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
+    version = db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0]
+    db.close()
+    assert "spans_by_time" in indexes and version == str(SCHEMA_VERSION)
+
+
 def test_a_reader_sees_what_an_open_writer_committed(store: SpanStore) -> None:
     reader = StoreReader(store.path)
     try:
