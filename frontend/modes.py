@@ -80,7 +80,10 @@ class DisplayMode:
         }
 
 
-DEFAULT = DisplayMode()
+DEFAULT = DisplayMode(Base.TRACING, Scope.FULL)
+"""What opening an object shows (UI search, ``/redirect``, Jaeger searches without a service): the
+object with its owners and what it owns, since "what happened" is rarely about one object alone.
+Only the choice of default is ours; the ids stay Go Kelemetry's (this is its ``21000000``)."""
 DUMP = DisplayMode(Base.TREE, Scope.FULL, MAX_DEPTH)
 """``kelemetry dump`` without ``--mode``: the whole hierarchy, every request a span of its own."""
 

@@ -120,11 +120,12 @@ def search(client: TestClient, **params: str | list[str]) -> list[dict[str, Any]
 # -- Jaeger's service and operation lists
 
 
-# Jaeger UI's service list, in its order: the default first, then by mode (tracing, grouped, tree,
-# timeline) and scope (the object, the full tree, ancestors, owned objects); ids as in Go Kelemetry.
+# Jaeger UI's service list, in its order: the default (the full tree, in tracing) first, then by mode
+# (tracing, grouped, tree, timeline) and scope (the object, the full tree, ancestors, owned objects);
+# ids as in Go Kelemetry.
 MODE_LIST = [
-    ("20000000", "tracing"),
     ("21000000", "tracing [full tree]"),
+    ("20000000", "tracing"),
     ("22000000", "tracing [ancestors]"),
     ("24000000", "tracing [owned objects]"),
     ("30000000", "grouped"),
@@ -180,10 +181,13 @@ def test_a_search_by_tags_finds_the_object_in_the_requested_mode(client: TestCli
 
 
 def test_search_parameters_in_every_accepted_form(client: TestClient) -> None:
-    by_json = search(client, service="tracing", tags=DEMO_TAGS)
-    assert [t["traceID"][:10] for t in by_json] == ["ff20000000"]
+    by_json = search(client, service="tracing [full tree]", tags=DEMO_TAGS)
+    assert [t["traceID"][:10] for t in by_json] == ["ff21000000"]
+    # Without a service: the default mode, the full tree.
     no_service = search(client, tags=DEMO_TAGS)
     assert no_service == by_json
+    alone = search(client, service="tracing", tags=DEMO_TAGS)
+    assert [t["traceID"][:10] for t in alone] == ["ff20000000"]
     full_key = json.dumps(dict(DEMO))
     assert search(client, tags=full_key) == by_json
     assert search(client, operation=CLUSTER, tags=DEMO_TAGS) == by_json
@@ -239,8 +243,8 @@ def test_bad_search_parameters_are_refused_with_the_reason(
 
 def test_tag_pairs_are_read_from_the_query_string(client: TestClient) -> None:
     """Jaeger's other form of search tags: repeated ``tag=key:value`` query parameters."""
-    by_json = search(client, service="* tracing", tags=DEMO_TAGS)
-    by_pairs = search(client, service="* tracing", tag=["resource:deployments", "name:demo"])
+    by_json = search(client, service="* tracing [full tree]", tags=DEMO_TAGS)
+    by_pairs = search(client, service="* tracing [full tree]", tag=["resource:deployments", "name:demo"])
     assert by_pairs == by_json
     mixed = search(client, tags=json.dumps({"resource": "deployments"}), tag="name:demo")
     assert mixed == by_json
@@ -263,11 +267,16 @@ def test_unsupported_tags_name_every_one_and_the_supported_keys(client: TestClie
 
 def test_redirect_leads_to_the_default_mode_view_of_the_object(client: TestClient) -> None:
     trace_id = redirect(client, **DEMO)
-    assert trace_id.startswith("ff20000000e1e3e7") and len(trace_id) == 32
+    # The default mode: the object with its owners and what it owns (Go Kelemetry's 21000000).
+    assert trace_id.startswith("ff21000000e1e3e7") and len(trace_id) == 32
     int(trace_id, 16)
     # The same object and moment: the same view.
     assert redirect(client, **DEMO) == trace_id
-    alone = fetch(client, trace_id)
+    full = fetch(client, trace_id)
+    root = root_of(full)
+    assert tags(root)["name"] == "demo" and len(full["spans"]) == 1 + 2 + 8
+    assert len(children_of(full, root["spanID"])) == 2
+    alone = fetch(client, with_mode(trace_id, "20000000"))
     (span,) = alone["spans"]
     assert tags(span)["name"] == "demo" and span["references"] == []
     assert any(str(fields(log).get("audit", "")).endswith(" delete") for log in span["logs"])
@@ -275,7 +284,7 @@ def test_redirect_leads_to_the_default_mode_view_of_the_object(client: TestClien
 
 def test_redirect_group_and_namespace_are_optional(client: TestClient) -> None:
     plain = redirect(client, cluster=CLUSTER, resource="deployments", name="demo")
-    assert plain[:10] == "ff20000000"
+    assert plain[:10] == "ff21000000"
     fetched = fetch(client, plain)
     assert tags(root_of(fetched))["uid"] == DEMO_UID
     assert redirect(client, **DEMO, ts=str(TS_US)) == redirect(client, **DEMO)
@@ -354,7 +363,7 @@ def test_every_mode_of_a_view_opens(client: TestClient) -> None:
 
 
 def test_a_view_opens_over_another_range(client: TestClient) -> None:
-    trace_id = redirect(client, **DEMO)
+    trace_id = with_mode(redirect(client, **DEMO), "20000000")
     narrow = fetch(client, trace_id, start="2026-11-23T07:23:31Z", end="2026-11-23T07:23:32Z")
     whole = fetch(client, trace_id)
     (root,) = narrow["spans"]
@@ -437,7 +446,7 @@ def test_times_that_are_digits_but_not_usable_are_refused(client: TestClient, va
 
 def test_modes_lists_every_mode_with_its_parts(client: TestClient) -> None:
     body = ok(client.get("/api/kelemetry/modes"))
-    assert body["default"] == "20000000"
+    assert body["default"] == "21000000"
     assert [(mode["id"], mode["name"]) for mode in body["modes"]] == MODE_LIST
     # An id's first digit is the mode, its second the scope (Go Kelemetry's layout).
     bases = {"0": "tree", "1": "timeline", "2": "tracing", "3": "grouped"}
@@ -448,7 +457,7 @@ def test_modes_lists_every_mode_with_its_parts(client: TestClient) -> None:
             scopes[mode["id"][1]],
             3,
         )
-    assert body["modes"][1] == {
+    assert body["modes"][0] == {
         "id": "21000000",
         "name": "tracing [full tree]",
         "mode": "tracing",
@@ -531,15 +540,15 @@ def test_objects_refuses_a_bad_limit(client: TestClient, limit: str, message: st
 
 
 def test_lookup_gives_a_view_per_object_in_the_mode_asked(client: TestClient) -> None:
-    body = ok(client.get("/api/kelemetry/lookup", params={**DEMO, "mode": "21000000"}))
+    body = ok(client.get("/api/kelemetry/lookup", params={**DEMO, "mode": "24000000"}))
     (found,) = body["data"]
     assert found["object"] == {**DEMO, "kind": "Deployment", "uid": DEMO_UID}
-    assert found["viewId"].startswith("ff21000000e1e3e7")
+    assert found["viewId"].startswith("ff24000000e1e3e7")
     trace = fetch(client, found["viewId"])
     assert len(children_of(trace, root_of(trace)["spanID"])) == 2
 
     plain = ok(client.get("/api/kelemetry/lookup", params={"resource": "deployments", "name": "demo"}))
-    assert plain["data"][0]["viewId"][:10] == "ff20000000"
+    assert plain["data"][0]["viewId"][:10] == "ff21000000"
     assert plain["data"][0]["viewId"][10:] == found["viewId"][10:]
     ranged = ok(
         client.get("/api/kelemetry/lookup", params={**DEMO, "start": str(TS_US - HOUR_US), "end": TS})

@@ -48,10 +48,11 @@ def test_there_are_the_sixteen_modes_of_the_original_with_the_default_first() ->
     assert len({mode.id for mode in modes.ALL}) == 16
     assert len({mode.name for mode in modes.ALL}) == 16
     assert modes.ALL[0] is modes.DEFAULT
-    assert (modes.DEFAULT.id, modes.DEFAULT.name) == ("20000000", "tracing")
+    # Opening an object shows its owners and what it owns: Go Kelemetry's "tracing [full tree]".
+    assert (modes.DEFAULT.id, modes.DEFAULT.name) == ("21000000", "tracing [full tree]")
     assert (modes.DEFAULT.base, modes.DEFAULT.scope, modes.DEFAULT.depth) == (
         Base.TRACING,
-        Scope.OBJECT,
+        Scope.FULL,
         modes.DEFAULT_DEPTH,
     )
     assert all(mode.depth == modes.DEFAULT_DEPTH for mode in modes.ALL)
@@ -89,12 +90,14 @@ def test_scope_aliases_name_the_same_modes() -> None:
     assert modes.from_name("tracing [full tree]") == full
     assert modes.from_name("tracing [children]") == children
     assert modes.from_name("tracing [owned objects]") == children
-    assert modes.from_name("tracing [object]") == modes.DEFAULT
+    assert modes.from_name("tracing [object]") == DisplayMode(Base.TRACING, Scope.OBJECT)
+    assert modes.from_name("tracing") == DisplayMode(Base.TRACING, Scope.OBJECT)
     assert modes.build("tracing", "full tree", None) == full
     assert modes.build("tracing", "Owned Objects", None) == children
     assert modes.build(None, None, None) == modes.DEFAULT
     assert modes.build(None, "ancestors", None) == DisplayMode(Base.TRACING, Scope.ANCESTORS)
-    assert modes.build("tree", None, None) == DisplayMode(Base.TREE, Scope.OBJECT)
+    # Without a scope, the default one: the full tree.
+    assert modes.build("tree", None, None) == DisplayMode(Base.TREE, Scope.FULL)
 
 
 @pytest.mark.parametrize(
@@ -220,7 +223,8 @@ def test_view_trace_ids_round_trip(mode: DisplayMode, view: int) -> None:
 
 
 def test_the_layout_matches_the_original() -> None:
-    assert modes.view_trace_id(modes.DEFAULT, 0x9A0C1B2D3E4F5A6B) == "ff20000000e1e3e79a0c1b2d3e4f5a6b"
+    alone = modes.from_id("20000000")
+    assert modes.view_trace_id(alone, 0x9A0C1B2D3E4F5A6B) == "ff20000000e1e3e79a0c1b2d3e4f5a6b"
     full = modes.from_id("21000000")
     assert modes.view_trace_id(full, 1) == "ff21000000e1e3e70000000000000001"
 
