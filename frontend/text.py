@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+from frontend import outcomes
 from frontend.types import View, ViewLog, ViewSpan
 from kelemetry.model import tags
 from kelemetry.model.events import TraceSource
@@ -86,6 +87,8 @@ def render_tree(view: View) -> str:
         text = f"{format_time(span.start_us)}  {action}  by {user}  -> {code}  ({took:.1f} ms)"
         if span.error:
             text += "  ERROR"
+        elif outcomes.is_benign(span):
+            text += f"\nbenign: {span.tags.get(outcomes.OUTCOME_REASON, '')}"
         for log in span.logs:
             text += f"\n{LOG_LABELS.get(log.kind, log.kind)}: {log.message}"
         return text

@@ -19,6 +19,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from hashlib import blake2b
 
+from frontend import outcomes
 from frontend.modes import Base
 from frontend.types import AssembledTrace, SpanNode, ViewLog, ViewSpan
 from kelemetry.model import tags
@@ -63,6 +64,8 @@ def from_assembled(trace: AssembledTrace) -> ViewSpan:
                 span.children.append(build(child))
             else:
                 span.pending.append(child.span)
+        # Here, before any mode shows them, so every mode and output format agrees on what failed.
+        span.pending = outcomes.classify(span.pending)
         return span
 
     root = build(trace.root)
@@ -131,6 +134,8 @@ def fold_record(record: SpanRecord) -> ViewLog:
         if t.get(tags.AUDIT_SUBRESOURCE):
             action += f" {t[tags.AUDIT_SUBRESOURCE]}"
         fields.append(("audit", action))
+        if outcomes.is_benign(record):
+            fields.append((outcomes.BENIGN, t.get(outcomes.OUTCOME_REASON, "")))
         for key, name in (
             (tags.AUDIT_CODE, "code"),
             (tags.AUDIT_USER_AGENT, "userAgent"),
