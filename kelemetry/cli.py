@@ -284,6 +284,12 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"levels of owners/owned objects the scope follows (default {modes.DEFAULT_DEPTH} with "
         "--scope, unlimited without)",
     )
+    dump.add_argument(
+        "--full",
+        action="store_true",
+        help="tree format: print snapshots, long diffs and messages whole (default: abbreviated, a "
+        "snapshot as a one-line summary and long values cut with '…')",
+    )
     add_store(dump)
 
     front = commands.add_parser(
@@ -750,18 +756,20 @@ def cmd_dump(args: argparse.Namespace) -> int:
     if args.format == "parquet":
         dumping.write_parquet(view, args.output or sys.stdout.buffer)
         return 0
-    _write_output(args.output, _render(view, args.format, classic=not args.mode, note=note))
+    _write_output(
+        args.output, _render(view, args.format, classic=not args.mode, note=note, full=args.full)
+    )
     return 0
 
 
-def _render(view: View, output_format: str, *, classic: bool, note: str) -> bytes:
+def _render(view: View, output_format: str, *, classic: bool, note: str, full: bool = False) -> bytes:
     if output_format == "json":
         # Byte for byte what GET /api/traces/{id} answers for the view.
         return jaegerjson.traces([view])
     if output_format == "jsonl":
         return dumping.render_jsonl(view)
     layout = text.render_tree if classic else text.render_outline
-    return (layout(view) + note).encode()
+    return (layout(view, full=full) + note).encode()
 
 
 def _write_output(output: str | None, data: bytes) -> None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import io
 import json
+import sqlite3
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -34,6 +35,7 @@ from kelemetry.model.events import TraceSource
 from kelemetry.model.objects import Incarnation, KnownObject, ObjectKey
 from kelemetry.model.spans import SpanRecord
 from kelemetry.store.sqlite import SpanStore
+from kelemetry import cli
 from tests.conftest import REPO_ROOT
 from tests.factories import audit_event, new_pipeline, owner_ref
 from tests.lookups import assemble
@@ -244,15 +246,19 @@ def test_render_jsonl_is_one_object_per_span_parents_first(trace: AssembledTrace
         assert row["parent_span_id"] in seen
         seen.add(row["span_id"])
     assert {row["trace_id"] for row in rows} == {f"{trace.trace_id:032x}"}
-    assert {row["trace_source"] for row in rows} == {"object", "audit"}
+    assert {row["source"] for row in rows} == {"object", "audit"}
 
     patch = next(row for row in rows if row["operation"].startswith("admin patch"))
-    assert patch["error"] is True
+    assert patch["error"] is True and patch["outcome"] == "error"
     assert patch["logs"] == [{"kind": "error", "message": "Conflict"}]
-    assert patch["duration_us"] == patch["end_us"] - patch["start_us"] == 2_500
+    # The same time columns as Parquet: UTC timestamps to the microsecond, and the duration in µs.
+    assert (patch["started_at"], patch["ended_at"]) == ("2024-05-01T10:00:05.000000Z", "2024-05-01T10:00:05.002500Z")
+    assert patch["duration_us"] == 2_500
     assert (patch["resource"], patch["namespace"], patch["name"]) == ("pods", "prod", "web-1-a")
+    assert (patch["user"], patch["verb"], patch["subresource"], patch["code"]) == ("admin", "patch", "status", 409)
     pod = next(row for row in rows if row["operation"] == "pods/web-1-a")
-    assert (pod["uid"], pod["kind"], pod["version"], pod["group"]) == ("p-a", "Pod", "v1", "")
+    assert (pod["uid"], pod["kind"], pod["api_version"], pod["api_group"]) == ("p-a", "Pod", "v1", "")
+    assert (pod["user"], pod["verb"], pod["code"], pod["outcome"], pod["diff"]) == (None, None, None, None, [])
     assert patch["tags"]["audit.code"] == "409" and patch["tags"]["audit.subresource"] == "status"
     assert all(isinstance(value, str) for row in rows for value in row["tags"].values())
 
@@ -342,26 +348,39 @@ def test_parquet_round_trip_has_one_row_per_span(trace: AssembledTrace, view: Vi
         "trace_id",
         "span_id",
         "parent_span_id",
-        "trace_source",
+        "source",
         "operation",
-        "start",
-        "end",
+        "started_at",
+        "ended_at",
         "duration_us",
         "cluster",
-        "group",
-        "version",
+        "api_group",
+        "api_version",
         "resource",
+        "subresource",
         "namespace",
         "name",
         "uid",
         "kind",
+        "user",
+        "verb",
+        "code",
         "error",
+        "outcome",
+        "outcome_reason",
+        "event_reason",
+        "event_type",
+        "diff",
         "tags",
         "logs",
     ]
+    # The JSON lines dump has the same columns, in the same order.
+    assert list(json.loads(render_jsonl(view).splitlines()[0])) == table.column_names
     assert pa.types.is_map(table.schema.field("tags").type)
     assert pa.types.is_list(table.schema.field("logs").type)
-    assert table.schema.field("start").type == pa.timestamp("us", tz="UTC")
+    assert table.schema.field("diff").type == pa.list_(pa.string())
+    assert table.schema.field("code").type == pa.int32()
+    assert table.schema.field("started_at").type == pa.timestamp("us", tz="UTC")
 
     rows = table.to_pylist()
     operation_of = {row["span_id"]: row["operation"] for row in rows}
@@ -369,10 +388,10 @@ def test_parquet_round_trip_has_one_row_per_span(trace: AssembledTrace, view: Vi
         (
             row["operation"],
             operation_of[row["parent_span_id"]] if row["parent_span_id"] is not None else None,
-            row["trace_source"],
-            row["start"],
-            row["end"],
-            (row["group"], row["resource"], row["name"], row["uid"], row["kind"]),
+            row["source"],
+            row["started_at"],
+            row["ended_at"],
+            (row["api_group"], row["resource"], row["name"], row["uid"], row["kind"]),
             row["error"],
             row["logs"],
             {key: value for key, value in row["tags"] if key in wanted},
@@ -387,7 +406,15 @@ def test_parquet_round_trip_has_one_row_per_span(trace: AssembledTrace, view: Vi
         10_000,
         2_500,
     ]
-    assert {(row["trace_id"], row["cluster"], row["namespace"], row["version"]) for row in rows} == {
+    assert [(row["user"], row["verb"], row["code"], row["subresource"]) for row in rows] == [
+        (None, None, None, None),
+        ("admin", "create", 201, None),
+        ("admin", "update", 409, None),
+        (None, None, None, None),
+        (RS_CONTROLLER, "create", 201, None),
+        ("admin", "patch", 409, "status"),
+    ]
+    assert {(row["trace_id"], row["cluster"], row["namespace"], row["api_version"]) for row in rows} == {
         (f"{trace.trace_id:032x}", CLUSTER, "prod", "v1")
     }
 
@@ -404,3 +431,51 @@ def test_parquet_to_a_file_object_and_its_columns_filter(view: View) -> None:
     assert set(table.column("name").to_pylist()) == {"web-1", "web-1-a"}
     logs = table.column("logs").to_pylist()
     assert sum(len(entry) for entry in logs) == 2
+
+
+# -- the columns query naturally
+
+
+def _sample_rows(store: Path, tmp_path: Path) -> list[dict[str, Any]]:
+    target = tmp_path / "demo.parquet"
+    argv = ["dump", "--store", str(store), "--cluster", "tracetest", "--resource", "deployments"]
+    assert cli.main([*argv, "--name", "demo", "--format", "parquet", "--output", str(target)]) == 0
+    rows: list[dict[str, Any]] = pq.read_table(target).to_pylist()
+    return rows
+
+
+def test_the_obvious_questions_are_unquoted_sql(sample_store: Path, tmp_path: Path) -> None:
+    """Who changed what, which requests failed, which diffs touched replicas: plain SQL over the
+    dump's columns (SQLite here; DuckDB reads the same names), no column needing quotes."""
+    rows = _sample_rows(sample_store, tmp_path)
+    columns = list(rows[0])
+    db = sqlite3.connect(":memory:")
+    db.execute(f"CREATE TABLE spans ({', '.join(columns)})")
+    db.executemany(
+        f"INSERT INTO spans VALUES ({', '.join('?' for _ in columns)})",
+        [
+            [json.dumps(v) if isinstance(v, list) else v.isoformat() if isinstance(v, datetime) else v
+             for v in row.values()]
+            for row in rows
+        ],
+    )
+    who = db.execute(
+        "SELECT user, verb, subresource, count(*) FROM spans WHERE source = 'audit' AND user NOT LIKE 'system:%'"
+        " AND resource = 'deployments' GROUP BY user, verb, subresource ORDER BY 4 DESC, 2"
+    ).fetchall()
+    assert who == [
+        ("admin", "patch", "scale", 2),
+        ("admin", "create", None, 1),
+        ("admin", "delete", None, 1),
+        ("admin", "patch", None, 1),
+    ]
+    failures = db.execute(
+        "SELECT kind, name, verb, code, outcome FROM spans WHERE code >= 400 ORDER BY started_at"
+    ).fetchall()
+    assert failures and {row[4] for row in failures} == {"benign"}
+    assert {(row[2], row[3]) for row in failures} == {("update", 409), ("delete", 404)}
+    replicas = db.execute(
+        "SELECT name, started_at, user, value FROM spans, json_each(spans.diff)"
+        " WHERE value LIKE 'spec.replicas %' AND api_group = 'apps' ORDER BY started_at"
+    ).fetchall()
+    assert [(row[0], row[2], row[3]) for row in replicas][0] == ("demo", "admin", "spec.replicas 2 -> 4")

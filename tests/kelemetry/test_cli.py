@@ -119,21 +119,22 @@ def test_dump_jsonl_and_parquet(falco_store: Path, tmp_path: Path, capsys) -> No
     code, out, _err = run(capsys, *dump_args(falco_store, "--format", "jsonl"))
     assert code == 0
     rows = [json.loads(line) for line in out.splitlines()]
-    assert [(row["trace_source"], row["name"]) for row in rows] == [
+    assert [(row["source"], row["name"]) for row in rows] == [
         ("object", RS),
         ("object", POD),
         ("audit", POD),
     ]
     request = rows[2]
     assert request["tags"]["audit.id"] == "d4aabba6-ae0f-449b-957d-4e74a31bcb64"
-    assert request["start_us"] == 1_561_576_290_150_249  # 2019-06-26T19:11:30.150249Z
+    assert request["started_at"] == "2019-06-26T19:11:30.150249Z"
+    assert (request["verb"], request["code"]) == ("create", 201)
     target = tmp_path / "review.parquet"
     code, _out, _err = run(capsys, *dump_args(falco_store, "--format", "parquet", "--output", str(target)))
     assert code == 0
     table = pq.read_table(target)
     assert table.column("name").to_pylist() == [RS, POD, POD]
-    assert table.column("trace_source").to_pylist() == ["object", "object", "audit"]
-    assert table.column("start").to_pylist()[2] == datetime(2019, 6, 26, 19, 11, 30, 150_249, tzinfo=UTC)
+    assert table.column("source").to_pylist() == ["object", "object", "audit"]
+    assert table.column("started_at").to_pylist()[2] == datetime(2019, 6, 26, 19, 11, 30, 150_249, tzinfo=UTC)
 
 
 def test_dump_time_range(falco_store: Path, capsys) -> None:

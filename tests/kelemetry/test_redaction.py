@@ -171,8 +171,13 @@ def _dumps(store: Path, capsys: pytest.CaptureFixture[str], tmp_path: Path) -> N
     assert cli.main([*args, "--format", "tree"]) == 0
     tree = capsys.readouterr().out
     assert "data.password <redacted> -> <redacted>" in tree
-    assert "snapshot:" in tree and '"password":"<redacted>"' in tree.replace(" ", "")
+    assert "snapshot: Secret prod/db" in tree
     assert_clean(tree, "the tree dump")
+    # The whole snapshot, as --full prints it, is redacted too.
+    assert cli.main([*args, "--format", "tree", "--full"]) == 0
+    whole = capsys.readouterr().out
+    assert "snapshot:" in whole and '"password":"<redacted>"' in whole.replace(" ", "")
+    assert_clean(whole, "the full tree dump")
     for fmt in ("json", "jsonl"):
         assert cli.main([*args, "--format", fmt]) == 0
         assert_clean(capsys.readouterr().out, f"the {fmt} dump")
