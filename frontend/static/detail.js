@@ -84,6 +84,7 @@ export function fieldValue(key, value) {
   if (DIFF_KEYS.has(key)) return diffBlock(value);
   if (key === "snapshot") return snapshotBlock(value);
   if (key === "error") return h("div", { class: "msg msg-error" }, String(value));
+  if (key === "benign" || key === "kelemetry.outcome_reason") return h("div", { class: "msg msg-benign" }, String(value));
   if (key === "message") return h("div", { class: "msg" }, String(value));
   return plainValue(value);
 }
@@ -108,6 +109,7 @@ function logBadges(info) {
     info.hasSnapshot ? h("span", { class: "badge badge-snapshot" }, "snapshot") : null,
     info.severity === SEVERITY.error ? h("span", { class: "badge badge-error" }, "error") : null,
     info.severity === SEVERITY.warning ? h("span", { class: "badge badge-warning" }, "warning") : null,
+    info.benign ? h("span", { class: "badge badge-benign", title: "a routine failure, not a problem" }, "benign") : null,
   ];
 }
 

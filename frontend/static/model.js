@@ -44,6 +44,10 @@ export function normalizeLog(log) {
     timestamp: log.timestamp,
     entries,
     values,
+    // what the marker of the log looks like: its source, and a failure that is routine (benign)
+    source: typeof values["kelemetry.trace_source"] === "string" ? values["kelemetry.trace_source"] : "",
+    benign: "benign" in values,
+    unattributed: "unattributed diff" in values,
     hasDiff: "diff" in values || "verbose diff" in values,
     hasSnapshot: "snapshot" in values,
     severity: error ? SEVERITY.error : warning ? SEVERITY.warning : SEVERITY.none,
@@ -62,6 +66,7 @@ function summarizeLog(v) {
     let text = String(v.audit);
     if (v.code !== undefined && v.code !== null) text += ` → ${v.code}`;
     if (v.error !== undefined) text += ` · ${firstLine(v.error)}`;
+    if (v.benign !== undefined) text += ` · benign: ${firstLine(v.benign)}`;
     return text;
   }
   if (v.event !== undefined) {
@@ -81,7 +86,7 @@ function shortenUsers(text) {
   return text.replace(/\bsystem:serviceaccount:/g, "sa:");
 }
 
-function objectLabel(tags) {
+export function objectLabel(tags) {
   const where = tags.namespace ? `${tags.namespace}/` : "";
   const kind = tags.kind || tags.resource || "object";
   return `${kind} ${where}${tags.name ?? ""}`;
@@ -117,7 +122,10 @@ export function buildModel(trace, target) {
       tags,
       source,
       isObject,
-      label: isObject ? objectLabel(tags) : shortenUsers(span.operationName || "(unnamed span)"),
+      label: isObject ? objectLabel(tags) : spanLabel(span, tags, source),
+      // the object a request, Event or change is about (rows name it where their parent is another)
+      objectLabel: isObject || tags.name === undefined ? null : objectLabel(tags),
+      benign: tags["kelemetry.outcome"] === "benign",
       severity,
       parent: null,
       children: [],
@@ -205,6 +213,22 @@ export function buildModel(trace, target) {
   }
   const activity = Number.isFinite(actStart) ? { start: actStart, end: actEnd } : null;
   return { roots, nodes, order, target: targetNode, range: { start, end }, activity, spanCount: nodes.size, logCount };
+}
+
+/** A request's or change's name; an Event's reason with its message, as `kubectl describe` shows it. */
+function spanLabel(span, tags, source) {
+  if (source === "event") {
+    const reason = tags["event.reason"] || span.operationName || "Event";
+    const logs = span.logs || [];
+    for (const log of logs) {
+      const fields = log.fields || [];
+      const kind = fields.find((f) => f.key === "event");
+      const message = fields.find((f) => f.key === "message");
+      if (message && (!kind || kind.value === "message")) return `${reason}: ${firstLine(message.value)}`;
+    }
+    return reason;
+  }
+  return shortenUsers(span.operationName || "(unnamed span)");
 }
 
 function quickLogSeverity(log) {

@@ -7,6 +7,11 @@ import { debounce, formatClock, formatDuration, formatTime, h, setTitle } from "
 import { MODES, SCOPES, isViewId, modeId, parseModeId, scopeLabel, withModeId } from "./viewid.js";
 
 const CHILD_PAGE = 200;
+// Opening a view also unfolds the looked-up object's direct children (a Deployment's ReplicaSets
+// show their Pods) unless that would add more rows than this: big trees stay lazy.
+const OPEN_CHILDREN_ROWS = 100;
+// The end of a long name that is never cut: a Pod's `<replicaset hash>-<suffix>`.
+const NAME_TAIL_MAX = 20;
 const MARKER_BUCKET_PX = 4;
 const TICK_STEPS_US = [
   1, 2, 5, 10, 20, 50, 100, 200, 500, 1e3, 2e3, 5e3, 1e4, 2e4, 5e4, 1e5, 2e5, 5e5, 1e6, 2e6, 5e6, 1e7, 15e6, 3e7, 6e7,
@@ -132,6 +137,7 @@ class TracePage {
     if (target) {
       this.expandPathTo(target);
       this.expanded.add(target.id);
+      this.openChildren(target);
     }
     const sel = spanParam ? this.model.nodes.get(spanParam) : null;
     if (sel) {
@@ -147,6 +153,17 @@ class TracePage {
     if (end <= start) end = start + 1000;
     const padUs = (end - start) * 0.03;
     return { start: start - padUs, end: end + padUs };
+  }
+
+  /** Unfold the object's direct children while their children add at most OPEN_CHILDREN_ROWS rows. */
+  openChildren(node) {
+    let rows = 0;
+    for (const child of node.children.slice(0, CHILD_PAGE)) {
+      if (!child.isObject || !child.children.length) continue;
+      rows += Math.min(child.children.length, CHILD_PAGE);
+      if (rows > OPEN_CHILDREN_ROWS) break;
+      this.expanded.add(child.id);
+    }
   }
 
   expandPathTo(node) {
@@ -224,6 +241,7 @@ class TracePage {
         h("span", { class: "find" }, this.findInput, this.findLabel),
       ),
     );
+    toolbar.append(legend());
     if (!target) {
       toolbar.append(
         h("p", { class: "notice" }, `The looked-up object (${obj.resource}/${obj.name}) has no span of its own in this view.`),
@@ -405,19 +423,24 @@ class TracePage {
     const cls = ["row"];
     if (node.severity === SEVERITY.error) cls.push("span-error");
     else if (node.severity === SEVERITY.warning) cls.push("span-warning");
+    else if (node.benign) cls.push("span-benign");
     if (node.logSeverity === SEVERITY.error) cls.push("log-error");
     else if (node.logSeverity === SEVERITY.warning) cls.push("log-warning");
     if (node.isObject) cls.push("obj");
     if (node === this.model.target) cls.push("target");
     if (expanded && node.children.length) cls.push("expanded");
-    const label = h("div", { class: "label", style: `padding-left:${node.depth * 16 + 4}px`, title: node.span.operationName });
+    const ownObject = node.parent && node.parent.isObject && sameObject(node.parent.tags, node.tags);
+    const fullName = node.isObject || ownObject || !node.objectLabel ? node.label : `${node.objectLabel} · ${node.label}`;
+    const label = h("div", { class: "label", style: `padding-left:${node.depth * 16 + 4}px`, title: fullName });
     if (node.children.length) {
       label.append(h("button", { type: "button", class: "tg", "aria-label": "expand or collapse", tabindex: "-1" }));
     } else {
       label.append(h("span", { class: "tg-empty" }));
     }
     if (!node.isObject) label.append(h("span", { class: `src src-${node.source || "other"}` }, node.source || "span"));
-    label.append(h("span", { class: "name" }, node.label));
+    // In the timeline a request sits under the root, not its object: the row names the object.
+    if (!node.isObject && !ownObject && node.objectLabel) label.append(nameEl(node.objectLabel, "obj-ref"));
+    label.append(node.isObject ? nameEl(node.label, "name") : h("span", { class: "name" }, node.label));
     if (node.children.length) label.append(h("span", { class: "count", title: `${node.children.length} children` }, String(node.children.length)));
     if (node.subtreeErrors) label.append(h("span", { class: "flag flag-error", title: `${node.subtreeErrors} errors here or below` }, `${node.subtreeErrors}`));
     if (node.subtreeWarnings) label.append(h("span", { class: "flag flag-warning", title: `${node.subtreeWarnings} warnings here or below` }, `${node.subtreeWarnings}`));
@@ -494,6 +517,9 @@ class TracePage {
       if (info.severity === SEVERITY.error) cls += " sev-error";
       else if (info.severity === SEVERITY.warning) cls += " sev-warning";
       if (info.hasDiff) cls += " has-diff";
+      if (info.benign) cls += " benign";
+      if (info.unattributed) cls += " unattributed";
+      if (info.source === "event" || info.source === "change") cls += ` mk-${info.source}`;
       if (b.count > 1) cls += " multi";
       mk.className = cls;
       // snapped to its bucket so markers never overlap (each stays clickable)
@@ -752,4 +778,56 @@ class TracePage {
       this.fitButton.textContent = "reset zoom";
     });
   }
+}
+
+/**
+ * A name that keeps its end: the head shrinks with an ellipsis, the tail (a Pod's
+ * `<hash>-<suffix>`, the part that tells siblings apart) always shows; hover shows the whole name.
+ */
+function nameEl(text, cls) {
+  const cut = tailStart(text);
+  if (cut <= 0) return h("span", { class: cls, title: text }, text);
+  return h(
+    "span",
+    { class: `${cls} split-name`, title: text },
+    // the head's room is the name's less the tail's (names are monospace: `ch` is exact)
+    h("span", { class: "name-head", style: `max-width:calc(100% - ${text.length - cut + 1}ch)` }, text.slice(0, cut)),
+    h("span", { class: "name-tail" }, text.slice(cut)),
+  );
+}
+
+function sameObject(a, b) {
+  return a.uid === b.uid && a.name === b.name && a.resource === b.resource && a.cluster === b.cluster;
+}
+
+function tailStart(text) {
+  if (text.length <= NAME_TAIL_MAX + 8) return 0;
+  const name = text.slice(text.lastIndexOf("/") + 1);
+  const parts = name.split("-");
+  // the last two dash-separated parts of a generated name (`5d8f7c9b4-x7k2q`), else the last one
+  for (const keep of [2, 1]) {
+    if (parts.length > keep) {
+      const tail = parts.slice(-keep).join("-");
+      if (tail.length <= NAME_TAIL_MAX) return text.length - tail.length - 1; // with its dash
+    }
+  }
+  return text.length - NAME_TAIL_MAX;
+}
+
+/** What the marks of the timeline mean. */
+function legend() {
+  const item = (cls, text, title) =>
+    h("span", { class: "legend-item", title }, h("i", { class: `mk legend-mk ${cls}` }), text);
+  return h(
+    "div",
+    { class: "legend", id: "legend", "aria-label": "Legend" },
+    item("", "request", "a create, update, patch or delete"),
+    item("has-diff", "request with a diff", "a request that changed fields (click for the diff)"),
+    item("mk-event", "Event", "a Kubernetes Event"),
+    item("sev-warning", "Warning", "a Warning Event"),
+    item("sev-error", "error", "a failed request: 403, 422, 500, a person's conflict…"),
+    item("benign", "benign", "a routine failure: a controller's 409 conflict (it retries), a 404 on a repeated delete"),
+    item("mk-change", "change", "a change seen by the watch that no audit event claimed"),
+    item("unattributed", "unattributed diff", "changes that showed up at a request but that it cannot have made"),
+  );
 }
