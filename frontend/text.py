@@ -73,7 +73,8 @@ def snapshot_summary(text: str) -> str:
         return _cut(text.replace("\n", " "), LINE_CHARS)
     if not isinstance(body, dict):
         return _cut(text, LINE_CHARS)
-    meta = body.get("metadata") if isinstance(body.get("metadata"), dict) else {}
+    found = body.get("metadata")
+    meta: dict[str, Any] = found if isinstance(found, dict) else {}
     name = str(meta.get("name", ""))
     if meta.get("namespace"):
         name = f"{meta['namespace']}/{name}"

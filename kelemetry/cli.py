@@ -756,9 +756,7 @@ def cmd_dump(args: argparse.Namespace) -> int:
     if args.format == "parquet":
         dumping.write_parquet(view, args.output or sys.stdout.buffer)
         return 0
-    _write_output(
-        args.output, _render(view, args.format, classic=not args.mode, note=note, full=args.full)
-    )
+    _write_output(args.output, _render(view, args.format, classic=not args.mode, note=note, full=args.full))
     return 0
 
 

@@ -21,7 +21,16 @@ from tests.browser.driver import Browser
 pytestmark = pytest.mark.slow
 
 SAMPLE_TS = "2026-11-23T07:23:40Z"
-LEGEND = ["request", "request with a diff", "Event", "Warning", "error", "benign", "change", "unattributed diff"]
+LEGEND = [
+    "request",
+    "request with a diff",
+    "Event",
+    "Warning",
+    "error",
+    "benign",
+    "change",
+    "unattributed diff",
+]
 
 
 def open_by_redirect(browser: Browser, **params: str) -> str:
@@ -112,7 +121,11 @@ def test_timeline_rows_name_their_object_and_events_their_message(browser: Brows
     browser.open(f"/trace/ff11000000{view_id[10:]}")  # timeline [full tree]
     browser.wait_rendered()
     requests = [r for r in browser.find_all('.rows .row[data-source="audit"]') if r.is_displayed()]
-    named = {r.find_element("css selector", ".obj-ref").text for r in requests if r.find_elements("css selector", ".obj-ref")}
+    named = {
+        r.find_element("css selector", ".obj-ref").text
+        for r in requests
+        if r.find_elements("css selector", ".obj-ref")
+    }
     assert any(n.startswith("Pod default/demo-") for n in named), named
     assert any(n.startswith("ReplicaSet default/demo-") for n in named), named
     events = [r for r in browser.find_all('.rows .row[data-source="event"]') if r.is_displayed()]

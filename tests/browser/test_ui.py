@@ -122,7 +122,9 @@ def test_tree_expands_from_deployment_to_pod(browser: Browser, server: Server) -
     replicaset = replicasets[0]
     rs_name = row_label(replicaset).split("/", 1)[1]
     replicaset.find_element("css selector", ".tg").click()
-    browser.wait_until(lambda b: len(rows(b, "Pod")) == 4, 5, "the other ReplicaSet's Pods after collapsing one")
+    browser.wait_until(
+        lambda b: len(rows(b, "Pod")) == 4, 5, "the other ReplicaSet's Pods after collapsing one"
+    )
     assert replicaset.get_attribute("aria-expanded") == "false"
     replicaset.find_element("css selector", ".tg").click()
     browser.wait_until(lambda b: len(rows(b, "Pod")) == 8, 5, "Pod rows after expanding a ReplicaSet again")
@@ -155,7 +157,9 @@ def test_request_diff_opens_in_the_detail_panel(browser: Browser, server: Server
 def test_errors_are_highlighted(browser: Browser, server: Server) -> None:
     # The sample's failures are all routine (benign; see test_first_view): a person's conflicting
     # updates, in a trace served in place of the API's, are real errors.
-    browser.add_script_on_new_document(serve_trace_script(big_trace(replicasets=1, pods_per_replicaset=2, logs=300)))
+    browser.add_script_on_new_document(
+        serve_trace_script(big_trace(replicasets=1, pods_per_replicaset=2, logs=300))
+    )
     open_view(browser, server, TRACING_FULL)
     row = deployment_row(browser)
     errors = row.find_elements("css selector", ".mk.sev-error")

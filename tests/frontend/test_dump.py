@@ -30,12 +30,12 @@ from frontend.dump import FORMATS, render_jsonl, write_parquet
 from frontend.query import present
 from frontend.text import format_time, render_tree
 from frontend.types import AssembledTrace, ObjectQuery, View
+from kelemetry import cli
 from kelemetry.model import tags
 from kelemetry.model.events import TraceSource
 from kelemetry.model.objects import Incarnation, KnownObject, ObjectKey
 from kelemetry.model.spans import SpanRecord
 from kelemetry.store.sqlite import SpanStore
-from kelemetry import cli
 from tests.conftest import REPO_ROOT
 from tests.factories import audit_event, new_pipeline, owner_ref
 from tests.lookups import assemble
@@ -252,13 +252,27 @@ def test_render_jsonl_is_one_object_per_span_parents_first(trace: AssembledTrace
     assert patch["error"] is True and patch["outcome"] == "error"
     assert patch["logs"] == [{"kind": "error", "message": "Conflict"}]
     # The same time columns as Parquet: UTC timestamps to the microsecond, and the duration in µs.
-    assert (patch["started_at"], patch["ended_at"]) == ("2024-05-01T10:00:05.000000Z", "2024-05-01T10:00:05.002500Z")
+    assert (patch["started_at"], patch["ended_at"]) == (
+        "2024-05-01T10:00:05.000000Z",
+        "2024-05-01T10:00:05.002500Z",
+    )
     assert patch["duration_us"] == 2_500
     assert (patch["resource"], patch["namespace"], patch["name"]) == ("pods", "prod", "web-1-a")
-    assert (patch["user"], patch["verb"], patch["subresource"], patch["code"]) == ("admin", "patch", "status", 409)
+    assert (patch["user"], patch["verb"], patch["subresource"], patch["code"]) == (
+        "admin",
+        "patch",
+        "status",
+        409,
+    )
     pod = next(row for row in rows if row["operation"] == "pods/web-1-a")
     assert (pod["uid"], pod["kind"], pod["api_version"], pod["api_group"]) == ("p-a", "Pod", "v1", "")
-    assert (pod["user"], pod["verb"], pod["code"], pod["outcome"], pod["diff"]) == (None, None, None, None, [])
+    assert (pod["user"], pod["verb"], pod["code"], pod["outcome"], pod["diff"]) == (
+        None,
+        None,
+        None,
+        None,
+        [],
+    )
     assert patch["tags"]["audit.code"] == "409" and patch["tags"]["audit.subresource"] == "status"
     assert all(isinstance(value, str) for row in rows for value in row["tags"].values())
 
@@ -454,14 +468,17 @@ def test_the_obvious_questions_are_unquoted_sql(sample_store: Path, tmp_path: Pa
     db.executemany(
         f"INSERT INTO spans VALUES ({', '.join('?' for _ in columns)})",
         [
-            [json.dumps(v) if isinstance(v, list) else v.isoformat() if isinstance(v, datetime) else v
-             for v in row.values()]
+            [
+                json.dumps(v) if isinstance(v, list) else v.isoformat() if isinstance(v, datetime) else v
+                for v in row.values()
+            ]
             for row in rows
         ],
     )
     who = db.execute(
-        "SELECT user, verb, subresource, count(*) FROM spans WHERE source = 'audit' AND user NOT LIKE 'system:%'"
-        " AND resource = 'deployments' GROUP BY user, verb, subresource ORDER BY 4 DESC, 2"
+        "SELECT user, verb, subresource, count(*) FROM spans"
+        " WHERE source = 'audit' AND user NOT LIKE 'system:%' AND resource = 'deployments'"
+        " GROUP BY user, verb, subresource ORDER BY 4 DESC, 2"
     ).fetchall()
     assert who == [
         ("admin", "patch", "scale", 2),
@@ -478,4 +495,5 @@ def test_the_obvious_questions_are_unquoted_sql(sample_store: Path, tmp_path: Pa
         "SELECT name, started_at, user, value FROM spans, json_each(spans.diff)"
         " WHERE value LIKE 'spec.replicas %' AND api_group = 'apps' ORDER BY started_at"
     ).fetchall()
-    assert [(row[0], row[2], row[3]) for row in replicas][0] == ("demo", "admin", "spec.replicas 2 -> 4")
+    first = replicas[0]
+    assert (first[0], first[2], first[3]) == ("demo", "admin", "spec.replicas 2 -> 4")

@@ -54,7 +54,7 @@ def test_long_diff_values_are_cut_and_the_path_kept() -> None:
 
 
 def test_a_long_diff_shows_its_first_lines_and_how_many_more() -> None:
-    diff = "\n".join(f"metadata.labels.l{i} null -> \"v\"" for i in range(30))
+    diff = "\n".join(f'metadata.labels.l{i} null -> "v"' for i in range(30))
     lines = text.log_lines("diff", diff)
     assert len(lines) == text.DIFF_LINES
     assert lines[:-1] == diff.splitlines()[: text.DIFF_LINES - 1]
