@@ -113,10 +113,12 @@ def test_original_deployment_expectations(collector: Collector, compat_deploymen
     trace = poll_view(collector.url, params, "21000000", deployment_done)
     check_deployment(trace, compat_deployment)
 
-    # The default mode (tracing, the object alone) is what /redirect itself names.
+    # The default mode (tracing, the full tree) is what /redirect itself names.
     trace_id = redirect_id(collector.url, params)
-    assert trace_id is not None and trace_id[2:10] == "20000000"
-    alone = fetch(collector.url, trace_id)["data"][0]
+    assert trace_id is not None and trace_id[2:10] == "21000000"
+    full = fetch(collector.url, trace_id)["data"][0]
+    assert len(full["spans"]) > 1
+    alone = fetch(collector.url, with_mode(trace_id, "20000000"))["data"][0]
     assert len(alone["spans"]) == 1
     # tree [full tree]: requests are spans of their own, under their objects.
     tree = fetch(collector.url, with_mode(trace_id, "01000000"))["data"][0]
