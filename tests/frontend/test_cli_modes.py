@@ -85,8 +85,13 @@ def test_tracing_text_folds_requests_and_events_under_their_objects(
     assert "    code: 201" in lines
     assert "    verbose diff: metadata.generation 1 -> 2" in lines
     assert any(line.strip() == "status.observedGeneration 1 -> 2" for line in lines)
-    assert any(line.startswith('    snapshot: {"apiVersion":"apps/v1","kind":"Deployment"') for line in lines)
-    assert "managedFields" not in out
+    # The delete's snapshot in one line; --full prints the object, managedFields dropped.
+    assert any(line.startswith("    snapshot: Deployment default/demo, resourceVersion ") for line in lines)
+    code, whole, err = run(capsys, *dump(sample_store, "--mode", "tracing", "--scope", "full", "--full"))
+    assert code == 0, err
+    snapshot = '    snapshot: {"apiVersion":"apps/v1","kind":"Deployment"'
+    assert any(line.startswith(snapshot) for line in whole.splitlines())
+    assert "managedFields" not in whole
     # The ReplicaSets one level down, their Pods below them.
     replicasets = [line for line in lines if line.startswith("    replicasets.apps/")]
     assert sorted(line.split()[0] for line in replicasets) == [
