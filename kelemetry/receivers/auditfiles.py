@@ -346,7 +346,9 @@ def _starts_audit_stream(line: bytes) -> bool | None:
     try:
         return False if isinstance(orjson.loads(line), dict) else None
     except orjson.JSONDecodeError:
-        return None
+        # A broken first line of a JSON lines file must not make a big log be read whole.
+        stripped = line.strip()
+        return True if stripped.startswith(b"{") and stripped.endswith(b"}") and len(stripped) > 2 else None
 
 
 def read_input(

@@ -517,3 +517,15 @@ def test_otlp_export_to_a_closed_port_gives_up_with_a_summary(tmp_path: Path, ca
     # Backoff 0.5 + 1 + 2 s between the four attempts, then it stops.
     assert 3.0 <= took < 30
     assert len(spans_of(store)) == 2
+
+
+def test_serve_replay_takes_directories_and_stdin(tmp_path: Path) -> None:
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    (logs / "audit.log").write_bytes(DEPLOYMENT_AUDIT.read_bytes())
+    assert cli.parse_replays([f"east={logs}", "-"], "default") == [("east", str(logs)), ("default", "-")]
+    with pytest.raises(cli.CliError, match="standard input"):
+        cli.parse_replays(["-", "west=-"], "default")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(cli.ReplayFailed, match="is an empty directory"):
+        cli.parse_replays([f"west={tmp_path / 'empty'}"], "default")

@@ -341,3 +341,14 @@ def test_sniff(tmp_path: Path, lines: list[str], zipped: bool, expected: str) ->
 def test_sniff_missing_file_is_an_input_error(tmp_path: Path) -> None:
     with pytest.raises(errors.InputError, match="cannot read"):
         sniff(str(tmp_path / "missing"))
+
+
+def test_a_broken_first_line_does_not_stop_streaming(tmp_path: Path) -> None:
+    lines = ['{"kind": "Event", broken}'] + [compact(audit_event(audit_id=f"a{i}")) for i in range(5)]
+    path = write_lines(tmp_path / "audit.log", lines)
+    progress = Progress()
+    batches, stats = read_all(path, progress=progress, batch_lines=2)
+    assert ids(batches) == [f"a{i}" for i in range(5)]
+    assert (stats.bad_lines, stats.first_bad, stats.hint) == (1, "line 1", "not valid JSON")
+    # Batches came out as the file was read, not after reading it whole.
+    assert len(progress.calls) == 3 and progress.calls[0][0] < path.stat().st_size
