@@ -600,7 +600,8 @@ def parse_replays(specs: Sequence[str], default_cluster: str) -> list[tuple[str,
             raise CliError(
                 f"invalid cluster name {name!r} in --replay {spec!r}: use letters, digits, '.', '_', '-'"
             )
-        _check_input(path)
+        if path != STDIN and not os.path.exists(path):
+            raise CliError(f"cannot read {path}: no such file")
         found.append((name, path))
     if sum(1 for _, path in found if path == STDIN) > 1:
         raise CliError("standard input ('-') can be replayed once")

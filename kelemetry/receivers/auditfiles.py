@@ -42,6 +42,7 @@ ProgressFn = Callable[[int, int], None]
 
 STDIN = "-"
 GZIP_MAGIC = b"\x1f\x8b"
+UTF8_BOM = b"\xef\xbb\xbf"
 _YAML_START = re.compile(rb"^(---|%YAML|- |[\"']?[\w.@/-]+[\"']?\s*:(\s|$))")
 _BLANK = re.compile(r"\s*")
 _ROTATED = re.compile(r"^(?P<base>.*?)[.-](?P<n>\d+)$")
@@ -328,6 +329,8 @@ def _first_content(source: IO[bytes], stats: FileStats) -> tuple[list[bytes], by
     """Lines up to and with the first one that is not blank or a comment; b"" at the end of input."""
     skipped: list[bytes] = []
     for line in source:
+        if not skipped and line.startswith(UTF8_BOM):
+            line = line[len(UTF8_BOM) :]  # editors on Windows (and PowerShell's redirection) write one
         stripped = line.strip()
         if stripped and not stripped.startswith(b"#"):
             return skipped, line

@@ -526,6 +526,21 @@ def test_serve_replay_takes_directories_and_stdin(tmp_path: Path) -> None:
     assert cli.parse_replays([f"east={logs}", "-"], "default") == [("east", str(logs)), ("default", "-")]
     with pytest.raises(cli.CliError, match="standard input"):
         cli.parse_replays(["-", "west=-"], "default")
+
+
+def test_serve_refuses_an_empty_replay_before_it_serves(tmp_path: Path, capsys) -> None:
     (tmp_path / "empty").mkdir()
-    with pytest.raises(cli.ReplayFailed, match="is an empty directory"):
-        cli.parse_replays([f"west={tmp_path / 'empty'}"], "default")
+    store = tmp_path / "k.db"
+    code, out, err = run(
+        capsys,
+        "serve",
+        "--listen",
+        "127.0.0.1:1",
+        "--store",
+        str(store),
+        "--replay",
+        f"west={tmp_path / 'empty'}",
+    )
+    assert (code, out) == (1, "")
+    assert err == f"kelemetry: error: {tmp_path / 'empty'} is an empty directory: nothing to replay\n"
+    assert not store.exists()

@@ -1,8 +1,10 @@
 """Recorded audit log files (kelemetry.receivers.auditfiles).
 
 Covers plain and gzip files (recognised by content, not name), blank and bad lines, EventList
-lines, batching, progress reports, the byte-level drop counter, unreadable and truncated files,
-and sniffing audit logs apart from Kubernetes Events files.
+lines, batching, progress reports, unreadable and truncated files, the one-line summary of what
+could not be read (count, first place, a hint), and sniffing audit logs apart from Kubernetes
+Events files. Other forms (YAML, pretty JSON, GKE exports, stdin, directories) are replayed in
+tests/kelemetry/test_replay_inputs.py.
 """
 
 from __future__ import annotations
@@ -352,3 +354,13 @@ def test_a_broken_first_line_does_not_stop_streaming(tmp_path: Path) -> None:
     assert (stats.bad_lines, stats.first_bad, stats.hint) == (1, "line 1", "not valid JSON")
     # Batches came out as the file was read, not after reading it whole.
     assert len(progress.calls) == 3 and progress.calls[0][0] < path.stat().st_size
+
+
+@pytest.mark.parametrize("pretty", [pytest.param(False, id="json-lines"), pytest.param(True, id="pretty")])
+def test_a_byte_order_mark_is_ignored(tmp_path: Path, pretty: bool) -> None:
+    raws = [audit_event(audit_id="a1"), audit_event(audit_id="a2")]
+    text = json.dumps(raws, indent=2) if pretty else "\n".join(compact(raw) for raw in raws)
+    path = tmp_path / "audit.log"
+    path.write_bytes(b"\xef\xbb\xbf" + text.encode())
+    batches, stats = read_all(path)
+    assert ids(batches) == ["a1", "a2"] and stats.bad_lines == 0
