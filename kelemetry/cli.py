@@ -25,7 +25,7 @@ from kelemetry import pipeline as pipelines
 from kelemetry.diff.redact import RedactionRule
 from kelemetry.kube.kinds import KindResolver
 from kelemetry.model import times
-from kelemetry.receivers.auditfiles import FileStats, read_audit_file, read_kube_events_file, sniff
+from kelemetry.receivers.auditfiles import STDIN, FileStats, expand, read_input
 from kelemetry.settings import (
     CLUSTER_NAME,
     DEFAULT_EXCLUDED_RESOURCES,
@@ -57,6 +57,9 @@ EXIT_USAGE = 2
 # an OS crash or power loss needs the fsyncs of FULL, which cost milliseconds per batch.
 SYNCHRONOUS = {"process": "OFF", "power": "FULL"}
 EXIT_FAILURE = 1
+# A replay's export is bounded: a backend that stays down ends it with a summary instead of a hang.
+OTLP_REPLAY_ATTEMPTS = 4
+OTLP_REPLAY_SECONDS = 60.0
 
 
 class CliError(errors.KelemetryError):
@@ -174,8 +177,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--replay",
         action="append",
         metavar="[CLUSTER=]FILE",
-        help="replay this audit log or Events file into the store before serving, as CLUSTER's (default "
-        "--cluster); repeatable, so a fleet's recordings can be replayed together. Idempotent, so it is "
+        help="replay this audit log or Events file (any form `kelemetry replay` reads; a directory; '-' for "
+        "stdin) into the store before serving, as CLUSTER's (default --cluster); repeatable, so a fleet's "
+        "recordings can be replayed together. Idempotent, so it is "
         "safe on every start",
     )
     serve.add_argument(
@@ -225,16 +229,26 @@ def build_parser() -> argparse.ArgumentParser:
 
     replay = commands.add_parser(
         "replay",
-        help="replay audit log files (JSON lines, plain or gzip) into the store",
-        description="Read kube-apiserver audit log files (log backend output: one Event per line; gzip is "
-        "detected) and write their traces to the store. Replaying the same file again changes nothing.",
+        help="replay audit logs and Kubernetes Events (files, directories, stdin) into the store",
+        description=(
+            "Read kube-apiserver audit logs and Kubernetes Events and write their traces to the store. "
+            "Forms are recognised by content: JSON lines (the log backend's output), pretty-printed JSON, "
+            "YAML, audit EventLists, `kubectl get events -o json|yaml`, GKE Cloud Logging exports "
+            "(protoPayload entries), plain or gzip. A directory is its files, rotated ones first; '-' "
+            "reads stdin. Records that cannot be read are summarized in one line per file. Replaying the "
+            "same input again changes nothing."
+        ),
     )
-    replay.add_argument("files", nargs="+", metavar="FILE")
+    replay.add_argument("files", nargs="+", metavar="FILE|DIR|-")
     replay.add_argument(
         "--cluster", default="default", help="cluster name to record the events under (default 'default')"
     )
     add_store(replay)
-    replay.add_argument("--otlp-endpoint", help="also export the store's new spans over OTLP before exiting")
+    replay.add_argument(
+        "--otlp-endpoint",
+        help="also export the store's new spans over OTLP before exiting; gives up after "
+        f"{OTLP_REPLAY_ATTEMPTS} failed attempts (exit code 1, the spans stay in the store for a rerun)",
+    )
     replay.add_argument(
         "--quiet", action="store_true", help="no progress output (the summary is still printed)"
     )
@@ -554,6 +568,7 @@ class _Progress:
         self.last = 0.0
         self.events = 0
         self.file = ""
+        self.open_line = False
 
     def update(self, done: int, total: int) -> None:
         if not self.enabled:
@@ -568,31 +583,79 @@ class _Progress:
         line = f"replay {self.file}: {percent:5.1f}%  {self.events} events  {rate:,.0f} events/s"
         if self.tty:
             self.stream.write("\r" + line)
+            self.open_line = True
         else:
             self.stream.write(line + "\n")
         self.stream.flush()
 
     def finish(self) -> None:
-        if self.enabled and self.tty:
+        if self.open_line:
             self.stream.write("\n")
+            self.open_line = False
 
 
 def parse_replays(specs: Sequence[str], default_cluster: str) -> list[tuple[str, str]]:
     """``--replay`` values of ``serve``: ``FILE`` (the cluster named --cluster) or ``CLUSTER=FILE``, as
-    (cluster, file) pairs in the order given; every file must exist."""
+    (cluster, file) pairs in the order given; every file or directory must exist (``-``: stdin)."""
     found: list[tuple[str, str]] = []
     for spec in specs:
         name, sep, path = spec.partition("=")
-        if not sep or "/" in name or not name or os.path.isfile(spec):
+        if not sep or "/" in name or not name or os.path.exists(spec):
             name, path = default_cluster, spec
         if not CLUSTER_NAME.match(name):
             raise CliError(
                 f"invalid cluster name {name!r} in --replay {spec!r}: use letters, digits, '.', '_', '-'"
             )
-        if not os.path.isfile(path):
+        if path != STDIN and not os.path.exists(path):
             raise CliError(f"cannot read {path}: no such file")
         found.append((name, path))
+    if sum(1 for _, path in found if path == STDIN) > 1:
+        raise CliError("standard input ('-') can be replayed once")
     return found
+
+
+class ReplayFailed(errors.KelemetryError):
+    """The inputs held nothing to replay, or the export after it gave up (exit code 1)."""
+
+
+def _shown(path: str) -> str:
+    return "standard input" if path == STDIN else path
+
+
+def _check_input(path: str) -> None:
+    """Refused before the store is opened: a missing input, an empty file or directory."""
+    if path == STDIN:
+        return
+    if not os.path.exists(path):
+        raise CliError(f"cannot read {path}: no such file")
+    if os.path.isdir(path):
+        if not expand(path):
+            raise ReplayFailed(f"{path} is an empty directory: nothing to replay")
+    elif os.path.getsize(path) == 0:
+        raise ReplayFailed(f"{path} is empty: nothing to replay")
+
+
+def _nothing_in(path: str, stats: FileStats) -> str:
+    if stats.bad_lines:
+        records = "record" if stats.bad_lines == 1 else "records"
+        return (
+            f"{_shown(path)} holds no audit events or Kubernetes Events ({stats.bad_lines} unreadable "
+            f"{records}, the first at {stats.first_bad}: {stats.hint})"
+        )
+    if stats.lines == 0 or not stats.events:
+        return f"{_shown(path)} is empty: nothing to replay"
+    return f"{_shown(path)} holds no audit events or Kubernetes Events"
+
+
+def _remove_store(path: Path, created_dir: bool) -> None:
+    """A failed replay that wrote nothing leaves no store behind (nor the folder it made for it)."""
+    for name in (path.name, path.name + "-wal", path.name + "-shm", path.name + "-journal"):
+        path.with_name(name).unlink(missing_ok=True)
+    if created_dir:
+        try:
+            path.parent.rmdir()
+        except OSError:
+            pass  # something else is in it now
 
 
 def _replay_files(
@@ -602,8 +665,15 @@ def _replay_files(
     resolver: KindResolver,
     *,
     quiet: bool,
-) -> None:
+) -> int:
+    """Replay each input (a file, a directory of files, ``-``) into the store; returns the spans
+    written. Unreadable records are summarized in one line per file."""
+    for _cluster, path in files:
+        _check_input(path)
     tune_gc()
+    store_file = Path(store_path)
+    created_dir = not store_file.parent.exists()
+    existed = store_file.exists()
     store = SpanStore(store_path)
     pipeline = pipelines.build(store, trace, resolver)
     converter = pipeline.converter
@@ -611,67 +681,107 @@ def _replay_files(
     totals = FileStats()
     spans = 0
     kube_events = 0
+    count = 0
     started = time.monotonic()
     try:
-        for cluster, path in files:
-            stats = FileStats()
-            progress.file = path
-            seen = stats.events
-            if sniff(path) == "events":
-                for events in read_kube_events_file(path, stats, progress.update):
-                    result = pipeline.process_kube_events(events, cluster)
-                    spans += result.spans
-                    kube_events += result.kept
+        for cluster, spec in files:
+            members = expand(spec)
+            in_directory = members != [spec]
+            found_any = False
+            for path in members:
+                count += 1
+                stats = FileStats()
+                progress.file = _shown(path)
+                seen = 0
+                for batch in read_input(path, stats, progress.update):
+                    if batch.audit:
+                        spans += pipeline.process_audit(batch.audit, cluster).spans
+                    if batch.kube_events:
+                        result = pipeline.process_kube_events(batch.kube_events, cluster)
+                        spans += result.spans
+                        kube_events += result.kept
                     progress.events += stats.events - seen
                     seen = stats.events
-            else:
-                for batch in read_audit_file(path, stats, progress.update):
-                    result = pipeline.process_audit(batch, cluster)
-                    spans += result.spans
-                    progress.events += stats.events - seen
-                    seen = stats.events
-            if stats.events == 0 and stats.bad_lines:
-                raise CliError(
-                    f"{path} holds no audit events or Kubernetes Events ({stats.bad_lines} unreadable lines)"
-                )
-            totals.lines += stats.lines
-            totals.events += stats.events
-            totals.bad_lines += stats.bad_lines
+                if stats.events == 0 and not in_directory:
+                    raise ReplayFailed(_nothing_in(path, stats))
+                found_any = found_any or stats.events > 0
+                summary = stats.summary(_shown(path))
+                if stats.events == 0:
+                    summary = _nothing_in(path, stats) + "; skipped"
+                if summary:
+                    progress.finish()
+                    print(f"kelemetry: warning: {summary}", file=sys.stderr)
+                totals.lines += stats.lines
+                totals.events += stats.events
+                totals.bad_lines += stats.bad_lines
+            if in_directory and not found_any:
+                raise ReplayFailed(f"{spec} holds no audit events or Kubernetes Events in any of its files")
         progress.finish()
-    finally:
+    except BaseException:
         store.close()
+        if not existed and spans == 0:
+            _remove_store(store_file, created_dir)
+        raise
+    store.close()
     took = time.monotonic() - started
     counts = converter.stats.counts
     dropped = ", ".join(f"{k.removeprefix('dropped_')} {v}" for k, v in sorted(counts.items()) if k != "kept")
     print(
-        f"replayed {totals.events} events from {len(files)} file(s) in {took:.1f}s: "
+        f"replayed {totals.events} events from {count} file(s) in {took:.1f}s: "
         f"{counts['kept']} audit events and {kube_events} Kubernetes Events traced, {spans} spans written"
         + (f"; skipped: {dropped}" if dropped else "")
-        + (f"; {totals.bad_lines} unreadable lines" if totals.bad_lines else ""),
+        + (f"; {totals.bad_lines} unreadable records" if totals.bad_lines else ""),
         file=sys.stderr,
     )
     if pipeline.failed_events:
         print(f"kelemetry: warning: {pipeline.failed_events} events failed (see log)", file=sys.stderr)
+    return spans
+
+
+def _export_reason(message: str) -> str:
+    """The gist of an export failure: HTTP and gRPC clients wrap a refused connection in a paragraph."""
+    lowered = message.lower()
+    for gist in ("connection refused", "timed out", "name or service not known", "certificate verify failed"):
+        if gist in lowered:
+            return gist
+    text = _one_line(Exception(message))
+    return text if len(text) <= 200 else text[:199] + "…"
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
     trace = _trace_settings(args)
     for path in args.files:
-        if not os.path.isfile(path):
-            raise CliError(f"cannot read {path}: no such file")
+        _check_input(path)
+    if args.files.count(STDIN) > 1:
+        raise CliError("standard input ('-') can be replayed once")
     clusters = parse_clusters(args.kubeconfig, args.cluster)
     if len(clusters) > 1:
         raise CliError("replay takes one --kubeconfig (the cluster the files come from)")
     resolver, _ = _resolver(clusters)
     files = [(args.cluster, path) for path in args.files]
-    _replay_files(files, args.store, trace, resolver, quiet=args.quiet)
+    spans = _replay_files(files, args.store, trace, resolver, quiet=args.quiet)
     if args.otlp_endpoint:
         from kelemetry.export.otlp import OtlpFollower
 
         follower = OtlpFollower(args.store, args.otlp_endpoint)
-        if not follower.drain(timeout_seconds=120):
-            raise CliError(f"OTLP export to {args.otlp_endpoint} did not finish; rerun to resume")
-        follower.exporter.shutdown()
+        started = time.monotonic()
+        # The outcome is told in one line below; a warning per failed attempt would only repeat it.
+        export_log = logging.getLogger("kelemetry.export.otlp")
+        level = export_log.level
+        if not logger.isEnabledFor(logging.DEBUG):
+            export_log.setLevel(logging.ERROR)
+        try:
+            done = follower.drain(timeout_seconds=OTLP_REPLAY_SECONDS, max_failures=OTLP_REPLAY_ATTEMPTS)
+        finally:
+            export_log.setLevel(level)
+            follower.exporter.shutdown()
+        if not done:
+            why = f" ({_export_reason(follower.last_error)})" if follower.last_error else ""
+            raise ReplayFailed(
+                f"OTLP export to {args.otlp_endpoint} gave up after {follower.failures} failed attempts in "
+                f"{time.monotonic() - started:.1f}s{why}: {spans} spans written to {args.store}, "
+                f"{follower.exported} exported; rerun the command to export the rest"
+            )
         if not args.quiet:
             print(f"exported {follower.exported} spans to {args.otlp_endpoint}", file=sys.stderr)
     return 0

@@ -481,6 +481,7 @@ class OtlpFollower:
         self.cursor = self._load_cursor()
         self.exported = 0
         self.failures = 0
+        self.last_error = ""
         self._encoder = RequestEncoder()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -517,8 +518,9 @@ class OtlpFollower:
             delay = max(delay, min(exc.delay_seconds, MAX_RETRY_HINT_SECONDS))
         return delay
 
-    def drain(self, timeout_seconds: float) -> bool:
-        """Export until the store is caught up (used after a replay); False on timeout."""
+    def drain(self, timeout_seconds: float, max_failures: int | None = None) -> bool:
+        """Export until the store is caught up (used after a replay); False on timeout or after
+        ``max_failures`` failed attempts (``last_error`` says why the last one failed)."""
         reader = StoreReader(self.store_path)
         deadline = time.monotonic() + timeout_seconds
         retry = self.retry.start()
@@ -530,6 +532,9 @@ class OtlpFollower:
                     retry.succeeded()
                 except errors.ExportError as exc:
                     delay = self._failed(retry, exc)
+                    self.last_error = str(exc)
+                    if max_failures is not None and retry.failures >= max_failures:
+                        return False
                     logger.warning("%s; retrying in %.1fs", exc, delay)
                     time.sleep(min(delay, max(deadline - time.monotonic(), 0)))
             return False

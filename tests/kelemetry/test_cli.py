@@ -291,11 +291,12 @@ def test_replay_of_a_file_that_is_not_an_audit_log(tmp_path: Path, capsys) -> No
     bogus = tmp_path / "deployment.yaml"
     bogus.write_text("apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: x\n")
     code, _out, err = run(capsys, "replay", "--quiet", "--store", str(tmp_path / "k.db"), str(bogus))
-    assert code == 2
-    assert (
-        err.strip().splitlines()[-1]
-        == f"kelemetry: error: {bogus} holds no audit events or Kubernetes Events (4 unreadable lines)"
+    assert code == 1
+    assert err == (
+        f"kelemetry: error: {bogus} holds no audit events or Kubernetes Events (1 unreadable record, the "
+        "first at line 1: a Deployment (apps/v1) object, not an audit event or a Kubernetes Event)\n"
     )
+    assert not (tmp_path / "k.db").exists()
 
 
 def test_ambiguous_name_lists_namespaces(tmp_path: Path, capsys) -> None:

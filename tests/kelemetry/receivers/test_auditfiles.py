@@ -1,8 +1,10 @@
 """Recorded audit log files (kelemetry.receivers.auditfiles).
 
 Covers plain and gzip files (recognised by content, not name), blank and bad lines, EventList
-lines, batching, progress reports, the byte-level drop counter, unreadable and truncated files,
-and sniffing audit logs apart from Kubernetes Events files.
+lines, batching, progress reports, unreadable and truncated files, the one-line summary of what
+could not be read (count, first place, a hint), and sniffing audit logs apart from Kubernetes
+Events files. Other forms (YAML, pretty JSON, GKE exports, stdin, directories) are replayed in
+tests/kelemetry/test_replay_inputs.py.
 """
 
 from __future__ import annotations
@@ -100,34 +102,75 @@ def test_windows_line_endings_are_read(tmp_path: Path) -> None:
     assert ids(batches) == ["a0", "a1"] and stats.bad_lines == 0
 
 
-def test_bad_lines_are_counted_and_do_not_stop_the_replay(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
-) -> None:
+def test_bad_lines_are_counted_and_summarized_once(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     lines = [
         compact(audit_event(audit_id="a1")),
         "{broken",
         compact({"kind": "Pod", "apiVersion": "v1", "metadata": {"name": "p"}}),
         "[1, 2]",
         compact({"kind": "Event", "apiVersion": "audit.k8s.io/v1", "stage": "ResponseComplete"}),
-        compact(event_list([audit_event(), 3])),
+        compact(event_list([audit_event(audit_id="in-list"), 3])),
         compact({**audit_event(), "user": "alice"}),
         compact({**audit_event(), "kind": "Pod"}),
         compact(audit_event(audit_id="a2")),
     ]
     path = write_lines(tmp_path / "audit.log", lines)
-    with caplog.at_level(logging.WARNING, logger="kelemetry.receivers.auditfiles"):
+    with caplog.at_level(logging.DEBUG, logger="kelemetry.receivers"):
         batches, stats = read_all(path)
-    assert ids(batches) == ["a1", "a2"]
-    assert (stats.lines, stats.events, stats.bad_lines) == (9, 2, 7)
-    messages = [record.getMessage() for record in caplog.records]
-    assert any(m.startswith(f"{path}:2 is not valid JSON") and m.endswith(", skipped") for m in messages)
-    assert f"{path}:3: Object missing required field auditID, skipped" in messages
-    assert f"{path}:4: Expected object, got array, skipped" in messages
-    assert f"{path}:5: Object missing required field auditID, skipped" in messages
-    assert f"{path}:6 items[1]: Expected object, got int, skipped" in messages
-    assert f"{path}:7 user: Expected object | null, got str, skipped" in messages
-    assert f"{path}:8 has kind 'Pod', expected an audit Event, skipped" in messages
-    assert len(messages) == 7
+    # A list's good items are kept; its bad ones count one each ("[1, 2]" holds two).
+    assert ids(batches) == ["a1", "in-list", "a2"]
+    assert (stats.lines, stats.events, stats.bad_lines) == (9, 3, 8)
+    assert (stats.first_bad, stats.hint) == ("line 2", "not valid JSON")
+    assert stats.summary("audit.log") == (
+        "audit.log: 8 unreadable records skipped, the first at line 2: not valid JSON"
+    )
+    assert caplog.records == []
+
+
+@pytest.mark.parametrize(
+    ("line", "hint"),
+    [
+        pytest.param(
+            compact({"kind": "Pod", "apiVersion": "v1", "metadata": {"name": "p"}}),
+            "a Pod (v1) object, not an audit event or a Kubernetes Event",
+            id="manifest",
+        ),
+        pytest.param(
+            compact({"kind": "Event", "apiVersion": "audit.k8s.io/v1", "stage": "ResponseComplete"}),
+            "not an audit event: object missing required field auditID",
+            id="no-audit-id",
+        ),
+        pytest.param(
+            compact({**audit_event(), "user": "alice"}),
+            "not an audit event: user: Expected object | null, got str",
+            id="wrong-type",
+        ),
+        pytest.param("apiVersion: v1", "looks like YAML inside a JSON lines file", id="yaml"),
+        pytest.param("{", "looks like pretty-printed JSON mixed into a JSON lines file", id="pretty"),
+        pytest.param(
+            compact({"kind": "List", "apiVersion": "v1", "items": [{"kind": "Pod"}]}),
+            "a Pod (no apiVersion) object, not an audit event or a Kubernetes Event",
+            id="list-of-pods",
+        ),
+        pytest.param(
+            compact({"insertId": "x", "logName": "l", "jsonPayload": {"message": "hi"}}),
+            "a Cloud Logging entry with a jsonPayload, not an audit log entry",
+            id="logging-json-payload",
+        ),
+        pytest.param(
+            compact({"insertId": "x", "protoPayload": {"methodName": "google.container.v1.GetCluster"}}),
+            "a Cloud Logging audit entry for 'google.container.v1.GetCluster', not a Kubernetes API request",
+            id="logging-gcp-audit",
+        ),
+    ],
+)
+def test_the_first_unreadable_record_gets_a_hint(tmp_path: Path, line: str, hint: str) -> None:
+    path = write_lines(tmp_path / "audit.log", [compact(audit_event(audit_id="a1")), line, line])
+    batches, stats = read_all(path)
+    assert ids(batches) == ["a1"]
+    assert stats.first_bad in ("line 2", "line 2, item 1")
+    assert stats.hint == hint
+    assert stats.bad_lines == 2
 
 
 def test_non_utf8_line_is_a_bad_line(tmp_path: Path) -> None:
@@ -300,3 +343,24 @@ def test_sniff(tmp_path: Path, lines: list[str], zipped: bool, expected: str) ->
 def test_sniff_missing_file_is_an_input_error(tmp_path: Path) -> None:
     with pytest.raises(errors.InputError, match="cannot read"):
         sniff(str(tmp_path / "missing"))
+
+
+def test_a_broken_first_line_does_not_stop_streaming(tmp_path: Path) -> None:
+    lines = ['{"kind": "Event", broken}'] + [compact(audit_event(audit_id=f"a{i}")) for i in range(5)]
+    path = write_lines(tmp_path / "audit.log", lines)
+    progress = Progress()
+    batches, stats = read_all(path, progress=progress, batch_lines=2)
+    assert ids(batches) == [f"a{i}" for i in range(5)]
+    assert (stats.bad_lines, stats.first_bad, stats.hint) == (1, "line 1", "not valid JSON")
+    # Batches came out as the file was read, not after reading it whole.
+    assert len(progress.calls) == 3 and progress.calls[0][0] < path.stat().st_size
+
+
+@pytest.mark.parametrize("pretty", [pytest.param(False, id="json-lines"), pytest.param(True, id="pretty")])
+def test_a_byte_order_mark_is_ignored(tmp_path: Path, pretty: bool) -> None:
+    raws = [audit_event(audit_id="a1"), audit_event(audit_id="a2")]
+    text = json.dumps(raws, indent=2) if pretty else "\n".join(compact(raw) for raw in raws)
+    path = tmp_path / "audit.log"
+    path.write_bytes(b"\xef\xbb\xbf" + text.encode())
+    batches, stats = read_all(path)
+    assert ids(batches) == ["a1", "a2"] and stats.bad_lines == 0
