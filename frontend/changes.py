@@ -24,6 +24,8 @@ DEFAULT_LIMIT = 50
 MAX_LIMIT = 1000
 DIFF_LINES = 3
 """Diff lines a row carries; the count says how many there were."""
+DETAIL_CHARS = 120
+"""A text line's detail (diff line or message) is cut here; --format json has it whole."""
 MINUTE_US = 60_000_000
 MAX_BUCKETS = 720
 """A histogram over a long range widens its buckets (whole minutes) rather than send thousands."""
@@ -272,5 +274,7 @@ def line_of(row: ChangeRow) -> str:
         detail = row["diff"]["lines"][0] + (f" (+{more} more)" if more else "")
     else:
         detail = " ".join((row["message"] or "").split())
+    if len(detail) > DETAIL_CHARS:
+        detail = detail[: DETAIL_CHARS - 1] + "…"
     fields = [row["timestamp"], row["cluster"], object_text(row), who, verb, row["result"] or "-", detail]
     return "  ".join(field for field in fields if field)
