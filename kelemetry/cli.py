@@ -60,6 +60,8 @@ EXIT_USAGE = 2
 # an OS crash or power loss needs the fsyncs of FULL, which cost milliseconds per batch.
 SYNCHRONOUS = {"process": "OFF", "power": "FULL"}
 EXIT_FAILURE = 1
+# A terminal reads (or greps) a longer page than the web UI shows at once.
+CHANGES_LIMIT = 500
 
 
 class CliError(errors.KelemetryError):
@@ -362,8 +364,8 @@ def build_parser() -> argparse.ArgumentParser:
     browse.add_argument(
         "--limit",
         type=int,
-        default=browsing.DEFAULT_LIMIT,
-        help=f"rows per page (default {browsing.DEFAULT_LIMIT}, at most {browsing.MAX_LIMIT})",
+        default=CHANGES_LIMIT,
+        help=f"rows per page (default {CHANGES_LIMIT}, at most {browsing.MAX_LIMIT})",
     )
     browse.add_argument("--cursor", help="the page after this cursor (printed after a full page)")
     browse.add_argument("--format", choices=["text", "json"], default="text", help="output format")

@@ -482,8 +482,8 @@ class StoreReader:
         limit: int = 100,
     ) -> list[SpanRecord]:
         """Request, Event and change spans that started in ``[start_us, end_us]``, newest first (ties
-        by span id, descending), at most ``limit``. ``before`` is the (start, span id) of the last row
-        of the previous page: the page goes on after it, whatever was written since."""
+        by span id as stored, descending), at most ``limit``. ``before`` is the (start, span id) of
+        the last row of the previous page: the page goes on after it, whatever was written since."""
         where, params = _activity_where(
             cluster=cluster,
             group=group,
