@@ -225,3 +225,17 @@ def test_browsing_queries_walk_the_time_index(store: SpanStore) -> None:
     finally:
         probe.close()
     assert len(statements) == 6
+
+
+def test_user_and_verb_match_whatever_characters_they_hold_and_only_in_their_own_tag(
+    store: SpanStore,
+) -> None:
+    odd = 'jürgen "the admin" \\ o\'brien'
+    store.write(
+        [span(20, POD, T0 + 9 * MINUTE, user=odd, verb="patch"), span(21, POD, T0 + 9 * MINUTE, user="patch")]
+    )
+    assert ids_of(store.activity(user=odd, limit=10)) == [20]
+    # "patch" as a user is not "patch" as a verb, and the other way round.
+    assert ids_of(store.activity(user="patch", limit=10)) == [21]
+    assert 21 in ids_of(store.activity(verb="patch", limit=100))
+    assert 20 not in ids_of(store.activity(user="admin", limit=100))
