@@ -164,7 +164,7 @@ def main() -> None:
         ("page: no filter", page()),
         ("page: one namespace", page(cluster="east", namespace="ns-07")),
         ("page: one user", page(user="user-3")),
-        ("page: a rare user (~70 requests)", page(user="rare")),
+        ("page: a rare user (~90 requests)", page(user="rare")),
         ("page: errors only", page(errors_only=True)),
         ("page: last 15 minutes, one cluster", page(cluster="west", **last_15m)),
         ("page: 200 pages deep (cursor)", page(cursor=deep_cursor)),
