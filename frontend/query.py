@@ -192,7 +192,7 @@ class QueryService:
         end_us: int | None,
         limit: int,
     ) -> list[View]:
-        mode = modes.from_name(service) if service else modes.DEFAULT
+        mode, cluster = self._service(service, cluster)
         unknown = sorted(set(search_tags) - SEARCH_KEYS)
         if unknown:
             raise errors.InputError(
@@ -220,6 +220,16 @@ class QueryService:
             present(self.backend.trace(item.target, start_us, end_us), mode, item.view_id)
             for item in found[: limit or None]
         ]
+
+    def _service(self, service: str, cluster: str | None) -> tuple[DisplayMode, str | None]:
+        """The display mode a search's service names; a service that is a cluster's name (as people
+        who know Jaeger but not our services type it) is that cluster in the default mode."""
+        try:
+            return (modes.from_name(service) if service else modes.DEFAULT), cluster
+        except errors.InputError:
+            if service in self.backend.clusters():
+                return modes.DEFAULT, cluster or service
+            raise
 
     def recent(
         self,
