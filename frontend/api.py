@@ -233,7 +233,7 @@ redirects = APIRouter()
 
 
 @redirects.get("/redirect")
-def redirect(queries: Queries, key: Key, ts: str | None = None) -> Response:
+def redirect(queries: Queries, key: Key, ts: str | None = None, uid: str | None = None) -> Response:
     _require(cluster=key.cluster, resource=key.resource, name=key.name, ts=ts)
     assert key.cluster and key.resource and key.name and ts
     moment = parse_time_param("ts", ts)
@@ -244,6 +244,8 @@ def redirect(queries: Queries, key: Key, ts: str | None = None) -> Response:
         resource=key.resource,
         namespace=key.namespace or None,
         name=key.name,
+        # One incarnation of a reused name (the links of the changes list name theirs).
+        uid=uid or None,
     )
     return RedirectResponse(f"/trace/{queries.redirect(query, moment)}", status_code=302)
 

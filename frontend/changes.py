@@ -203,6 +203,9 @@ def link_of(span: SpanRecord) -> str:
         "name": key.name,
         "ts": str(span.start_us),
     }
+    if span.uid:
+        # A name deleted and created again: the trace of the object this row happened to.
+        params["uid"] = span.uid
     return "/redirect?" + urlencode(params)
 
 

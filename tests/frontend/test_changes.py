@@ -23,7 +23,7 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from frontend import api, changes
+from frontend import api, changes, query
 from frontend.backend import StoreBackend
 from frontend.jaegerstore import JaegerBackend
 from frontend.query import QueryService
@@ -35,7 +35,8 @@ from kelemetry.model import tags
 from kelemetry.model.events import Log, TraceSource
 from kelemetry.model.objects import ObjectKey
 from kelemetry.model.spans import SpanRecord
-from kelemetry.store.sqlite import StoreReader
+from kelemetry.store.sqlite import SpanStore, StoreReader
+from tests.factories import new_pipeline, reuse_stream
 from tests.jaeger.fakejaeger import FakeJaeger, jaeger_traces, serving
 
 with warnings.catch_warnings():
@@ -174,7 +175,7 @@ def test_a_request_row_has_its_object_user_verb_code_and_the_first_diff_lines() 
     }
     assert row["spanId"] == "0000000000000abc"
     assert row["link"] == (
-        "/redirect?cluster=c1&group=apps&resource=deployments&namespace=prod&name=api&ts=1714557600123000"
+        "/redirect?cluster=c1&group=apps&resource=deployments&namespace=prod&name=api&ts=1714557600123000&uid=u-1"
     )
     line = changes.line_of(row)
     assert line == (
@@ -522,3 +523,25 @@ def test_a_search_whose_service_is_a_cluster_lists_that_clusters_objects(client:
         400,
         "invalid display mode 'nowhere'",
     )
+
+
+def test_a_row_of_a_reused_name_opens_the_object_it_happened_to(tmp_path: Path) -> None:
+    path = tmp_path / "reuse.db"
+    store = SpanStore(path)
+    assert new_pipeline(store).process_audit(reuse_stream(), "c1").failed == 0
+    store.close()
+    service = query.for_store(path, tmp_path / "views.db")
+    try:
+        reuse = client_of(service)
+        rows = ok(
+            reuse.get("/api/kelemetry/changes", params={"resource": "deployments.apps", "verb": "create"})
+        )
+        # The two Deployments named reuse, 30 seconds apart: each row opens its own.
+        assert [row["object"]["uid"] for row in rows["data"]] == ["d-2", "d-1"]
+        for row in rows["data"]:
+            response = reuse.get(row["link"])
+            assert response.status_code == 302, response.text
+            view_id = response.headers["location"].removeprefix("/trace/")
+            assert ok(reuse.get(f"/api/kelemetry/views/{view_id}"))["object"]["uid"] == row["object"]["uid"]
+    finally:
+        service.close()
