@@ -19,7 +19,7 @@ from fastapi import APIRouter, Depends, FastAPI, Query, Request
 from fastapi.responses import FileResponse, JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 
-from frontend import jaegerjson, modes
+from frontend import changes, jaegerjson, modes
 from frontend.query import QueryService, incarnation_json, object_json
 from frontend.types import ObjectQuery, Suggestion, View
 from kelemetry import errors
@@ -233,7 +233,7 @@ redirects = APIRouter()
 
 
 @redirects.get("/redirect")
-def redirect(queries: Queries, key: Key, ts: str | None = None) -> Response:
+def redirect(queries: Queries, key: Key, ts: str | None = None, uid: str | None = None) -> Response:
     _require(cluster=key.cluster, resource=key.resource, name=key.name, ts=ts)
     assert key.cluster and key.resource and key.name and ts
     moment = parse_time_param("ts", ts)
@@ -244,6 +244,8 @@ def redirect(queries: Queries, key: Key, ts: str | None = None) -> Response:
         resource=key.resource,
         namespace=key.namespace or None,
         name=key.name,
+        # One incarnation of a reused name (the links of the changes list name theirs).
+        uid=uid or None,
     )
     return RedirectResponse(f"/trace/{queries.redirect(query, moment)}", status_code=302)
 
@@ -360,6 +362,54 @@ def view_info(queries: Queries, view_id: str) -> Response:
     )
 
 
+# -- browsing what changed
+
+_TRUE = {"true", "1", "yes", "on"}
+_FALSE = {"false", "0", "no", "off", ""}
+
+
+def _bool_param(name: str, value: str | None, default: bool) -> bool:
+    if value is None:
+        return default
+    if value.strip().lower() in _TRUE:
+        return True
+    if value.strip().lower() in _FALSE:
+        return False
+    raise errors.InputError(f"invalid {name} {value!r}: use true or false")
+
+
+@lookups.get("/changes")
+def changes_list(
+    queries: Queries,
+    key: Key,
+    user: str | None = None,
+    verb: str | None = None,
+    errors_only: Annotated[str | None, Query(alias="errors")] = None,
+    start: str | None = None,
+    end: str | None = None,
+    limit: str | None = None,
+    cursor: str | None = None,
+    histogram: str | None = None,
+) -> Response:
+    """Requests, Events and watched changes, newest first, a page at a time (``next`` is the cursor
+    of the following page); with the per-minute histogram of the range unless ``histogram=false``."""
+    resource, group = changes.split_resource(key.resource or None, key.group or None)
+    query = changes.ChangeQuery(
+        cluster=key.cluster or None,
+        group=group,
+        resource=resource,
+        namespace=key.namespace or None,
+        user=user or None,
+        verb=verb or None,
+        errors_only=_bool_param("errors", errors_only, False),
+        start_us=parse_time_param("start", start),
+        end_us=parse_time_param("end", end),
+        limit=_int_param("limit", limit, changes.DEFAULT_LIMIT, 1, changes.MAX_LIMIT),
+        cursor=changes.Cursor.parse(cursor) if cursor else None,
+    )
+    return _json(queries.changes(query, histogram=_bool_param("histogram", histogram, True)))
+
+
 # -- the web UI: one page, routed in the browser
 
 pages = APIRouter(include_in_schema=False)
@@ -379,6 +429,11 @@ def home() -> Response:
 
 @pages.get("/search")
 def search_page() -> Response:
+    return _page()
+
+
+@pages.get("/changes")
+def changes_page() -> Response:
     return _page()
 
 

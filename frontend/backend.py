@@ -12,9 +12,10 @@ assembles a hierarchy, and the query service calls it only for what it renders.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, TypedDict
 
 from frontend.assemble import assemble
+from frontend.changes import Bucket, ChangePage, ChangeQuery, Cursor, bucket_us_for
 from frontend.types import AssembledTrace, ObjectQuery, ResourceInfo, Suggestion
 from kelemetry.model.events import TraceSource
 from kelemetry.model.objects import KnownObject, ObjectKey
@@ -53,6 +54,19 @@ class Backend(Protocol):
     def resources(self, cluster: str | None) -> list[ResourceInfo]: ...
 
     def suggest(self, request: Suggestion) -> list[KnownObject]: ...
+
+    def changes(self, query: ChangeQuery) -> ChangePage:
+        """Requests, Events and watched changes matching the query, newest first, one page."""
+        ...
+
+    def histogram(self, query: ChangeQuery) -> tuple[int, list[Bucket]]:
+        """The same activity counted per bucket over the query's range (its cursor and limit do not
+        apply): the bucket length and the buckets with activity, oldest first."""
+        ...
+
+    def recent(self, request: Suggestion, start_us: int | None, end_us: int | None) -> list[KnownObject]:
+        """Objects with activity in the range, the most recent first (``request.text`` is not applied)."""
+        ...
 
     def close(self) -> None: ...
 
@@ -129,5 +143,65 @@ class StoreBackend:
             limit=request.limit,
         )
 
+    # -- browsing what changed
+
+    def changes(self, query: ChangeQuery) -> ChangePage:
+        before = None if query.cursor is None else (query.cursor.start_us, query.cursor.span_id)
+        # One row more than the page tells whether another page follows.
+        spans = self.reader.activity(**_activity_filters(query), before=before, limit=query.limit + 1)
+        page = spans[: query.limit]
+        more = len(spans) > query.limit
+        return ChangePage(tuple(page), Cursor(page[-1].start_us, page[-1].span_id) if more else None)
+
+    def histogram(self, query: ChangeQuery) -> tuple[int, list[Bucket]]:
+        start, end = query.start_us, query.end_us
+        if start is None or end is None:
+            # An open range is sized by the store's own first and last activity (two index probes).
+            bounds = self.reader.activity_bounds()
+            if bounds is not None:
+                start = bounds[0] if start is None else start
+                end = bounds[1] if end is None else end
+        bucket_us = bucket_us_for(start, end)
+        rows = self.reader.activity_histogram(bucket_us=bucket_us, **_activity_filters(query))
+        return bucket_us, [Bucket(*row) for row in rows]
+
+    def recent(self, request: Suggestion, start_us: int | None, end_us: int | None) -> list[KnownObject]:
+        rows = self.reader.recent_objects(
+            cluster=request.cluster,
+            group=request.group,
+            resource=request.resource,
+            namespace=request.namespace,
+            start_us=start_us,
+            end_us=end_us,
+            limit=request.limit,
+        )
+        return [row for row, _last in rows]
+
     def close(self) -> None:
         self.reader.close()
+
+
+class _ActivityFilters(TypedDict):
+    cluster: str | None
+    group: str | None
+    resource: str | None
+    namespace: str | None
+    user: str | None
+    verb: str | None
+    errors_only: bool
+    start_us: int | None
+    end_us: int | None
+
+
+def _activity_filters(query: ChangeQuery) -> _ActivityFilters:
+    return {
+        "cluster": query.cluster,
+        "group": query.group,
+        "resource": query.resource,
+        "namespace": query.namespace,
+        "user": query.user,
+        "verb": query.verb,
+        "errors_only": query.errors_only,
+        "start_us": query.start_us,
+        "end_us": query.end_us,
+    }

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 from aggregators import ids
 from frontend.assemble import assemble
+from frontend.changes import Bucket, ChangePage, ChangeQuery
 from frontend.types import AssembledTrace, ObjectQuery, ResourceInfo, Suggestion
 from jaeger import model as jaeger_model
 from jaeger.client import JaegerClient, JaegerError
@@ -308,8 +309,49 @@ class JaegerBackend:
         ordered = sorted(rows.values(), key=lambda row: (-(row.last_us or 0), row.key.name))
         return ordered[: request.limit]
 
+    # -- browsing what changed: Jaeger's search is by trace, newest traces first, capped; a list of
+    # every request in a range, newest first and paged, cannot be read from it without gaps
+
+    def changes(self, query: ChangeQuery) -> ChangePage:
+        raise errors.Unsupported(_CHANGES_NEED_STORE)
+
+    def histogram(self, query: ChangeQuery) -> tuple[int, list[Bucket]]:
+        raise errors.Unsupported(_CHANGES_NEED_STORE)
+
+    def recent(self, request: Suggestion, start_us: int | None, end_us: int | None) -> list[KnownObject]:
+        wanted = {
+            name: value
+            for name, value in (
+                (tags.CLUSTER, request.cluster),
+                (tags.GROUP, request.group),
+                (tags.RESOURCE, request.resource),
+                (tags.NAMESPACE, request.namespace),
+            )
+            if value is not None
+        }
+        rows: dict[int, KnownObject] = {}
+        latest: dict[int, int] = {}
+        for record in self._search(wanted, start_us, end_us):
+            fields = key_tags(record.key)
+            if not all(fields[name] == value for name, value in wanted.items()):
+                continue
+            if record.source is TraceSource.OBJECT:
+                rows[record.object_id] = _row_of(record, rows.get(record.object_id))
+            elif (start_us is None or record.start_us >= start_us) and (
+                end_us is None or record.start_us <= end_us
+            ):
+                latest[record.object_id] = max(latest.get(record.object_id, 0), record.start_us)
+        active = sorted((oid for oid in latest if oid in rows), key=lambda oid: -latest[oid])
+        return [rows[oid] for oid in active[: request.limit]]
+
     def close(self) -> None:
         pass
+
+
+_CHANGES_NEED_STORE = (
+    "browsing changes needs the embedded store (kelemetry frontend --store FILE, or kelemetry serve); "
+    "Jaeger's search cannot list every request of a range in order"
+)
 
 
 def _row_of(record: SpanRecord, known: KnownObject | None) -> KnownObject:

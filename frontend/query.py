@@ -17,14 +17,16 @@ from pathlib import Path
 
 from frontend import modes, scope, transform
 from frontend.backend import Backend, StoreBackend
+from frontend.changes import ChangeQuery, ChangesJson, bucket_json, row_of
 from frontend.modes import DisplayMode
-from frontend.types import AssembledTrace, Found, ObjectQuery, View
+from frontend.types import AssembledTrace, Found, ObjectQuery, Suggestion, View
 from frontend.views import ViewSpec, ViewStore
 from kelemetry import errors
 from kelemetry.model import tags
 from kelemetry.model.objects import KnownObject, ObjectKey
 
 REDIRECT_SPAN_US = 30 * 60 * 1_000_000
+RECENT_LIMIT = 20
 SEARCH_KEYS = frozenset({tags.CLUSTER, tags.GROUP, tags.RESOURCE, tags.NAMESPACE, tags.NAME, tags.UID})
 
 
@@ -190,12 +192,14 @@ class QueryService:
         end_us: int | None,
         limit: int,
     ) -> list[View]:
-        mode = modes.from_name(service) if service else modes.DEFAULT
+        mode, cluster = self._service(service, cluster)
         unknown = sorted(set(search_tags) - SEARCH_KEYS)
         if unknown:
             raise errors.InputError(
                 f"unsupported tag(s) {', '.join(unknown)}: search by {', '.join(sorted(SEARCH_KEYS))}"
             )
+        if tags.NAME not in search_tags and tags.UID not in search_tags:
+            return self.recent(mode, search_tags, cluster, start_us, end_us, limit)
         if tags.RESOURCE not in search_tags or tags.NAME not in search_tags:
             raise errors.InputError('tags must include "resource" and "name" (the object to look up)')
         query = ObjectQuery(
@@ -216,6 +220,66 @@ class QueryService:
             present(self.backend.trace(item.target, start_us, end_us), mode, item.view_id)
             for item in found[: limit or None]
         ]
+
+    def _service(self, service: str, cluster: str | None) -> tuple[DisplayMode, str | None]:
+        """The display mode a search's service names; a service that is a cluster's name (as people
+        who know Jaeger but not our services type it) is that cluster in the default mode."""
+        try:
+            return (modes.from_name(service) if service else modes.DEFAULT), cluster
+        except errors.InputError:
+            if service in self.backend.clusters():
+                return modes.DEFAULT, cluster or service
+            raise
+
+    def recent(
+        self,
+        mode: DisplayMode,
+        search_tags: dict[str, str],
+        cluster: str | None,
+        start_us: int | None,
+        end_us: int | None,
+        limit: int,
+    ) -> list[View]:
+        """A search that names no object: the objects active in the range (within the cluster,
+        resource and namespace given), each as its view, the most recent activity first."""
+        rows = self.backend.recent(
+            Suggestion(
+                cluster=search_tags.get(tags.CLUSTER) or cluster or None,
+                resource=search_tags.get(tags.RESOURCE),
+                group=search_tags.get(tags.GROUP),
+                namespace=search_tags.get(tags.NAMESPACE),
+                limit=limit or RECENT_LIMIT,
+            ),
+            start_us,
+            end_us,
+        )
+        found: list[View] = []
+        for row in rows:
+            view_id = modes.view_trace_id(
+                mode, self.views.save(ViewSpec.of(row.key, start_us, end_us, row.uid))
+            )
+            try:
+                found.append(present(self.backend.trace(row, start_us, end_us), mode, view_id))
+            except errors.NotFound:
+                continue  # retention removed it since the listing
+        return found
+
+    # -- browsing what changed
+
+    def changes(self, query: ChangeQuery, *, histogram: bool = False) -> ChangesJson:
+        """A page of the requests, Events and watched changes the query matches, newest first, with
+        the cursor of the next page, and (``histogram``) their counts per bucket over the range."""
+        query = query.checked()
+        page = self.backend.changes(query)
+        answer: ChangesJson = {
+            "data": [row_of(span) for span in page.spans],
+            "next": page.next.encode() if page.next is not None else None,
+        }
+        if histogram:
+            bucket_us, buckets = self.backend.histogram(query)
+            answer["bucket"] = bucket_us
+            answer["histogram"] = [bucket_json(bucket) for bucket in buckets]
+        return answer
 
     def redirect(self, query: ObjectQuery, ts_us: int) -> str:
         """The view of the object's activity within 30 minutes of ``ts``, in the default mode."""

@@ -1,4 +1,4 @@
-"""The `kelemetry` command: serve, replay, retain, dump, frontend.
+"""The `kelemetry` command: serve, replay, retain, dump, changes, frontend.
 
 Every failure a user can cause (unknown object, bad time, unreadable file, busy port) ends with a
 one-line ``kelemetry: error: ...`` on stderr and a non-zero exit, never a traceback.
@@ -16,6 +16,9 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, TypeVar
 
+import orjson
+
+from frontend import changes as browsing
 from frontend import dump as dumping
 from frontend import jaegerjson, modes, query, text
 from frontend.types import Found, ObjectQuery, View
@@ -60,6 +63,8 @@ EXIT_FAILURE = 1
 # A replay's export is bounded: a backend that stays down ends it with a summary instead of a hang.
 OTLP_REPLAY_ATTEMPTS = 4
 OTLP_REPLAY_SECONDS = 60.0
+# A terminal reads (or greps) a longer page than the web UI shows at once.
+CHANGES_LIMIT = 500
 
 
 class CliError(errors.KelemetryError):
@@ -358,6 +363,33 @@ def build_parser() -> argparse.ArgumentParser:
         "--dry-run", action="store_true", help="print what would be removed and change nothing"
     )
     add_store(retain)
+
+    browse = commands.add_parser(
+        "changes",
+        help="list what changed: requests, Events and watched changes, newest first",
+        description="List the requests, Kubernetes Events and watched changes of a cluster or namespace "
+        "over a time range, newest first: when, which object, who, what verb, the result and the first "
+        "diff line (or the Event's message). --format json prints the rows of GET /api/kelemetry/changes.",
+    )
+    browse.add_argument("--cluster", help="only this cluster (default: every cluster)")
+    browse.add_argument("--namespace", help="only this namespace")
+    browse.add_argument("--resource", help="only this plural resource, e.g. deployments or deployments.apps")
+    browse.add_argument("--group", help="only this API group ('' for core)")
+    browse.add_argument("--user", help="only requests by this user, e.g. admin")
+    browse.add_argument("--verb", help="only this verb, e.g. patch, delete")
+    browse.add_argument("--errors", action="store_true", help="only failed requests and Warning Events")
+    browse.add_argument("--since", help="only the last DURATION, e.g. 15m (default: all history)")
+    browse.add_argument("--start", help="range start, RFC 3339")
+    browse.add_argument("--end", help="range end, RFC 3339 (default: the newest)")
+    browse.add_argument(
+        "--limit",
+        type=int,
+        default=CHANGES_LIMIT,
+        help=f"rows per page (default {CHANGES_LIMIT}, at most {browsing.MAX_LIMIT})",
+    )
+    browse.add_argument("--cursor", help="the page after this cursor (printed after a full page)")
+    browse.add_argument("--format", choices=["text", "json"], default="text", help="output format")
+    add_store(browse)
     return parser
 
 
@@ -870,6 +902,48 @@ def cmd_dump(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_changes(args: argparse.Namespace) -> int:
+    if args.since and (args.start or args.end):
+        raise CliError("use either --since or --start/--end, not both")
+    start_us = end_us = None
+    if args.since:
+        end_us = time.time_ns() // 1000
+        start_us = max(end_us - seconds(args.since) * 1_000_000, 0)
+    if args.start:
+        start_us = parsed(times.parse_moment, args.start)
+    if args.end:
+        end_us = parsed(times.parse_moment, args.end)
+    resource, group = browsing.split_resource(args.resource, args.group)
+    request = browsing.ChangeQuery(
+        cluster=args.cluster or None,
+        group=group,
+        resource=resource,
+        namespace=args.namespace or None,
+        user=args.user or None,
+        verb=args.verb or None,
+        errors_only=args.errors,
+        start_us=start_us,
+        end_us=end_us,
+        limit=args.limit,
+        cursor=browsing.Cursor.parse(args.cursor) if args.cursor else None,
+    )
+    service = query.for_store(args.store, keep_views=False)
+    try:
+        answer = service.changes(request)
+    finally:
+        service.close()
+    if args.format == "json":
+        _write_output(None, orjson.dumps(answer) + b"\n")
+        return 0
+    lines = [browsing.line_of(row) for row in answer["data"]]
+    _write_output(None, "".join(line + "\n" for line in lines).encode())
+    if not lines:
+        print("kelemetry: nothing matched in the store", file=sys.stderr)
+    if answer["next"]:
+        print(f"kelemetry: more: add --cursor {answer['next']}", file=sys.stderr)
+    return 0
+
+
 def _render(view: View, output_format: str, *, classic: bool, note: str, full: bool = False) -> bytes:
     if output_format == "json":
         # Byte for byte what GET /api/traces/{id} answers for the view.
@@ -902,6 +976,7 @@ COMMANDS = {
     "retain": cmd_retain,
     "dump": cmd_dump,
     "frontend": cmd_frontend,
+    "changes": cmd_changes,
 }
 
 

@@ -1,6 +1,7 @@
 // Entry point: picks the page from the URL. "/" and "/search" show the search form,
-// "/trace/<viewId>" the trace.
+// "/trace/<viewId>" the trace, "/changes" what changed.
 
+import { showChangesPage } from "./changes.js";
 import { showSearchPage } from "./search.js";
 import { showTracePage } from "./trace.js";
 import { h } from "./util.js";
@@ -15,6 +16,9 @@ async function main() {
     if (trace) {
       document.body.dataset.page = "trace";
       await showTracePage(root, decodeURIComponent(trace[1]), params);
+    } else if (/^\/changes\/?$/.test(path)) {
+      document.body.dataset.page = "changes";
+      await showChangesPage(root, params);
     } else {
       document.body.dataset.page = "search";
       await showSearchPage(root, params);

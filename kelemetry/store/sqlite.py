@@ -27,6 +27,7 @@ from typing import Any
 import orjson
 
 from kelemetry import errors
+from kelemetry.model import tags
 from kelemetry.model.events import Log, TagValue, TraceSource
 from kelemetry.model.objects import KnownObject, ObjectKey
 from kelemetry.model.spans import SpanRecord
@@ -463,6 +464,127 @@ class StoreReader:
             tuple(row) for row in self._query(f"SELECT {_SPAN_COLUMNS} FROM {_SPAN_FROM} ORDER BY s.span_id")
         ]
 
+    # -- browsing what happened: requests, Events and watched changes by time, through spans_by_time
+
+    def activity(
+        self,
+        *,
+        cluster: str | None = None,
+        group: str | None = None,
+        resource: str | None = None,
+        namespace: str | None = None,
+        user: str | None = None,
+        verb: str | None = None,
+        errors_only: bool = False,
+        start_us: int | None = None,
+        end_us: int | None = None,
+        before: tuple[int, int] | None = None,
+        limit: int = 100,
+    ) -> list[SpanRecord]:
+        """Request, Event and change spans that started in ``[start_us, end_us]``, newest first (ties
+        by span id as stored, descending), at most ``limit``. ``before`` is the (start, span id) of
+        the last row of the previous page: the page goes on after it, whatever was written since."""
+        where, params = _activity_where(
+            cluster=cluster,
+            group=group,
+            resource=resource,
+            namespace=namespace,
+            user=user,
+            verb=verb,
+            errors_only=errors_only,
+            start_us=start_us,
+            end_us=end_us,
+        )
+        if before is not None:
+            # Spelled so that the start bound stays a range on the index, the id only breaking ties.
+            where += " AND s.start_us <= ? AND (s.start_us < ? OR s.span_id < ?)"
+            params.extend([before[0], before[0], to_signed(before[1])])
+        sql = (
+            f"SELECT {_SPAN_COLUMNS} FROM {_SPAN_FROM} WHERE {where} "
+            "ORDER BY s.start_us DESC, s.span_id DESC LIMIT ?"
+        )
+        params.append(limit)
+        return [_span_from_row(row) for row in self._query(sql, params)]
+
+    def activity_histogram(
+        self,
+        *,
+        bucket_us: int,
+        cluster: str | None = None,
+        group: str | None = None,
+        resource: str | None = None,
+        namespace: str | None = None,
+        user: str | None = None,
+        verb: str | None = None,
+        errors_only: bool = False,
+        start_us: int | None = None,
+        end_us: int | None = None,
+    ) -> list[tuple[int, int, int, int, int, int]]:
+        """(bucket start, requests, Events, changes, Warning Events, errors) per ``bucket_us`` with any
+        activity matching the same filters as ``activity``, oldest first; buckets are aligned to the
+        epoch, empty ones are left out."""
+        if bucket_us <= 0:
+            raise errors.InputError("the histogram bucket must be longer than zero")
+        where, params = _activity_where(
+            cluster=cluster,
+            group=group,
+            resource=resource,
+            namespace=namespace,
+            user=user,
+            verb=verb,
+            errors_only=errors_only,
+            start_us=start_us,
+            end_us=end_us,
+        )
+        needs_objects = any(value is not None for value in (cluster, group, resource, namespace))
+        # Every count comes from columns, none from the tags: an Event span is an error exactly when
+        # the Event is a Warning (receivers/events.py), so Warnings need no JSON parsed.
+        sql = (
+            "SELECT s.start_us / ? * ? AS bucket, SUM(s.source = 'audit'), SUM(s.source = 'event'), "
+            "SUM(s.source = 'change'), SUM(s.source = 'event' AND s.error = 1), SUM(s.error) "
+            f"FROM {_SPAN_FROM if needs_objects else 'spans AS s'} "
+            f"WHERE {where} GROUP BY bucket ORDER BY bucket"
+        )
+        rows = self._query(sql, [bucket_us, bucket_us, *params])
+        return [(row[0], row[1], row[2], row[3], row[4] or 0, row[5]) for row in rows]
+
+    def activity_bounds(self) -> tuple[int, int] | None:
+        """The start of the first and of the last request, Event or change in the store."""
+        where = "WHERE source <> 'object'"
+        low = self._query(f"SELECT start_us FROM spans {where} ORDER BY start_us LIMIT 1")
+        high = self._query(f"SELECT start_us FROM spans {where} ORDER BY start_us DESC LIMIT 1")
+        return (low[0][0], high[0][0]) if low and high else None
+
+    def recent_objects(
+        self,
+        *,
+        cluster: str | None = None,
+        group: str | None = None,
+        resource: str | None = None,
+        namespace: str | None = None,
+        start_us: int | None = None,
+        end_us: int | None = None,
+        limit: int = 20,
+    ) -> list[tuple[KnownObject, int]]:
+        """The objects with a request, Event or change in the range and their last one, most recent
+        first: what a search that names no object lists."""
+        where, params = _activity_where(
+            cluster=cluster,
+            group=group,
+            resource=resource,
+            namespace=namespace,
+            start_us=start_us,
+            end_us=end_us,
+        )
+        sql = (
+            f"WITH latest AS (SELECT s.object_id AS object_id, MAX(s.start_us) AS last FROM {_SPAN_FROM} "
+            f"WHERE {where} GROUP BY s.object_id ORDER BY last DESC LIMIT ?) "
+            f"SELECT {', '.join('o.' + c.strip() for c in _OBJECT_COLUMNS.split(','))}, latest.last "
+            "FROM latest JOIN objects AS o ON o.object_id = latest.object_id ORDER BY latest.last DESC"
+        )
+        params.append(limit)
+        return [(_object_from_row(row), row[12]) for row in self._query(sql, params)]
+
     def counts(self) -> dict[str, int]:
         spans = self._query("SELECT source, COUNT(*) FROM spans GROUP BY source")
         objects = self._query("SELECT COUNT(*) FROM objects")[0][0]
@@ -667,6 +789,65 @@ class SpanStore(StoreReader):
         pages = self._db.execute("PRAGMA page_count").fetchone()[0]
         free = self._db.execute("PRAGMA freelist_count").fetchone()[0]
         return int((pages - free) * page_size)
+
+
+# A tag of a span row: stored as JSON bytes, read as text (a BLOB is not JSON to SQLite).
+_TAG = "json_extract(CAST(s.tags AS TEXT), '$.\"{}\"')"
+
+
+def _tag_bytes(key: str, value: str) -> bytes:
+    """``"key":"value"`` as a stored tags blob holds it."""
+    return orjson.dumps({key: value})[1:-1]
+
+
+def _activity_where(
+    *,
+    cluster: str | None = None,
+    group: str | None = None,
+    resource: str | None = None,
+    namespace: str | None = None,
+    user: str | None = None,
+    verb: str | None = None,
+    errors_only: bool = False,
+    start_us: int | None = None,
+    end_us: int | None = None,
+) -> tuple[str, list[Any]]:
+    """The WHERE clause shared by the browsing queries. It repeats the partial index's own condition
+    (``source <> 'object'``), which is what lets SQLite walk spans_by_time; the object columns are
+    checked on the joined row, the tags only on rows that pass every cheaper test."""
+    clauses = ["s.source <> 'object'"]
+    params: list[Any] = []
+    if start_us is not None:
+        clauses.append("s.start_us >= ?")
+        params.append(start_us)
+    if end_us is not None:
+        clauses.append("s.start_us <= ?")
+        params.append(end_us)
+    if errors_only:
+        clauses.append("s.error = 1")
+    for column, value in (
+        ("o.cluster", cluster),
+        ("o.grp", group),
+        ("o.resource", resource),
+        ("o.namespace", namespace),
+    ):
+        if value is not None:
+            clauses.append(f"{column} = ?")
+            params.append(value)
+    # A tag test first looks for the bytes its match must contain (tags are written by orjson, sorted
+    # and without spaces), which is several times cheaper than parsing the JSON of every row; only
+    # the rows that have them are parsed to confirm.
+    if user is not None:
+        clauses.append(f"instr(s.tags, ?) > 0 AND {_TAG.format(tags.AUDIT_USER)} = ?")
+        params.extend([_tag_bytes(tags.AUDIT_USER, user), user])
+    if verb is not None:
+        # A watched change has a verb of its own (create, update, delete) but no user.
+        clauses.append(
+            "(instr(s.tags, ?) > 0 OR instr(s.tags, ?) > 0) AND "
+            f"COALESCE({_TAG.format(tags.AUDIT_VERB)}, {_TAG.format(tags.CHANGE_VERB)}) = ?"
+        )
+        params.extend([_tag_bytes(tags.AUDIT_VERB, verb), _tag_bytes(tags.CHANGE_VERB, verb), verb])
+    return " AND ".join(clauses), params
 
 
 def _chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:

@@ -752,9 +752,19 @@ def test_jaeger_ui_search_with_lookback_and_a_range(client: TestClient) -> None:
     assert len(ok(client.get("/api/traces", params=only_lookback))["data"]) == 1
 
 
-def test_jaeger_ui_empty_search_is_refused_with_the_reason(client: TestClient) -> None:
+def test_jaeger_ui_empty_search_lists_the_objects_active_in_its_range(client: TestClient) -> None:
+    """Jaeger UI's search with no tags: the objects with activity in the range, each as its view,
+    the most recent first and no more than the limit; nothing when the range has no activity."""
     params = {"service": "tracing", "operation": "", "tags": "{}", "limit": "20", "lookback": "1h"}
-    refused(client.get("/api/traces", params=params), 400, 'tags must include "resource" and "name"')
+    assert ok(client.get("/api/traces", params=params))["data"] == []
+    ranged = {**params, "start": str(us("2024-05-01T10:00:00Z")), "end": str(us("2024-05-01T11:00:00Z"))}
+    found = ok(client.get("/api/traces", params=ranged))["data"]
+    assert len(found) == 20
+    for trace in found:
+        check_jaeger(trace)
+    assert len({t["traceID"] for t in found}) == 20
+    first_three = ok(client.get("/api/traces", params={**ranged, "limit": "3"}))["data"]
+    assert [t["traceID"] for t in first_three] == [t["traceID"] for t in found[:3]]
 
 
 def test_jaeger_ui_lookup_by_trace_ids(client: TestClient) -> None:
