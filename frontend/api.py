@@ -59,7 +59,9 @@ Key = Annotated[KeyParams, Depends()]
 
 def error_response(status: int, message: str) -> JSONResponse:
     return JSONResponse(
-        {"data": None, "error": message, "errors": [{"code": status, "msg": message}]}, status_code=status
+        # data stays a list even here, so `jq '.data[]'` reads an error as "nothing", not a crash.
+        {"data": [], "error": message, "errors": [{"code": status, "msg": message}]},
+        status_code=status,
     )
 
 
@@ -104,14 +106,47 @@ def _require(**params: str | None) -> None:
         raise errors.InputError(f"missing query parameter(s): {', '.join(missing)}")
 
 
+# Epoch numbers are told apart by magnitude, as Jaeger's clients do: any date from 1973 to 5138 is
+# below 1e11 in seconds, between 1e11 and 1e14 in milliseconds, 1e14 to 1e17 in microseconds.
+_SECONDS_BELOW = 10**11
+_MILLISECONDS_BELOW = 10**14
+_MICROSECONDS_BELOW = 10**17
+# Nanoseconds, as Go's time.UnixNano, end at 2^63.
+_NANOSECONDS_BELOW = 2**63
+
+
+def epoch_us(number: int | float) -> int:
+    """An epoch number in seconds, milliseconds, microseconds or nanoseconds, as microseconds."""
+    if number < _SECONDS_BELOW:
+        return int(number * 1_000_000)
+    if number < _MILLISECONDS_BELOW:
+        return int(number * 1_000)
+    if number < _MICROSECONDS_BELOW:
+        return int(number)
+    return int(number // 1_000)
+
+
 def parse_time_param(name: str, value: str | None) -> int | None:
-    """µs since the epoch (Jaeger's convention) or RFC 3339 with a zone."""
+    """A moment as µs since the epoch: epoch seconds, milliseconds, microseconds (Jaeger's own) or
+    nanoseconds, told apart by magnitude (decimals allowed), or RFC 3339 with a zone."""
     if value is None or value == "":
         return None
+    text = value.strip()
+    if text.isascii() and text.replace(".", "", 1).isdigit():
+        # Integers stay integers: nanoseconds are beyond a float's exact range.
+        number = int(text) if text.isdigit() else float(text)
+        if number >= _NANOSECONDS_BELOW:
+            raise errors.InputError(f"invalid {name} {value!r}: out of range for a time since the epoch")
+        return epoch_us(number)
     try:
-        return times.parse_moment(value, what=name, jaeger=True)
+        return times.parse_moment(text, what=name, jaeger=True)
     except ValueError as exc:
-        raise errors.InputError(str(exc)) from None
+        if "time zone" in str(exc):
+            raise errors.InputError(str(exc)) from None
+        raise errors.InputError(
+            f"invalid {name} {value!r}: use RFC 3339 (2024-05-01T10:00:00Z) or a time since the epoch "
+            "in seconds, milliseconds or microseconds"
+        ) from None
 
 
 def _lookback(value: str | None, end_us: int | None) -> int | None:
@@ -282,6 +317,9 @@ def objects(
     q: str | None = None,
     limit: str | None = None,
 ) -> Response:
+    if resource:
+        # As typed: deploy, Deployment, deployments.apps ...
+        group, resource = queries.resolve_resource(resource, group)
     rows = queries.backend.suggest(
         Suggestion(
             cluster=cluster or None,

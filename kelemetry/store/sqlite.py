@@ -18,6 +18,7 @@ while the writer writes.
 from __future__ import annotations
 
 import logging
+import re
 import sqlite3
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -164,6 +165,9 @@ _SPAN_COLUMNS = (
     "s.uid, s.kind, s.version, s.error, s.tags, s.logs, o.cluster, o.grp, o.resource, o.namespace, o.name"
 )
 _SPAN_FROM = "spans AS s JOIN objects AS o ON o.object_id = s.object_id"
+# What may be (the start of) a uid: hex digits and dashes, long enough not to be a name's prefix.
+_UID_TEXT = re.compile(r"^[0-9a-f]{8}[0-9a-f-]*$")
+
 _OBJECT_COLUMNS = (
     "object_id, cluster, grp, resource, namespace, name, uid, kind, version, owner_id, first_us, last_us"
 )
@@ -375,10 +379,12 @@ class StoreReader:
         text: str = "",
         limit: int = 20,
     ) -> list[KnownObject]:
-        """Known objects (deleted ones too) whose name starts with ``text`` or whose uid is ``text``,
-        most recently active first."""
-        sql = f"SELECT {_OBJECT_COLUMNS} FROM objects WHERE 1 = 1"
-        params: list[Any] = []
+        """Known objects (deleted ones too) named by ``text``: the exact name or uid first, then names
+        that start with it (shortest first: "demo" before "demo-5544f8b48c-x"), then names that
+        contain it (a Pod's distinguishing suffix), then uids that start with it; most recently
+        active first within each. Without text, the most recently active objects."""
+        where = ""
+        filters: list[Any] = []
         for column, value in (
             ("cluster", cluster),
             ("resource", resource),
@@ -386,21 +392,38 @@ class StoreReader:
             ("namespace", namespace),
         ):
             if value is not None:
-                sql += f" AND {column} = ?"
-                params.append(value)
-        order = "COALESCE(last_us, 0) DESC, name"
-        if text:
-            escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-            sql += " AND (name LIKE ? ESCAPE '\\' OR uid = ?)"
-            params.extend([escaped + "%", text])
-            # The exact name (or uid) first, then the shortest names: "demo" before "demo-5544f8b48c-x".
-            order = "(name = ? OR uid = ?) DESC, LENGTH(name), " + order
-        sql += f" ORDER BY {order} LIMIT ?"
-        if text:
-            params.extend([text, text])
-        params.append(limit)
+                where += f" AND {column} = ?"
+                filters.append(value)
+        if not text:
+            sql = f"SELECT {_OBJECT_COLUMNS} FROM objects WHERE 1 = 1{where}"
+            sql += " ORDER BY COALESCE(last_us, 0) DESC, name LIMIT ?"
+            return [_object_from_row(row) for row in self._query(sql, [*filters, limit])]
+        found: dict[int, KnownObject] = {}
+        recent = "COALESCE(last_us, 0) DESC"
+        lower = text.lower()
+        # Each step is bounded by what is still wanted. Kubernetes names are lower-case, so the text
+        # is too, and the prefix is then a range on objects_by_name (LIKE could not use it).
+        steps: list[tuple[str, list[Any]]] = [
+            (f"name IN (?, ?){where} ORDER BY {recent}", [text, lower, *filters]),
+            (
+                f"name > ? AND name < ?{where} ORDER BY LENGTH(name), {recent}",
+                [lower, lower + "\U0010ffff", *filters],
+            ),
+            # A substring cannot use an index: one pass over the objects (measured in make bench).
+            (f"instr(lower(name), ?) > 0{where} ORDER BY {recent}", [lower, *filters]),
+        ]
+        if _UID_TEXT.match(lower):
+            steps.insert(1, (f"uid >= ? AND uid < ?{where} ORDER BY {recent}", [lower, lower + "~", *filters]))
+        for condition, params in steps:
+            wanted = limit - len(found)
+            if wanted <= 0:
+                break
+            sql = f"SELECT {_OBJECT_COLUMNS} FROM objects WHERE {condition} LIMIT ?"
+            for row in self._query(sql, [*params, wanted + len(found)]):
+                known = _object_from_row(row)
+                found.setdefault(known.object_id, known)
         # Every incarnation of a name has its own row, so an earlier one's uid is found like any other.
-        return [_object_from_row(row) for row in self._query(sql, params)]
+        return list(found.values())[:limit]
 
     def children_of(self, object_ids: Iterable[int]) -> list[int]:
         ids = [to_signed(i) for i in object_ids]
