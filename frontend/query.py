@@ -187,6 +187,9 @@ class QueryService:
             matches = narrowed
         if not matches:
             return group, typed
+        if len(matches) > 1 and all(entry.resource == typed for entry in matches):
+            # The plural as stored: every group's objects, as above.
+            return group, typed
         if len(matches) > 1:
             seen = {(entry.group, entry.resource) for entry in self._seen_resources()}
             present = [entry for entry in matches if (entry.group, entry.resource) in seen]

@@ -413,7 +413,8 @@ class StoreReader:
             (f"instr(lower(name), ?) > 0{where} ORDER BY {recent}", [lower, *filters]),
         ]
         if _UID_TEXT.match(lower):
-            steps.insert(1, (f"uid >= ? AND uid < ?{where} ORDER BY {recent}", [lower, lower + "~", *filters]))
+            uids = (f"uid >= ? AND uid < ?{where} ORDER BY {recent}", [lower, lower + "~", *filters])
+            steps.insert(1, uids)
         for condition, params in steps:
             wanted = limit - len(found)
             if wanted <= 0:
