@@ -54,6 +54,7 @@ bench: install
 	$(BIN)/python tests/bench/bench_export.py
 	$(BIN)/python tests/bench/bench_query.py
 	$(BIN)/python tests/bench/bench_links.py
+	$(BIN)/python tests/bench/bench_names.py
 
 record: install e2e-deps
 	KELEMETRY_RECORD=1 $(BIN)/python -m pytest tests/e2e -k "lifecycle or secret" -q

@@ -227,22 +227,19 @@ class QueryService:
             for row in self.backend.suggest(Suggestion(text=query.name, limit=NEAR_SHOWN))
             if row.key.name == query.name
         ]
-        # Edit distance is measured on a bounded pool: the names sharing the first letters (an index
-        # range) and the most recently active objects of the resource.
-        pool = [
-            *self.backend.suggest(
-                Suggestion(
-                    resource=query.resource, group=query.group, text=query.name[:2], limit=NEAR_CANDIDATES
-                )
-            ),
-            *self.backend.suggest(
-                Suggestion(resource=query.resource, group=query.group, limit=NEAR_CANDIDATES)
-            ),
-        ]
-        by_name: dict[str, KnownObject] = {}
-        for row in pool:
-            by_name.setdefault(row.key.name, row)
-        near = [by_name[name] for name in names.nearest(query.name, by_name, NEAR_SHOWN)]
+        # Edit distance is measured on bounded pools read by index: the names sharing the first two
+        # letters, then the first letter (a typo further in keeps them).
+        near: list[KnownObject] = []
+        for prefix in dict.fromkeys((query.name[:2], query.name[:1])):
+            pool = self.backend.suggest(
+                Suggestion(resource=query.resource, group=query.group, text=prefix, limit=NEAR_CANDIDATES)
+            )
+            by_name: dict[str, KnownObject] = {}
+            for row in pool:
+                by_name.setdefault(row.key.name, row)
+            near = [by_name[name] for name in names.nearest(query.name, by_name, NEAR_SHOWN)]
+            if near:
+                break
         ordered: dict[ObjectKey, KnownObject] = {}
         for row in [*same, *exact, *near]:
             ordered.setdefault(row.key, row)

@@ -379,10 +379,11 @@ class StoreReader:
         text: str = "",
         limit: int = 20,
     ) -> list[KnownObject]:
-        """Known objects (deleted ones too) named by ``text``: the exact name or uid first, then names
-        that start with it (shortest first: "demo" before "demo-5544f8b48c-x"), then names that
-        contain it (a Pod's distinguishing suffix), then uids that start with it; most recently
-        active first within each. Without text, the most recently active objects."""
+        """Known objects (deleted ones too) named by ``text``: the exact name first, then uids that
+        start with it, then names that start with it (shortest first: "demo" before
+        "demo-5544f8b48c-x"); when nothing does, names that contain it (a Pod's distinguishing
+        suffix). Most recently active first among equals; without text, the most recently active
+        objects."""
         where = ""
         filters: list[Any] = []
         for column, value in (
@@ -399,30 +400,33 @@ class StoreReader:
             sql += " ORDER BY COALESCE(last_us, 0) DESC, name LIMIT ?"
             return [_object_from_row(row) for row in self._query(sql, [*filters, limit])]
         found: dict[int, KnownObject] = {}
-        recent = "COALESCE(last_us, 0) DESC"
         lower = text.lower()
-        # Each step is bounded by what is still wanted. Kubernetes names are lower-case, so the text
-        # is too, and the prefix is then a range on objects_by_name (LIKE could not use it).
-        steps: list[tuple[str, list[Any]]] = [
-            (f"name IN (?, ?){where} ORDER BY {recent}", [text, lower, *filters]),
-            (
-                f"name > ? AND name < ?{where} ORDER BY LENGTH(name), {recent}",
-                [lower, lower + "\U0010ffff", *filters],
-            ),
-            # A substring cannot use an index: one pass over the objects (measured in make bench).
-            (f"instr(lower(name), ?) > 0{where} ORDER BY {recent}", [lower, *filters]),
-        ]
+
+        def take(condition: str, params: list[Any], count: int) -> list[KnownObject]:
+            sql = f"SELECT {_OBJECT_COLUMNS} FROM objects WHERE {condition}{where} LIMIT ?"
+            return [_object_from_row(row) for row in self._query(sql, [*params, *filters, count])]
+
+        def most_recent(rows: list[KnownObject]) -> list[KnownObject]:
+            return sorted(rows, key=lambda row: -(row.last_us or 0))
+
+        # Kubernetes names are lower-case, so the text is too; then the exact name is an index
+        # lookup and the prefix an index range (LIKE could not use objects_by_name).
+        for row in most_recent(take("name IN (?, ?)", [text, lower], limit)):
+            found.setdefault(row.object_id, row)
         if _UID_TEXT.match(lower):
-            uids = (f"uid >= ? AND uid < ?{where} ORDER BY {recent}", [lower, lower + "~", *filters])
-            steps.insert(1, uids)
-        for condition, params in steps:
-            wanted = limit - len(found)
-            if wanted <= 0:
-                break
-            sql = f"SELECT {_OBJECT_COLUMNS} FROM objects WHERE {condition} LIMIT ?"
-            for row in self._query(sql, [*params, wanted + len(found)]):
-                known = _object_from_row(row)
-                found.setdefault(known.object_id, known)
+            # No index on uids: one pass over the objects, only for text that can be one.
+            for row in most_recent(take("uid >= ? AND uid < ?", [lower, lower + "~"], limit)):
+                found.setdefault(row.object_id, row)
+        # A prefix reads a bounded slice of the range in name order, then shows the shortest names
+        # first ("demo" before "demo-5544f8b48c-x"), the most recently active first among equals.
+        prefixed = take("name > ? AND name < ?", [lower, lower + "\U0010ffff"], max(limit * 10, 200))
+        for row in sorted(prefixed, key=lambda row: (len(row.key.name), -(row.last_us or 0))):
+            found.setdefault(row.object_id, row)
+        if not found:
+            # Nothing starts with it: a part of the name (a Pod's distinguishing suffix). A
+            # substring cannot use an index, so this is one pass over the objects.
+            for row in most_recent(take("instr(name, ?) > 0", [lower], limit)):
+                found.setdefault(row.object_id, row)
         # Every incarnation of a name has its own row, so an earlier one's uid is found like any other.
         return list(found.values())[:limit]
 
