@@ -423,9 +423,9 @@ class StoreReader:
         for row in sorted(prefixed, key=lambda row: (len(row.key.name), -(row.last_us or 0))):
             found.setdefault(row.object_id, row)
         if not found:
-            # Nothing starts with it: a part of the name (a Pod's distinguishing suffix). A
-            # substring cannot use an index, so this is one pass over the objects.
-            for row in most_recent(take("instr(name, ?) > 0", [lower], limit)):
+            # Nothing starts with it: a part of the name (a Pod's distinguishing suffix), or a uid
+            # of any form. Neither can use an index, so this is one pass over the objects.
+            for row in most_recent(take("(instr(name, ?) > 0 OR uid = ?)", [lower, text], limit)):
                 found.setdefault(row.object_id, row)
         # Every incarnation of a name has its own row, so an earlier one's uid is found like any other.
         return list(found.values())[:limit]
