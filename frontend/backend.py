@@ -127,6 +127,7 @@ class StoreBackend:
             namespace=request.namespace,
             text=request.text,
             limit=request.limit,
+            prefix_only=request.prefix_only,
         )
 
     def close(self) -> None:

@@ -302,6 +302,7 @@ class JaegerBackend:
                 or (request.group is not None and key.group != request.group)
                 or (request.namespace is not None and key.namespace != request.namespace)
                 or (text and text not in key.name.lower() and not record.uid.startswith(request.text))
+                or (text and request.prefix_only and not key.name.lower().startswith(text))
             ):
                 continue
             rows[record.object_id] = _row_of(record, rows.get(record.object_id))

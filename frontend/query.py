@@ -224,15 +224,23 @@ class QueryService:
         same = self.backend.find_objects(replace(query, cluster="", namespace=None, group=None))
         exact = [
             row
-            for row in self.backend.suggest(Suggestion(text=query.name, limit=NEAR_SHOWN))
+            for row in self.backend.suggest(Suggestion(text=query.name, limit=NEAR_SHOWN, prefix_only=True))
             if row.key.name == query.name
         ]
-        # Edit distance is measured on bounded pools read by index: the names sharing the first two
-        # letters, then the first letter (a typo further in keeps them).
+        # Edit distance is measured on bounded pools read by index: the names sharing the longest
+        # prefix with the typed one (a typo or extra characters at the end), then those sharing its
+        # first two letters and its first letter (a typo further in).
+        # Last, the names that contain the typed one (a Pod's suffix typed as its name): one pass
+        # over the objects, only when no start matched.
+        contained = Suggestion(resource=query.resource, group=query.group, text=query.name, limit=NEAR_SHOWN)
         near: list[KnownObject] = []
-        for prefix in dict.fromkeys((query.name[:2], query.name[:1])):
-            pool = self.backend.suggest(
-                Suggestion(resource=query.resource, group=query.group, text=prefix, limit=NEAR_CANDIDATES)
+        for prefix in dict.fromkeys((self._longest_prefix(query), query.name[:2], query.name[:1], None)):
+            if prefix == "":
+                continue
+            pool = (
+                self._names_from(query, prefix, NEAR_CANDIDATES)
+                if prefix is not None
+                else self.backend.suggest(contained)
             )
             by_name: dict[str, KnownObject] = {}
             for row in pool:
@@ -244,6 +252,23 @@ class QueryService:
         for row in [*same, *exact, *near]:
             ordered.setdefault(row.key, row)
         return list(ordered.values())[:NEAR_SHOWN]
+
+    def _names_from(self, query: ObjectQuery, prefix: str, limit: int) -> list[KnownObject]:
+        return self.backend.suggest(
+            Suggestion(resource=query.resource, group=query.group, text=prefix, limit=limit, prefix_only=True)
+        )
+
+    def _longest_prefix(self, query: ObjectQuery) -> str:
+        """The longest start of the typed name that some name of the resource starts with, by a
+        binary search of index reads (a shorter start matches whatever a longer one does)."""
+        low, high = 0, len(query.name) - 1
+        while low < high:
+            middle = (low + high + 1) // 2
+            if self._names_from(query, query.name[:middle], 1):
+                low = middle
+            else:
+                high = middle - 1
+        return query.name[:low]
 
     def _missing(self, query: ObjectQuery, unknown: str) -> str:
         """NotFound's reason for a query that matched no object, with what it may have meant."""

@@ -378,12 +378,13 @@ class StoreReader:
         namespace: str | None = None,
         text: str = "",
         limit: int = 20,
+        prefix_only: bool = False,
     ) -> list[KnownObject]:
         """Known objects (deleted ones too) named by ``text``: the exact name first, then uids that
         start with it, then names that start with it (shortest first: "demo" before
         "demo-5544f8b48c-x"); when nothing does, names that contain it (a Pod's distinguishing
         suffix). Most recently active first among equals; without text, the most recently active
-        objects."""
+        objects. ``prefix_only``: only the exact name and names that start with it, by index."""
         where = ""
         filters: list[Any] = []
         for column, value in (
@@ -413,7 +414,7 @@ class StoreReader:
         # lookup and the prefix an index range (LIKE could not use objects_by_name).
         for row in most_recent(take("name IN (?, ?)", [text, lower], limit)):
             found.setdefault(row.object_id, row)
-        if _UID_TEXT.match(lower):
+        if _UID_TEXT.match(lower) and not prefix_only:
             # No index on uids: one pass over the objects, only for text that can be one.
             for row in most_recent(take("uid >= ? AND uid < ?", [lower, lower + "~"], limit)):
                 found.setdefault(row.object_id, row)
@@ -422,7 +423,7 @@ class StoreReader:
         prefixed = take("name > ? AND name < ?", [lower, lower + "\U0010ffff"], max(limit * 10, 200))
         for row in sorted(prefixed, key=lambda row: (len(row.key.name), -(row.last_us or 0))):
             found.setdefault(row.object_id, row)
-        if not found:
+        if not found and not prefix_only:
             # Nothing starts with it: a part of the name (a Pod's distinguishing suffix), or a uid
             # of any form. Neither can use an index, so this is one pass over the objects.
             for row in most_recent(take("(instr(name, ?) > 0 OR uid = ?)", [lower, text], limit)):

@@ -124,6 +124,16 @@ def main() -> int:
             raise AssertionError("a misspelt name was found")
 
         timed("lookup of a name nothing has, with did-you-mean", misspelt)
+
+        def by_suffix() -> None:
+            try:
+                service.lookup(ObjectQuery(cluster="", resource="po", name=pod.key.name[-5:]))
+            except errors.NotFound as exc:
+                assert pod.key.name in str(exc), exc
+                return
+            raise AssertionError("a Pod's suffix was found as a name")
+
+        timed("lookup of a Pod by its suffix alone, did-you-mean", by_suffix)
         service.close()
     return 0
 
