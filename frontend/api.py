@@ -10,6 +10,7 @@ embedded store) and ``kelemetry frontend`` (alone, reading the store or a real J
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
@@ -149,13 +150,27 @@ def parse_time_param(name: str, value: str | None) -> int | None:
         ) from None
 
 
+# Go's duration syntax, as Jaeger writes lookbacks: "1h30m", "90s"; plus days and weeks.
+_LOOKBACK_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w)")
+
+
+def lookback_us(value: str) -> int:
+    """A lookback as µs: a duration (``2h``, ``1h30m``, ``7d``) or a bare number of seconds."""
+    text = value.strip().lower()
+    if text.isascii() and text.isdigit():
+        return int(text) * 1_000_000
+    parts = _LOOKBACK_PART.findall(text)
+    if not parts or "".join(number + unit for number, unit in parts) != text:
+        raise errors.InputError(
+            f"invalid lookback {value!r}: use a duration, e.g. 30m, 2h, 1h30m, 7d, or seconds"
+        )
+    return sum(times.parse_duration_us(number + unit, what="lookback") for number, unit in parts)
+
+
 def _lookback(value: str | None, end_us: int | None) -> int | None:
     if not value or value == "custom":
         return None
-    try:
-        span = times.parse_duration_us(value, what="lookback")
-    except ValueError as exc:
-        raise errors.InputError(str(exc)) from None
+    span = lookback_us(value)
     end = end_us if end_us is not None else times.now_us()
     # Longer than the epoch is "everything": clamp rather than overflow the store's integers.
     return max(end - span, 0)

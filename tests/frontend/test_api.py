@@ -225,7 +225,7 @@ def test_a_search_for_an_object_that_is_not_there_is_a_404_with_the_reason(clien
         ({"start": str(TS_US + HOUR_US), "end": str(TS_US)}, "start is after end"),
         (
             {"lookback": "5 parsecs"},
-            "invalid lookback '5 parsecs': use a number and a unit, e.g. 30m, 2h, 7d",
+            "invalid lookback '5 parsecs': use a duration, e.g. 30m, 2h, 1h30m, 7d, or seconds",
         ),
         ({"lookback": "1y"}, "invalid lookback '1y'"),
         ({"tags": "{not json"}, 'tags must be a JSON object, e.g. {"resource":"pods","name":"web-1"}'),

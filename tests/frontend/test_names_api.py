@@ -17,6 +17,7 @@ from frontend import api
 from frontend.backend import StoreBackend
 from frontend.query import QueryService
 from frontend.views import ViewStore
+from kelemetry import errors
 from kelemetry.kube.discovery import parse_resource_lists
 from kelemetry.kube.kinds import KindResolver
 from kelemetry.store.sqlite import SpanStore, StoreReader
@@ -301,3 +302,18 @@ def test_discovery_short_names_of_a_connected_cluster(crds: Path) -> None:
         404,
         "unknown resource 'gdg'",
     )
+
+
+@pytest.mark.parametrize("lookback", ["2h", "1h30m", "5400", "90m", "0.1d"])
+def test_lookbacks_as_jaeger_and_people_write_them(client: TestClient, lookback: str) -> None:
+    # Seen from 08:50, the Deployment's activity at 07:23 is within 90 minutes.
+    params = {"tags": json.dumps({"resource": "deploy", "name": "demo"}), "end": "2026-11-23T08:50:00Z"}
+    assert len(ok(client.get("/api/traces", params={**params, "lookback": lookback}))["data"]) == 1
+    refused(client.get("/api/traces", params={**params, "lookback": "30m"}), 404, "no activity")
+
+
+def test_lookback_parts_add_up() -> None:
+    assert api.lookback_us("1h30m") == api.lookback_us("90m") == api.lookback_us("5400") == 5_400_000_000
+    for bad in ("1h30", "h", "1y", "-5m", "1h 30m"):
+        with pytest.raises(errors.InputError, match="invalid lookback"):
+            api.lookback_us(bad)
