@@ -315,8 +315,16 @@ def clusters(queries: Queries) -> Response:
 
 @lookups.get("/resources")
 def resources(queries: Queries, cluster: str | None = None) -> Response:
+    # kubectl's short names beside each (from discovery or the built-in table), for the UI to offer.
+    short = {(entry.group, entry.resource): list(entry.short_names) for entry in queries.resource_names()}
     data = [
-        {"group": r.group, "resource": r.resource, "kind": r.kind, "objects": r.objects}
+        {
+            "group": r.group,
+            "resource": r.resource,
+            "kind": r.kind,
+            "objects": r.objects,
+            "shortNames": short.get((r.group, r.resource), []),
+        }
         for r in queries.backend.resources(cluster or None)
     ]
     return _json({"data": data})

@@ -199,7 +199,8 @@ class SearchPage {
       ...sorted.map((r) => {
         const value = joinResource(r.resource, r.group);
         const count = r.objects !== undefined && r.objects !== null ? ` (${r.objects})` : "";
-        return h("option", { value, dataset: { kind: r.kind || "" } }, `${r.kind || r.resource}${count}`);
+        const short = r.shortNames && r.shortNames.length ? ` (${r.shortNames.join(", ")})` : "";
+        return h("option", { value, dataset: { kind: r.kind || "" } }, `${r.kind || r.resource}${short}${count}`);
       }),
     );
   }

@@ -478,9 +478,16 @@ def test_clusters_and_resources(client: TestClient) -> None:
         "resource": "deployments",
         "kind": "Deployment",
         "objects": 1,
+        "shortNames": ["deploy"],
     }
     assert by_name[("apps", "replicasets")]["objects"] == 2
-    assert by_name[("", "pods")] == {"group": "", "resource": "pods", "kind": "Pod", "objects": 8}
+    assert by_name[("", "pods")] == {
+        "group": "",
+        "resource": "pods",
+        "kind": "Pod",
+        "objects": 8,
+        "shortNames": ["po"],
+    }
     assert [r["resource"] for r in resources] == sorted(r["resource"] for r in resources)
     assert ok(client.get("/api/kelemetry/resources", params={"cluster": CLUSTER}))["data"] == resources
     assert ok(client.get("/api/kelemetry/resources", params={"cluster": "elsewhere"})) == {"data": []}
