@@ -409,7 +409,9 @@ class SearchPage {
       // when it does not.
       const said = /did you mean|try /.test(err && err.message ? err.message : "");
       const hint = err instanceof ApiError && err.status === 404 && this.range.value !== "all" && !said ? " Try a longer time range." : "";
-      return this.showError(describeError(err) + hint);
+      this.showError(describeError(err) + hint);
+      if (err instanceof ApiError && err.status === 404) this.offerFixes(err.message);
+      return;
     }
     this.submit.disabled = false;
     const hits = body.data || [];
@@ -436,6 +438,42 @@ class SearchPage {
         }),
       ),
     );
+  }
+
+  /** Buttons for what a 404's reason proposes: each object it meant, and the range with activity. */
+  offerFixes(reason) {
+    const fixes = [];
+    const meant = reason.split("did you mean ")[1] || "";
+    const object = /([a-z0-9.-]+)\/(\S+?)(?: in namespace (\S+))? \(cluster ([^)]+)\)/g;
+    for (const [, resource, name, namespace, cluster] of meant.matchAll(object)) {
+      fixes.push(
+        h("button", { type: "button", class: "fix", dataset: { name, resource } }, `${resource}/${namespace ? `${namespace}/` : ""}${name} (${cluster})`),
+      );
+      fixes[fixes.length - 1].addEventListener("click", () => {
+        if ([...this.cluster.options].some((opt) => opt.value === cluster)) this.cluster.value = cluster;
+        this.resource.value = resource;
+        this.namespace.value = namespace || "";
+        this.name.value = name;
+        this.uid = null;
+        this.search();
+      });
+    }
+    const range = /start=(\S+?)&end=(\S+?) \(API\)/.exec(reason);
+    if (range) {
+      const [start, end] = [Date.parse(range[1]), Date.parse(range[2])];
+      if (Number.isFinite(start) && Number.isFinite(end)) {
+        const button = h("button", { type: "button", class: "fix range-fix" }, `search ${range[1]} – ${range[2]}`);
+        button.addEventListener("click", () => {
+          this.range.value = "custom";
+          this.customBox.hidden = false;
+          this.start.value = toLocalUtc(start * 1000);
+          this.end.value = toLocalUtc(end * 1000);
+          this.search();
+        });
+        fixes.push(button);
+      }
+    }
+    if (fixes.length) this.results.replaceChildren(h("div", { class: "fixes" }, h("span", { class: "muted" }, "Try: "), ...fixes));
   }
 
   /** A uid typed as the name: the form filled with its object, to open that incarnation. */

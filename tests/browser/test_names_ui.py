@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from selenium.webdriver.support.select import Select
+
 from tests.browser.conftest import Server
 from tests.browser.driver import Browser
 
@@ -73,3 +75,27 @@ def test_a_misspelt_name_shows_what_was_meant(browser: Browser, server: Server) 
         message.text
     )
     browser.screenshot("names-did-you-mean")
+    [fix] = browser.find_all(".fixes button.fix")
+    assert fix.text == "deployments.apps/default/demo (tracetest)", fix.text
+    fix.click()
+    assert "Deployment default/demo" in submit_and_wait_for_navigation(browser)
+
+
+def test_no_activity_in_the_range_offers_the_range_with_activity(browser: Browser, server: Server) -> None:
+    start(browser, "deploy")
+    Select(browser.find("#range")).select_by_value("1h")
+    browser.find("#name").send_keys("demo")
+    browser.find("#submit").click()
+    message = browser.wait_for("#search-message.error")
+    assert "it was last active at 2026-11-23T07:23:3" in message.text, message.text
+    fix = browser.wait_for(".fixes button.range-fix")
+    browser.screenshot("names-last-active")
+    fix.click()
+    assert "Deployment default/demo" in submit_and_wait_for_navigation(browser)
+    assert browser.find("#trace-title").text
+
+
+def submit_and_wait_for_navigation(browser: Browser) -> str:
+    browser.wait_until(lambda b: "/trace/" in b.current_url, 15, "navigation to the trace page")
+    browser.wait_rendered()
+    return str(browser.find("#trace-title").text)
