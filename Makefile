@@ -55,6 +55,7 @@ bench: install
 	$(BIN)/python tests/bench/bench_query.py
 	$(BIN)/python tests/bench/bench_links.py
 	$(BIN)/python tests/bench/bench_changes.py
+	$(BIN)/python tests/bench/bench_names.py
 
 record: install e2e-deps
 	KELEMETRY_RECORD=1 $(BIN)/python -m pytest tests/e2e -k "lifecycle or secret" -q

@@ -10,6 +10,7 @@ embedded store) and ``kelemetry frontend`` (alone, reading the store or a real J
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
@@ -59,7 +60,9 @@ Key = Annotated[KeyParams, Depends()]
 
 def error_response(status: int, message: str) -> JSONResponse:
     return JSONResponse(
-        {"data": None, "error": message, "errors": [{"code": status, "msg": message}]}, status_code=status
+        # data stays a list even here, so `jq '.data[]'` reads an error as "nothing", not a crash.
+        {"data": [], "error": message, "errors": [{"code": status, "msg": message}]},
+        status_code=status,
     )
 
 
@@ -104,23 +107,70 @@ def _require(**params: str | None) -> None:
         raise errors.InputError(f"missing query parameter(s): {', '.join(missing)}")
 
 
+# Epoch numbers are told apart by magnitude, as Jaeger's clients do: any date from 1973 to 5138 is
+# below 1e11 in seconds, between 1e11 and 1e14 in milliseconds, 1e14 to 1e17 in microseconds.
+_SECONDS_BELOW = 10**11
+_MILLISECONDS_BELOW = 10**14
+_MICROSECONDS_BELOW = 10**17
+# Nanoseconds, as Go's time.UnixNano, end at 2^63.
+_NANOSECONDS_BELOW = 2**63
+
+
+def epoch_us(number: int | float) -> int:
+    """An epoch number in seconds, milliseconds, microseconds or nanoseconds, as microseconds."""
+    if number < _SECONDS_BELOW:
+        return int(number * 1_000_000)
+    if number < _MILLISECONDS_BELOW:
+        return int(number * 1_000)
+    if number < _MICROSECONDS_BELOW:
+        return int(number)
+    return int(number // 1_000)
+
+
 def parse_time_param(name: str, value: str | None) -> int | None:
-    """µs since the epoch (Jaeger's convention) or RFC 3339 with a zone."""
+    """A moment as µs since the epoch: epoch seconds, milliseconds, microseconds (Jaeger's own) or
+    nanoseconds, told apart by magnitude (decimals allowed), or RFC 3339 with a zone."""
     if value is None or value == "":
         return None
+    text = value.strip()
+    if text.isascii() and text.replace(".", "", 1).isdigit():
+        # Integers stay integers: nanoseconds are beyond a float's exact range.
+        number = int(text) if text.isdigit() else float(text)
+        if number >= _NANOSECONDS_BELOW:
+            raise errors.InputError(f"invalid {name} {value!r}: out of range for a time since the epoch")
+        return epoch_us(number)
     try:
-        return times.parse_moment(value, what=name, jaeger=True)
+        return times.parse_moment(text, what=name, jaeger=True)
     except ValueError as exc:
-        raise errors.InputError(str(exc)) from None
+        if "time zone" in str(exc):
+            raise errors.InputError(str(exc)) from None
+        raise errors.InputError(
+            f"invalid {name} {value!r}: use RFC 3339 (2024-05-01T10:00:00Z) or a time since the epoch "
+            "in seconds, milliseconds or microseconds"
+        ) from None
+
+
+# Go's duration syntax, as Jaeger writes lookbacks: "1h30m", "90s"; plus days and weeks.
+_LOOKBACK_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w)")
+
+
+def lookback_us(value: str) -> int:
+    """A lookback as µs: a duration (``2h``, ``1h30m``, ``7d``) or a bare number of seconds."""
+    text = value.strip().lower()
+    if text.isascii() and text.isdigit():
+        return int(text) * 1_000_000
+    parts = _LOOKBACK_PART.findall(text)
+    if not parts or "".join(number + unit for number, unit in parts) != text:
+        raise errors.InputError(
+            f"invalid lookback {value!r}: use a duration, e.g. 30m, 2h, 1h30m, 7d, or seconds"
+        )
+    return sum(times.parse_duration_us(number + unit, what="lookback") for number, unit in parts)
 
 
 def _lookback(value: str | None, end_us: int | None) -> int | None:
     if not value or value == "custom":
         return None
-    try:
-        span = times.parse_duration_us(value, what="lookback")
-    except ValueError as exc:
-        raise errors.InputError(str(exc)) from None
+    span = lookback_us(value)
     end = end_us if end_us is not None else times.now_us()
     # Longer than the epoch is "everything": clamp rather than overflow the store's integers.
     return max(end - span, 0)
@@ -267,8 +317,16 @@ def clusters(queries: Queries) -> Response:
 
 @lookups.get("/resources")
 def resources(queries: Queries, cluster: str | None = None) -> Response:
+    # kubectl's short names beside each (from discovery or the built-in table), for the UI to offer.
+    short = {(entry.group, entry.resource): list(entry.short_names) for entry in queries.resource_names()}
     data = [
-        {"group": r.group, "resource": r.resource, "kind": r.kind, "objects": r.objects}
+        {
+            "group": r.group,
+            "resource": r.resource,
+            "kind": r.kind,
+            "objects": r.objects,
+            "shortNames": short.get((r.group, r.resource), []),
+        }
         for r in queries.backend.resources(cluster or None)
     ]
     return _json({"data": data})
@@ -284,6 +342,9 @@ def objects(
     q: str | None = None,
     limit: str | None = None,
 ) -> Response:
+    if resource:
+        # As typed: deploy, Deployment, deployments.apps ...
+        group, resource = queries.resolve_resource(resource, group)
     rows = queries.backend.suggest(
         Suggestion(
             cluster=cluster or None,

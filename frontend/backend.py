@@ -141,6 +141,7 @@ class StoreBackend:
             namespace=request.namespace,
             text=request.text,
             limit=request.limit,
+            prefix_only=request.prefix_only,
         )
 
     # -- browsing what changed

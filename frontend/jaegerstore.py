@@ -302,11 +302,18 @@ class JaegerBackend:
                 or (request.resource is not None and key.resource != request.resource)
                 or (request.group is not None and key.group != request.group)
                 or (request.namespace is not None and key.namespace != request.namespace)
-                or (text and not key.name.lower().startswith(text) and record.uid != request.text)
+                or (text and text not in key.name.lower() and not record.uid.startswith(request.text))
+                or (text and request.prefix_only and not key.name.lower().startswith(text))
             ):
                 continue
             rows[record.object_id] = _row_of(record, rows.get(record.object_id))
-        ordered = sorted(rows.values(), key=lambda row: (-(row.last_us or 0), row.key.name))
+
+        def rank(row: KnownObject) -> int:
+            # As the store ranks them: the exact name or uid, then names starting with the text.
+            name = row.key.name.lower()
+            return 0 if text in (name, row.uid) else 1 if name.startswith(text) else 2
+
+        ordered = sorted(rows.values(), key=lambda row: (rank(row), -(row.last_us or 0), row.key.name))
         return ordered[: request.limit]
 
     # -- browsing what changed: Jaeger's search is by trace, newest traces first, capped; a list of

@@ -11,8 +11,11 @@ merged), cuts it to the mode's scope and applies the mode's transform; renderers
 
 from __future__ import annotations
 
+import math
+import time
 from collections import defaultdict
 from dataclasses import replace
+from datetime import UTC, datetime
 from pathlib import Path
 
 from frontend import modes, scope, transform
@@ -22,11 +25,19 @@ from frontend.modes import DisplayMode
 from frontend.types import AssembledTrace, Found, ObjectQuery, Suggestion, View
 from frontend.views import ViewSpec, ViewStore
 from kelemetry import errors
+from kelemetry.kube import names
+from kelemetry.kube.kinds import KindResolver, builtin_names
+from kelemetry.kube.names import ResourceName
 from kelemetry.model import tags
 from kelemetry.model.objects import KnownObject, ObjectKey
 
 REDIRECT_SPAN_US = 30 * 60 * 1_000_000
 RECENT_LIMIT = 20
+# The resources the store has seen change rarely; re-read them at most this often (seconds).
+STORE_RESOURCES_TTL = 10.0
+# How many objects a "did you mean" reads and names.
+NEAR_CANDIDATES = 200
+NEAR_SHOWN = 5
 SEARCH_KEYS = frozenset({tags.CLUSTER, tags.GROUP, tags.RESOURCE, tags.NAMESPACE, tags.NAME, tags.UID})
 
 
@@ -59,53 +70,250 @@ def by_key(rows: list[KnownObject]) -> list[list[KnownObject]]:
 
 def _ambiguity(query: ObjectQuery, groups: list[list[KnownObject]]) -> str:
     keys = [group[0].key for group in groups]
+    several_clusters = len({k.cluster for k in keys}) > 1
     several_groups = len({k.group for k in keys}) > 1
-    options = ", ".join(
-        f"--group {k.group!r} --namespace {k.namespace!r}"
-        if several_groups
-        else f"--namespace {k.namespace!r}"
-        for k in keys
-    )
+
+    def option(key: ObjectKey) -> str:
+        parts = [f"--cluster {key.cluster!r}"] if several_clusters else []
+        if several_groups:
+            parts.append(f"--group {key.group!r}")
+        parts.append(f"--namespace {key.namespace!r}")
+        return " ".join(parts)
+
+    options = ", ".join(dict.fromkeys(option(k) for k in keys))
     return f"{query.describe()} is ambiguous; narrow it with one of: {options}"
 
 
+def _where(key: ObjectKey) -> str:
+    """An object as a "did you mean" names it."""
+    place = f" in namespace {key.namespace}" if key.namespace else ""
+    return f"{key.display}{place} (cluster {key.cluster})"
+
+
+def _moment(time_us: int) -> str:
+    return datetime.fromtimestamp(time_us // 1_000_000, tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _age(age_us: int) -> str:
+    minutes = age_us // 60_000_000
+    if minutes < 120:
+        return f"{minutes}m"
+    if minutes < 48 * 60:
+        return f"{minutes // 60}h"
+    return f"{minutes // (24 * 60)}d {minutes // 60 % 24}h"
+
+
+def since_covering(age_us: int) -> str:
+    """A ``--since`` duration a little longer than ``age_us``, in the largest readable unit."""
+    minutes = max(math.ceil(age_us / 60_000_000) + 1, 1)
+    if minutes <= 120:
+        return f"{minutes}m"
+    hours = math.ceil(minutes / 60)
+    if hours <= 48:
+        return f"{hours}h"
+    return f"{math.ceil(hours / 24)}d"
+
+
+def inactive_reason(query: ObjectQuery, incarnations: list[KnownObject], now_us: int | None = None) -> str:
+    """NotFound's reason when the object exists but had no activity in the range: when it was
+    active, and the range to ask for instead (as ``--since`` for the CLI, ``start``/``end`` for
+    the API)."""
+    base = f"{query.describe()} has no activity in the requested time range"
+    tried = [row for row in incarnations if not query.uid or row.uid == query.uid]
+    firsts = [row.first_us for row in tried if row.first_us is not None]
+    lasts = [row.last_us for row in tried if row.last_us is not None]
+    if not firsts or not lasts:
+        return base + (
+            "; it had no requests of its own, only objects it owns had: widen the range "
+            "(without --since/--start/--end on the CLI, without start and end on the API)"
+        )
+    first, last = min(firsts), max(lasts)
+    now = time.time_ns() // 1000 if now_us is None else now_us
+    # Whole seconds around the activity, so the suggested range includes its first and last event.
+    start, end = _moment(first), _moment(last + 1_000_000)
+    ago = f" ({_age(now - last)} ago)" if now > last else ""
+    return (
+        f"{base}; it was last active at {_moment(last)}{ago}, first at {_moment(first)}: "
+        f"try --since {since_covering(max(now - first, 0))} or --start {start} --end {end} (CLI), "
+        f"start={start}&end={end} (API)"
+    )
+
+
 class QueryService:
-    def __init__(self, backend: Backend, views: ViewStore) -> None:
+    def __init__(self, backend: Backend, views: ViewStore, kinds: KindResolver | None = None) -> None:
         self.backend = backend
         self.views = views
+        self.kinds = kinds
+        """The collector's kind table when it serves beside one: API discovery of the connected
+        clusters, with their custom resources' short names."""
+        self._store_resources: tuple[float, list[ResourceName]] | None = None
 
     def close(self) -> None:
         self.backend.close()
         self.views.close()
+
+    # -- resources as people type them
+
+    def resource_names(self) -> list[ResourceName]:
+        """Every resource a typed name can mean: discovery of the connected clusters, what the store
+        has seen, the built-in table."""
+        discovered = self.kinds.names() if self.kinds is not None else []
+        return names.unite(discovered, self._seen_resources(), builtin_names())
+
+    def _seen_resources(self) -> list[ResourceName]:
+        cached = self._store_resources
+        if cached is not None and time.monotonic() - cached[0] < STORE_RESOURCES_TTL:
+            return cached[1]
+        seen = [ResourceName(r.group, r.resource, r.kind) for r in self.backend.resources(None)]
+        self._store_resources = (time.monotonic(), seen)
+        return seen
+
+    def resolve_resource(self, text: str, group: str | None = None) -> tuple[str | None, str]:
+        """(group, plural resource) for a resource as typed (``deploy``, ``Deployment``,
+        ``deployments.v1.apps``); ``group`` narrows it. A spelling that names resources of several
+        groups is an InputError listing them (the ones the store has objects of, when that settles
+        it); one that names nothing known is returned as typed, for the lookup's "did you mean"."""
+        typed = text.strip()
+        discovered = self.kinds.names() if self.kinds is not None else builtin_names()
+        if "." not in typed and any(entry.resource == typed for entry in discovered):
+            # A plural as the store keys it: matched in any group, as before names were read, and
+            # without reading the store's resources (a Jaeger backend would search for them).
+            return group, typed
+        known = self.resource_names()
+        matches = names.resolve(typed, known)
+        if group is not None:
+            narrowed = [entry for entry in matches if entry.group == group]
+            if matches and not narrowed:
+                groups = ", ".join(repr(entry.group) for entry in matches)
+                raise errors.InputError(f"resource {typed!r} is in group {groups}, not group {group!r}")
+            matches = narrowed
+        if not matches:
+            return group, typed
+        if len(matches) > 1 and all(entry.resource == typed for entry in matches):
+            # The plural as stored: every group's objects, as above.
+            return group, typed
+        if len(matches) > 1:
+            seen = {(entry.group, entry.resource) for entry in self._seen_resources()}
+            present = [entry for entry in matches if (entry.group, entry.resource) in seen]
+            matches = present or matches
+        if len(matches) > 1:
+            choices = ", ".join(entry.qualified for entry in matches)
+            raise errors.InputError(f"resource {typed!r} is ambiguous: it may be {choices}; name one of them")
+        return matches[0].group, matches[0].resource
+
+    def normalize(self, query: ObjectQuery) -> ObjectQuery:
+        """The query with its resource as the store keys it."""
+        if not query.resource:
+            return query
+        group, resource = self.resolve_resource(query.resource, query.group)
+        return replace(query, group=group, resource=resource)
+
+    def _unknown_resource(self, resource: str) -> str | None:
+        """The reason for a resource nothing knows, with the nearest spellings; None when known."""
+        known = self.resource_names()
+        if any(entry.resource == resource for entry in known):
+            return None
+        spellings = [entry.resource for entry in known]
+        spellings += [entry.kind for entry in known if entry.kind]
+        spellings += [short for entry in known for short in entry.short_names]
+        near = names.nearest(resource, spellings)
+        hint = f"; did you mean {' or '.join(near)}?" if near else ""
+        return f"unknown resource {resource!r}{hint}"
+
+    def _near_objects(self, query: ObjectQuery) -> list[KnownObject]:
+        """The known objects closest to one a query names and nothing matched: the same name in
+        another namespace, cluster or resource, then names of the resource near the typed one."""
+        same = self.backend.find_objects(replace(query, cluster="", namespace=None, group=None))
+        exact = [
+            row
+            for row in self.backend.suggest(Suggestion(text=query.name, limit=NEAR_SHOWN, prefix_only=True))
+            if row.key.name == query.name
+        ]
+        # Edit distance is measured on bounded pools read by index: the names sharing the longest
+        # prefix with the typed one (a typo or extra characters at the end), then those sharing its
+        # first two letters and its first letter (a typo further in).
+        # Last, the names that contain the typed one (a Pod's suffix typed as its name): one pass
+        # over the objects, only when no start matched.
+        contained = Suggestion(resource=query.resource, group=query.group, text=query.name, limit=NEAR_SHOWN)
+        near: list[KnownObject] = []
+        for prefix in dict.fromkeys((self._longest_prefix(query), query.name[:2], query.name[:1], None)):
+            if prefix == "":
+                continue
+            pool = (
+                self._names_from(query, prefix, NEAR_CANDIDATES)
+                if prefix is not None
+                else self.backend.suggest(contained)
+            )
+            by_name: dict[str, KnownObject] = {}
+            for row in pool:
+                by_name.setdefault(row.key.name, row)
+            near = [by_name[name] for name in names.nearest(query.name, by_name, NEAR_SHOWN)]
+            if near:
+                break
+        ordered: dict[ObjectKey, KnownObject] = {}
+        for row in [*same, *exact, *near]:
+            ordered.setdefault(row.key, row)
+        return list(ordered.values())[:NEAR_SHOWN]
+
+    def _names_from(self, query: ObjectQuery, prefix: str, limit: int) -> list[KnownObject]:
+        return self.backend.suggest(
+            Suggestion(resource=query.resource, group=query.group, text=prefix, limit=limit, prefix_only=True)
+        )
+
+    def _longest_prefix(self, query: ObjectQuery) -> str:
+        """The longest start of the typed name that some name of the resource starts with, by a
+        binary search of index reads (a shorter start matches whatever a longer one does)."""
+        low, high = 0, len(query.name) - 1
+        while low < high:
+            middle = (low + high + 1) // 2
+            if self._names_from(query, query.name[:middle], 1):
+                low = middle
+            else:
+                high = middle - 1
+        return query.name[:low]
+
+    def _missing(self, query: ObjectQuery, unknown: str) -> str:
+        """NotFound's reason for a query that matched no object, with what it may have meant."""
+        reason = f"no object {query.describe()} {unknown}"
+        unknown_resource = self._unknown_resource(query.resource)
+        if unknown_resource is not None:
+            return f"{reason}: {unknown_resource}"
+        near = self._near_objects(query)
+        if near:
+            return f"{reason}; did you mean {'; '.join(_where(row.key) for row in near)}?"
+        return reason
 
     # -- lookups
 
     def lookup(self, query: ObjectQuery, mode: DisplayMode = modes.DEFAULT) -> list[Found]:
         """One view per object matching the query that was active in its range: for each name, its
         newest incarnation with activity (or the one the query's uid names)."""
+        query = self.normalize(query)
         found: list[Found] = []
-        for incarnations in self._groups(query, "is known"):
+        groups = self._groups(query, "is known")
+        for incarnations in groups:
             item = self._found(incarnations, query, mode)
             if item is not None:
                 found.append(item)
         if not found:
-            raise errors.NotFound(f"{query.describe()} has no activity in the requested time range")
+            raise errors.NotFound(inactive_reason(query, [row for group in groups for row in group]))
         return found
 
     def lookup_one(self, query: ObjectQuery, mode: DisplayMode = modes.DEFAULT) -> Found:
         """The one object a query names (``kelemetry dump``): NotFound when its key fields match
         several objects, with the options to narrow it, whatever their activity."""
+        query = self.normalize(query)
         groups = self._groups(query, "in the store")
         if len(groups) > 1:
             raise errors.NotFound(_ambiguity(query, groups))
         found = self._found(groups[0], query, mode)
         if found is None:
-            raise errors.NotFound(f"{query.describe()} has no activity in the requested time range")
+            raise errors.NotFound(inactive_reason(query, groups[0]))
         return found
 
     def _groups(self, query: ObjectQuery, unknown: str) -> list[list[KnownObject]]:
         """The incarnations of each object the query's key fields match, newest first; NotFound
-        ("no object ... {unknown}") when none does."""
+        ("no object ... {unknown}", with what it may have meant) when none does."""
         if not query.resource or not query.name:
             raise errors.InputError("resource and name are required")
         if query.start_us is not None and query.end_us is not None and query.start_us > query.end_us:
@@ -114,7 +322,7 @@ class QueryService:
         if query.uid is not None:
             groups = [group for group in groups if any(row.uid == query.uid for row in group)]
         if not groups:
-            raise errors.NotFound(f"no object {query.describe()} {unknown}")
+            raise errors.NotFound(self._missing(query, unknown))
         return groups
 
     def _found(self, incarnations: list[KnownObject], query: ObjectQuery, mode: DisplayMode) -> Found | None:
@@ -212,10 +420,9 @@ class QueryService:
             end_us=end_us,
             uid=search_tags.get(tags.UID) or None,
         )
-        try:
-            found = self.lookup(query, mode)
-        except errors.NotFound:
-            return []
+        # An unknown object, or one without activity in the range, is a 404 with the reason (as
+        # /redirect and the lookup API answer), not an empty list a script cannot tell from "quiet".
+        found = self.lookup(query, mode)
         return [
             present(self.backend.trace(item.target, start_us, end_us), mode, item.view_id)
             for item in found[: limit or None]
@@ -300,10 +507,15 @@ def present(trace: AssembledTrace, mode: DisplayMode, view_id: str) -> View:
 
 
 def for_store(
-    store_path: str | Path, views_path: str | Path | None = None, *, keep_views: bool = True
+    store_path: str | Path,
+    views_path: str | Path | None = None,
+    *,
+    keep_views: bool = True,
+    kinds: KindResolver | None = None,
 ) -> QueryService:
     """A query service over an embedded store, with its views kept beside it (or in ``views_path``;
-    in memory only without ``keep_views``, as for a one-shot dump)."""
+    in memory only without ``keep_views``, as for a one-shot dump); ``kinds`` is the collector's
+    discovered kind table, for custom resources' short names."""
     path = Path(store_path)
     views = path.with_name(path.name + ".views") if views_path is None else views_path
-    return QueryService(StoreBackend.open(path), ViewStore(views if keep_views else None))
+    return QueryService(StoreBackend.open(path), ViewStore(views if keep_views else None), kinds)

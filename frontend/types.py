@@ -53,6 +53,9 @@ class Suggestion:
     namespace: str | None = None
     text: str = ""
     limit: int = 20
+    prefix_only: bool = False
+    """Only names starting with the text (index reads): no pass over every object for a part of a
+    name or a uid."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -265,9 +265,14 @@ def build_parser() -> argparse.ArgumentParser:
         description="Print or write the trace of one object: the object, its owners and owned objects, and "
         "every request on them, over the requested time range (all windows merged).",
     )
-    dump.add_argument("--cluster", required=True)
+    dump.add_argument("--cluster", help="cluster (default: any; several matches list the choices)")
     dump.add_argument("--group", help="API group ('' for core; default: any)")
-    dump.add_argument("--resource", required=True, help="plural resource, e.g. deployments, pods")
+    dump.add_argument(
+        "--resource",
+        required=True,
+        help="resource as kubectl takes it: deploy, Deployment, deployments, deployments.apps, "
+        "deployments.v1.apps, po, a custom resource's plural or kind",
+    )
     dump.add_argument("--namespace", help="namespace (default: any; '' for cluster-scoped)")
     dump.add_argument("--name", required=True)
     dump.add_argument(
@@ -531,7 +536,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         collector = Collector(settings, resolver, undiscovered=undiscovered)
     except errors.KelemetryError as exc:
         raise CliError(str(exc)) from None
-    app = create_app(collector, query.for_store(args.store))
+    app = create_app(collector, query.for_store(args.store, kinds=resolver))
     tune_gc()
     # The ingest worker is CPU-bound Python; a shorter GIL switch interval lets the webhook's
     # request threads answer the apiserver promptly while it works.
@@ -867,7 +872,7 @@ def cmd_dump(args: argparse.Namespace) -> int:
     if args.format == "parquet" and not args.output and sys.stdout.isatty():
         raise CliError("parquet is binary: give --output FILE")
     lookup = ObjectQuery(
-        cluster=args.cluster,
+        cluster=args.cluster or "",
         group=args.group,
         resource=args.resource,
         namespace=args.namespace,

@@ -16,10 +16,23 @@ const PRESETS = [
 
 const SUGGEST_DELAY_MS = 150;
 
-/** "deployments.apps" ⇄ {resource, group}; core resources have no dot. */
-function splitResource(value) {
-  const i = value.indexOf(".");
-  return i === -1 ? { resource: value, group: "" } : { resource: value.slice(0, i), group: value.slice(i + 1) };
+// A whole uid: typed into the name box, it opens that incarnation.
+const UID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+/** `text` with each occurrence of `part` (any case) marked, as nodes. */
+function marked(text, part) {
+  if (!part) return [text];
+  const nodes = [];
+  const lower = text.toLowerCase();
+  const wanted = part.toLowerCase();
+  let from = 0;
+  for (let at = lower.indexOf(wanted); at !== -1; at = lower.indexOf(wanted, from)) {
+    if (at > from) nodes.push(text.slice(from, at));
+    nodes.push(h("mark", {}, text.slice(at, at + wanted.length)));
+    from = at + wanted.length;
+  }
+  if (from < text.length) nodes.push(text.slice(from));
+  return nodes;
 }
 
 function joinResource(resource, group) {
@@ -46,7 +59,18 @@ class SearchPage {
   async mount() {
     const f = (this.form = h("form", { id: "search-form", class: "search-form", autocomplete: "off", novalidate: true }));
     this.cluster = h("select", { id: "cluster", name: "cluster", required: true });
-    this.resource = h("select", { id: "resource", name: "resource" });
+    // Typed as kubectl takes it (deploy, Deployment, deployments.apps; the server reads it), or
+    // picked from the resources recorded.
+    this.resource = h("input", {
+      id: "resource",
+      name: "resource",
+      type: "text",
+      list: "resource-list",
+      placeholder: "any — deploy, po, Deployment…",
+      spellcheck: "false",
+    });
+    this.resourceList = h("datalist", { id: "resource-list" });
+    this.uid = null;
     this.namespace = h("input", { id: "namespace", name: "namespace", type: "text", placeholder: "any namespace", spellcheck: "false" });
     this.name = h("input", {
       id: "name",
@@ -82,7 +106,7 @@ class SearchPage {
         "div",
         { class: "fields" },
         field("Cluster", this.cluster),
-        field("Resource", this.resource),
+        field("Resource", this.resource, this.resourceList),
         field("Namespace", this.namespace),
         h("div", { class: "field name-field" }, h("label", { for: "name" }, "Name"), this.name, this.suggestBox),
         h("div", { class: "field" }, h("label", { for: "range" }, "Time range"), this.range, this.customBox),
@@ -161,7 +185,7 @@ class SearchPage {
 
   async loadResources(wanted) {
     const cluster = this.cluster.value;
-    this.resource.replaceChildren(h("option", { value: "" }, "loading…"));
+    if (wanted) this.resource.value = wanted;
     if (!cluster && !this.anyCluster) return;
     try {
       const body = await getJSON(apiUrl("/api/kelemetry/resources", { cluster: cluster || undefined }));
@@ -171,21 +195,14 @@ class SearchPage {
       this.showError(`Cannot load the resources of ${cluster || "the clusters"}: ${describeError(err)}`);
     }
     const sorted = this.resources.slice().sort((a, b) => (a.kind || a.resource).localeCompare(b.kind || b.resource));
-    this.resource.replaceChildren(
-      h("option", { value: "" }, "— pick a resource —"),
+    this.resourceList.replaceChildren(
       ...sorted.map((r) => {
         const value = joinResource(r.resource, r.group);
         const count = r.objects !== undefined && r.objects !== null ? ` (${r.objects})` : "";
-        return h("option", { value, dataset: { kind: r.kind || "" } }, `${r.kind || r.resource} — ${value}${count}`);
+        const short = r.shortNames && r.shortNames.length ? ` (${r.shortNames.join(", ")})` : "";
+        return h("option", { value, dataset: { kind: r.kind || "" } }, `${r.kind || r.resource}${short}${count}`);
       }),
     );
-    if (wanted) {
-      if (!sorted.some((r) => joinResource(r.resource, r.group) === wanted)) {
-        // keep a resource from the URL even when nothing of it is recorded: the API says what is wrong
-        this.resource.append(h("option", { value: wanted }, wanted));
-      }
-      this.resource.value = wanted;
-    }
   }
 
   wire() {
@@ -194,6 +211,9 @@ class SearchPage {
       this.hideSuggestions();
     });
     this.resource.addEventListener("change", () => this.hideSuggestions());
+    this.name.addEventListener("input", () => {
+      this.uid = null;
+    });
     this.range.addEventListener("change", () => {
       this.customBox.hidden = this.range.value !== "custom";
       if (this.range.value === "custom" && !this.start.value) {
@@ -227,7 +247,7 @@ class SearchPage {
     if (this.suggestAbort) this.suggestAbort.abort();
     const abort = (this.suggestAbort = new AbortController());
     const params = { cluster: cluster || undefined, q: this.name.value.trim(), limit: 20 };
-    if (this.resource.value) Object.assign(params, splitResource(this.resource.value));
+    if (this.resource.value.trim()) params.resource = this.resource.value.trim();
     if (this.namespace.value.trim()) params.namespace = this.namespace.value.trim();
     let items;
     try {
@@ -248,6 +268,7 @@ class SearchPage {
       return;
     }
     const now = Date.now() * 1000;
+    const typed = params.q;
     this.suggestBox.replaceChildren(
       ...items.map((o, i) => {
         const where = o.namespace ? `${o.namespace}/` : "";
@@ -261,7 +282,9 @@ class SearchPage {
             dataset: { index: String(i), name: o.name, namespace: o.namespace || "", resource: joinResource(o.resource, o.group) },
           },
           h("span", { class: "s-kind" }, o.kind || o.resource),
-          h("span", { class: "s-name" }, `${where}${o.name}`),
+          // The typed part is marked: often a Pod's suffix, the part that tells it from its siblings.
+          h("span", { class: "s-name", title: `${where}${o.name}` }, where, ...marked(o.name, typed)),
+          o.uid && typed && o.uid.toLowerCase().startsWith(typed.toLowerCase()) ? h("span", { class: "s-uid" }, `uid ${o.uid}`) : null,
           h("span", { class: `s-seen${stale ? " stale" : ""}` }, seen),
         );
       }),
@@ -304,13 +327,13 @@ class SearchPage {
   pick(index) {
     const o = this.suggestions[index];
     if (!o) return;
+    // Picked by its uid: open that incarnation, not the newest of the name.
+    const typed = this.name.value.trim().toLowerCase();
+    this.uid = typed && o.uid && o.uid.toLowerCase().startsWith(typed) ? o.uid : null;
+    if (o.cluster && this.anyCluster) this.cluster.value = o.cluster;
     this.name.value = o.name;
     this.namespace.value = o.namespace || "";
-    const value = joinResource(o.resource, o.group);
-    if (![...this.resource.options].some((opt) => opt.value === value)) {
-      this.resource.append(h("option", { value }, `${o.kind || o.resource} — ${value}`));
-    }
-    this.resource.value = value;
+    this.resource.value = joinResource(o.resource, o.group);
     this.hideSuggestions();
     this.submit.focus();
   }
@@ -343,10 +366,11 @@ class SearchPage {
   async search() {
     this.hideSuggestions();
     this.results.replaceChildren();
+    if (UID.test(this.name.value.trim())) await this.takeUid(this.name.value.trim());
     const cluster = this.cluster.value;
     const name = this.name.value.trim();
     if (!cluster && !this.anyCluster) return this.showError("Pick a cluster.");
-    if (!this.resource.value) return this.showError("Pick a resource (or pick a name from the suggestions).");
+    if (!this.resource.value.trim()) return this.showError("Type a resource (deploy, po, …) or pick a name from the suggestions.");
     if (!name) return this.showError("Type the object's name.");
     let range;
     try {
@@ -355,10 +379,10 @@ class SearchPage {
       return this.showError(err.message);
     }
     const mode = this.modeIdFor(this.mode.value, this.scope.value);
-    const { resource, group } = splitResource(this.resource.value);
+    const resource = this.resource.value.trim();
     const namespace = this.namespace.value.trim();
     // remember the form in the URL so "back" from the trace returns to it filled in
-    const formState = { cluster, resource: this.resource.value, namespace: namespace || undefined, name, range: this.range.value };
+    const formState = { cluster, resource, namespace: namespace || undefined, name, range: this.range.value };
     if (this.range.value === "custom") Object.assign(formState, { start: this.start.value || undefined, end: this.end.value || undefined });
     Object.assign(formState, { mode: this.mode.value, scope: this.scope.value });
     history.replaceState(null, "", apiUrl("/search", formState));
@@ -370,8 +394,8 @@ class SearchPage {
       body = await getJSON(
         apiUrl("/api/kelemetry/lookup", {
           cluster,
-          group,
           resource,
+          uid: this.uid || undefined,
           namespace: namespace || undefined,
           name,
           start: range.start === null ? undefined : Math.floor(range.start),
@@ -381,8 +405,13 @@ class SearchPage {
       );
     } catch (err) {
       this.submit.disabled = false;
-      const hint = err instanceof ApiError && err.status === 404 && this.range.value !== "all" ? " Try a longer time range." : "";
-      return this.showError(describeError(err) + hint);
+      // The server's reason says what was meant and which range has activity; a generic hint only
+      // when it does not.
+      const said = /did you mean|try /.test(err && err.message ? err.message : "");
+      const hint = err instanceof ApiError && err.status === 404 && this.range.value !== "all" && !said ? " Try a longer time range." : "";
+      this.showError(describeError(err) + hint);
+      if (err instanceof ApiError && err.status === 404) this.offerFixes(err.message);
+      return;
     }
     this.submit.disabled = false;
     const hits = body.data || [];
@@ -409,6 +438,59 @@ class SearchPage {
         }),
       ),
     );
+  }
+
+  /** Buttons for what a 404's reason proposes: each object it meant, and the range with activity. */
+  offerFixes(reason) {
+    const fixes = [];
+    const meant = reason.split("did you mean ")[1] || "";
+    const object = /([a-z0-9.-]+)\/(\S+?)(?: in namespace (\S+))? \(cluster ([^)]+)\)/g;
+    for (const [, resource, name, namespace, cluster] of meant.matchAll(object)) {
+      fixes.push(
+        h("button", { type: "button", class: "fix", dataset: { name, resource } }, `${resource}/${namespace ? `${namespace}/` : ""}${name} (${cluster})`),
+      );
+      fixes[fixes.length - 1].addEventListener("click", () => {
+        if ([...this.cluster.options].some((opt) => opt.value === cluster)) this.cluster.value = cluster;
+        this.resource.value = resource;
+        this.namespace.value = namespace || "";
+        this.name.value = name;
+        this.uid = null;
+        this.search();
+      });
+    }
+    const range = /start=(\S+?)&end=(\S+?) \(API\)/.exec(reason);
+    if (range) {
+      const [start, end] = [Date.parse(range[1]), Date.parse(range[2])];
+      if (Number.isFinite(start) && Number.isFinite(end)) {
+        const button = h("button", { type: "button", class: "fix range-fix" }, `search ${range[1]} – ${range[2]}`);
+        button.addEventListener("click", () => {
+          this.range.value = "custom";
+          this.customBox.hidden = false;
+          this.start.value = toLocalUtc(start * 1000);
+          this.end.value = toLocalUtc(end * 1000);
+          this.search();
+        });
+        fixes.push(button);
+      }
+    }
+    if (fixes.length) this.results.replaceChildren(h("div", { class: "fixes" }, h("span", { class: "muted" }, "Try: "), ...fixes));
+  }
+
+  /** A uid typed as the name: the form filled with its object, to open that incarnation. */
+  async takeUid(uid) {
+    let rows = [];
+    try {
+      rows = (await getJSON(apiUrl("/api/kelemetry/objects", { q: uid, limit: 1 }))).data || [];
+    } catch {
+      return; // the lookup that follows says what is wrong
+    }
+    const o = rows.find((row) => (row.uid || "").toLowerCase() === uid.toLowerCase());
+    if (!o) return;
+    if ([...this.cluster.options].some((opt) => opt.value === o.cluster)) this.cluster.value = o.cluster;
+    this.resource.value = joinResource(o.resource, o.group);
+    this.namespace.value = o.namespace || "";
+    this.name.value = o.name;
+    this.uid = o.uid;
   }
 
   modeIdFor(mode, scope) {

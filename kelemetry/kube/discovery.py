@@ -24,7 +24,8 @@ logger = logging.getLogger(__name__)
 
 def parse_resource_lists(lists: Iterable[Mapping[str, Any]]) -> dict[tuple[str, str], ResourceInfo]:
     """Fold APIResourceList documents into a kind table. Subresources ("pods/status") are not
-    entries of their own; a ``status`` one marks its resource."""
+    entries of their own; a ``status`` one marks its resource. Short names (``deploy``) are kept
+    for reading resources as people type them."""
     table: dict[tuple[str, str], ResourceInfo] = {}
     for resource_list in lists:
         group, _version = split_api_version(str(resource_list.get("groupVersion", "")))
@@ -39,8 +40,10 @@ def parse_resource_lists(lists: Iterable[Mapping[str, Any]]) -> dict[tuple[str, 
             kind = str(item.get("kind", ""))
             if not name or not kind or "/" in name:
                 continue
+            short_names = tuple(str(short) for short in item.get("shortNames") or () if short)
             table.setdefault(
-                (group, kind), ResourceInfo(name, bool(item.get("namespaced", False)), name in with_status)
+                (group, kind),
+                ResourceInfo(name, bool(item.get("namespaced", False)), name in with_status, short_names),
             )
     return table
 

@@ -11,7 +11,9 @@ garbage collector assumes too for namespaced dependents.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+
+from kelemetry.kube.names import ResourceName
 
 
 @dataclass(frozen=True, slots=True)
@@ -21,6 +23,8 @@ class ResourceInfo:
     status: bool = False
     """Whether the resource has a ``status`` subresource: then writes to the object itself cannot
     change its status, and writes to ``/status`` cannot change anything else."""
+    short_names: tuple[str, ...] = field(default=(), compare=False)
+    """What kubectl also accepts for the resource (``deploy``), as discovery reports them."""
 
 
 def _table(group: str, namespaced: bool, *pairs: tuple[str, str]) -> dict[tuple[str, str], ResourceInfo]:
@@ -142,6 +146,38 @@ STATUS_SUBRESOURCES: frozenset[tuple[str, str]] = frozenset(
     }
 )
 
+# kubectl's short names of the built-in resources (discovery reports them for a connected cluster).
+SHORT_NAMES: dict[tuple[str, str], tuple[str, ...]] = {
+    ("", "pods"): ("po",),
+    ("", "services"): ("svc",),
+    ("", "configmaps"): ("cm",),
+    ("", "serviceaccounts"): ("sa",),
+    ("", "endpoints"): ("ep",),
+    ("", "persistentvolumeclaims"): ("pvc",),
+    ("", "replicationcontrollers"): ("rc",),
+    ("", "limitranges"): ("limits",),
+    ("", "resourcequotas"): ("quota",),
+    ("", "events"): ("ev",),
+    ("", "nodes"): ("no",),
+    ("", "namespaces"): ("ns",),
+    ("", "persistentvolumes"): ("pv",),
+    ("", "componentstatuses"): ("cs",),
+    ("apps", "deployments"): ("deploy",),
+    ("apps", "replicasets"): ("rs",),
+    ("apps", "statefulsets"): ("sts",),
+    ("apps", "daemonsets"): ("ds",),
+    ("batch", "cronjobs"): ("cj",),
+    ("autoscaling", "horizontalpodautoscalers"): ("hpa",),
+    ("policy", "poddisruptionbudgets"): ("pdb",),
+    ("networking.k8s.io", "ingresses"): ("ing",),
+    ("networking.k8s.io", "networkpolicies"): ("netpol",),
+    ("networking.k8s.io", "ipaddresses"): ("ip",),
+    ("storage.k8s.io", "storageclasses"): ("sc",),
+    ("apiextensions.k8s.io", "customresourcedefinitions"): ("crd", "crds"),
+    ("scheduling.k8s.io", "priorityclasses"): ("pc",),
+    ("certificates.k8s.io", "certificatesigningrequests"): ("csr",),
+}
+
 # Resources served under retired groups are the same objects as under their current group, so a
 # Deployment created through extensions/v1beta1 and a ReplicaSet owned by apps/v1 Deployment meet.
 _LEGACY_GROUPS: dict[tuple[str, str], str] = {
@@ -231,3 +267,20 @@ class KindResolver:
     def kind_of(self, group: str, resource: str) -> str:
         """Best-effort reverse lookup, used when an event's body does not say its kind."""
         return self._kinds_of.get((group, resource), "")
+
+    def names(self) -> list[ResourceName]:
+        """The resources discovery reported (with their short names), then the built-in ones, for
+        reading a resource as a person typed it (``kelemetry.kube.names``)."""
+        discovered = [
+            ResourceName(group, info.resource, kind, info.short_names)
+            for (group, kind), info in self._discovered.items()
+        ]
+        return [*discovered, *builtin_names()]
+
+
+def builtin_names() -> list[ResourceName]:
+    """The built-in table as resource names, with kubectl's short names."""
+    return [
+        ResourceName(group, info.resource, kind, SHORT_NAMES.get((group, info.resource), ()))
+        for (group, kind), info in BUILTIN.items()
+    ]

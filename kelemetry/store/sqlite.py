@@ -18,6 +18,7 @@ while the writer writes.
 from __future__ import annotations
 
 import logging
+import re
 import sqlite3
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -165,6 +166,9 @@ _SPAN_COLUMNS = (
     "s.uid, s.kind, s.version, s.error, s.tags, s.logs, o.cluster, o.grp, o.resource, o.namespace, o.name"
 )
 _SPAN_FROM = "spans AS s JOIN objects AS o ON o.object_id = s.object_id"
+# What may be (the start of) a uid: hex digits and dashes, long enough not to be a name's prefix.
+_UID_TEXT = re.compile(r"^[0-9a-f]{8}[0-9a-f-]*$")
+
 _OBJECT_COLUMNS = (
     "object_id, cluster, grp, resource, namespace, name, uid, kind, version, owner_id, first_us, last_us"
 )
@@ -375,11 +379,15 @@ class StoreReader:
         namespace: str | None = None,
         text: str = "",
         limit: int = 20,
+        prefix_only: bool = False,
     ) -> list[KnownObject]:
-        """Known objects (deleted ones too) whose name starts with ``text`` or whose uid is ``text``,
-        most recently active first."""
-        sql = f"SELECT {_OBJECT_COLUMNS} FROM objects WHERE 1 = 1"
-        params: list[Any] = []
+        """Known objects (deleted ones too) named by ``text``: the exact name first, then uids that
+        start with it, then names that start with it (shortest first: "demo" before
+        "demo-5544f8b48c-x"); when nothing does, names that contain it (a Pod's distinguishing
+        suffix). Most recently active first among equals; without text, the most recently active
+        objects. ``prefix_only``: only the exact name and names that start with it, by index."""
+        where = ""
+        filters: list[Any] = []
         for column, value in (
             ("cluster", cluster),
             ("resource", resource),
@@ -387,21 +395,42 @@ class StoreReader:
             ("namespace", namespace),
         ):
             if value is not None:
-                sql += f" AND {column} = ?"
-                params.append(value)
-        order = "COALESCE(last_us, 0) DESC, name"
-        if text:
-            escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-            sql += " AND (name LIKE ? ESCAPE '\\' OR uid = ?)"
-            params.extend([escaped + "%", text])
-            # The exact name (or uid) first, then the shortest names: "demo" before "demo-5544f8b48c-x".
-            order = "(name = ? OR uid = ?) DESC, LENGTH(name), " + order
-        sql += f" ORDER BY {order} LIMIT ?"
-        if text:
-            params.extend([text, text])
-        params.append(limit)
+                where += f" AND {column} = ?"
+                filters.append(value)
+        if not text:
+            sql = f"SELECT {_OBJECT_COLUMNS} FROM objects WHERE 1 = 1{where}"
+            sql += " ORDER BY COALESCE(last_us, 0) DESC, name LIMIT ?"
+            return [_object_from_row(row) for row in self._query(sql, [*filters, limit])]
+        found: dict[int, KnownObject] = {}
+        lower = text.lower()
+
+        def take(condition: str, params: list[Any], count: int) -> list[KnownObject]:
+            sql = f"SELECT {_OBJECT_COLUMNS} FROM objects WHERE {condition}{where} LIMIT ?"
+            return [_object_from_row(row) for row in self._query(sql, [*params, *filters, count])]
+
+        def most_recent(rows: list[KnownObject]) -> list[KnownObject]:
+            return sorted(rows, key=lambda row: -(row.last_us or 0))
+
+        # Kubernetes names are lower-case, so the text is too; then the exact name is an index
+        # lookup and the prefix an index range (LIKE could not use objects_by_name).
+        for row in most_recent(take("name IN (?, ?)", [text, lower], limit)):
+            found.setdefault(row.object_id, row)
+        if _UID_TEXT.match(lower) and not prefix_only:
+            # No index on uids: one pass over the objects, only for text that can be one.
+            for row in most_recent(take("uid >= ? AND uid < ?", [lower, lower + "~"], limit)):
+                found.setdefault(row.object_id, row)
+        # A prefix reads a bounded slice of the range in name order, then shows the shortest names
+        # first ("demo" before "demo-5544f8b48c-x"), the most recently active first among equals.
+        prefixed = take("name > ? AND name < ?", [lower, lower + "\U0010ffff"], max(limit * 10, 200))
+        for row in sorted(prefixed, key=lambda row: (len(row.key.name), -(row.last_us or 0))):
+            found.setdefault(row.object_id, row)
+        if not found and not prefix_only:
+            # Nothing starts with it: a part of the name (a Pod's distinguishing suffix), or a uid
+            # of any form. Neither can use an index, so this is one pass over the objects.
+            for row in most_recent(take("(instr(name, ?) > 0 OR uid = ?)", [lower, text], limit)):
+                found.setdefault(row.object_id, row)
         # Every incarnation of a name has its own row, so an earlier one's uid is found like any other.
-        return [_object_from_row(row) for row in self._query(sql, params)]
+        return list(found.values())[:limit]
 
     def children_of(self, object_ids: Iterable[int]) -> list[int]:
         ids = [to_signed(i) for i in object_ids]

@@ -52,12 +52,12 @@ def test_any_cluster_finds_every_copy_and_the_tree_names_each_rows_cluster(fleet
     picker.select_by_value("")
     browser.wait_until(
         lambda b: any(
-            o.get_attribute("value") == "deployments.apps" for o in Select(b.find("#resource")).options
+            o.get_attribute("value") == "deployments.apps" for o in b.find_all("#resource-list option")
         ),
         10,
         "the resources of every cluster",
     )
-    Select(browser.find("#resource")).select_by_value("deployments.apps")
+    browser.find("#resource").send_keys("deployments.apps")
     Select(browser.find("#scope")).select_by_value("full")
     browser.find("#namespace").send_keys("default")
     browser.find("#name").send_keys("fleet-demo")

@@ -84,10 +84,10 @@ def test_search_by_name_suggestion_opens_the_trace(browser: Browser, server: Ser
     browser.open("/")
     assert browser.wait_state(("ready", "error")) == "ready", browser.text()
     Select(browser.find("#cluster")).select_by_value("tracetest")
-    resource = Select(browser.find("#resource"))
-    kinds = [o.text for o in resource.options]
-    assert any(k.startswith("Deployment") for k in kinds), f"resource choices: {kinds}"
-    resource.select_by_value("deployments.apps")
+    choices = browser.find_all("#resource-list option")
+    kinds = [str(o.get_attribute("value")) for o in choices]
+    assert "deployments.apps" in kinds, f"resource choices: {kinds}"
+    browser.find("#resource").send_keys("deployments.apps")
     browser.find("#namespace").send_keys("default")
     browser.find("#name").send_keys("de")
     suggestion = browser.wait_for('#name-suggestions li[data-name="demo"]')
@@ -95,7 +95,7 @@ def test_search_by_name_suggestion_opens_the_trace(browser: Browser, server: Ser
     browser.screenshot("search-page")
     suggestion.click()
     assert browser.find("#name").get_attribute("value") == "demo"
-    assert selected(browser, "#resource") == "deployments.apps"
+    assert browser.find("#resource").get_attribute("value") == "deployments.apps"
     browser.find("#submit").click()
 
     browser.wait_until(lambda b: "/trace/" in b.current_url, 15, "navigation to the trace page")
@@ -256,7 +256,7 @@ def test_bad_view_id_shows_an_error(browser: Browser, server: Server) -> None:
 def test_search_shows_api_errors(browser: Browser, server: Server) -> None:
     browser.open("/search")
     assert browser.wait_state(("ready", "error")) == "ready", browser.text()
-    Select(browser.find("#resource")).select_by_value("deployments.apps")
+    browser.find("#resource").send_keys("deployments.apps")
     browser.find("#name").send_keys("no-such-deployment")
     browser.find("#submit").click()
     message = browser.wait_for("#search-message.error")

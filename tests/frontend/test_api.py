@@ -80,7 +80,7 @@ def refused(response: httpx.Response, status: int, message: str) -> str:
     assert response.status_code == status, (response.status_code, response.text)
     body = response.json()
     error = body["error"]
-    assert body == {"data": None, "error": error, "errors": [{"code": status, "msg": error}]}
+    assert body == {"data": [], "error": error, "errors": [{"code": status, "msg": error}]}
     assert message in error, error
     assert "\n" not in error and "Traceback" not in error
     return str(error)
@@ -200,24 +200,36 @@ def test_search_parameters_in_every_accepted_form(client: TestClient) -> None:
     assert len(search(client, tags=DEMO_TAGS, limit="0")) == 1
 
 
-def test_a_search_that_finds_nothing_is_an_empty_list(client: TestClient) -> None:
-    assert search(client, tags=json.dumps({"resource": "deployments", "name": "nope"})) == []
-    assert search(client, operation="another-cluster", tags=DEMO_TAGS) == []
-    assert search(client, tags=DEMO_TAGS, start=BEFORE, end="2020-01-02T00:00:00Z") == []
-    assert search(client, tags=json.dumps({**json.loads(DEMO_TAGS), "namespace": "kube-system"})) == []
+def test_a_search_for_an_object_that_is_not_there_is_a_404_with_the_reason(client: TestClient) -> None:
+    """As /redirect and the lookup API answer: a script tells "no such object" from "quiet"."""
+    nope = json.dumps({"resource": "deployments", "name": "nope"})
+    refused(client.get("/api/traces", params={"tags": nope}), 404, "no object deployments/nope")
+    refused(
+        client.get("/api/traces", params={"operation": "another-cluster", "tags": DEMO_TAGS}),
+        404,
+        "deployments/demo (cluster another-cluster) is known; did you mean deployments.apps/demo in "
+        "namespace default (cluster tracetest)?",
+    )
+    refused(
+        client.get("/api/traces", params={"tags": DEMO_TAGS, "start": BEFORE, "end": "2020-01-02T00:00:00Z"}),
+        404,
+        "has no activity in the requested time range; it was last active at 2026-11-23T07:23:33Z",
+    )
+    kube_system = json.dumps({**json.loads(DEMO_TAGS), "namespace": "kube-system"})
+    refused(client.get("/api/traces", params={"tags": kube_system}), 404, "did you mean deployments.apps/")
 
 
 @pytest.mark.parametrize(
     ("params", "message"),
     [
-        ({"start": "yesterday"}, "invalid start 'yesterday': use microseconds since the epoch or RFC 3339"),
+        ({"start": "yesterday"}, "invalid start 'yesterday': use RFC 3339 (2024-05-01T10:00:00Z) or a time"),
         ({"end": "2024-13-01T00:00:00Z"}, "invalid end '2024-13-01T00:00:00Z'"),
         ({"start": "2024-05-01T10:00:00"}, "RFC 3339 needs a time zone"),
         ({"start": "-5"}, "invalid start '-5'"),
         ({"start": str(TS_US + HOUR_US), "end": str(TS_US)}, "start is after end"),
         (
             {"lookback": "5 parsecs"},
-            "invalid lookback '5 parsecs': use a number and a unit, e.g. 30m, 2h, 7d",
+            "invalid lookback '5 parsecs': use a duration, e.g. 30m, 2h, 1h30m, 7d, or seconds",
         ),
         ({"lookback": "1y"}, "invalid lookback '1y'"),
         ({"tags": "{not json"}, 'tags must be a JSON object, e.g. {"resource":"pods","name":"web-1"}'),
@@ -473,9 +485,16 @@ def test_clusters_and_resources(client: TestClient) -> None:
         "resource": "deployments",
         "kind": "Deployment",
         "objects": 1,
+        "shortNames": ["deploy"],
     }
     assert by_name[("apps", "replicasets")]["objects"] == 2
-    assert by_name[("", "pods")] == {"group": "", "resource": "pods", "kind": "Pod", "objects": 8}
+    assert by_name[("", "pods")] == {
+        "group": "",
+        "resource": "pods",
+        "kind": "Pod",
+        "objects": 8,
+        "shortNames": ["po"],
+    }
     assert [r["resource"] for r in resources] == sorted(r["resource"] for r in resources)
     assert ok(client.get("/api/kelemetry/resources", params={"cluster": CLUSTER}))["data"] == resources
     assert ok(client.get("/api/kelemetry/resources", params={"cluster": "elsewhere"})) == {"data": []}
