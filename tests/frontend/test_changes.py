@@ -514,9 +514,9 @@ def test_jaeger_and_the_store_list_the_same_recent_objects(sample_store: Path) -
 def test_a_search_whose_service_is_a_cluster_lists_that_clusters_objects(client: TestClient) -> None:
     base = {"start": "1795417200000000", "end": "1795420800000000", "limit": "2"}
     by_cluster = ok(client.get("/api/traces", params={**base, "service": CLUSTER}))["data"]
-    by_mode = ok(client.get("/api/traces", params={**base, "service": "tracing", "operation": CLUSTER}))[
-        "data"
-    ]
+    by_mode = ok(
+        client.get("/api/traces", params={**base, "service": "tracing [full tree]", "operation": CLUSTER})
+    )["data"]
     assert [t["traceID"] for t in by_cluster] == [t["traceID"] for t in by_mode] and len(by_cluster) == 2
     refused(
         client.get("/api/traces", params={**base, "service": "nowhere"}),
