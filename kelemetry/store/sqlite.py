@@ -20,7 +20,8 @@ from __future__ import annotations
 import logging
 import sqlite3
 import threading
-from collections.abc import Callable, Iterable, Iterator, Sequence
+import zlib
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -30,12 +31,14 @@ from kelemetry import errors
 from kelemetry.model.events import Log, TagValue, TraceSource
 from kelemetry.model.objects import KnownObject, ObjectKey
 from kelemetry.model.spans import SpanRecord
+from kelemetry.model.versions import ObjectVersion
 from kelemetry.store.retention import Removed, RetentionReport, wall_clock_us
 
 logger = logging.getLogger(__name__)
 
 # 2: traces (arrival per trace) and objects.seen_us for retention by arrival; no spans_by_end.
-# 3: spans_by_time (request, Event and change spans by start, for browsing what changed).
+# 3: spans_by_time (request, Event and change spans by start, for browsing what changed);
+#    versions (each object's bodies by resourceVersion, for "the object at a moment").
 SCHEMA_VERSION = 3
 
 _SCHEMA = """
@@ -90,6 +93,25 @@ _UPGRADES: dict[int, str] = {
 -- Object spans are upserted on every event of their object and are never browsed by time, so
 -- they stay out of the index and cost it nothing.
 CREATE INDEX IF NOT EXISTS spans_by_time ON spans (start_us) WHERE source <> 'object';
+-- What each object looked like after each write we saw (cleaned, compressed), for "the object at a
+-- moment". One row per (object, resourceVersion); rv_order sorts numeric versions as numbers.
+CREATE TABLE IF NOT EXISTS versions (
+    object_id INTEGER NOT NULL,
+    rv TEXT NOT NULL,
+    rv_order INTEGER NOT NULL,
+    time_us INTEGER NOT NULL,
+    uid TEXT NOT NULL,
+    source TEXT NOT NULL,
+    verb TEXT NOT NULL,
+    username TEXT NOT NULL,
+    span_id INTEGER,
+    complete INTEGER NOT NULL,
+    deleted INTEGER NOT NULL,
+    arrived_us INTEGER NOT NULL,
+    body BLOB
+);
+CREATE UNIQUE INDEX IF NOT EXISTS versions_by_object ON versions (object_id, rv);
+CREATE INDEX IF NOT EXISTS versions_by_arrival ON versions (arrived_us);
 """,
 }
 
@@ -159,6 +181,33 @@ WHERE o.seen_us < :cutoff
   AND o.object_id NOT IN (SELECT object_id FROM kept_owners)
 """
 
+# A version seen again changes nothing, except that a complete body replaces a reconstructed one and
+# the request that made it (span, verb, user, its start) replaces what the watch alone could say.
+_BETTER_BODY = (
+    "(excluded.complete > versions.complete OR (versions.body IS NULL AND excluded.body IS NOT NULL))"
+)
+_BETTER_WRITER = "(versions.span_id IS NULL AND excluded.span_id IS NOT NULL)"
+_UPSERT_VERSION = f"""
+INSERT INTO versions (object_id, rv, rv_order, time_us, uid, source, verb, username, span_id, complete,
+                      deleted, arrived_us, body)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+ON CONFLICT (object_id, rv) DO UPDATE SET
+    body = CASE WHEN {_BETTER_BODY} THEN excluded.body ELSE versions.body END,
+    complete = MAX(versions.complete, excluded.complete),
+    time_us = CASE WHEN {_BETTER_WRITER} THEN excluded.time_us ELSE versions.time_us END,
+    source = CASE WHEN {_BETTER_WRITER} THEN excluded.source ELSE versions.source END,
+    verb = CASE WHEN {_BETTER_WRITER} THEN excluded.verb ELSE versions.verb END,
+    username = CASE WHEN {_BETTER_WRITER} THEN excluded.username ELSE versions.username END,
+    span_id = COALESCE(versions.span_id, excluded.span_id),
+    arrived_us = excluded.arrived_us
+WHERE {_BETTER_BODY} OR {_BETTER_WRITER}
+"""
+_VERSION_COLUMNS = "object_id, uid, rv, time_us, source, verb, username, span_id, complete, deleted"
+# Bodies are small (a few KB): a 4 KB window compresses them as well as the default one does, at a
+# fraction of the cost of setting up the default's larger state for every body.
+_DEFLATE_WBITS = -12
+_DEFLATE_LEVEL = 1
+
 _SPAN_COLUMNS = (
     "s.span_id, s.trace_id, s.parent_id, s.source, s.name, s.start_us, s.end_us, s.object_id, s.window, "
     "s.uid, s.kind, s.version, s.error, s.tags, s.logs, o.cluster, o.grp, o.resource, o.namespace, o.name"
@@ -209,6 +258,49 @@ def _span_from_row(row: Sequence[Any]) -> SpanRecord:
         error=bool(row[12]),
         tags=tags,
         logs=_decode_logs(row[14]),
+    )
+
+
+def encode_body(body: Mapping[str, Any]) -> bytes:
+    packer = zlib.compressobj(_DEFLATE_LEVEL, zlib.DEFLATED, _DEFLATE_WBITS, 4)
+    return packer.compress(orjson.dumps(body)) + packer.flush()
+
+
+def decode_body(blob: bytes) -> Any:
+    return orjson.loads(zlib.decompress(blob, _DEFLATE_WBITS))
+
+
+def _version_row(version: ObjectVersion, arrived_us: int) -> tuple[Any, ...]:
+    rv = version.resource_version
+    return (
+        to_signed(version.object_id),
+        rv,
+        int(rv) if rv.isdigit() and len(rv) < 19 else -1,
+        version.time_us,
+        version.uid,
+        version.source,
+        version.verb,
+        version.user,
+        None if version.span_id is None else to_signed(version.span_id),
+        int(version.complete),
+        int(version.deleted),
+        arrived_us,
+        None if version.body is None else encode_body(version.body),
+    )
+
+
+def _version_from_row(row: Sequence[Any]) -> ObjectVersion:
+    return ObjectVersion(
+        object_id=to_unsigned(row[0]),
+        uid=row[1],
+        resource_version=row[2],
+        time_us=row[3],
+        source=row[4],
+        verb=row[5],
+        user=row[6],
+        span_id=None if row[7] is None else to_unsigned(row[7]),
+        complete=bool(row[8]),
+        deleted=bool(row[9]),
     )
 
 
@@ -473,6 +565,26 @@ class StoreReader:
     def max_seq(self) -> int:
         return int(self._query("SELECT COALESCE(MAX(seq), 0) FROM spans")[0][0])
 
+    # -- object versions (the object at a moment)
+
+    def versions_of(self, object_id: int) -> list[ObjectVersion]:
+        """The versions known of one incarnation, without bodies, oldest first (a deletion last)."""
+        rows = self._query(
+            f"SELECT {_VERSION_COLUMNS} FROM versions WHERE object_id = ? "
+            "ORDER BY deleted, time_us, rv_order, rv",
+            (to_signed(object_id),),
+        )
+        return [_version_from_row(row) for row in rows]
+
+    def version_body(self, object_id: int, resource_version: str) -> Any | None:
+        """The cleaned body of one version; None when the store has none (a deletion seen only as a
+        request that answered with a Status)."""
+        rows = self._query(
+            "SELECT body FROM versions WHERE object_id = ? AND rv = ?",
+            (to_signed(object_id), resource_version),
+        )
+        return decode_body(rows[0][0]) if rows and rows[0][0] is not None else None
+
 
 class SpanStore(StoreReader):
     """The writer of a store file."""
@@ -487,9 +599,16 @@ class SpanStore(StoreReader):
         saved = self._query("SELECT value FROM meta WHERE key = 'seq'")
         self._seq = max(self.max_seq(), int(saved[0][0]) if saved else 0)
 
-    def write(self, spans: Sequence[SpanRecord], objects: Iterable[KnownObject] = ()) -> None:
-        """Upsert objects and spans in one transaction; stamp their traces and objects as arrived now."""
+    def write(
+        self,
+        spans: Sequence[SpanRecord],
+        objects: Iterable[KnownObject] = (),
+        versions: Iterable[ObjectVersion] = (),
+    ) -> None:
+        """Upsert objects, spans and object versions in one transaction; stamp their traces and
+        objects as arrived now."""
         now = self._clock()
+        version_rows = [_version_row(version, now) for version in versions]
         trace_rows: dict[str, tuple[str, str, int, int]] = {}
         span_rows = []
         for span in spans:
@@ -544,6 +663,8 @@ class SpanStore(StoreReader):
                     self._db.executemany(_UPSERT_SPAN, span_rows)
                     self._db.executemany(_UPSERT_TRACE, trace_rows.values())
                     self._save_seq()
+                if version_rows:
+                    self._db.executemany(_UPSERT_VERSION, version_rows)
                 self._db.execute("COMMIT")
             except sqlite3.DatabaseError as exc:
                 if self._db.in_transaction:
@@ -618,6 +739,8 @@ class SpanStore(StoreReader):
             try:
                 self._db.execute("BEGIN IMMEDIATE")
                 if max_age_us is not None:
+                    # Versions age like traces, by arrival; those of dropped traces and objects go with them.
+                    self._db.execute("DELETE FROM versions WHERE arrived_us < ?", (now - max_age_us,))
                     self._drop_traces(counts, "arrived_us < ?", (now - max_age_us,), lambda: True)
                 if max_bytes is not None:
                     self._drop_traces(counts, "1 = 1", (), lambda: self._used_bytes() > max_bytes)
@@ -646,6 +769,14 @@ class SpanStore(StoreReader):
             for trace_hex, cluster in batch:
                 if not more():
                     return
+                # The versions the trace's requests made go with them (found by object, the versions'
+                # index, then by span).
+                self._db.execute(
+                    "DELETE FROM versions "
+                    "WHERE object_id IN (SELECT object_id FROM spans WHERE trace_id = ?) "
+                    "AND span_id IN (SELECT span_id FROM spans WHERE trace_id = ?)",
+                    (trace_hex, trace_hex),
+                )
                 spans = self._db.execute("DELETE FROM spans WHERE trace_id = ?", (trace_hex,)).rowcount
                 self._db.execute("DELETE FROM traces WHERE trace_id = ?", (trace_hex,))
                 # A trace whose spans all moved to another root by an upsert is bookkeeping, not data.
@@ -659,6 +790,7 @@ class SpanStore(StoreReader):
         for chunk in _chunks([object_id for object_id, _cluster in doomed], 500):
             marks = ",".join("?" * len(chunk))
             self._db.execute(f"DELETE FROM objects WHERE object_id IN ({marks})", chunk)
+            self._db.execute(f"DELETE FROM versions WHERE object_id IN ({marks})", chunk)
         for _object_id, cluster in doomed:
             counts.setdefault(cluster, [0, 0, 0])[2] += 1
 
