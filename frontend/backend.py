@@ -12,13 +12,14 @@ assembles a hierarchy, and the query service calls it only for what it renders.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from frontend.assemble import assemble
 from frontend.types import AssembledTrace, ObjectQuery, ResourceInfo, Suggestion
 from kelemetry.model.events import TraceSource
 from kelemetry.model.objects import KnownObject, ObjectKey
 from kelemetry.model.spans import SpanRecord
+from kelemetry.model.versions import ObjectVersion
 from kelemetry.store.sqlite import StoreReader
 
 _ACTIVITY_CHUNK = 100
@@ -53,6 +54,14 @@ class Backend(Protocol):
     def resources(self, cluster: str | None) -> list[ResourceInfo]: ...
 
     def suggest(self, request: Suggestion) -> list[KnownObject]: ...
+
+    def revisions(self, target: KnownObject) -> list[ObjectVersion]:
+        """The stored versions of one incarnation, oldest first, without bodies."""
+        ...
+
+    def revision_body(self, target: KnownObject, resource_version: str) -> Any | None:
+        """The cleaned body of one stored version (None: none stored)."""
+        ...
 
     def close(self) -> None: ...
 
@@ -128,6 +137,14 @@ class StoreBackend:
             text=request.text,
             limit=request.limit,
         )
+
+    # -- the object at a moment
+
+    def revisions(self, target: KnownObject) -> list[ObjectVersion]:
+        return self.reader.versions_of(target.object_id)
+
+    def revision_body(self, target: KnownObject, resource_version: str) -> Any | None:
+        return self.reader.version_body(target.object_id, resource_version)
 
     def close(self) -> None:
         self.reader.close()

@@ -7,7 +7,8 @@ catch these::
     ├── InputError            bad user or wire input; carries an HTTP status for the edges
     │   ├── BodyTooLarge      413
     │   ├── MalformedBody     400 (not JSON, not UTF-8)
-    │   └── WrongKind         422 (JSON, but not an audit Event/EventList)
+    │   ├── WrongKind         422 (JSON, but not an audit Event/EventList)
+    │   └── Unsupported       501 (the trace backend cannot answer this question)
     ├── BacklogFull           the ingest backlog is over its limit (429, the sender retries)
     ├── NotFound              the object or trace asked for is not known
     ├── StoreError            the embedded store could not be opened or written
@@ -38,6 +39,12 @@ class MalformedBody(InputError):
 
 class WrongKind(InputError):
     status = 422
+
+
+class Unsupported(InputError):
+    """A question the configured backend cannot answer (object versions over Jaeger)."""
+
+    status = 501
 
 
 class BacklogFull(KelemetryError):
