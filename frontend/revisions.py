@@ -71,7 +71,7 @@ def in_effect(versions: Sequence[ObjectVersion], at_us: int, what: str) -> Objec
     first = versions[0]
     raise errors.NotFound(
         f"no version of {what} is known at {format_time(at_us)}; the first known is "
-        f"{describe(first)} (try at={format_time(first.time_us)} or later)"
+        f"{describe(first)} (ask for {format_time(first.time_us)} or later)"
     )
 
 
@@ -103,6 +103,9 @@ def manifest(
         else:
             notes.append("its last state as the watch saw it")
     elif not chosen.complete:
+        if isinstance(body, dict) and isinstance(body.get("metadata"), dict):
+            # The write made this version; only the fields its answer did not show are older.
+            body = {**body, "metadata": {**body["metadata"], "resourceVersion": chosen.resource_version}}
         notes.append(
             f"reconstructed: the {chosen.verb or 'write'} answered with part of the object only; "
             "the rest is as the version before showed it"
@@ -170,10 +173,8 @@ def changed_only(rows: Sequence[DiffRow], context: int = 3) -> list[DiffRow | No
     for i, row in enumerate(rows):
         if near[i]:
             kept.append(row)
-        elif kept and kept[-1] is not None:
+        elif not kept or kept[-1] is not None:
             kept.append(None)
-    if kept and kept[-1] is None:
-        kept.pop()
     return kept
 
 
