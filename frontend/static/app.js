@@ -1,8 +1,9 @@
 // Entry point: picks the page from the URL. "/" and "/search" show the search form,
-// "/trace/<viewId>" the trace.
+// "/trace/<viewId>" the trace, "/object?..." the object at a moment.
 
 import { showSearchPage } from "./search.js";
 import { showTracePage } from "./trace.js";
+import { showObjectPage } from "./objectat.js";
 import { h } from "./util.js";
 
 async function main() {
@@ -15,6 +16,9 @@ async function main() {
     if (trace) {
       document.body.dataset.page = "trace";
       await showTracePage(root, decodeURIComponent(trace[1]), params);
+    } else if (path === "/object") {
+      document.body.dataset.page = "object";
+      await showObjectPage(root, params);
     } else {
       document.body.dataset.page = "search";
       await showSearchPage(root, params);
