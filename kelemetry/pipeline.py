@@ -219,7 +219,10 @@ class Pipeline:
             _note_object(objects, ref, None, None, None)
         self._adopt(ref, objects)
         found = _watched_version(seen.kind, ref, seen.body, now_us)
-        if found is not None:
+        # A version the watch showed before (a relist) is not encoded again for the store to ignore.
+        if found is not None and (
+            found.deleted or self.changes.watched.get(ref.incarnation, found.resource_version) is None
+        ):
             self._versions.append(found)
         for again in self.changes.watched_version(seen.kind, ref, seen.body, now_us):
             self._add(again, spans, objects, result)
@@ -386,13 +389,25 @@ def _request_version(event: Event, history: BodyHistory) -> ObjectVersion | None
     user = str(event.tags.get(tags.AUDIT_USER, ""))
     span_id = ids.event_span_id(obj.key, event.source, event.event_id)
     object_id = ids.object_id(obj.incarnation)
-    if write.verb in ("delete", "deletecollection") and not write.subresource and event.body is None:
-        # Answered with a Status: the object is gone. Its last state is the version before.
-        if not obj.uid:
+    if write.verb in ("delete", "deletecollection") and not write.subresource:
+        body = event.body
+        if (body is None or _gone(body)) and obj.uid:
+            # The object is gone: a Status answer leaves its last state to the version before; an
+            # immediate delete answers with that last state.
+            return ObjectVersion(
+                object_id,
+                obj.uid,
+                DELETED_RV,
+                event.start_us,
+                "audit",
+                write.verb,
+                user,
+                span_id,
+                deleted=True,
+                body=body,
+            )
+        if body is None:
             return None
-        return ObjectVersion(
-            object_id, obj.uid, DELETED_RV, event.start_us, "audit", write.verb, user, span_id, deleted=True
-        )
     rv = write.resource_version
     if not rv:
         return None
@@ -411,6 +426,15 @@ def _request_version(event: Event, history: BodyHistory) -> ObjectVersion | None
         complete=version.complete,
         body=version.body,
     )
+
+
+def _gone(body: Mapping[str, Any]) -> bool:
+    """Whether a delete's answer shows the object removed at once (no grace period left, no
+    finalizers), rather than marked for a graceful deletion that has yet to happen."""
+    meta = body.get("metadata")
+    if not isinstance(meta, Mapping) or "deletionTimestamp" not in meta:
+        return False
+    return meta.get("deletionGracePeriodSeconds") == 0 and not meta.get("finalizers")
 
 
 def _watched_version(kind: str, ref: ObjectRef, body: Mapping[str, Any], now_us: int) -> ObjectVersion | None:

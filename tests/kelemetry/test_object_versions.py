@@ -8,12 +8,13 @@ import base64
 import json
 import sqlite3
 from pathlib import Path
+from typing import Any
 
 from aggregators import ids
 from kelemetry import cli
 from kelemetry.model.objects import Incarnation, ObjectKey
 from kelemetry.model.versions import DELETED_RV
-from kelemetry.store.sqlite import StoreReader, decode_body
+from kelemetry.store.sqlite import StoreReader
 from tests.conftest import REPO_ROOT
 from tests.factories import audit_event
 from tests.kelemetry.test_watched_changes import T0, TARGET, deployment, pipeline
@@ -37,16 +38,18 @@ def _rows(store: Path) -> list[tuple[object, ...]]:
         db.close()
 
 
-def _bodies(store: Path) -> list[tuple[str, str, str, object]]:
-    """(resource, the object's kind, rv, decoded body) of every stored version."""
-    db = sqlite3.connect(store)
+def _bodies(store: Path) -> list[tuple[str, str, str, Any]]:
+    """(resource, the object's kind, rv, body) of every stored version."""
+    reader = StoreReader(store)
     try:
-        rows = db.execute(
-            "SELECT o.resource, o.kind, v.rv, v.body FROM versions AS v JOIN objects AS o USING (object_id)"
-        ).fetchall()
+        found = []
+        for row in reader.objects():
+            for version in reader.versions_of(row.object_id):
+                body = reader.version_body(row.object_id, version.resource_version)
+                found.append((row.key.resource, row.kind, version.resource_version, body))
+        return found
     finally:
-        db.close()
-    return [(res, kind, rv, None if blob is None else decode_body(blob)) for res, kind, rv, blob in rows]
+        reader.close()
 
 
 def test_the_deployment_sample_keeps_each_version_once_and_replays_unchanged(tmp_path: Path) -> None:
@@ -142,3 +145,19 @@ def test_the_secret_sample_stores_versions_without_its_canary(tmp_path: Path) ->
     text = json.dumps([body for _r, _k, _rv, body in bodies])
     for needle in needles:
         assert needle not in text
+
+
+def test_an_immediate_delete_answering_with_the_object_marks_it_deleted(tmp_path: Path) -> None:
+    store = tmp_path / "k.db"
+    _replay(store, DEPLOYMENT)
+    reader = StoreReader(store)
+    (pod,) = reader.find_objects(cluster="tracetest", resource="pods", name="demo-85dd8d7bd8-krhwb")
+    versions = reader.versions_of(pod.object_id)
+    # The ReplicaSet controller's graceful delete is a version; kwok's delete with grace 0 removes it.
+    assert [(v.resource_version, v.user, v.deleted) for v in versions[-2:]] == [
+        ("308", "system:serviceaccount:kube-system:replicaset-controller", False),
+        (DELETED_RV, "kwok", True),
+    ]
+    last = reader.version_body(pod.object_id, DELETED_RV)
+    assert last["metadata"]["deletionGracePeriodSeconds"] == 0
+    reader.close()

@@ -161,3 +161,52 @@ def test_a_failed_write_leaves_no_version(store: SpanStore) -> None:
     with pytest.raises(errors.StoreError):
         store.write([audit_span(POD, 10, "a")], [object_row(POD)], [bad])
     assert store.versions_of(POD_ID) == [] and store.all_spans() == []
+
+
+def _big(rv: str, replicas: int) -> dict[str, object]:
+    labels = {f"label-{i}": f"value-{i}-of-a-realistic-object" for i in range(40)}
+    return {
+        **BODY,
+        "metadata": {"name": "web-1-a", "resourceVersion": rv, "labels": labels},
+        "spec": {"replicas": replicas},
+    }
+
+
+def test_later_versions_are_stored_small_against_the_first_even_after_a_restart(tmp_path: Path) -> None:
+    path = tmp_path / "k.db"
+    first = SpanStore(path)
+    first.write([], [object_row(POD)], [version("1", 1, body=_big("1", 1))])
+    first.close()
+    again = SpanStore(path)  # nothing cached: the base is read back from the file
+    again.write([], [], [version("2", 2, body=_big("2", 2))])
+    assert again.version_body(POD_ID, "1") == _big("1", 1) and again.version_body(POD_ID, "2") == _big("2", 2)
+    db = sqlite3.connect(path)
+    sizes = dict(db.execute("SELECT rv, LENGTH(body) FROM versions").fetchall())
+    (base,) = db.execute("SELECT LENGTH(body) FROM version_bases").fetchone()
+    db.close()
+    assert sizes["2"] * 4 < base, (sizes, base)
+    again.close()
+
+
+def test_retention_drops_a_base_with_its_last_version_and_a_new_one_is_made(tmp_path: Path) -> None:
+    clock = ManualClock()
+    store = SpanStore(tmp_path / "k.db", clock=clock)
+    store.write([], [object_row(POD)], [version("1", 1, body=_big("1", 1))])
+    clock.now_us += RETENTION_US + DAY_US
+    _retain(store)
+    db = sqlite3.connect(store.path)
+    assert db.execute("SELECT COUNT(*) FROM version_bases").fetchone() == (0,)
+    store.write([], [object_row(POD)], [version("2", 2, body=_big("2", 2))])
+    assert db.execute("SELECT COUNT(*) FROM version_bases").fetchone() == (1,)
+    db.close()
+    assert store.version_body(POD_ID, "2") == _big("2", 2)
+    store.close()
+
+
+def test_after_a_failed_write_the_next_body_is_still_readable(store: SpanStore) -> None:
+    bad = version("9", 1_000, body=_big("9", 9))
+    object.__setattr__(bad, "time_us", None)
+    with pytest.raises(errors.StoreError):
+        store.write([], [], [bad])
+    store.write([], [], [version("10", 2_000, body=_big("10", 10))])
+    assert store.version_body(POD_ID, "10") == _big("10", 10)
