@@ -4,10 +4,10 @@ Per batch of raw audit events: convert them to model Events, resolve which incar
 let the change tracker attach what each write changed (issuing again earlier writes whose change
 is learned only now), feed owner references to the owner graph, let the aggregator place each in
 its trace (Events with whole-second times after the requests they follow), then write every
-resulting span, the objects they belong to and the object versions seen (``versions``) in one store
-transaction. A failure in one event is
-logged and counted; it never stops the batch. When an object that already has spans learns a new
-owner (its root changed), the spans of its subtree are moved to the new root's trace in the store.
+resulting span, the objects they belong to and the object versions seen in one store transaction.
+A failure in one event is logged and counted; it never stops the batch. When an object that already
+has spans learns a new owner (its root changed), the spans of its subtree are moved to the new
+root's trace in the store.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from kelemetry.linker.graph import OwnerGraph
 from kelemetry.linker.links import Clusters, Linker, MarkIndex, Refusal
 from kelemetry.linker.systems.rules import Rule, load_rules
 from kelemetry.model import tags
-from kelemetry.model.events import Event, TraceSource
+from kelemetry.model.events import Event, TraceSource, WriteDetail
 from kelemetry.model.objects import Incarnation, KnownObject, ObjectRef, OwnerLink
 from kelemetry.model.spans import SpanRecord
 from kelemetry.model.versions import DELETED_RV, ObjectVersion
@@ -385,44 +385,51 @@ def _request_version(event: Event, history: BodyHistory) -> ObjectVersion | None
     write = event.write
     if write is None or event.error:
         return None
-    obj = event.object
-    user = str(event.tags.get(tags.AUDIT_USER, ""))
-    span_id = ids.event_span_id(obj.key, event.source, event.event_id)
-    object_id = ids.object_id(obj.incarnation)
     if write.verb in ("delete", "deletecollection") and not write.subresource:
         body = event.body
-        if (body is None or _gone(body)) and obj.uid:
-            # The object is gone: a Status answer leaves its last state to the version before; an
-            # immediate delete answers with that last state.
-            return ObjectVersion(
-                object_id,
-                obj.uid,
-                DELETED_RV,
-                event.start_us,
-                "audit",
-                write.verb,
-                user,
-                span_id,
-                deleted=True,
-                body=body,
-            )
-        if body is None:
-            return None
+        if body is None or _gone(body):
+            return _deletion(event, write, body)
+    return _request_version_of(event, write, history)
+
+
+def _deletion(event: Event, write: WriteDetail, body: Mapping[str, Any] | None) -> ObjectVersion | None:
+    """The object is gone: a Status answer leaves its last state to the version before; an
+    immediate delete answers with that last state."""
+    obj = event.object
+    if not obj.uid:
+        return None
+    return ObjectVersion(
+        ids.object_id(obj.incarnation),
+        obj.uid,
+        DELETED_RV,
+        event.start_us,
+        "audit",
+        write.verb,
+        str(event.tags.get(tags.AUDIT_USER, "")),
+        ids.event_span_id(obj.key, event.source, event.event_id),
+        deleted=True,
+        body=body,
+    )
+
+
+def _request_version_of(event: Event, write: WriteDetail, history: BodyHistory) -> ObjectVersion | None:
+    """The version the change tracker took from a write's answer, if this write made it."""
     rv = write.resource_version
     if not rv:
         return None
+    obj = event.object
     version = history.get(obj.incarnation, rv)
     if version is None or version.writer != event.event_id:
         return None
     return ObjectVersion(
-        object_id,
+        ids.object_id(obj.incarnation),
         obj.uid,
         rv,
         event.start_us,
         "audit",
         write.verb if not write.subresource else f"{write.verb} {write.subresource}",
-        user,
-        span_id,
+        str(event.tags.get(tags.AUDIT_USER, "")),
+        ids.event_span_id(obj.key, event.source, event.event_id),
         complete=version.complete,
         body=version.body,
     )
