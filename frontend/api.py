@@ -368,7 +368,7 @@ def _object_query(key: KeyParams, uid: str | None) -> ObjectQuery:
     assert key.resource and key.name
     return ObjectQuery(
         cluster=key.cluster or "",
-        group=key.group or None,
+        group=key.group,
         resource=key.resource,
         namespace=key.namespace,
         name=key.name,

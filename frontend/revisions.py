@@ -101,7 +101,12 @@ def manifest(
                 body = last[1]
                 notes.append(f"its last known state: {describe(last[0])}")
         else:
-            notes.append("its last state as the watch saw it")
+            seen = (
+                "the watch saw it"
+                if chosen.source == "watch"
+                else f"the {chosen.verb or 'delete'} answered with it"
+            )
+            notes.append(f"its last state, as {seen}")
     elif not chosen.complete:
         if isinstance(body, dict) and isinstance(body.get("metadata"), dict):
             # The write made this version; only the fields its answer did not show are older.
