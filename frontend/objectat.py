@@ -44,7 +44,9 @@ class Moment:
 def history(backend: Backend, query: ObjectQuery, at_us: int | None = None) -> History:
     found = backend.find_objects(query)
     if query.uid:
-        found = [row for row in found if row.uid == query.uid]
+        # The key of that uid; its other incarnations are still listed beside it.
+        keys_of_uid = {row.key for row in found if row.uid == query.uid}
+        found = [row for row in found if row.key in keys_of_uid]
     if not found:
         raise errors.NotFound(f"no object {query.describe()} is known")
     keys = sorted({row.key for row in found}, key=str)
@@ -54,7 +56,8 @@ def history(backend: Backend, query: ObjectQuery, at_us: int | None = None) -> H
         )
         raise errors.InputError(f"{query.describe()} matches {len(keys)} objects; say which: {choices}")
     incarnations = sorted(found, key=lambda r: (r.first_us or r.last_us or 0, r.uid))
-    listed = [(row, backend.revisions(row)) for row in incarnations]
+    candidates = [row for row in incarnations if not query.uid or row.uid == query.uid]
+    listed = [(row, backend.revisions(row)) for row in candidates]
     with_versions = [(row, versions) for row, versions in listed if versions]
     if at_us is not None and len(with_versions) > 1:
         # The incarnation that existed then: the newest one written at or before the moment.

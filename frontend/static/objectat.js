@@ -66,6 +66,23 @@ function sideBySide(diff) {
   return table;
 }
 
+/** The other objects that had this name (deleted and created again), each a link to its own history. */
+function otherIncarnations(shown, key) {
+  const others = (shown.incarnations || []).filter((row) => row.uid && row.uid !== shown.object.uid);
+  if (!others.length) return null;
+  return h(
+    "p",
+    { class: "muted", id: "incarnations" },
+    "The name was also used by ",
+    others.flatMap((row, i) => [
+      i ? ", " : "",
+      h("a", { href: apiUrl("/object", { ...key, uid: row.uid, at: undefined, rv: undefined }) }, `uid ${row.uid}`),
+      row.firstSeen ? ` (from ${formatTime(row.firstSeen, 0)})` : "",
+    ]),
+    ".",
+  );
+}
+
 /** Render the page into `root` from the URL's parameters. */
 export async function showObjectPage(root, params) {
   ensureStyles();
@@ -148,6 +165,7 @@ export async function showObjectPage(root, params) {
       shown.revision.label,
     ),
     shown.notes.length ? h("ul", { id: "objectat-notes", class: "notes" }, shown.notes.map((note) => h("li", {}, note))) : null,
+    otherIncarnations(shown, key),
   );
   const target = params.get("to");
   if (target) {

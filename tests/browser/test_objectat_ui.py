@@ -90,3 +90,14 @@ def test_an_unknown_moment_shows_the_reason(browser: Browser, server: Server) ->
     assert browser.wait_state(("ready", "error")) == "error"
     message = browser.find("#error-message").text
     assert "first known is rv 245 at 2026-11-23T07:23:30.571331Z" in message, message
+
+
+def test_a_reused_name_links_to_the_other_object(browser: Browser, server: Server) -> None:
+    # The browser server also replays a Deployment "reuse" deleted and created again (uids d-1, d-2).
+    browser.open("/object?cluster=tracetest&group=apps&resource=deployments&namespace=default&name=reuse")
+    assert browser.wait_state(("ready", "error")) == "ready", browser.text()[:600]
+    assert "uid d-2" in browser.find(".objectat-head").text
+    browser.find("#incarnations a").click()
+    browser.wait_until(lambda b: "uid=d-1" in b.current_url and b.state() == "ready", 10, "the other object")
+    assert "uid d-1" in browser.find(".objectat-head").text
+    assert "uid d-2" in browser.find("#incarnations").text

@@ -8,6 +8,7 @@ Also: the Jaeger backend answers 501 with the reason (it keeps no object version
 
 from __future__ import annotations
 
+import json
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,7 +25,9 @@ from frontend.jaegerstore import JaegerBackend
 from frontend.query import QueryService
 from frontend.views import ViewStore
 from jaeger.client import JaegerClient
+from kelemetry import cli
 from kelemetry.store.sqlite import StoreReader
+from tests.factories import reuse_stream
 from tests.jaeger.fakejaeger import FakeJaeger, jaeger_traces, serving
 
 with warnings.catch_warnings():
@@ -171,3 +174,25 @@ def test_over_jaeger_the_answer_is_501_with_the_reason(sample_store: Path, tmp_p
             response = client.get(path, params={**DEMO, "at": SCALED_UP})
             assert response.status_code == 501, response.text
             assert "needs the embedded store" in response.json()["error"]
+
+
+def test_a_reused_name_means_the_incarnation_that_existed_then(tmp_path: Path) -> None:
+    log = tmp_path / "reuse.log"
+    log.write_text("".join(json.dumps(event) + "\n" for event in reuse_stream()))
+    store = tmp_path / "k.db"
+    assert cli.main(["replay", "--quiet", "--cluster", "c", "--store", str(store), str(log)]) == 0
+    app = _app(StoreBackend(StoreReader(store)), tmp_path / "v.db")
+    client = TestClient(app, raise_server_exceptions=False)
+    reuse = {"cluster": "c", "resource": "deployments", "name": "reuse"}
+
+    def uid_at(**params: str) -> str:
+        body = ok(client.get("/api/kelemetry/manifest", params={**reuse, **params}))
+        assert body["manifest"]["metadata"]["uid"] == body["object"]["uid"]
+        assert {i["uid"] for i in body["incarnations"]} == {"d-1", "d-2"}
+        return str(body["object"]["uid"])
+
+    assert uid_at(at="2024-05-01T10:00:05Z") == "d-1"
+    assert uid_at(at="2024-05-01T10:00:35Z") == "d-2"
+    assert uid_at() == "d-2"
+    assert uid_at(uid="d-1") == "d-1"
+    app.state.query_service.close()
