@@ -20,7 +20,7 @@ from fastapi import APIRouter, Depends, FastAPI, Query, Request
 from fastapi.responses import FileResponse, JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 
-from frontend import changes, jaegerjson, modes
+from frontend import changes, jaegerjson, modes, objectat, revisions
 from frontend.query import QueryService, incarnation_json, object_json
 from frontend.types import ObjectQuery, Suggestion, View
 from kelemetry import errors
@@ -471,6 +471,93 @@ def changes_list(
     return _json(queries.changes(query, histogram=_bool_param("histogram", histogram, True)))
 
 
+# -- the object at a moment: its stored versions, the manifest in effect at a time, two compared
+
+
+def _object_query(key: KeyParams, uid: str | None) -> ObjectQuery:
+    _require(resource=key.resource, name=key.name)
+    assert key.resource and key.name
+    return ObjectQuery(
+        cluster=key.cluster or "",
+        group=key.group,
+        resource=key.resource,
+        namespace=key.namespace,
+        name=key.name,
+        uid=uid or None,
+    )
+
+
+def _moment(at_name: str, at: str | None, rv: str | None) -> objectat.Moment:
+    if at and rv:
+        raise errors.InputError(f"give {at_name} or a resourceVersion, not both")
+    return objectat.Moment(parse_time_param(at_name, at), rv or None)
+
+
+def _history_json(found: objectat.History) -> dict[str, Any]:
+    return {
+        "object": object_json(found.target),
+        "incarnations": [incarnation_json(row) for row in found.incarnations],
+    }
+
+
+@lookups.get("/revisions")
+def revision_list(queries: Queries, key: Key, uid: str | None = None, at: str | None = None) -> Response:
+    found = objectat.history(queries.backend, _object_query(key, uid), parse_time_param("at", at))
+    return _json({**_history_json(found), "data": [objectat.version_json(v) for v in found.versions]})
+
+
+@lookups.get("/manifest")
+def manifest(
+    queries: Queries,
+    key: Key,
+    uid: str | None = None,
+    at: str | None = None,
+    rv: str | None = None,
+    format: str | None = None,
+) -> Response:
+    if format not in (None, "", "json", "yaml"):
+        raise errors.InputError(f"invalid format {format!r}: json or yaml")
+    moment = _moment("at", at, rv)
+    found = objectat.history(queries.backend, _object_query(key, uid), moment.at_us)
+    shown = objectat.manifest(queries.backend, found, moment)
+    if format == "yaml":
+        head = "".join(f"# {line}\n" for line in (revisions.describe(shown.version), *shown.notes))
+        return Response(head + revisions.to_yaml(shown.body), media_type="application/yaml; charset=utf-8")
+    before, after = revisions.neighbours(found.versions, shown.version)
+    return _json(
+        {
+            **_history_json(found),
+            "revision": objectat.version_json(shown.version),
+            "notes": list(shown.notes),
+            "previous": before,
+            "next": after,
+            "manifest": shown.body,
+            "yaml": revisions.to_yaml(shown.body),
+        }
+    )
+
+
+@lookups.get("/manifest/diff")
+def manifest_diff(
+    queries: Queries,
+    key: Key,
+    uid: str | None = None,
+    at: str | None = None,
+    rv: str | None = None,
+    to: str | None = None,
+    toRv: str | None = None,
+) -> Response:
+    left = _moment("at", at, rv)
+    right = _moment("to", to, toRv)
+    if right.at_us is None and right.resource_version is None:
+        raise errors.InputError("missing query parameter(s): to or toRv (the revision to compare with)")
+    found = objectat.history(queries.backend, _object_query(key, uid), left.at_us)
+    diff = objectat.diff_json(
+        objectat.manifest(queries.backend, found, left), objectat.manifest(queries.backend, found, right)
+    )
+    return _json({**_history_json(found), **diff})
+
+
 # -- the web UI: one page, routed in the browser
 
 pages = APIRouter(include_in_schema=False)
@@ -500,6 +587,11 @@ def changes_page() -> Response:
 
 @pages.get("/trace/{view_id}")
 def trace_page(view_id: str) -> Response:
+    return _page()
+
+
+@pages.get("/object")
+def object_page() -> Response:
     return _page()
 
 

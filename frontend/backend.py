@@ -12,7 +12,7 @@ assembles a hierarchy, and the query service calls it only for what it renders.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Protocol, TypedDict
+from typing import Any, Protocol, TypedDict
 
 from frontend.assemble import assemble
 from frontend.changes import Bucket, ChangePage, ChangeQuery, Cursor, bucket_us_for
@@ -20,6 +20,7 @@ from frontend.types import AssembledTrace, ObjectQuery, ResourceInfo, Suggestion
 from kelemetry.model.events import TraceSource
 from kelemetry.model.objects import KnownObject, ObjectKey
 from kelemetry.model.spans import SpanRecord
+from kelemetry.model.versions import ObjectVersion
 from kelemetry.store.sqlite import StoreReader
 
 _ACTIVITY_CHUNK = 100
@@ -66,6 +67,13 @@ class Backend(Protocol):
 
     def recent(self, request: Suggestion, start_us: int | None, end_us: int | None) -> list[KnownObject]:
         """Objects with activity in the range, the most recent first (``request.text`` is not applied)."""
+
+    def revisions(self, target: KnownObject) -> list[ObjectVersion]:
+        """The stored versions of one incarnation, oldest first, without bodies."""
+        ...
+
+    def revision_body(self, target: KnownObject, resource_version: str) -> Any | None:
+        """The cleaned body of one stored version (None: none stored)."""
         ...
 
     def close(self) -> None: ...
@@ -177,6 +185,14 @@ class StoreBackend:
             limit=request.limit,
         )
         return [row for row, _last in rows]
+
+    # -- the object at a moment
+
+    def revisions(self, target: KnownObject) -> list[ObjectVersion]:
+        return self.reader.versions_of(target.object_id)
+
+    def revision_body(self, target: KnownObject, resource_version: str) -> Any | None:
+        return self.reader.version_body(target.object_id, resource_version)
 
     def close(self) -> None:
         self.reader.close()

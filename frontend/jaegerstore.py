@@ -17,6 +17,7 @@ import threading
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
+from typing import Any
 
 from aggregators import ids
 from frontend.assemble import assemble
@@ -29,11 +30,16 @@ from kelemetry.model import tags
 from kelemetry.model.events import Log, TagValue, TraceSource
 from kelemetry.model.objects import Incarnation, KnownObject, ObjectKey
 from kelemetry.model.spans import SpanRecord
+from kelemetry.model.versions import ObjectVersion
 
 DEFAULT_LOOKBACK_US = 7 * 86_400 * 1_000_000
 # Only until Jaeger holds an object span to read the window from, when no search can find anything.
 FALLBACK_WINDOW_US = 1800 * 1_000_000
 CACHE_SECONDS = 30.0
+_NEEDS_STORE = (
+    "the object at a moment needs the embedded store (Jaeger keeps spans, not object versions); "
+    "run the frontend with --store"
+)
 _CACHED_SEARCHES = 64
 _SEARCH_LIMIT = 1000
 # Tags Jaeger or the OTel SDK add on export; they are not ours.
@@ -350,6 +356,13 @@ class JaegerBackend:
                 latest[record.object_id] = max(latest.get(record.object_id, 0), record.start_us)
         active = sorted((oid for oid in latest if oid in rows), key=lambda oid: -latest[oid])
         return [rows[oid] for oid in active[: request.limit]]
+
+    # Jaeger keeps spans, not object bodies: the object at a moment needs the embedded store.
+    def revisions(self, target: KnownObject) -> list[ObjectVersion]:
+        raise errors.Unsupported(_NEEDS_STORE)
+
+    def revision_body(self, target: KnownObject, resource_version: str) -> Any | None:
+        raise errors.Unsupported(_NEEDS_STORE)
 
     def close(self) -> None:
         pass

@@ -10,6 +10,7 @@ import argparse
 import gc
 import logging
 import os
+import shutil
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -20,7 +21,7 @@ import orjson
 
 from frontend import changes as browsing
 from frontend import dump as dumping
-from frontend import jaegerjson, modes, query, text
+from frontend import jaegerjson, modes, objectat, query, revisions, text
 from frontend.types import Found, ObjectQuery, View
 from frontend.views import ViewStore
 from kelemetry import __version__, errors
@@ -315,6 +316,43 @@ def build_parser() -> argparse.ArgumentParser:
         "snapshot as a one-line summary and long values cut with '…')",
     )
     add_store(dump)
+
+    get = commands.add_parser(
+        "get",
+        help="print an object's manifest as it was at a moment, or compare two of its revisions",
+        description="Print the manifest of one object as it was at --at (or at resourceVersion --rv; "
+        "default: its latest state), rebuilt from the versions the store kept of it (request responses "
+        "and watched versions, redacted, without managedFields). After a delete, the last state, marked "
+        "deleted. "
+        "--diff-to compares it with the revision in effect at another moment.",
+    )
+    get.add_argument("--cluster", required=True)
+    get.add_argument("--group", help="API group ('' for core; default: any)")
+    get.add_argument("--resource", required=True, help="plural resource, e.g. deployments, pods")
+    get.add_argument("--namespace", help="namespace (default: any; '' for cluster-scoped)")
+    get.add_argument("--name", required=True)
+    get.add_argument("--uid", help="one incarnation of the name (default: the one that existed at --at)")
+    moment = get.add_mutually_exclusive_group()
+    moment.add_argument("--at", metavar="TIME", help="the moment, RFC 3339 (default: the latest revision)")
+    moment.add_argument("--rv", metavar="RV", help="the revision with this resourceVersion")
+    get.add_argument(
+        "--format", choices=["yaml", "json"], default="yaml", help="output format (default yaml)"
+    )
+    other = get.add_mutually_exclusive_group()
+    other.add_argument("--diff-to", metavar="TIME2", help="compare with the revision in effect at TIME2")
+    other.add_argument("--diff-to-rv", metavar="RV2", help="compare with the revision of resourceVersion RV2")
+    other.add_argument(
+        "--list", action="store_true", help="list the stored revisions (time, resourceVersion, who, verb)"
+    )
+    get.add_argument(
+        "--side-by-side",
+        action="store_true",
+        help="with --diff-to: two columns (| changed, < only before, > only after) instead of a unified diff",
+    )
+    get.add_argument(
+        "--width", type=int, help="with --side-by-side: columns of output (default: the terminal's)"
+    )
+    add_store(get)
 
     front = commands.add_parser(
         "frontend",
@@ -949,6 +987,76 @@ def cmd_changes(args: argparse.Namespace) -> int:
     return 0
 
 
+# -- get: the object at a moment
+
+
+def cmd_get(args: argparse.Namespace) -> int:
+    at_us = parsed(times.parse_moment, args.at) if args.at else None
+    lookup = ObjectQuery(
+        cluster=args.cluster,
+        group=args.group,
+        resource=args.resource,
+        namespace=args.namespace,
+        name=args.name,
+        uid=args.uid or None,
+    )
+    if args.side_by_side and not (args.diff_to or args.diff_to_rv):
+        raise CliError("--side-by-side needs --diff-to or --diff-to-rv")
+    service = query.for_store(args.store, keep_views=False)
+    try:
+        backend = service.backend
+        found = objectat.history(backend, lookup, at_us)
+        if args.list:
+            _write_output(None, _revision_list(found, args.format).encode())
+            return 0
+        shown = objectat.manifest(backend, found, objectat.Moment(at_us, args.rv))
+        if args.diff_to or args.diff_to_rv:
+            to_us = parsed(times.parse_moment, args.diff_to) if args.diff_to else None
+            other = objectat.manifest(backend, found, objectat.Moment(to_us, args.diff_to_rv))
+            _write_output(None, _diff_text(shown, other, args).encode())
+            return 0
+    finally:
+        service.close()
+    said = [f"{found.what}: {revisions.describe(shown.version)}", *shown.notes]
+    if args.format == "json":
+        # JSON has no comments: what the manifest is goes to stderr, the manifest alone to stdout.
+        print("".join(f"note: {line}\n" for line in said), file=sys.stderr, end="")
+        _write_output(None, orjson.dumps(shown.body, option=orjson.OPT_INDENT_2) + b"\n")
+    else:
+        head = "".join(f"# {line}\n" for line in said)
+        _write_output(None, (head + revisions.to_yaml(shown.body)).encode())
+    return 0
+
+
+def _revision_list(found: objectat.History, output_format: str) -> str:
+    if output_format == "json":
+        rows = [objectat.version_json(v) for v in found.versions]
+        return (
+            orjson.dumps({"object": found.what, "revisions": rows}, option=orjson.OPT_INDENT_2).decode()
+            + "\n"
+        )
+    lines = [f"{found.what}: {len(found.versions)} revision(s)"]
+    for version in found.versions:
+        mark = "" if version.complete else "  (reconstructed from a partial answer)"
+        lines.append(f"  {revisions.describe(version)}{mark}")
+    return "\n".join(lines) + "\n"
+
+
+def _diff_text(left: revisions.Manifest, right: revisions.Manifest, args: argparse.Namespace) -> str:
+    left_text = revisions.to_yaml(left.body)
+    right_text = revisions.to_yaml(right.body)
+    left_label = revisions.describe(left.version)
+    right_label = revisions.describe(right.version)
+    if left_text == right_text:
+        return f"no difference between {left_label} and {right_label}\n"
+    if not args.side_by_side:
+        return revisions.unified(left_text, right_text, left_label, right_label) + "\n"
+    width = args.width or shutil.get_terminal_size((160, 40)).columns
+    rows = revisions.changed_only(revisions.side_by_side(left_text, right_text))
+    head = f"{left_label[: width // 2 - 2]:<{max(20, (width - 3) // 2)}}   {right_label}"
+    return head + "\n" + revisions.render_columns(rows, width) + "\n"
+
+
 def _render(view: View, output_format: str, *, classic: bool, note: str, full: bool = False) -> bytes:
     if output_format == "json":
         # Byte for byte what GET /api/traces/{id} answers for the view.
@@ -980,6 +1088,7 @@ COMMANDS = {
     "replay": cmd_replay,
     "retain": cmd_retain,
     "dump": cmd_dump,
+    "get": cmd_get,
     "frontend": cmd_frontend,
     "changes": cmd_changes,
 }

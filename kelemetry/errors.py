@@ -42,6 +42,8 @@ class WrongKind(InputError):
 
 
 class Unsupported(InputError):
+    """A question the configured backend cannot answer (changes or object versions over Jaeger)."""
+
     status = 501
 
 

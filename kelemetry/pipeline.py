@@ -4,9 +4,10 @@ Per batch of raw audit events: convert them to model Events, resolve which incar
 let the change tracker attach what each write changed (issuing again earlier writes whose change
 is learned only now), feed owner references to the owner graph, let the aggregator place each in
 its trace (Events with whole-second times after the requests they follow), then write every
-resulting span and the objects they belong to in one store transaction. A failure in one event is
-logged and counted; it never stops the batch. When an object that already has spans learns a new
-owner (its root changed), the spans of its subtree are moved to the new root's trace in the store.
+resulting span, the objects they belong to and the object versions seen in one store transaction.
+A failure in one event is logged and counted; it never stops the batch. When an object that already
+has spans learns a new owner (its root changed), the spans of its subtree are moved to the new
+root's trace in the store.
 """
 
 from __future__ import annotations
@@ -22,15 +23,18 @@ from aggregators import Aggregator, ids
 from aggregators.ordering import EventPlacer
 from kelemetry.diff import redact
 from kelemetry.diff.attribution import ChangeTracker
+from kelemetry.diff.history import BodyHistory
 from kelemetry.errors import KelemetryError
 from kelemetry.kube.kinds import KindResolver
 from kelemetry.linker import registry as linker_registry
 from kelemetry.linker.graph import OwnerGraph
 from kelemetry.linker.links import Clusters, Linker, MarkIndex, Refusal
 from kelemetry.linker.systems.rules import Rule, load_rules
-from kelemetry.model.events import Event, TraceSource
+from kelemetry.model import tags
+from kelemetry.model.events import Event, TraceSource, WriteDetail
 from kelemetry.model.objects import Incarnation, KnownObject, ObjectRef, OwnerLink
 from kelemetry.model.spans import SpanRecord
+from kelemetry.model.versions import DELETED_RV, ObjectVersion
 from kelemetry.receivers.audit import AuditConverter, AuditFilter
 from kelemetry.receivers.auditwire import AuditEvent, from_mapping
 from kelemetry.receivers.events import EventConverter
@@ -93,6 +97,8 @@ class Pipeline:
         self.events = EventConverter(resolver)
         self.watched = WatchedObjectReceiver(resolver, converter.redactor)
         self.failed_events = 0
+        # Object versions of the batch, written with its spans by the next flush.
+        self._versions: list[ObjectVersion] = []
 
     def _seen(self, cluster: str) -> None:
         """A cluster that sends us data is one of ours (linkers may link into it)."""
@@ -124,7 +130,11 @@ class Pipeline:
                 if event is None:
                     continue
                 result.kept += 1
-                attributed = self.changes.audit(self._resolved(event))
+                resolved = self._resolved(event)
+                attributed = self.changes.audit(resolved)
+                found = _request_version(resolved, self.changes.history)
+                if found is not None:
+                    self._versions.append(found)
                 self._add(attributed.event, spans, objects, result)
                 for again in attributed.reissued:
                     self._add(again, spans, objects, result)
@@ -208,6 +218,12 @@ class Pipeline:
             self.graph.add(ref)
             _note_object(objects, ref, None, None, None)
         self._adopt(ref, objects)
+        found = _watched_version(seen.kind, ref, seen.body, now_us)
+        # A version the watch showed before (a relist) is not encoded again for the store to ignore.
+        if found is not None and (
+            found.deleted or self.changes.watched.get(ref.incarnation, found.resource_version) is None
+        ):
+            self._versions.append(found)
         for again in self.changes.watched_version(seen.kind, ref, seen.body, now_us):
             self._add(again, spans, objects, result)
 
@@ -325,8 +341,9 @@ class Pipeline:
         for span in spans:
             if span.object_id not in objects:
                 _note_object(objects, self.graph.ref(Incarnation(span.key, span.uid)), None, None, None)
+        found, self._versions = self._versions, []
         try:
-            self.store.write(spans, objects.values())
+            self.store.write(spans, objects.values(), found)
         except Exception:
             # The aggregator believes these object spans exist; make it write them again next time.
             self.aggregator.forget()
@@ -360,6 +377,85 @@ def _note_object(
         _min(known.first_us, first_us),
         _max(known.last_us, last_us),
     )
+
+
+def _request_version(event: Event, history: BodyHistory) -> ObjectVersion | None:
+    """The version an audit write left, after the tracker has taken the event; None for reads,
+    failures and writes that showed nothing of the object."""
+    write = event.write
+    if write is None or event.error:
+        return None
+    if write.verb in ("delete", "deletecollection") and not write.subresource:
+        body = event.body
+        if body is None or _gone(body):
+            return _deletion(event, write, body)
+    return _request_version_of(event, write, history)
+
+
+def _deletion(event: Event, write: WriteDetail, body: Mapping[str, Any] | None) -> ObjectVersion | None:
+    """The object is gone: a Status answer leaves its last state to the version before; an
+    immediate delete answers with that last state."""
+    obj = event.object
+    if not obj.uid:
+        return None
+    return ObjectVersion(
+        ids.object_id(obj.incarnation),
+        obj.uid,
+        DELETED_RV,
+        event.start_us,
+        "audit",
+        write.verb,
+        str(event.tags.get(tags.AUDIT_USER, "")),
+        ids.event_span_id(obj.key, event.source, event.event_id),
+        deleted=True,
+        body=body,
+    )
+
+
+def _request_version_of(event: Event, write: WriteDetail, history: BodyHistory) -> ObjectVersion | None:
+    """The version the change tracker took from a write's answer, if this write made it."""
+    rv = write.resource_version
+    if not rv:
+        return None
+    obj = event.object
+    version = history.get(obj.incarnation, rv)
+    if version is None or version.writer != event.event_id:
+        return None
+    return ObjectVersion(
+        ids.object_id(obj.incarnation),
+        obj.uid,
+        rv,
+        event.start_us,
+        "audit",
+        write.verb if not write.subresource else f"{write.verb} {write.subresource}",
+        str(event.tags.get(tags.AUDIT_USER, "")),
+        ids.event_span_id(obj.key, event.source, event.event_id),
+        complete=version.complete,
+        body=version.body,
+    )
+
+
+def _gone(body: Mapping[str, Any]) -> bool:
+    """Whether a delete's answer shows the object removed at once (no grace period left, no
+    finalizers), rather than marked for a graceful deletion that has yet to happen."""
+    meta = body.get("metadata")
+    if not isinstance(meta, Mapping) or "deletionTimestamp" not in meta:
+        return False
+    return meta.get("deletionGracePeriodSeconds") == 0 and not meta.get("finalizers")
+
+
+def _watched_version(kind: str, ref: ObjectRef, body: Mapping[str, Any], now_us: int) -> ObjectVersion | None:
+    """The version one watched object shows (a DELETED one: the incarnation's last state)."""
+    object_id = ids.object_id(ref.incarnation)
+    if kind == "DELETED":
+        return ObjectVersion(
+            object_id, ref.uid, DELETED_RV, now_us, "watch", "delete", deleted=True, body=body
+        )
+    meta = body.get("metadata")
+    rv = meta.get("resourceVersion") if isinstance(meta, Mapping) else None
+    if not isinstance(rv, str) or not rv:
+        return None
+    return ObjectVersion(object_id, ref.uid, rv, now_us, "watch", kind.lower(), body=body)
 
 
 def _min(a: int | None, b: int | None) -> int | None:

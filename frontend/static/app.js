@@ -1,9 +1,10 @@
 // Entry point: picks the page from the URL. "/" and "/search" show the search form,
-// "/trace/<viewId>" the trace, "/changes" what changed.
+// "/trace/<viewId>" the trace, "/changes" what changed, "/object?..." the object at a moment.
 
 import { showChangesPage } from "./changes.js";
 import { showSearchPage } from "./search.js";
 import { showTracePage } from "./trace.js";
+import { showObjectPage } from "./objectat.js";
 import { h } from "./util.js";
 
 async function main() {
@@ -19,6 +20,9 @@ async function main() {
     } else if (/^\/changes\/?$/.test(path)) {
       document.body.dataset.page = "changes";
       await showChangesPage(root, params);
+    } else if (path === "/object") {
+      document.body.dataset.page = "object";
+      await showObjectPage(root, params);
     } else {
       document.body.dataset.page = "search";
       await showSearchPage(root, params);

@@ -2,6 +2,7 @@
 
 import { h, formatTime, formatDuration } from "./util.js";
 import { nodeLogs, SEVERITY } from "./model.js";
+import { objectAtUrl } from "./objectat.js";
 
 const LOG_LIST_PAGE = 300;
 
@@ -114,6 +115,24 @@ function logBadges(info) {
 }
 
 /**
+ * "Object at this moment": the manifest of the row's object as of the selected log's time, or the
+ * row's start (an object row without a selected log: its latest revision). Null when the row names
+ * no object.
+ */
+function objectAtLink(node, logs, logIndex) {
+  let owner = node;
+  while (owner && !(owner.tags && owner.tags.name && owner.tags.resource)) owner = owner.parent;
+  if (!owner) return null;
+  const log = logIndex !== null && logIndex !== undefined ? logs[logIndex] : null;
+  const at = log ? log.timestamp : node.isObject ? null : node.span.startTime;
+  return h(
+    "p",
+    { class: "object-at" },
+    h("a", { href: objectAtUrl(owner.tags, at), id: "object-at-link", title: "The object's manifest as it was then, with its other revisions" }, "object at this moment →"),
+  );
+}
+
+/**
  * Fill `panel` for a node and optionally one of its logs. handlers: onSelectLog(index|null),
  * onClose(), onSelectNode(node).
  */
@@ -156,6 +175,8 @@ export function renderDetail(panel, node, logIndex, handlers) {
   panel.replaceChildren(header);
   if (breadcrumb) panel.append(breadcrumb);
   panel.append(meta);
+  const objectLink = objectAtLink(node, logs, logIndex);
+  if (objectLink) panel.append(objectLink);
 
   if (logIndex !== null && logIndex !== undefined && logs[logIndex]) {
     const info = logs[logIndex];

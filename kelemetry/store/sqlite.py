@@ -21,6 +21,8 @@ import logging
 import re
 import sqlite3
 import threading
+import zlib
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -32,12 +34,14 @@ from kelemetry.model import tags
 from kelemetry.model.events import Log, TagValue, TraceSource
 from kelemetry.model.objects import KnownObject, ObjectKey
 from kelemetry.model.spans import SpanRecord
+from kelemetry.model.versions import ObjectVersion
 from kelemetry.store.retention import Removed, RetentionReport, wall_clock_us
 
 logger = logging.getLogger(__name__)
 
 # 2: traces (arrival per trace) and objects.seen_us for retention by arrival; no spans_by_end.
-# 3: spans_by_time (request, Event and change spans by start, for browsing what changed).
+# 3: spans_by_time (request, Event and change spans by start, for browsing what changed);
+#    versions (each object's bodies by resourceVersion, for "the object at a moment").
 SCHEMA_VERSION = 3
 
 _SCHEMA = """
@@ -92,6 +96,28 @@ _UPGRADES: dict[int, str] = {
 -- Object spans are upserted on every event of their object and are never browsed by time, so
 -- they stay out of the index and cost it nothing.
 CREATE INDEX IF NOT EXISTS spans_by_time ON spans (start_us) WHERE source <> 'object';
+-- What each object looked like after each write we saw (cleaned, compressed), for "the object at a
+-- moment". One row per (object, resourceVersion); rv_order sorts numeric versions as numbers.
+CREATE TABLE IF NOT EXISTS versions (
+    object_id INTEGER NOT NULL,
+    rv TEXT NOT NULL,
+    rv_order INTEGER NOT NULL,
+    time_us INTEGER NOT NULL,
+    uid TEXT NOT NULL,
+    source TEXT NOT NULL,
+    verb TEXT NOT NULL,
+    username TEXT NOT NULL,
+    span_id INTEGER,
+    complete INTEGER NOT NULL,
+    deleted INTEGER NOT NULL,
+    arrived_us INTEGER NOT NULL,
+    body BLOB
+);
+CREATE UNIQUE INDEX IF NOT EXISTS versions_by_object ON versions (object_id, rv);
+CREATE INDEX IF NOT EXISTS versions_by_arrival ON versions (arrived_us);
+-- The first body stored of each object: its other versions are compressed with it as the preset
+-- dictionary, which makes them about a third of their size alone. Kept while a version is.
+CREATE TABLE IF NOT EXISTS version_bases (object_id INTEGER PRIMARY KEY, body BLOB NOT NULL);
 """,
 }
 
@@ -161,6 +187,36 @@ WHERE o.seen_us < :cutoff
   AND o.object_id NOT IN (SELECT object_id FROM kept_owners)
 """
 
+# A version seen again changes nothing, except that a complete body replaces a reconstructed one and
+# the request that made it (span, verb, user, its start) replaces what the watch alone could say.
+_BETTER_BODY = (
+    "(excluded.complete > versions.complete OR (versions.body IS NULL AND excluded.body IS NOT NULL))"
+)
+_BETTER_WRITER = "(versions.span_id IS NULL AND excluded.span_id IS NOT NULL)"
+_UPSERT_VERSION = f"""
+INSERT INTO versions (object_id, rv, rv_order, time_us, uid, source, verb, username, span_id, complete,
+                      deleted, arrived_us, body)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+ON CONFLICT (object_id, rv) DO UPDATE SET
+    body = CASE WHEN {_BETTER_BODY} THEN excluded.body ELSE versions.body END,
+    complete = MAX(versions.complete, excluded.complete),
+    time_us = CASE WHEN {_BETTER_WRITER} THEN excluded.time_us ELSE versions.time_us END,
+    source = CASE WHEN {_BETTER_WRITER} THEN excluded.source ELSE versions.source END,
+    verb = CASE WHEN {_BETTER_WRITER} THEN excluded.verb ELSE versions.verb END,
+    username = CASE WHEN {_BETTER_WRITER} THEN excluded.username ELSE versions.username END,
+    span_id = COALESCE(versions.span_id, excluded.span_id),
+    arrived_us = excluded.arrived_us
+WHERE {_BETTER_BODY} OR {_BETTER_WRITER}
+"""
+_VERSION_COLUMNS = "object_id, uid, rv, time_us, source, verb, username, span_id, complete, deleted"
+# Bodies are small (a few KB): an 8 KB window compresses them as well as the default one does, at a
+# fraction of the cost of setting up the default's larger state for every body.
+_DEFLATE_WBITS = -13
+_DEFLATE_LEVEL = 1
+_DEFLATE_MEMLEVEL = 5
+# Bases the writer keeps at hand (raw JSON), so a busy object's versions need no read of its base.
+_CACHED_BASES = 10_000
+
 _SPAN_COLUMNS = (
     "s.span_id, s.trace_id, s.parent_id, s.source, s.name, s.start_us, s.end_us, s.object_id, s.window, "
     "s.uid, s.kind, s.version, s.error, s.tags, s.logs, o.cluster, o.grp, o.resource, o.namespace, o.name"
@@ -214,6 +270,57 @@ def _span_from_row(row: Sequence[Any]) -> SpanRecord:
         error=bool(row[12]),
         tags=tags,
         logs=_decode_logs(row[14]),
+    )
+
+
+def compress(raw: bytes, base: bytes | None = None) -> bytes:
+    if base is None:
+        packer = zlib.compressobj(_DEFLATE_LEVEL, zlib.DEFLATED, _DEFLATE_WBITS, _DEFLATE_MEMLEVEL)
+    else:
+        packer = zlib.compressobj(
+            _DEFLATE_LEVEL, zlib.DEFLATED, _DEFLATE_WBITS, _DEFLATE_MEMLEVEL, zdict=base
+        )
+    return packer.compress(raw) + packer.flush()
+
+
+def decompress(blob: bytes, base: bytes | None = None) -> bytes:
+    unpacker = (
+        zlib.decompressobj(_DEFLATE_WBITS) if base is None else zlib.decompressobj(_DEFLATE_WBITS, zdict=base)
+    )
+    return unpacker.decompress(blob) + unpacker.flush()
+
+
+def _version_row(version: ObjectVersion, arrived_us: int, body: bytes | None) -> tuple[Any, ...]:
+    rv = version.resource_version
+    return (
+        to_signed(version.object_id),
+        rv,
+        int(rv) if rv.isdigit() and len(rv) < 19 else -1,
+        version.time_us,
+        version.uid,
+        version.source,
+        version.verb,
+        version.user,
+        None if version.span_id is None else to_signed(version.span_id),
+        int(version.complete),
+        int(version.deleted),
+        arrived_us,
+        body,
+    )
+
+
+def _version_from_row(row: Sequence[Any]) -> ObjectVersion:
+    return ObjectVersion(
+        object_id=to_unsigned(row[0]),
+        uid=row[1],
+        resource_version=row[2],
+        time_us=row[3],
+        source=row[4],
+        verb=row[5],
+        user=row[6],
+        span_id=None if row[7] is None else to_unsigned(row[7]),
+        complete=bool(row[8]),
+        deleted=bool(row[9]),
     )
 
 
@@ -624,6 +731,30 @@ class StoreReader:
     def max_seq(self) -> int:
         return int(self._query("SELECT COALESCE(MAX(seq), 0) FROM spans")[0][0])
 
+    # -- object versions (the object at a moment)
+
+    def versions_of(self, object_id: int) -> list[ObjectVersion]:
+        """The versions known of one incarnation, without bodies, oldest first (a deletion last)."""
+        rows = self._query(
+            f"SELECT {_VERSION_COLUMNS} FROM versions WHERE object_id = ? "
+            "ORDER BY deleted, time_us, rv_order, rv",
+            (to_signed(object_id),),
+        )
+        return [_version_from_row(row) for row in rows]
+
+    def version_body(self, object_id: int, resource_version: str) -> Any | None:
+        """The cleaned body of one version; None when the store has none (a deletion seen only as a
+        request that answered with a Status)."""
+        rows = self._query(
+            "SELECT v.body, b.body FROM versions AS v LEFT JOIN version_bases AS b USING (object_id) "
+            "WHERE v.object_id = ? AND v.rv = ?",
+            (to_signed(object_id), resource_version),
+        )
+        if not rows or rows[0][0] is None:
+            return None
+        blob, base = rows[0]
+        return orjson.loads(decompress(blob, None if base is None else decompress(base)))
+
 
 class SpanStore(StoreReader):
     """The writer of a store file."""
@@ -637,10 +768,18 @@ class SpanStore(StoreReader):
         # held the highest numbers, and an exporter's cursor must never see a number twice.
         saved = self._query("SELECT value FROM meta WHERE key = 'seq'")
         self._seq = max(self.max_seq(), int(saved[0][0]) if saved else 0)
+        self._bases: OrderedDict[int, bytes] = OrderedDict()
 
-    def write(self, spans: Sequence[SpanRecord], objects: Iterable[KnownObject] = ()) -> None:
-        """Upsert objects and spans in one transaction; stamp their traces and objects as arrived now."""
+    def write(
+        self,
+        spans: Sequence[SpanRecord],
+        objects: Iterable[KnownObject] = (),
+        versions: Iterable[ObjectVersion] = (),
+    ) -> None:
+        """Upsert objects, spans and object versions in one transaction; stamp their traces and
+        objects as arrived now."""
         now = self._clock()
+        version_rows, base_rows = self._encode_versions(versions, now)
         trace_rows: dict[str, tuple[str, str, int, int]] = {}
         span_rows = []
         for span in spans:
@@ -695,11 +834,58 @@ class SpanStore(StoreReader):
                     self._db.executemany(_UPSERT_SPAN, span_rows)
                     self._db.executemany(_UPSERT_TRACE, trace_rows.values())
                     self._save_seq()
+                if base_rows:
+                    self._db.executemany("INSERT OR IGNORE INTO version_bases VALUES (?, ?)", base_rows)
+                if version_rows:
+                    self._db.executemany(_UPSERT_VERSION, version_rows)
                 self._db.execute("COMMIT")
             except sqlite3.DatabaseError as exc:
                 if self._db.in_transaction:
                     self._db.execute("ROLLBACK")
+                # Bases of this write are not stored: nothing may be compressed against them.
+                self._bases.clear()
                 raise errors.StoreError(f"write to {self.path} failed: {exc}") from exc
+
+    def _encode_versions(
+        self, versions: Iterable[ObjectVersion], now: int
+    ) -> tuple[list[tuple[Any, ...]], list[tuple[int, bytes]]]:
+        """Version rows with their bodies compressed against their object's base, and the bases
+        that are new (an object's first body is its base)."""
+        rows: list[tuple[Any, ...]] = []
+        new_bases: list[tuple[int, bytes]] = []
+        for version in versions:
+            if version.body is None:
+                rows.append(_version_row(version, now, None))
+                continue
+            object_id = to_signed(version.object_id)
+            raw = orjson.dumps(version.body)
+            base = self._base_of(object_id)
+            if base is None:
+                base = raw
+                new_bases.append((object_id, compress(raw)))
+                self._remember_base(object_id, raw)
+            rows.append(_version_row(version, now, compress(raw, base)))
+        return rows, new_bases
+
+    def _base_of(self, object_id: int) -> bytes | None:
+        base = self._bases.get(object_id)
+        if base is not None:
+            self._bases.move_to_end(object_id)
+            return base
+        with self._lock:
+            row = self._db.execute(
+                "SELECT body FROM version_bases WHERE object_id = ?", (object_id,)
+            ).fetchone()
+        if row is None:
+            return None
+        base = decompress(row[0])
+        self._remember_base(object_id, base)
+        return base
+
+    def _remember_base(self, object_id: int, raw: bytes) -> None:
+        self._bases[object_id] = raw
+        while len(self._bases) > _CACHED_BASES:
+            self._bases.popitem(last=False)
 
     def retrace(self, object_ids: Iterable[int], window: int, trace_id: int) -> int:
         """Move the spans of ``object_ids`` in ``window`` to ``trace_id`` (their root changed).
@@ -769,16 +955,24 @@ class SpanStore(StoreReader):
             try:
                 self._db.execute("BEGIN IMMEDIATE")
                 if max_age_us is not None:
+                    # Versions age like traces, by arrival; those of dropped traces and objects go with them.
+                    self._db.execute("DELETE FROM versions WHERE arrived_us < ?", (now - max_age_us,))
                     self._drop_traces(counts, "arrived_us < ?", (now - max_age_us,), lambda: True)
                 if max_bytes is not None:
                     self._drop_traces(counts, "1 = 1", (), lambda: self._used_bytes() > max_bytes)
                 if max_age_us is not None:
                     self._drop_objects(counts, now - max_age_us)
+                self._db.execute(
+                    "DELETE FROM version_bases WHERE NOT EXISTS "
+                    "(SELECT 1 FROM versions AS v WHERE v.object_id = version_bases.object_id)"
+                )
                 self._db.execute("ROLLBACK" if dry_run else "COMMIT")
             except sqlite3.DatabaseError as exc:
                 if self._db.in_transaction:
                     self._db.execute("ROLLBACK")
                 raise errors.StoreError(f"retention in {self.path} failed: {exc}") from exc
+        # A base may have gone with its object's last version; the next body becomes a new one.
+        self._bases.clear()
         return RetentionReport(
             {cluster: Removed(*numbers) for cluster, numbers in counts.items()}, dry_run=dry_run
         )
@@ -797,6 +991,14 @@ class SpanStore(StoreReader):
             for trace_hex, cluster in batch:
                 if not more():
                     return
+                # The versions the trace's requests made go with them (found by object, the versions'
+                # index, then by span).
+                self._db.execute(
+                    "DELETE FROM versions "
+                    "WHERE object_id IN (SELECT object_id FROM spans WHERE trace_id = ?) "
+                    "AND span_id IN (SELECT span_id FROM spans WHERE trace_id = ?)",
+                    (trace_hex, trace_hex),
+                )
                 spans = self._db.execute("DELETE FROM spans WHERE trace_id = ?", (trace_hex,)).rowcount
                 self._db.execute("DELETE FROM traces WHERE trace_id = ?", (trace_hex,))
                 # A trace whose spans all moved to another root by an upsert is bookkeeping, not data.
@@ -810,6 +1012,7 @@ class SpanStore(StoreReader):
         for chunk in _chunks([object_id for object_id, _cluster in doomed], 500):
             marks = ",".join("?" * len(chunk))
             self._db.execute(f"DELETE FROM objects WHERE object_id IN ({marks})", chunk)
+            self._db.execute(f"DELETE FROM versions WHERE object_id IN ({marks})", chunk)
         for _object_id, cluster in doomed:
             counts.setdefault(cluster, [0, 0, 0])[2] += 1
 

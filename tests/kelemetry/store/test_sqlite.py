@@ -857,6 +857,8 @@ def test_a_store_of_schema_2_is_upgraded_in_place_and_keeps_its_data(
     store.close()
     db = sqlite3.connect(path)
     db.execute("DROP INDEX spans_by_time")
+    db.execute("DROP TABLE versions")
+    db.execute("DROP TABLE version_bases")
     db.execute("UPDATE meta SET value = '2' WHERE key = 'schema_version'")
     db.commit()
     db.close()
@@ -868,9 +870,14 @@ def test_a_store_of_schema_2_is_upgraded_in_place_and_keeps_its_data(
         upgraded.close()
     db = sqlite3.connect(path)
     indexes = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
+    tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
     version = db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0]
     db.close()
     assert "spans_by_time" in indexes and version == str(SCHEMA_VERSION)
+    assert {"versions", "version_bases"} <= tables and {
+        "versions_by_object",
+        "versions_by_arrival",
+    } <= indexes
 
 
 def test_a_reader_sees_what_an_open_writer_committed(store: SpanStore) -> None:
