@@ -454,7 +454,7 @@ def changes_list(
 ) -> Response:
     """Requests, Events and watched changes, newest first, a page at a time (``next`` is the cursor
     of the following page); with the per-minute histogram of the range unless ``histogram=false``."""
-    resource, group = changes.split_resource(key.resource or None, key.group or None)
+    resource, group = key.resource or None, key.group or None
     query = changes.ChangeQuery(
         cluster=key.cluster or None,
         group=group,
@@ -502,7 +502,9 @@ def _history_json(found: objectat.History) -> dict[str, Any]:
 
 @lookups.get("/revisions")
 def revision_list(queries: Queries, key: Key, uid: str | None = None, at: str | None = None) -> Response:
-    found = objectat.history(queries.backend, _object_query(key, uid), parse_time_param("at", at))
+    found = objectat.history(
+        queries.backend, queries.normalize(_object_query(key, uid)), parse_time_param("at", at)
+    )
     return _json({**_history_json(found), "data": [objectat.version_json(v) for v in found.versions]})
 
 
@@ -518,7 +520,7 @@ def manifest(
     if format not in (None, "", "json", "yaml"):
         raise errors.InputError(f"invalid format {format!r}: json or yaml")
     moment = _moment("at", at, rv)
-    found = objectat.history(queries.backend, _object_query(key, uid), moment.at_us)
+    found = objectat.history(queries.backend, queries.normalize(_object_query(key, uid)), moment.at_us)
     shown = objectat.manifest(queries.backend, found, moment)
     if format == "yaml":
         head = "".join(f"# {line}\n" for line in (revisions.describe(shown.version), *shown.notes))
@@ -551,7 +553,7 @@ def manifest_diff(
     right = _moment("to", to, toRv)
     if right.at_us is None and right.resource_version is None:
         raise errors.InputError("missing query parameter(s): to or toRv (the revision to compare with)")
-    found = objectat.history(queries.backend, _object_query(key, uid), left.at_us)
+    found = objectat.history(queries.backend, queries.normalize(_object_query(key, uid)), left.at_us)
     diff = objectat.diff_json(
         objectat.manifest(queries.backend, found, left), objectat.manifest(queries.backend, found, right)
     )

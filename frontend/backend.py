@@ -11,9 +11,12 @@ assembles a hierarchy, and the query service calls it only for what it renders.
 
 from __future__ import annotations
 
+from collections import defaultdict
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Protocol, TypedDict
 
+from frontend import outcomes
 from frontend.assemble import assemble
 from frontend.changes import Bucket, ChangePage, ChangeQuery, Cursor, bucket_us_for
 from frontend.types import AssembledTrace, ObjectQuery, ResourceInfo, Suggestion
@@ -22,6 +25,11 @@ from kelemetry.model.objects import KnownObject, ObjectKey
 from kelemetry.model.spans import SpanRecord
 from kelemetry.model.versions import ObjectVersion
 from kelemetry.store.sqlite import StoreReader
+
+# How far around a failed request its object's activity is read to tell a benign failure (a
+# controller's conflict it retried, a delete of what was already deleted) from a real one.
+OUTCOME_CONTEXT_US = 30 * 60 * 1_000_000
+BENIGN_SCAN = 5000
 
 _ACTIVITY_CHUNK = 100
 
@@ -67,6 +75,7 @@ class Backend(Protocol):
 
     def recent(self, request: Suggestion, start_us: int | None, end_us: int | None) -> list[KnownObject]:
         """Objects with activity in the range, the most recent first (``request.text`` is not applied)."""
+        ...
 
     def revisions(self, target: KnownObject) -> list[ObjectVersion]:
         """The stored versions of one incarnation, oldest first, without bodies."""
@@ -160,7 +169,31 @@ class StoreBackend:
         spans = self.reader.activity(**_activity_filters(query), before=before, limit=query.limit + 1)
         page = spans[: query.limit]
         more = len(spans) > query.limit
-        return ChangePage(tuple(page), Cursor(page[-1].start_us, page[-1].span_id) if more else None)
+        cursor = Cursor(page[-1].start_us, page[-1].span_id) if more else None
+        shown = self._with_outcomes(page)
+        if query.errors_only:
+            # A benign failure is no error to look for; the cursor still follows the rows read.
+            shown = [span for span in shown if span.error]
+        return ChangePage(tuple(shown), cursor)
+
+    def _with_outcomes(self, page: list[SpanRecord]) -> list[SpanRecord]:
+        """The page with benign failures marked as the trace view marks them, judged on each failed
+        request's object's activity around it (read only for the few objects with a failure)."""
+        failed = {span.object_id for span in page if span.error and span.source is TraceSource.AUDIT}
+        if not failed:
+            return page
+        around = [span for span in page if span.object_id in failed]
+        history: dict[int, list[SpanRecord]] = defaultdict(list)
+        for record in self.reader.spans_of_objects(
+            failed,
+            min(span.start_us for span in around) - OUTCOME_CONTEXT_US,
+            max(span.end_us for span in around) + OUTCOME_CONTEXT_US,
+        ):
+            history[record.object_id].append(record)
+        return [
+            outcomes.marked(span, history[span.object_id]) if span.object_id in failed else span
+            for span in page
+        ]
 
     def histogram(self, query: ChangeQuery) -> tuple[int, list[Bucket]]:
         start, end = query.start_us, query.end_us
@@ -172,7 +205,32 @@ class StoreBackend:
                 end = bounds[1] if end is None else end
         bucket_us = bucket_us_for(start, end)
         rows = self.reader.activity_histogram(bucket_us=bucket_us, **_activity_filters(query))
-        return bucket_us, [Bucket(*row) for row in rows]
+        benign = self._benign_per_bucket(query, bucket_us)
+        buckets = []
+        for start_us, requests, events, changes, warnings, failed in rows:
+            drop = benign.get(start_us, 0)
+            if query.errors_only:
+                # Benign failures are not listed among the errors, so they are not counted there.
+                requests -= drop
+            bucket = Bucket(start_us, requests, events, changes, warnings, failed - drop)
+            if bucket.requests or bucket.events or bucket.changes:
+                buckets.append(bucket)
+        return bucket_us, buckets
+
+    def _benign_per_bucket(self, query: ChangeQuery, bucket_us: int) -> dict[int, int]:
+        """How many of the range's failed requests are benign, per bucket: they are drawn as routine
+        activity, not as errors, as in the list and the trace view. Failures are few next to the
+        rest; past BENIGN_SCAN failures in one range the counts stay as the apiserver answered."""
+        failed = self.reader.activity(
+            **_activity_filters(replace(query, errors_only=True)), before=None, limit=BENIGN_SCAN
+        )
+        if not failed or len(failed) >= BENIGN_SCAN:
+            return {}
+        counts: dict[int, int] = defaultdict(int)
+        for span in self._with_outcomes(failed):
+            if outcomes.is_benign(span):
+                counts[span.start_us // bucket_us * bucket_us] += 1
+        return counts
 
     def recent(self, request: Suggestion, start_us: int | None, end_us: int | None) -> list[KnownObject]:
         rows = self.reader.recent_objects(

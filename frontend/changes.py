@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from typing import Required, TypedDict
 from urllib.parse import urlencode
 
+from frontend.outcomes import OUTCOME
 from kelemetry import errors
 from kelemetry.model import tags
 from kelemetry.model.events import TraceSource
@@ -79,16 +80,6 @@ class ChangeQuery:
         return self
 
 
-def split_resource(resource: str | None, group: str | None) -> tuple[str | None, str | None]:
-    """``deployments.apps`` as resource and group (core resources have no dot in their names)."""
-    if not resource:
-        return None, group
-    name, dot, rest = resource.partition(".")
-    if dot and group is None:
-        return name, rest
-    return resource, group
-
-
 @dataclass(frozen=True, slots=True)
 class ChangePage:
     spans: tuple[SpanRecord, ...]
@@ -147,6 +138,8 @@ class ChangeRow(TypedDict):
     reason: str | None
     result: str
     error: bool
+    outcome: str | None
+    """``benign`` for a failure that is Kubernetes working as designed (``frontend.outcomes``)."""
     diff: DiffJson | None
     message: str | None
     spanId: str
@@ -218,7 +211,8 @@ def row_of(span: SpanRecord) -> ChangeRow:
     verb = _text(span.tags.get(tags.AUDIT_VERB) or span.tags.get(tags.CHANGE_VERB))
     diff_lines = [line for message in _logs(span, "diff") for line in message.splitlines() if line]
     # An Event's message, else why a request failed.
-    message = next(iter(_logs(span, "message") + _logs(span, "error")), None)
+    message = next(iter(_logs(span, "message") + _logs(span, "error") + _logs(span, "response")), None)
+    outcome = _text(span.tags.get(OUTCOME))
     return {
         "time": span.start_us,
         "timestamp": format_time(span.start_us),
@@ -239,8 +233,9 @@ def row_of(span: SpanRecord) -> ChangeRow:
         "code": code,
         "eventType": event_type,
         "reason": reason,
-        "result": _result(span, code, event_type, reason),
+        "result": _result(span, code, event_type, reason) + (f" {outcome}" if outcome else ""),
         "error": span.error,
+        "outcome": outcome,
         "diff": {"lines": diff_lines[:DIFF_LINES], "count": len(diff_lines)} if diff_lines else None,
         "message": message,
         "spanId": span.span_hex,

@@ -123,6 +123,13 @@ def _benign(record: SpanRecord, reason: str) -> SpanRecord:
     )
 
 
+def marked(record: SpanRecord, history: Sequence[SpanRecord]) -> SpanRecord:
+    """One record, marked benign when its object's history (every request, Event and change of
+    the object around it) shows it to be."""
+    reason = benign_reason(record, history)
+    return record if reason is None else _benign(record, reason)
+
+
 def classify(records: list[SpanRecord]) -> list[SpanRecord]:
     """One object's requests, Events and changes, with the benign failures marked (the list itself
     when there are none, which is almost always)."""

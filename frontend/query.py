@@ -476,6 +476,9 @@ class QueryService:
     def changes(self, query: ChangeQuery, *, histogram: bool = False) -> ChangesJson:
         """A page of the requests, Events and watched changes the query matches, newest first, with
         the cursor of the next page, and (``histogram``) their counts per bucket over the range."""
+        if query.resource:
+            group, resource = self.resolve_resource(query.resource, query.group)
+            query = replace(query, group=group, resource=resource)
         query = query.checked()
         page = self.backend.changes(query)
         answer: ChangesJson = {

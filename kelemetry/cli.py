@@ -326,9 +326,13 @@ def build_parser() -> argparse.ArgumentParser:
         "deleted. "
         "--diff-to compares it with the revision in effect at another moment.",
     )
-    get.add_argument("--cluster", required=True)
+    get.add_argument("--cluster", help="cluster (default: any)")
     get.add_argument("--group", help="API group ('' for core; default: any)")
-    get.add_argument("--resource", required=True, help="plural resource, e.g. deployments, pods")
+    get.add_argument(
+        "--resource",
+        required=True,
+        help="resource as kubectl takes it: deployments, deploy, Deployment, pods.v1",
+    )
     get.add_argument("--namespace", help="namespace (default: any; '' for cluster-scoped)")
     get.add_argument("--name", required=True)
     get.add_argument("--uid", help="one incarnation of the name (default: the one that existed at --at)")
@@ -956,7 +960,7 @@ def cmd_changes(args: argparse.Namespace) -> int:
         start_us = parsed(times.parse_moment, args.start)
     if args.end:
         end_us = parsed(times.parse_moment, args.end)
-    resource, group = browsing.split_resource(args.resource, args.group)
+    resource, group = args.resource or None, args.group
     request = browsing.ChangeQuery(
         cluster=args.cluster or None,
         group=group,
@@ -1005,7 +1009,7 @@ def cmd_get(args: argparse.Namespace) -> int:
     service = query.for_store(args.store, keep_views=False)
     try:
         backend = service.backend
-        found = objectat.history(backend, lookup, at_us)
+        found = objectat.history(backend, service.normalize(lookup), at_us)
         if args.list:
             _write_output(None, _revision_list(found, args.format).encode())
             return 0

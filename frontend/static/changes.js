@@ -299,6 +299,7 @@ class ChangesPage {
     const cls = ["change-row", `source-${row.source}`];
     if (row.eventType === "Warning") cls.push("warning-row");
     else if (row.error) cls.push("error-row");
+    else if (row.outcome === "benign") cls.push("benign-row");
     return h(
       "tr",
       { class: cls.join(" "), tabindex: "0", dataset: { link: row.link, span: row.spanId, source: row.source }, title: formatTime(row.time, 6) },

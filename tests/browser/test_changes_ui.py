@@ -10,6 +10,8 @@ the object's trace. Screenshots go to test-artifacts/browser/.
 
 from __future__ import annotations
 
+import json
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from urllib.parse import parse_qs, urlparse
 
@@ -17,8 +19,9 @@ import pytest
 from selenium.webdriver.remote.webelement import WebElement
 from selenium.webdriver.support.select import Select
 
-from tests.browser.conftest import CLUSTER, Server
+from tests.browser.conftest import CLUSTER, Server, serving
 from tests.browser.driver import Browser
+from tests.factories import audit_event
 
 pytestmark = pytest.mark.slow
 
@@ -61,7 +64,8 @@ def test_the_header_links_to_the_changes_page_and_its_histogram_counts_what_the_
     expected = {
         name: sum(bucket[name] for bucket in body["histogram"]) for name in ("requests", "warnings", "errors")
     }
-    assert shown == expected and shown["requests"] > 100 and shown["errors"] > 0
+    # The sample's failures are all routine (benign), so its histogram shows no errors.
+    assert shown == expected and shown["requests"] > 100 and shown["errors"] == 0
     # Newest first, a page at a time.
     first = change_rows(browser)
     assert len(first) == 100
@@ -109,17 +113,54 @@ def test_filters_narrow_the_rows_and_stay_in_the_url(browser: Browser) -> None:
     assert len(change_rows(browser)) == 3
 
 
-def test_errors_only_shows_failed_requests_and_warnings(browser: Browser) -> None:
+def test_the_samples_routine_failures_are_listed_as_benign_not_as_errors(browser: Browser) -> None:
+    open_changes(browser)
+    benign = [row for row in change_rows(browser) if "benign-row" in str(row.get_attribute("class"))]
+    assert benign and {cells(row)[5] for row in benign} <= {"404 benign", "409 benign"}
+    assert not browser.find_all("#changes-rows tr.error-row")
     open_changes(browser, "?errors=1")
-    assert browser.find("#errors").is_selected()
-    rows = change_rows(browser)
-    assert rows
-    for row in rows:
-        classes = str(row.get_attribute("class"))
-        assert "error-row" in classes or "warning-row" in classes, cells(row)
-    results = {cells(row)[5] for row in rows}
-    assert {"404", "409"} <= results, results
-    browser.screenshot("changes-errors")
+    assert browser.find("#errors").is_selected() and not change_rows(browser)
+
+
+@pytest.fixture(scope="module")
+def failing(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """A store where a person's update was refused (403) beside a controller's routine conflict."""
+    work = tmp_path_factory.mktemp("changes-failures")
+    stream = [
+        audit_event(verb="create", name="web-0", received=at(0), completed=at(0)),
+        audit_event(
+            verb="update",
+            name="web-0",
+            code=409,
+            user="system:serviceaccount:kube-system:x",
+            received=at(1),
+            completed=at(1),
+            audit_id="conflict",
+        ),
+        audit_event(
+            verb="update", name="web-0", code=403, received=at(2), completed=at(2), audit_id="forbidden"
+        ),
+    ]
+    log = work / "audit.log"
+    log.write_text("".join(json.dumps(event) + "\n" for event in stream))
+    with serving(work, "--store", str(work / "k.db"), "--cluster", "c1", "--replay", str(log)) as srv:
+        yield srv
+
+
+def at(second: int) -> str:
+    return f"2024-05-01T10:00:{second:02d}.000000Z"
+
+
+def test_errors_only_shows_the_real_failure_in_red(failing: Server) -> None:
+    browser = Browser(failing.base_url).start()
+    try:
+        open_changes(browser, "?errors=1&range=custom&start=2024-05-01T09:00:00&end=2024-05-01T11:00:00")
+        rows = change_rows(browser)
+        assert [cells(row)[5] for row in rows] == ["403"]
+        assert "error-row" in str(rows[0].get_attribute("class"))
+        browser.screenshot("changes-errors")
+    finally:
+        browser.quit()
 
 
 def test_older_changes_load_below_without_repeating_a_row(browser: Browser) -> None:

@@ -52,6 +52,15 @@ def test_the_manifest_at_the_scale_request_and_before_it(
     assert code == 0 and yaml.safe_load(out)["spec"]["replicas"] == 2
 
 
+@pytest.mark.parametrize("typed", ["deploy", "Deployment", "deployments.apps"])
+def test_the_object_is_named_as_kubectl_takes_it_in_any_cluster(
+    sample_store: Path, capsys: pytest.CaptureFixture[str], typed: str
+) -> None:
+    argv = ["get", "--store", str(sample_store), "--resource", typed, "--name", "demo", "--at", SCALED_UP]
+    code, out, _ = run(capsys, *argv)
+    assert code == 0 and yaml.safe_load(out)["spec"]["replicas"] == 4
+
+
 def test_json_goes_to_stdout_and_what_it_is_to_stderr(
     sample_store: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
