@@ -116,8 +116,16 @@ CREATE TABLE IF NOT EXISTS versions (
 CREATE UNIQUE INDEX IF NOT EXISTS versions_by_object ON versions (object_id, rv);
 CREATE INDEX IF NOT EXISTS versions_by_arrival ON versions (arrived_us);
 -- The first body stored of each object: its other versions are compressed with it as the preset
--- dictionary, which makes them about a third of their size alone. Kept while a version is.
-CREATE TABLE IF NOT EXISTS version_bases (object_id INTEGER PRIMARY KEY, body BLOB NOT NULL);
+-- dictionary, which makes them about a third of their size alone; a version whose body is the base
+-- stores an empty body. Kept while a version is. Rows are appended in write order (seq) and found by
+-- the small index: bases keyed by the random object ids would be inserted all over the table,
+-- leaving its pages part empty.
+CREATE TABLE IF NOT EXISTS version_bases (
+    seq INTEGER PRIMARY KEY,
+    object_id INTEGER NOT NULL,
+    body BLOB NOT NULL
+);
+CREATE UNIQUE INDEX IF NOT EXISTS version_bases_by_object ON version_bases (object_id);
 """,
 }
 
@@ -208,12 +216,22 @@ ON CONFLICT (object_id, rv) DO UPDATE SET
     arrived_us = excluded.arrived_us
 WHERE {_BETTER_BODY} OR {_BETTER_WRITER}
 """
+# The stored state of given (object, resourceVersion) keys, passed as one JSON array: a lookup by the
+# versions' index per key, whatever the batch's size.
+_HELD_VERSIONS = """
+SELECT v.object_id, v.rv, v.complete, v.body IS NOT NULL, v.span_id IS NOT NULL
+FROM json_each(?) AS k
+JOIN versions AS v ON v.object_id = json_extract(k.value, '$[0]') AND v.rv = json_extract(k.value, '$[1]')
+"""
 _VERSION_COLUMNS = "object_id, uid, rv, time_us, source, verb, username, span_id, complete, deleted"
 # Bodies are small (a few KB): an 8 KB window compresses them as well as the default one does, at a
 # fraction of the cost of setting up the default's larger state for every body.
 _DEFLATE_WBITS = -13
 _DEFLATE_LEVEL = 1
 _DEFLATE_MEMLEVEL = 5
+# The body of a version that is its object's base (the first one stored, or one equal to it): not
+# compressed a second time.
+_SAME_AS_BASE = b""
 # Bases the writer keeps at hand (raw JSON), so a busy object's versions need no read of its base.
 _CACHED_BASES = 10_000
 
@@ -753,7 +771,11 @@ class StoreReader:
         if not rows or rows[0][0] is None:
             return None
         blob, base = rows[0]
-        return orjson.loads(decompress(blob, None if base is None else decompress(base)))
+        if base is not None:
+            base = decompress(base)
+            if not blob:
+                return orjson.loads(base)
+        return orjson.loads(decompress(blob, base))
 
 
 class SpanStore(StoreReader):
@@ -835,7 +857,9 @@ class SpanStore(StoreReader):
                     self._db.executemany(_UPSERT_TRACE, trace_rows.values())
                     self._save_seq()
                 if base_rows:
-                    self._db.executemany("INSERT OR IGNORE INTO version_bases VALUES (?, ?)", base_rows)
+                    self._db.executemany(
+                        "INSERT OR IGNORE INTO version_bases (object_id, body) VALUES (?, ?)", base_rows
+                    )
                 if version_rows:
                     self._db.executemany(_UPSERT_VERSION, version_rows)
                 self._db.execute("COMMIT")
@@ -850,37 +874,83 @@ class SpanStore(StoreReader):
         self, versions: Iterable[ObjectVersion], now: int
     ) -> tuple[list[tuple[Any, ...]], list[tuple[int, bytes]]]:
         """Version rows with their bodies compressed against their object's base, and the bases
-        that are new (an object's first body is its base)."""
+        that are new (an object's first body is its base).
+
+        A version the store already holds as well (a replay, a request seen twice) is dropped before
+        anything is serialised or compressed; one that only names its request better goes without
+        its body, which the store would not take. Compressing is most of what a version costs.
+        """
+        batch = versions if isinstance(versions, Sequence) else list(versions)
+        bases = self._bases_of({to_signed(v.object_id) for v in batch if v.body is not None})
+        held = self._held_versions(batch, bases)
         rows: list[tuple[Any, ...]] = []
         new_bases: list[tuple[int, bytes]] = []
-        for version in versions:
-            if version.body is None:
+        for version in batch:
+            object_id = to_signed(version.object_id)
+            key = (object_id, version.resource_version)
+            has_body = version.body is not None
+            has_span = version.span_id is not None
+            state = held.get(key)
+            if state is None:
+                takes_body = has_body
+                held[key] = (version.complete, has_body, has_span)
+            else:
+                # The upsert's own rules (_BETTER_BODY, _BETTER_WRITER), applied before the work.
+                complete, had_body, had_span = state
+                takes_body = has_body and (version.complete > complete or not had_body)
+                names_request = has_span and not had_span
+                if not takes_body and not names_request:
+                    continue
+                # A later copy in the batch is measured against what the upsert will have made.
+                held[key] = (complete or version.complete, had_body or takes_body, had_span or has_span)
+            if not takes_body:
                 rows.append(_version_row(version, now, None))
                 continue
-            object_id = to_signed(version.object_id)
             raw = orjson.dumps(version.body)
-            base = self._base_of(object_id)
+            base = bases.get(object_id)
             if base is None:
-                base = raw
+                bases[object_id] = raw
                 new_bases.append((object_id, compress(raw)))
                 self._remember_base(object_id, raw)
-            rows.append(_version_row(version, now, compress(raw, base)))
+                rows.append(_version_row(version, now, _SAME_AS_BASE))
+            else:
+                rows.append(_version_row(version, now, _SAME_AS_BASE if raw == base else compress(raw, base)))
         return rows, new_bases
 
-    def _base_of(self, object_id: int) -> bytes | None:
-        base = self._bases.get(object_id)
-        if base is not None:
-            self._bases.move_to_end(object_id)
-            return base
-        with self._lock:
-            row = self._db.execute(
-                "SELECT body FROM version_bases WHERE object_id = ?", (object_id,)
-            ).fetchone()
-        if row is None:
-            return None
-        base = decompress(row[0])
-        self._remember_base(object_id, base)
-        return base
+    def _bases_of(self, object_ids: set[int]) -> dict[int, bytes]:
+        """The stored bases (raw JSON) of those of ``object_ids`` that have one: from the cache, the
+        rest in one read."""
+        found: dict[int, bytes] = {}
+        missing = []
+        for object_id in object_ids:
+            base = self._bases.get(object_id)
+            if base is None:
+                missing.append(object_id)
+            else:
+                self._bases.move_to_end(object_id)
+                found[object_id] = base
+        for chunk in _chunks(missing, 500):
+            marks = ",".join("?" * len(chunk))
+            for object_id, blob in self._query(
+                f"SELECT object_id, body FROM version_bases WHERE object_id IN ({marks})", chunk
+            ):
+                found[object_id] = decompress(blob)
+                self._remember_base(object_id, found[object_id])
+        return found
+
+    def _held_versions(
+        self, batch: Sequence[ObjectVersion], bases: dict[int, bytes]
+    ) -> dict[tuple[int, str], tuple[bool, bool, bool]]:
+        """What the store holds of the batch's versions, by (object, resourceVersion): complete, has a
+        body, names its request. Only an object with a base can have a version with a body, so
+        versions of objects new to the store ask nothing."""
+        keys = [
+            (object_id, v.resource_version) for v in batch if (object_id := to_signed(v.object_id)) in bases
+        ]
+        if not keys:
+            return {}
+        rows = self._query(_HELD_VERSIONS, (orjson.dumps(keys),))
+        return {(row[0], row[1]): (bool(row[2]), bool(row[3]), bool(row[4])) for row in rows}
 
     def _remember_base(self, object_id: int, raw: bytes) -> None:
         self._bases[object_id] = raw

@@ -877,6 +877,7 @@ def test_a_store_of_schema_2_is_upgraded_in_place_and_keeps_its_data(
     assert {"versions", "version_bases"} <= tables and {
         "versions_by_object",
         "versions_by_arrival",
+        "version_bases_by_object",
     } <= indexes
 
 

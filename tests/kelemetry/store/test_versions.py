@@ -13,6 +13,7 @@ import pytest
 from aggregators import ids
 from kelemetry import errors
 from kelemetry.model.versions import DELETED_RV, ObjectVersion
+from kelemetry.store import sqlite as sqlite_store
 from kelemetry.store.sqlite import SpanStore
 from tests.kelemetry.store.test_sqlite import (
     DAY_US,
@@ -118,6 +119,56 @@ def test_a_request_names_a_version_the_watch_saw_first(store: SpanStore) -> None
         9,
         1_000,
     )
+
+
+def _counting_compressions(monkeypatch: pytest.MonkeyPatch) -> list[bytes]:
+    packed: list[bytes] = []
+    real = sqlite_store.compress
+
+    def compress(raw: bytes, base: bytes | None = None) -> bytes:
+        packed.append(raw)
+        return real(raw, base)
+
+    monkeypatch.setattr(sqlite_store, "compress", compress)
+    return packed
+
+
+def test_a_replay_in_a_new_process_compresses_nothing_and_changes_no_row(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    batch = [version("9", 1_000, span_id=7), version("10", 2_000, complete=False), version("11", 3_000)]
+    first = SpanStore(tmp_path / "k.db")
+    first.write([], [object_row(POD)], batch)
+    first.close()
+    before = _raw(first)
+    again = SpanStore(tmp_path / "k.db")  # nothing cached: what is held is read from the file
+    packed = _counting_compressions(monkeypatch)
+    again.write([], [object_row(POD)], batch)
+    assert packed == [] and _raw(again) == before
+    # What improves on a held version is still taken: its request, a complete body.
+    again.write([], [], [version("11", 3_000, span_id=8), version("10", 2_000, body={"kind": "Pod", "x": 1})])
+    assert len(packed) == 1 and again.version_body(POD_ID, "10") == {"kind": "Pod", "x": 1}
+    assert {v.resource_version: v.span_id for v in again.versions_of(POD_ID)}["11"] == 8
+    assert again.version_body(POD_ID, "11") == version("11", 0).body
+    again.close()
+
+
+def test_a_version_repeated_in_one_batch_is_compressed_once(
+    store: SpanStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store.write([], [], [version("1", 1, body=_big("1", 1))])
+    packed = _counting_compressions(monkeypatch)
+    store.write([], [], [version("2", 2, body=_big("2", 2)), version("2", 2, body=_big("2", 2))])
+    assert len(packed) == 1 and store.version_body(POD_ID, "2") == _big("2", 2)
+
+
+def test_the_first_version_is_its_base_and_is_stored_once(store: SpanStore) -> None:
+    store.write([], [], [version("1", 1, body=_big("1", 1)), version("2", 2, body=_big("2", 2))])
+    db = sqlite3.connect(store.path)
+    sizes = dict(db.execute("SELECT rv, LENGTH(body) FROM versions").fetchall())
+    db.close()
+    assert sizes["1"] == 0 and sizes["2"] > 0
+    assert store.version_body(POD_ID, "1") == _big("1", 1) and store.version_body(POD_ID, "2") == _big("2", 2)
 
 
 def test_versions_age_out_with_their_traces_and_objects(tmp_path: Path) -> None:
