@@ -801,7 +801,6 @@ class SpanStore(StoreReader):
         """Upsert objects, spans and object versions in one transaction; stamp their traces and
         objects as arrived now."""
         now = self._clock()
-        version_rows, base_rows = self._encode_versions(versions, now)
         trace_rows: dict[str, tuple[str, str, int, int]] = {}
         span_rows = []
         for span in spans:
@@ -850,6 +849,10 @@ class SpanStore(StoreReader):
         with self._lock:
             try:
                 self._db.execute("BEGIN IMMEDIATE")
+                # What is held and the bases are read in the write's own transaction: a retention pass
+                # (another thread) cannot drop a version taken as held, or a base a body is compressed
+                # against, between the reading and the writing.
+                version_rows, base_rows = self._encode_versions(versions, now)
                 if object_rows:
                     self._db.executemany(_UPSERT_OBJECT, object_rows)
                 if span_rows:
@@ -869,6 +872,12 @@ class SpanStore(StoreReader):
                 # Bases of this write are not stored: nothing may be compressed against them.
                 self._bases.clear()
                 raise errors.StoreError(f"write to {self.path} failed: {exc}") from exc
+            except BaseException:
+                # A body that cannot be serialised fails the write as a whole, as a bad row does.
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
+                self._bases.clear()
+                raise
 
     def _encode_versions(
         self, versions: Iterable[ObjectVersion], now: int
@@ -879,6 +888,7 @@ class SpanStore(StoreReader):
         A version the store already holds as well (a replay, a request seen twice) is dropped before
         anything is serialised or compressed; one that only names its request better goes without
         its body, which the store would not take. Compressing is most of what a version costs.
+        Runs in the write's transaction, under the lock.
         """
         batch = versions if isinstance(versions, Sequence) else list(versions)
         bases = self._bases_of({to_signed(v.object_id) for v in batch if v.body is not None})
@@ -931,7 +941,7 @@ class SpanStore(StoreReader):
                 found[object_id] = base
         for chunk in _chunks(missing, 500):
             marks = ",".join("?" * len(chunk))
-            for object_id, blob in self._query(
+            for object_id, blob in self._db.execute(
                 f"SELECT object_id, body FROM version_bases WHERE object_id IN ({marks})", chunk
             ):
                 found[object_id] = decompress(blob)
@@ -949,7 +959,7 @@ class SpanStore(StoreReader):
         ]
         if not keys:
             return {}
-        rows = self._query(_HELD_VERSIONS, (orjson.dumps(keys),))
+        rows = self._db.execute(_HELD_VERSIONS, (orjson.dumps(keys),)).fetchall()
         return {(row[0], row[1]): (bool(row[2]), bool(row[3]), bool(row[4])) for row in rows}
 
     def _remember_base(self, object_id: int, raw: bytes) -> None:
@@ -1041,8 +1051,10 @@ class SpanStore(StoreReader):
                 if self._db.in_transaction:
                     self._db.execute("ROLLBACK")
                 raise errors.StoreError(f"retention in {self.path} failed: {exc}") from exc
-        # A base may have gone with its object's last version; the next body becomes a new one.
-        self._bases.clear()
+            finally:
+                # A base may have gone with its object's last version; the next body becomes a new
+                # one. Cleared before the lock is let go, so no write compresses against it.
+                self._bases.clear()
         return RetentionReport(
             {cluster: Removed(*numbers) for cluster, numbers in counts.items()}, dry_run=dry_run
         )

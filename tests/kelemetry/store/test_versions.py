@@ -261,3 +261,13 @@ def test_after_a_failed_write_the_next_body_is_still_readable(store: SpanStore) 
         store.write([], [], [bad])
     store.write([], [], [version("10", 2_000, body=_big("10", 10))])
     assert store.version_body(POD_ID, "10") == _big("10", 10)
+
+
+def test_a_body_that_cannot_be_serialised_fails_the_whole_write_and_the_next_one_works(
+    store: SpanStore,
+) -> None:
+    with pytest.raises(TypeError):
+        store.write([audit_span(POD, 10, "a")], [object_row(POD)], [version("9", 1_000, body={"x": {1, 2}})])
+    assert store.versions_of(POD_ID) == [] and store.all_spans() == []
+    store.write([audit_span(POD, 10, "a")], [object_row(POD)], [version("9", 1_000)])
+    assert [v.resource_version for v in store.versions_of(POD_ID)] == ["9"]
