@@ -15,15 +15,32 @@ from __future__ import annotations
 import hashlib
 import hmac
 import os
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import unquote
+
+from kelemetry.kube.kinds import pluralize, split_api_version
 
 REDACTED_TEXT = "<redacted>"
 OPAQUE_PREFIX = REDACTED_TEXT + ":"
 # `kubectl apply` copies the whole manifest it applied into this annotation, Secret values included.
 LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
 _PROCESS_KEY = os.urandom(32)
+# A JSON escape of an ASCII letter ("secr\\u0065ts"); Go's encoder escapes only <, > and &, so in a
+# real stream this is rare.
+_LETTER_ESCAPE = re.compile(rb"\\u00[4-7]")
+# A field that has a binary twin: a ConfigMap keeps non-UTF-8 values under binaryData, beside data.
+_TWIN_FIELDS = {"data": "binaryData"}
+
+
+def resource_name(text: str) -> str:
+    """A resource or group as the apiserver resolves it: a crafted sender may write ``Secrets`` or
+    ``%73ecrets``; both still name Secrets."""
+    if "%" in text:
+        text = unquote(text)
+    return text.strip().lower()
 
 
 def is_redacted(value: Any) -> bool:
@@ -74,11 +91,41 @@ class Redactor:
     def __init__(self, rules: Iterable[RedactionRule] = DEFAULT_RULES) -> None:
         self._fields: dict[tuple[str, str], frozenset[str]] = {}
         for rule in rules:
-            key = (rule.group, rule.resource)
-            self._fields[key] = self._fields.get(key, frozenset()) | {rule.field}
+            key = (resource_name(rule.group), resource_name(rule.resource))
+            twin = _TWIN_FIELDS.get(rule.field)
+            added = {rule.field, twin} if twin else {rule.field}
+            self._fields[key] = self._fields.get(key, frozenset()) | added
+        # Lower-cased fragments of every redacted resource's name that its kind, list kind and
+        # resource all contain ("secr" for Secret, SecretList, secrets), for a cheap look at raw bytes.
+        self._markers = tuple(
+            {resource[: max(len(resource) - 3, 3)].encode() for _group, resource in self._fields}
+        )
+        self._kind_fields: dict[tuple[Any, Any], frozenset[str]] = {}
 
     def fields_of(self, group: str, resource: str) -> frozenset[str]:
-        return self._fields.get((group, resource), frozenset())
+        found = self._fields.get((group, resource))
+        if found is not None:
+            return found
+        return self._fields.get((resource_name(group), resource_name(resource)), frozenset())
+
+    def may_hold(self, raw: bytes) -> bool:
+        """Whether ``raw`` JSON can name a redacted resource or kind (in any case, or behind a JSON
+        escape). False means it certainly holds nothing to redact."""
+        lowered = raw.lower()
+        return any(marker in lowered for marker in self._markers) or _LETTER_ESCAPE.search(raw) is not None
+
+    def fields_of_kind(self, api_version: Any, kind: Any) -> frozenset[str]:
+        """The redacted fields of objects that say they are ``kind`` of ``api_version``."""
+        key = (api_version, kind)
+        found = self._kind_fields.get(key)
+        if found is None:
+            found = frozenset()
+            if isinstance(kind, str) and kind:
+                group = split_api_version(api_version)[0] if isinstance(api_version, str) else ""
+                found = self.fields_of(group, pluralize(kind))
+            if len(self._kind_fields) < 4096:  # kinds are few; a flood of made-up ones is not kept
+                self._kind_fields[key] = found
+        return found
 
     def resources(self) -> frozenset[str]:
         return frozenset(resource for _group, resource in self._fields)
@@ -91,9 +138,25 @@ class Redactor:
 
     def clean(self, group: str, resource: str, body: Mapping[str, Any]) -> dict[str, Any]:
         """A copy of ``body`` without managedFields and with the values of redacted fields (and of
-        kubectl's last-applied annotation, which repeats them) redacted."""
+        kubectl's last-applied annotation, which repeats them) redacted.
+
+        A field is redacted when the resource the request named has it, or the kind the body says
+        it is: a body is not trusted to match its request. A list (``SecretList``, a ``v1/List``
+        mixing kinds, a deletecollection's answer) has each item cleaned as what it says it is, or
+        as the list's own kind or resource when the item does not say; a watch event its object."""
         cleaned = dict(body)
+        kind = cleaned.get("kind")
         fields = self.fields_of(group, resource)
+        if kind is not None:
+            fields = fields | self.fields_of_kind(cleaned.get("apiVersion"), kind)
+        items = cleaned.get("items")
+        if isinstance(items, list):
+            item_kind = kind[:-4] if isinstance(kind, str) and kind.endswith("List") else None
+            list_fields = fields | self.fields_of_kind(cleaned.get("apiVersion"), item_kind)
+            cleaned["items"] = [self._clean_item(group, resource, list_fields, item) for item in items]
+        watched = cleaned.get("object")
+        if isinstance(watched, dict) and isinstance(cleaned.get("type"), str):
+            cleaned["object"] = self.clean(group, resource, watched)
         meta = cleaned.get("metadata")
         if isinstance(meta, dict) and "managedFields" in meta:
             meta = cleaned["metadata"] = {k: v for k, v in meta.items() if k != "managedFields"}
@@ -106,6 +169,15 @@ class Redactor:
             if field in cleaned:
                 # Keys stay visible (which Secret key changed is what a reviewer needs); values do not.
                 cleaned[field] = _opaque(cleaned[field])
+        return cleaned
+
+    def _clean_item(self, group: str, resource: str, list_fields: frozenset[str], item: Any) -> Any:
+        if not isinstance(item, dict):
+            return _opaque(item) if list_fields else item
+        cleaned = self.clean(group, resource, item)
+        for field in list_fields:
+            if field in cleaned:
+                cleaned[field] = _opaque(cleaned[field])  # idempotent: redacted values stay as they are
         return cleaned
 
 

@@ -20,7 +20,7 @@ from typing import Any
 
 import msgspec
 
-from kelemetry.diff.redact import Redactor
+from kelemetry.diff.redact import Redactor, resource_name
 from kelemetry.kube.kinds import KindResolver, canonical_group, split_api_version
 from kelemetry.linker.owners import owner_link
 from kelemetry.model import tags
@@ -60,38 +60,67 @@ def is_credential(group: str, resource: str, subresource: str) -> bool:
 
 def scrub_batch(body: bytes, events: list[AuditEvent], redactor: Redactor) -> tuple[bytes, list[AuditEvent]]:
     """``body`` and its events with redacted fields and credentials removed from every request and
-    response object — unchanged (and not re-encoded) unless the batch touches such a resource, so
-    Secret values and tokens are never written to disk."""
-    if not any(f'"{resource}"'.encode() in body for resource in redactor.resources()) and not any(
-        marker in body for marker in _CREDENTIAL_MARKERS
-    ):
-        return body, events
+    response object, whatever the verb (a list or deletecollection of Secrets answers with all their
+    values) — unchanged (and not re-encoded) unless the batch can touch such a resource, so Secret
+    values and tokens are never written to disk."""
+    may_hold = redactor.may_hold(body)
+    may_name = may_hold or any(marker in body for marker in _CREDENTIAL_MARKERS)
     touched = []
     for i, event in enumerate(events):
         ref = event.objectRef
-        if ref is None:
+        if not may_name and not _escaped(event):
+            # The batch's bytes name no redacted resource, kind or credential, and nothing here is
+            # percent-escaped (the one spelling that can hide a name from that look).
             continue
-        group = canonical_group(ref.apiGroup, ref.resource)
-        credential = is_credential(group, ref.resource, ref.subresource)
-        if credential or redactor.fields_of(group, ref.resource):
-            touched.append((i, group, ref.resource, credential))
+        group, resource, subresource = "", "", ""
+        if ref is not None:
+            group = canonical_group(resource_name(ref.apiGroup), resource_name(ref.resource))
+            resource, subresource = resource_name(ref.resource), resource_name(ref.subresource)
+        credential = is_credential(group, resource, subresource)
+        if credential or redactor.fields_of(group, resource) or _uri_names(event.requestURI, redactor):
+            touched.append((i, group, resource, credential, True))
+        elif may_hold and (_holds(event.requestObject, redactor) or _holds(event.responseObject, redactor)):
+            # A body of a redacted kind under another resource's name (a v1/List mixing kinds).
+            touched.append((i, group, resource, credential, False))
     if not touched:
         return body, events
     # Rare (Secrets, tokens): the batch is written anew with the touched bodies cleaned; every other
     # body is carried over byte for byte.
     cleaned = list(events)
-    for i, group, resource, credential in touched:
+    for i, group, resource, credential, named in touched:
         event = events[i]
         cleaned[i] = msgspec.structs.replace(
             event,
-            requestObject=_scrubbed(event.requestObject, group, resource, credential, redactor),
-            responseObject=_scrubbed(event.responseObject, group, resource, credential, redactor),
+            requestObject=_scrubbed(event.requestObject, group, resource, credential, named, redactor),
+            responseObject=_scrubbed(event.responseObject, group, resource, credential, named, redactor),
         )
     return encode_batch(cleaned), cleaned
 
 
+def _escaped(event: AuditEvent) -> bool:
+    ref = event.objectRef
+    return "%" in event.requestURI.partition("?")[0] or (
+        ref is not None and ("%" in ref.resource or "%" in ref.apiGroup or "%" in ref.subresource)
+    )
+
+
+def _uri_names(uri: str, redactor: Redactor) -> bool:
+    """Whether ``uri``'s path names a redacted resource (``/api/v1/namespaces/ns/secrets``,
+    ``/apis/GROUP/VERSION/...``): what the apiserver acted on, even when objectRef is missing or
+    says something else."""
+    segments = [resource_name(segment) for segment in uri.partition("?")[0].split("/") if segment]
+    if len(segments) < 3 or segments[0] not in ("api", "apis"):
+        return False
+    group = segments[1] if segments[0] == "apis" else ""
+    return any(redactor.fields_of(group, segment) for segment in segments[2:])
+
+
+def _holds(raw: msgspec.Raw, redactor: Redactor) -> bool:
+    return bool(raw) and redactor.may_hold(bytes(raw))
+
+
 def _scrubbed(
-    raw: msgspec.Raw, group: str, resource: str, credential: bool, redactor: Redactor
+    raw: msgspec.Raw, group: str, resource: str, credential: bool, named: bool, redactor: Redactor
 ) -> msgspec.Raw:
     value = body_of(raw)
     if value is None:
@@ -99,6 +128,9 @@ def _scrubbed(
         return EMPTY
     if isinstance(value, dict) and not credential:
         value = redactor.clean(group, resource, value)
+    elif not named:
+        # Only its kind was in question, and a body that is not an object has none.
+        return raw
     else:
         # A credential, or a JSON patch (a list of operations) that can carry any value at any path.
         value = redactor.opaque(value)
@@ -173,6 +205,9 @@ class AuditConverter:
             counts["dropped_no_object"] += 1
             return None
         resource = ref.resource
+        if "%" in resource or not resource.islower():
+            # Keyed as the apiserver resolves it, so `Secrets` is found (and redacted) as secrets.
+            resource = resource_name(resource)
         group = canonical_group(ref.apiGroup, resource)
         excluded = self._filter.excluded_resources
         if excluded and (group, resource) in excluded:
@@ -191,7 +226,12 @@ class AuditConverter:
             or response.get("kind") in _NON_OBJECT_KINDS
             or subresource not in _OBJECT_SUBRESOURCES
         ):
-            status_body = response if isinstance(response, dict) and not credential else None
+            # A Secret's subresource may answer with the Secret itself: cleaned like any body.
+            status_body = (
+                self._redactor.clean(group, resource, response)
+                if isinstance(response, dict) and not credential
+                else None
+            )
             response = None
         else:
             status_body = None
@@ -296,6 +336,9 @@ class AuditConverter:
         counts["kept"] += 1
         if raw_request is not None and (self._redactor.fields_of(group, resource) or credential):
             raw_request = self._redactor.opaque(raw_request)
+        elif isinstance(raw_request, dict):
+            # A body may say it is (or hold, as a list) a redacted kind whatever resource was named.
+            raw_request = self._redactor.clean(group, resource, raw_request)
         write = WriteDetail(
             verb=verb,
             subresource=subresource,

@@ -65,6 +65,7 @@ class AuditEvent(msgspec.Struct, gc=False, omit_defaults=True):
     user: UserInfo | None = None
     impersonatedUser: UserInfo | None = None
     userAgent: str = ""
+    requestURI: str = ""
     sourceIPs: tuple[str, ...] = ()
     objectRef: ObjectReference | None = None
     responseStatus: ResponseStatus | None = None

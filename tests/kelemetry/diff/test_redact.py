@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from kelemetry.diff.redact import REDACTED_TEXT, RedactionRule, Redactor, is_redacted, shown
+from kelemetry.diff.redact import REDACTED_TEXT, RedactionRule, Redactor, is_redacted, shown, with_rules
 
 
 def test_secret_values_are_masked_and_keys_kept() -> None:
@@ -57,3 +57,55 @@ def test_redacting_twice_changes_nothing() -> None:
 def test_bad_rules_are_refused(text: str) -> None:
     with pytest.raises(ValueError, match="invalid redaction rule"):
         RedactionRule.parse(text)
+
+
+def test_a_data_rule_covers_binary_data_too() -> None:
+    redactor = with_rules(["configmaps:data"])
+    cleaned = redactor.clean("", "configmaps", {"data": {"a": "x"}, "binaryData": {"b": "eA=="}})
+    assert is_redacted(cleaned["data"]["a"]) and is_redacted(cleaned["binaryData"]["b"])
+
+
+def test_a_resource_spelled_otherwise_is_still_recognised() -> None:
+    redactor = Redactor()
+    for spelled in ("Secrets", "SECRETS", "%73ecrets", "%73%65%63%72%65%74%73"):
+        assert {"data", "stringData"} <= redactor.fields_of("", spelled), spelled
+    assert not redactor.fields_of("", "configmaps")
+
+
+def test_a_list_has_each_item_cleaned_as_what_it_is() -> None:
+    redactor = Redactor()
+    secret_list = {
+        "kind": "SecretList",
+        "apiVersion": "v1",
+        "items": [{"data": {"k": "v1"}}, {"data": {"k": "v2"}}],
+    }
+    # Named as another resource: the list's kind still says its items are Secrets.
+    cleaned = redactor.clean("", "pods", secret_list)
+    assert all(is_redacted(item["data"]["k"]) for item in cleaned["items"])
+    mixed = {
+        "kind": "List",
+        "apiVersion": "v1",
+        "items": [
+            {"kind": "ConfigMap", "apiVersion": "v1", "data": {"k": "plain"}},
+            {
+                "kind": "Secret",
+                "apiVersion": "v1",
+                "data": {"k": "hidden"},
+                "metadata": {"managedFields": [1]},
+            },
+        ],
+    }
+    cleaned = redactor.clean("", "configmaps", mixed)
+    assert cleaned["items"][0]["data"] == {"k": "plain"}
+    assert is_redacted(cleaned["items"][1]["data"]["k"]) and cleaned["items"][1]["metadata"] == {}
+    watch_event = {"type": "MODIFIED", "object": {"kind": "Secret", "apiVersion": "v1", "data": {"k": "v"}}}
+    assert is_redacted(redactor.clean("", "secrets", watch_event)["object"]["data"]["k"])
+    # Redacting again changes nothing.
+    assert redactor.clean("", "configmaps", cleaned) == cleaned
+
+
+def test_may_hold_sees_names_in_any_case_and_behind_json_escapes() -> None:
+    redactor = Redactor()
+    assert redactor.may_hold(b'{"kind":"SecretList"}') and redactor.may_hold(b'{"resource":"SECRETS"}')
+    assert redactor.may_hold(b'{"resource":"secr\\u0065ts"}')
+    assert not redactor.may_hold(b'{"kind":"Pod","resource":"pods"}')
