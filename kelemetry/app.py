@@ -161,6 +161,22 @@ class Collector:
             except Exception:
                 logger.exception("retention pass failed")
 
+    def _cache_metrics(self) -> dict[str, float]:
+        """Each cache's size as counted against its cap (bytes) and its entries (objects)."""
+        changes = self.pipeline.changes
+        bases = self.store.base_cache
+        values: dict[str, float] = {}
+        for name, size, entries in (
+            ("diff_history", changes.history.bytes, len(changes.history)),
+            ("diff_watched", changes.watched.bytes, len(changes.watched)),
+            ("store_bases", bases.bytes, len(bases)),
+        ):
+            values[f'kelemetry_cache_bytes{{cache="{name}"}}'] = size
+            values[f'kelemetry_cache_entries{{cache="{name}"}}'] = entries
+        values['kelemetry_cache_evictions_total{cache="diff_history"}'] = changes.history.evicted
+        values['kelemetry_cache_evictions_total{cache="diff_watched"}'] = changes.watched.evicted
+        return values
+
     def metrics(self) -> dict[str, float]:
         values: dict[str, float] = {}
         for name, value in self.webhook_counters.items():
@@ -171,6 +187,7 @@ class Collector:
             values[f'kelemetry_audit_events_total{{outcome="{name}"}}'] = value
         values["kelemetry_ingest_backlog_bytes"] = self.ingestor.backlog_bytes
         values["kelemetry_owner_graph_objects"] = len(self.pipeline.graph)
+        values.update(self._cache_metrics())
         removed = self.retention_removed
         values["kelemetry_retention_removed_traces_total"] = removed.traces
         values["kelemetry_retention_removed_spans_total"] = removed.spans

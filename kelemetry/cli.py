@@ -133,6 +133,13 @@ def build_parser() -> argparse.ArgumentParser:
             "(repeatable, e.g. configmaps:data); Secret data and stringData are always redacted",
         )
         sub.add_argument(
+            "--cache-size",
+            default="128MiB",
+            metavar="SIZE",
+            help="memory for the recent object versions diffs are made from, counted as their JSON size "
+            "(default 128MiB; up to ~6x that in process memory); least recently used objects go first",
+        )
+        sub.add_argument(
             "--link-rules",
             metavar="FILE",
             help="YAML or JSON rules linking objects of in-house systems to a parent (label/annotation "
@@ -458,7 +465,11 @@ def _trace_settings(args: argparse.Namespace) -> TraceSettings:
             load_rules(args.link_rules)  # refused now, in one line, rather than when the pipeline starts
         except (OSError, ValueError) as exc:
             raise CliError(f"cannot use the link rules {args.link_rules}: {exc}") from None
+    cache_bytes = parsed(times.parse_size, args.cache_size)
+    if cache_bytes < 1024 * 1024:
+        raise CliError(f"--cache-size {args.cache_size} is too small: use at least 1MiB")
     return TraceSettings(
+        cache_bytes=cache_bytes,
         link_rules=args.link_rules,
         redact=tuple(args.redact),
         window_seconds=seconds(args.window),

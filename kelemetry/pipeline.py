@@ -39,7 +39,7 @@ from kelemetry.receivers.audit import AuditConverter, AuditFilter
 from kelemetry.receivers.auditwire import AuditEvent, from_mapping
 from kelemetry.receivers.events import EventConverter
 from kelemetry.receivers.watched import WatchedObjectReceiver, WatchedVersion
-from kelemetry.settings import TraceSettings
+from kelemetry.settings import DEFAULT_CACHE_BYTES, TraceSettings
 from kelemetry.store.sqlite import SpanStore
 
 logger = logging.getLogger(__name__)
@@ -82,6 +82,7 @@ class Pipeline:
         *,
         linkers: list[Linker] | None = None,
         clusters: Clusters | None = None,
+        cache_bytes: int = DEFAULT_CACHE_BYTES,
     ) -> None:
         self.store = store
         self.linkers = linkers if linkers is not None else []
@@ -92,7 +93,7 @@ class Pipeline:
         self.converter = converter
         self.graph = graph if graph is not None else load_graph(store)
         resolver = converter.resolver
-        self.changes = ChangeTracker(resolver.has_status, resolver.note_status)
+        self.changes = ChangeTracker(resolver.has_status, resolver.note_status, cache_bytes=cache_bytes)
         self.placer = EventPlacer()
         self.events = EventConverter(resolver)
         self.watched = WatchedObjectReceiver(resolver, converter.redactor)
@@ -499,6 +500,7 @@ def build(
         converter,
         linkers=[factories[name]() for name in linker_names],
         clusters=clusters or Clusters(),
+        cache_bytes=trace.cache_bytes,
     )
 
 

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 DEFAULT_EXCLUDED_RESOURCES = ("events", "events.k8s.io/events", "coordination.k8s.io/leases")
 DEFAULT_EXCLUDED_USER_AGENTS = ("/leader-election",)
+DEFAULT_CACHE_BYTES = 128 * 1024 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +44,10 @@ class TraceSettings:
     redact: tuple[str, ...] = ()
     """Extra fields whose values never leave the collector, as ``RESOURCE[.GROUP]:FIELD``
     (``configmaps:data``); Secret ``data`` and ``stringData`` are always redacted."""
+    cache_bytes: int = DEFAULT_CACHE_BYTES
+    """Memory for the recent object versions diffs are computed from (audit responses and watched
+    versions, half each), counted as their bodies' JSON size; least recently used objects are
+    dropped past it (their next change shows no diff). Up to ~6x this in process memory (README, Memory)."""
     link_rules: str | None = None
     """A file of user link rules (label/annotation selectors → a parent; `kelemetry.linker.systems.rules`)
     for in-house systems; the built-in linkers always run."""

@@ -32,7 +32,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from kelemetry.diff import compute, scopes
-from kelemetry.diff.history import BodyHistory, Version, rv_order
+from kelemetry.diff.history import DEFAULT_MAX_BYTES, BodyHistory, Version, rv_order
 from kelemetry.model import tags
 from kelemetry.model.diffs import Diff
 from kelemetry.model.events import Event, Log, TraceSource, WriteDetail
@@ -112,12 +112,14 @@ class ChangeTracker:
         note_status: Callable[[str, str], None] | None = None,
         *,
         grace_us: int = 5_000_000,
+        cache_bytes: int = 2 * DEFAULT_MAX_BYTES,
     ) -> None:
         self._has_status = has_status
         self._note_status = note_status or (lambda _group, _resource: None)
         self.grace_us = grace_us
-        self.history = BodyHistory()
-        self.watched = BodyHistory(versions_per_object=WATCHED_VERSIONS)
+        # The cap is shared evenly: what the audit stream showed, and what the object watch showed.
+        self.history = BodyHistory(max_bytes=cache_bytes // 2)
+        self.watched = BodyHistory(versions_per_object=WATCHED_VERSIONS, max_bytes=cache_bytes // 2)
         self._partials: OrderedDict[Incarnation, list[_Partial]] = OrderedDict()
         self._pending: dict[Incarnation, dict[str, WatchedChange]] = {}
         # (object, change id) -> the audit event that made that change
@@ -151,7 +153,7 @@ class ChangeTracker:
             return Attributed(_with_logs(event, [NO_OP]))
         self._claim(obj, f"rv:{rv}", event.event_id)
         base, exact = self._base(obj, rv, write.precondition)
-        self.history.put(obj, rv, body, writer=event.event_id)
+        self.history.put(obj, rv, body, writer=event.event_id, size=event.body_bytes)
         partials = self._supersede(obj, rv)
         if write.verb == "create" and not write.subresource:
             return Attributed(event)

@@ -67,6 +67,9 @@ class Event:
     owner: OwnerLink | None = None
     body: Mapping[str, Any] | None = field(default=None, compare=False, repr=False)
     """The object as the request left it (already redacted), for diffs and snapshots."""
+    body_bytes: int = field(default=0, compare=False, repr=False)
+    """The body's length as JSON when it arrived (0: not known), so caches can count it without
+    serialising it again."""
     write: WriteDetail | None = None
     """Audit writes only: what the request was, for attributing changes to it."""
     precision_us: int = 1

@@ -360,6 +360,7 @@ class AuditConverter:
             error=failed,
             owner=owner,
             body=None if response is None or failed else self._redactor.clean(group, resource, response),
+            body_bytes=len(raw.responseObject) if response is not None else 0,
             write=write,
         )
 

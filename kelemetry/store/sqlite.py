@@ -22,7 +22,6 @@ import re
 import sqlite3
 import threading
 import zlib
-from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -35,6 +34,7 @@ from kelemetry.model.events import Log, TagValue, TraceSource
 from kelemetry.model.objects import KnownObject, ObjectKey
 from kelemetry.model.spans import SpanRecord
 from kelemetry.model.versions import ObjectVersion
+from kelemetry.store.bytecache import BytesLRU
 from kelemetry.store.retention import Removed, RetentionReport, wall_clock_us
 
 logger = logging.getLogger(__name__)
@@ -234,6 +234,8 @@ _DEFLATE_MEMLEVEL = 5
 _SAME_AS_BASE = b""
 # Bases the writer keeps at hand (raw JSON), so a busy object's versions need no read of its base.
 _CACHED_BASES = 10_000
+# Bases are whole objects: the count alone would let 10,000 large ones take gigabytes.
+_CACHED_BASES_BYTES = 32 * 1024 * 1024
 
 _SPAN_COLUMNS = (
     "s.span_id, s.trace_id, s.parent_id, s.source, s.name, s.start_us, s.end_us, s.object_id, s.window, "
@@ -790,7 +792,12 @@ class SpanStore(StoreReader):
         # held the highest numbers, and an exporter's cursor must never see a number twice.
         saved = self._query("SELECT value FROM meta WHERE key = 'seq'")
         self._seq = max(self.max_seq(), int(saved[0][0]) if saved else 0)
-        self._bases: OrderedDict[int, bytes] = OrderedDict()
+        self._bases = BytesLRU(_CACHED_BASES, _CACHED_BASES_BYTES)
+
+    @property
+    def base_cache(self) -> BytesLRU:
+        """The bases of recently written objects kept in memory (for /metrics)."""
+        return self._bases
 
     def write(
         self,
@@ -937,7 +944,6 @@ class SpanStore(StoreReader):
             if base is None:
                 missing.append(object_id)
             else:
-                self._bases.move_to_end(object_id)
                 found[object_id] = base
         for chunk in _chunks(missing, 500):
             marks = ",".join("?" * len(chunk))
@@ -964,8 +970,6 @@ class SpanStore(StoreReader):
 
     def _remember_base(self, object_id: int, raw: bytes) -> None:
         self._bases[object_id] = raw
-        while len(self._bases) > _CACHED_BASES:
-            self._bases.popitem(last=False)
 
     def retrace(self, object_ids: Iterable[int], window: int, trace_id: int) -> int:
         """Move the spans of ``object_ids`` in ``window`` to ``trace_id`` (their root changed).
