@@ -55,7 +55,13 @@ _CREDENTIAL_MARKERS = (b'"token"', b'"tokenreviews"')
 
 
 def is_credential(group: str, resource: str, subresource: str) -> bool:
-    return (group, resource, subresource) in _CREDENTIALS
+    if (group, resource, subresource) in _CREDENTIALS:
+        return True
+    spelled = f"{group}/{resource}/{subresource}"
+    if "%" in spelled or not spelled.islower():
+        # `serviceaccounts/Token`, `%74oken`: recognised as the apiserver would route them.
+        return (resource_name(group), resource_name(resource), resource_name(subresource)) in _CREDENTIALS
+    return False
 
 
 def scrub_batch(body: bytes, events: list[AuditEvent], redactor: Redactor) -> tuple[bytes, list[AuditEvent]]:

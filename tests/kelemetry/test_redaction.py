@@ -608,3 +608,23 @@ def test_canary_of_secret_lists_through_replay(
     for body in versions:
         assert_no_list_canary(body, "a stored object version")
     assert_no_list_canary(caplog.text, "our log lines")
+
+
+def test_a_token_request_spelled_otherwise_is_still_a_credential(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    events = [event for event in secret_events() if event["objectRef"].get("subresource") == "token"]  # type: ignore[union-attr]
+    events[0]["objectRef"]["subresource"] = "Token"  # type: ignore[index]
+    other = json.loads(json.dumps(events[0]))
+    other["auditID"] += "-2"
+    other["objectRef"]["subresource"] = "%74oken"
+    body = json.dumps(event_list([events[0], other])).encode()
+    scrubbed, _ = scrub_batch(body, decode_batch(body), Redactor())
+    assert_clean(scrubbed, "the scrubbed batch")
+    log = tmp_path / "audit.log"
+    log.write_text("".join(json.dumps(e) + "\n" for e in (events[0], other)))
+    store = tmp_path / "k.db"
+    assert cli.main(["replay", "--cluster", "c", "--store", str(store), str(log)]) == 0
+    capsys.readouterr()
+    for path in tmp_path.glob("k.db*"):
+        assert_clean(path.read_bytes(), path.name)
