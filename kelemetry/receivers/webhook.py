@@ -33,6 +33,13 @@ def _problem(status: int, reason: str, counters: Counter[str], counter: str) -> 
     return JSONResponse({"error": reason}, status_code=status)
 
 
+def is_json(content_type: str | None) -> bool:
+    """Whether a Content-Type is JSON (``application/json``, parameters such as charset allowed)."""
+    if content_type is None:
+        return False
+    return content_type.split(";", 1)[0].strip().lower() == "application/json"
+
+
 def create_router(
     accept: AcceptFn, *, default_cluster: str, max_body_bytes: int, token: str | None, counters: Counter[str]
 ) -> APIRouter:
@@ -43,6 +50,15 @@ def create_router(
             expected = f"Bearer {token}".encode()
             if authorization is None or not hmac.compare_digest(authorization.encode(), expected):
                 return _problem(401, "missing or wrong bearer token", counters, "webhook_unauthorized")
+        if not is_json(request.headers.get("content-type")):
+            # A browser may POST text/plain or a form cross-origin without asking first (no CORS
+            # preflight); insisting on JSON, as kube-apiserver sends, shuts that door.
+            return _problem(
+                415,
+                "the audit webhook accepts only Content-Type: application/json",
+                counters,
+                "webhook_media_type",
+            )
         if not CLUSTER_NAME.match(cluster):
             return _problem(400, f"invalid cluster name {cluster[:80]!r}", counters, "webhook_bad_cluster")
         declared = request.headers.get("content-length")
