@@ -32,18 +32,17 @@ def _openssl(*args: str | Path) -> None:
 
 
 def make_certificates(folder: Path, name: str = "server") -> Certificates:
-    """A CA (``ca.crt``) and ``<name>.crt``/``<name>.key`` signed by it, valid for two days."""
+    """A new CA (``ca.crt``) and ``<name>.crt``/``<name>.key`` signed by it, valid for two days."""
     folder.mkdir(parents=True, exist_ok=True)
     ca_key, ca = folder / "ca.key", folder / "ca.crt"
     key, csr, cert = folder / f"{name}.key", folder / f"{name}.csr", folder / f"{name}.crt"
     curve = ("-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes")
-    if not ca.exists():
-        _openssl(
-            "req", "-x509", *curve, "-keyout", ca_key, "-out", ca, "-days", "2",
-            "-subj", "/CN=kelemetry test CA",
-            "-addext", "basicConstraints=critical,CA:TRUE",
-            "-addext", "keyUsage=critical,keyCertSign,cRLSign",
-        )  # fmt: skip
+    _openssl(
+        "req", "-x509", *curve, "-keyout", ca_key, "-out", ca, "-days", "2",
+        "-subj", "/CN=kelemetry test CA",
+        "-addext", "basicConstraints=critical,CA:TRUE",
+        "-addext", "keyUsage=critical,keyCertSign,cRLSign",
+    )  # fmt: skip
     _openssl("req", *curve, "-keyout", key, "-out", csr, "-subj", "/CN=127.0.0.1")
     extensions = folder / f"{name}.ext"
     extensions.write_text(_SERVER_EXTENSIONS)
