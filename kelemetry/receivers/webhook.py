@@ -27,8 +27,20 @@ logger = logging.getLogger(__name__)
 AcceptFn = Callable[[str, bytes], int]
 
 
+MAX_REASON_CHARS = 500
+
+
+def bounded(reason: str) -> str:
+    """A refusal's reason cut to ``MAX_REASON_CHARS``: a reason may quote the input (a 1 MB ``kind``),
+    and neither the log nor the sender needs it back whole."""
+    if len(reason) <= MAX_REASON_CHARS:
+        return reason
+    return f"{reason[:MAX_REASON_CHARS]}… ({len(reason) - MAX_REASON_CHARS} more characters)"
+
+
 def _problem(status: int, reason: str, counters: Counter[str], counter: str) -> JSONResponse:
     counters[counter] += 1
+    reason = bounded(reason)
     logger.warning("audit webhook refused a request (%d): %s", status, reason)
     return JSONResponse({"error": reason}, status_code=status)
 

@@ -72,3 +72,14 @@ def test_logging_in_leads_on_to_the_trace_asked_for(guarded: Server, tmp_path: P
         cookie = browser.driver.get_cookie("kelemetry_session")
         assert cookie is not None and cookie["httpOnly"] and cookie.get("sameSite") == "Strict"
         assert TOKEN not in cookie["value"]
+
+        # Every other page, logged in, runs under the policy too.
+        for path, ready in (
+            ("/search", "#name"),
+            ("/changes", ".changes-form"),
+            ("/object?cluster=tracetest&resource=deployments&namespace=default&name=demo", ".objectat"),
+        ):
+            browser.open(path)
+            browser.wait_for(ready, timeout=20)
+            assert "/login" not in browser.current_url, path
+            assert csp_violations(browser) == [], path

@@ -339,3 +339,19 @@ def test_scripts_set_no_style_attributes_and_load_nothing_from_outside() -> None
 
 def test_the_policy_is_one_string_for_all(client: TestClient) -> None:
     assert client.get("/healthz").headers["content-security-policy"] == CONTENT_SECURITY_POLICY
+
+
+def test_a_refusal_quoting_a_huge_field_is_bounded_in_the_log_and_the_answer(
+    tmp_path: Path, sample_store: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    huge = "K" * 1_000_000
+    body = orjson.dumps(
+        {"kind": "EventList", "apiVersion": "audit.k8s.io/v1", "items": [{**audit_event(), "kind": huge}]}
+    )
+    with serving(tmp_path, sample_store, token=None) as client:
+        response = client.post("/audit/c1", content=body, headers=JSON_BODY)
+
+    assert response.status_code == 422
+    assert len(response.json()["error"]) < 1_000 and "more characters" in response.json()["error"]
+    refusals = [r.getMessage() for r in caplog.records if "refused" in r.getMessage()]
+    assert refusals and all(len(line) < 1_000 for line in refusals)
