@@ -16,10 +16,12 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
 from fastapi.responses import PlainTextResponse
 
+from frontend import access
 from frontend import api as frontend_api
+from frontend.headers import SecurityHeaders
 from frontend.query import QueryService
 from kelemetry import __version__, pipeline
 from kelemetry.connection import ClusterConnection, ClusterHealth, resume_path
@@ -225,14 +227,23 @@ class Collector:
 
 
 def create_app(collector: Collector, query: QueryService | None = None) -> FastAPI:
-    """The app of ``kelemetry serve``: the collector's routes, and the query side when given."""
-    return build_app(collector=collector, query=query)
+    """The app of ``kelemetry serve``: the collector's routes, and the query side when given. The
+    webhook's token guards everything else too (``frontend.access``)."""
+    policy = access.AccessPolicy(
+        token=collector.settings.webhook.token, public_query=collector.settings.public_query
+    )
+    return build_app(collector=collector, query=query, policy=policy)
 
 
-def build_app(*, collector: Collector | None = None, query: QueryService | None = None) -> FastAPI:
+def build_app(
+    *,
+    collector: Collector | None = None,
+    query: QueryService | None = None,
+    policy: access.AccessPolicy | None = None,
+) -> FastAPI:
     """The one FastAPI app of both processes: ``kelemetry serve`` (a collector, and the query side over
     its store) and ``kelemetry frontend`` (the query side alone). Its lifespan starts the collector
-    and, on the way out, stops it and closes the query service."""
+    and, on the way out, stops it and closes the query service. ``policy`` says who may read what."""
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -246,7 +257,21 @@ def build_app(*, collector: Collector | None = None, query: QueryService | None 
             if query is not None:
                 query.close()
 
-    app = FastAPI(title="kelemetry", version=__version__, lifespan=lifespan)
+    # No /docs, /redoc or /openapi.json: FastAPI's pages load Swagger UI from a CDN, and the schema
+    # would list every route to anyone; the README documents the API.
+    app = FastAPI(
+        title="kelemetry",
+        version=__version__,
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
+    )
+    policy = policy or access.AccessPolicy()
+    # Added last, so outermost: the guard's refusals carry the security headers too.
+    app.add_middleware(access.TokenGuard, policy=policy)
+    app.add_middleware(SecurityHeaders)
+    app.include_router(access.login_router(policy))
 
     @app.get("/healthz")
     def healthz() -> dict[str, str]:
@@ -281,12 +306,13 @@ def _add_collector_routes(app: FastAPI, collector: Collector) -> None:
         return {"data": [health.as_json() for health in collector.health()]}
 
     @app.get("/api/kelemetry/status")
-    def status() -> dict[str, Any]:
+    def status(request: Request) -> dict[str, Any]:
         return {
             "service": "kelemetry",
             "version": __version__,
             "webhook": f"POST /audit/<cluster> (default cluster: {settings.webhook.default_cluster})",
-            "store": str(settings.store.path),
+            # Where the data lies on disk is for those holding the token (--public-query readers not).
+            **({"store": str(settings.store.path)} if access.is_authenticated(request) else {}),
             "counts": collector.store.counts(),
             "dump": "kelemetry dump --store <store> --cluster C --resource R --namespace N --name NAME",
             "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),

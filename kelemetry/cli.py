@@ -39,6 +39,7 @@ from kelemetry.settings import (
     OtlpSettings,
     ServeSettings,
     StoreSettings,
+    TlsSettings,
     TraceSettings,
     WebhookSettings,
 )
@@ -157,6 +158,23 @@ def build_parser() -> argparse.ArgumentParser:
             "cluster; owner kinds from the built-in table of standard kinds, then the pluralised kind",
         )
 
+    def add_access(sub: argparse.ArgumentParser, guarded: str) -> None:
+        sub.add_argument(
+            "--token-env",
+            default="KELEMETRY_TOKEN",
+            help=f"if this environment variable is set, {guarded} need its value: 'Authorization: Bearer "
+            "<value>', or a login through the web UI's /login page (default KELEMETRY_TOKEN); /healthz and "
+            "/readyz stay open",
+        )
+        sub.add_argument(
+            "--public-query",
+            action="store_true",
+            help="with a token set, still let anyone read traces (the query API and the web UI)"
+            + ("; the webhook and /metrics keep needing the token" if "webhook" in guarded else ""),
+        )
+        sub.add_argument("--tls-cert", metavar="FILE", help="serve HTTPS with this PEM certificate (chain)")
+        sub.add_argument("--tls-key", metavar="FILE", help="the PEM private key of --tls-cert")
+
     serve = commands.add_parser(
         "serve",
         help="run the audit webhook, the embedded store and optional OTLP export",
@@ -232,12 +250,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="'process' survives a killed collector (default); "
         "'power' also survives power loss (fsync per batch)",
     )
-    serve.add_argument(
-        "--token-env",
-        default="KELEMETRY_TOKEN",
-        help="if this environment variable is set, the webhook requires 'Authorization: Bearer <value>' "
-        "(default KELEMETRY_TOKEN)",
-    )
+    add_access(serve, "the webhook, /metrics, the query API and the web UI")
     add_trace(serve)
 
     replay = commands.add_parser(
@@ -390,6 +403,7 @@ def build_parser() -> argparse.ArgumentParser:
         "(default: next to the store, or kelemetry-data/views.db with --jaeger-url)",
     )
     add_store(front)
+    add_access(front, "the query API and the web UI")
 
     retain = commands.add_parser(
         "retain",
@@ -578,7 +592,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
             token=os.environ.get(args.token_env) or None,
         ),
         otlp=OtlpSettings(endpoint=args.otlp_endpoint),
+        public_query=args.public_query,
     )
+    tls = tls_settings(args)
     if settings.otlp.endpoint:
         create_exporter(settings.otlp.endpoint).shutdown()  # fail fast on a malformed endpoint
     resolver, undiscovered = _resolver(clusters, required=False)
@@ -595,20 +611,60 @@ def cmd_serve(args: argparse.Namespace) -> int:
     # request threads answer the apiserver promptly while it works.
     sys.setswitchinterval(0.001)
     shown_host = f"[{host}]" if ":" in host else host
-    print(f"kelemetry {__version__} listening on http://{shown_host}:{port}", file=sys.stderr)
-    print(f"  web UI:        http://{shown_host}:{port}/", file=sys.stderr)
-    print(f"  audit webhook: http://{shown_host}:{port}/audit/<cluster>", file=sys.stderr)
+    scheme = "https" if tls else "http"
+    print(f"kelemetry {__version__} listening on {scheme}://{shown_host}:{port}", file=sys.stderr)
+    print(f"  web UI:        {scheme}://{shown_host}:{port}/", file=sys.stderr)
+    print(f"  audit webhook: {scheme}://{shown_host}:{port}/audit/<cluster>", file=sys.stderr)
     print(f"  store:         {Path(args.store).resolve()}", file=sys.stderr)
     if settings.otlp.endpoint:
         print(f"  OTLP export:   {settings.otlp.endpoint}", file=sys.stderr)
-    _run_server(app, host, port, args.listen)
+    if settings.webhook.token:
+        guarded = "the webhook and /metrics" if args.public_query else "everything but /healthz and /readyz"
+        print(f"  token:         required on {guarded} (${args.token_env})", file=sys.stderr)
+    _run_server(app, host, port, args.listen, tls)
     return 0
 
 
-def _run_server(app: FastAPI, host: str, port: int, listen: str) -> None:
+def tls_settings(args: argparse.Namespace) -> TlsSettings | None:
+    """--tls-cert and --tls-key, both or neither, checked now: a certificate that does not match its
+    key, or a file that is not PEM, is a one-line error before anything starts."""
+    import ssl
+
+    if not args.tls_cert and not args.tls_key:
+        return None
+    if not args.tls_cert or not args.tls_key:
+        raise CliError("--tls-cert and --tls-key go together: give both")
+    for flag, path in (("--tls-cert", args.tls_cert), ("--tls-key", args.tls_key)):
+        try:
+            with open(path, "rb"):
+                pass
+        except OSError as exc:
+            raise CliError(f"cannot read {flag} {path}: {exc.strerror or exc}") from None
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    try:
+        context.load_cert_chain(args.tls_cert, args.tls_key)
+    except ssl.SSLError as exc:
+        if "KEY_VALUES_MISMATCH" in str(exc) or "key values mismatch" in str(exc):
+            raise CliError(f"--tls-key {args.tls_key} is not the key of --tls-cert {args.tls_cert}") from None
+        raise CliError(
+            f"cannot use --tls-cert {args.tls_cert} with --tls-key {args.tls_key}: "
+            f"{exc.reason or exc} (both must be PEM files)"
+        ) from None
+    return TlsSettings(cert_file=args.tls_cert, key_file=args.tls_key)
+
+
+def _run_server(app: FastAPI, host: str, port: int, listen: str, tls: TlsSettings | None = None) -> None:
     import uvicorn
 
-    config = uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False)
+    config = uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        log_level="warning",
+        access_log=False,
+        ssl_certfile=tls.cert_file if tls else None,
+        ssl_keyfile=tls.key_file if tls else None,
+    )
     server = uvicorn.Server(config)
     try:
         server.run()
@@ -619,11 +675,14 @@ def _run_server(app: FastAPI, host: str, port: int, listen: str) -> None:
 
 
 def cmd_frontend(args: argparse.Namespace) -> int:
+    from frontend.access import AccessPolicy
     from frontend.jaegerstore import JaegerBackend
     from jaeger.client import JaegerClient, JaegerError
     from kelemetry.app import build_app
 
     host, port = parse_listen(args.listen)
+    tls = tls_settings(args)
+    policy = AccessPolicy(token=os.environ.get(args.token_env) or None, public_query=args.public_query)
     if args.jaeger_url:
         try:
             client = JaegerClient(args.jaeger_url)
@@ -637,13 +696,15 @@ def cmd_frontend(args: argparse.Namespace) -> int:
         service = query.for_store(args.store, args.views)
         source = f"store {Path(args.store).resolve()}"
     # The app's lifespan closes the service.
-    app = build_app(query=service)
+    app = build_app(query=service, policy=policy)
     tune_gc()  # a big view allocates ~100k objects; default GC thresholds would rescan them many times
     shown_host = f"[{host}]" if ":" in host else host
+    scheme = "https" if tls else "http"
     print(
-        f"kelemetry {__version__} frontend on http://{shown_host}:{port}/ reading {source}", file=sys.stderr
+        f"kelemetry {__version__} frontend on {scheme}://{shown_host}:{port}/ reading {source}",
+        file=sys.stderr,
     )
-    _run_server(app, host, port, args.listen)
+    _run_server(app, host, port, args.listen, tls)
     return 0
 
 

@@ -63,7 +63,8 @@ class WebhookSettings:
     """Accepted-but-unprocessed batches past this get 429 so the apiserver retries later
     instead of us running out of memory."""
     token: str | None = None
-    """If set, ``Authorization: Bearer <token>`` is required on the webhook."""
+    """If set, ``Authorization: Bearer <token>`` is required on the webhook, and the token guards
+    ``/metrics``, the query API and the web UI as well (``frontend.access``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,3 +126,14 @@ class ServeSettings:
     otlp: OtlpSettings = field(default_factory=OtlpSettings)
     cluster_aliases: tuple[tuple[str, str], ...] = ()
     """A federation system's name of a member cluster → ours, where they differ."""
+    public_query: bool = False
+    """With a token set, still let anyone read traces (query API and web UI); the webhook and
+    ``/metrics`` keep needing the token."""
+
+
+@dataclass(frozen=True, slots=True)
+class TlsSettings:
+    """Serve HTTPS with this certificate chain and private key (PEM files)."""
+
+    cert_file: str
+    key_file: str

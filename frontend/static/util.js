@@ -14,6 +14,8 @@ export function h(tag, attrs = {}, ...children) {
       for (const [name, v] of Object.entries(value)) if (v !== null && v !== undefined) el.dataset[name] = v;
     }
     else if (key.startsWith("on") && typeof value === "function") el.addEventListener(key.slice(2), value);
+    // Through the CSSOM: the Content-Security-Policy (style-src 'self') refuses style attributes.
+    else if (key === "style") el.style.cssText = String(value);
     else if (value === true) el.setAttribute(key, "");
     else el.setAttribute(key, String(value));
   }

@@ -27,10 +27,29 @@ logger = logging.getLogger(__name__)
 AcceptFn = Callable[[str, bytes], int]
 
 
+MAX_REASON_CHARS = 500
+
+
+def bounded(reason: str) -> str:
+    """A refusal's reason cut to ``MAX_REASON_CHARS``: a reason may quote the input (a 1 MB ``kind``),
+    and neither the log nor the sender needs it back whole."""
+    if len(reason) <= MAX_REASON_CHARS:
+        return reason
+    return f"{reason[:MAX_REASON_CHARS]}… ({len(reason) - MAX_REASON_CHARS} more characters)"
+
+
 def _problem(status: int, reason: str, counters: Counter[str], counter: str) -> JSONResponse:
     counters[counter] += 1
+    reason = bounded(reason)
     logger.warning("audit webhook refused a request (%d): %s", status, reason)
     return JSONResponse({"error": reason}, status_code=status)
+
+
+def is_json(content_type: str | None) -> bool:
+    """Whether a Content-Type is JSON (``application/json``, parameters such as charset allowed)."""
+    if content_type is None:
+        return False
+    return content_type.split(";", 1)[0].strip().lower() == "application/json"
 
 
 def create_router(
@@ -43,6 +62,15 @@ def create_router(
             expected = f"Bearer {token}".encode()
             if authorization is None or not hmac.compare_digest(authorization.encode(), expected):
                 return _problem(401, "missing or wrong bearer token", counters, "webhook_unauthorized")
+        if not is_json(request.headers.get("content-type")):
+            # A browser may POST text/plain or a form cross-origin without asking first (no CORS
+            # preflight); insisting on JSON, as kube-apiserver sends, shuts that door.
+            return _problem(
+                415,
+                "the audit webhook accepts only Content-Type: application/json",
+                counters,
+                "webhook_media_type",
+            )
         if not CLUSTER_NAME.match(cluster):
             return _problem(400, f"invalid cluster name {cluster[:80]!r}", counters, "webhook_bad_cluster")
         declared = request.headers.get("content-length")

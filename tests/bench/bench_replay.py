@@ -180,7 +180,7 @@ def bench_webhook(events: list[dict[str, Any]], workdir: Path, batches: int) -> 
     try:
         base = f"http://127.0.0.1:{port}"
         deadline = time.monotonic() + 30
-        with httpx.Client(timeout=30) as client:
+        with httpx.Client(timeout=30, headers={"Content-Type": "application/json"}) as client:
             while True:
                 try:
                     if client.get(f"{base}/healthz").status_code == 200:

@@ -28,10 +28,13 @@ from tests.e2e.servers import (
     Binaries,
     HarnessError,
     Server,
+    audit_webhook_kubeconfig,
     build,
+    collector_tls,
     free_port,
     http_ok,
     kubeconfig,
+    tls_flags,
     wait_until,
 )
 
@@ -118,6 +121,8 @@ class Collector:
 
     def __init__(self, binaries: Binaries, run: Path, otlp_endpoint: str, kubeconfig: Path) -> None:
         self.port = free_port()
+        # Served over https, as the README asks of a real deployment: the apiserver checks it with the CA.
+        self.certs = collector_tls(run / "kelemetry-pki")
         self.store = run / "kelemetry.db"
         for stale in run.glob("kelemetry.db*"):
             stale.unlink()
@@ -134,13 +139,14 @@ class Collector:
             otlp_endpoint,
             "--cluster",
             CLUSTER,
+            *tls_flags(self.certs),
         ]
         self.server = Server("kelemetry", argv, run / "kelemetry.log")
         SERVERS["kelemetry"] = self.server
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"https://127.0.0.1:{self.port}"
 
     def start(self) -> None:
         self.server.start()
@@ -180,10 +186,9 @@ class ControlPlane:
         )
         # The same example files the README points users to, with this run's collector address.
         policy = REPO / "samples" / "apiserver" / "audit-policy.yaml"
-        webhook = yaml.safe_load((REPO / "samples" / "apiserver" / "audit-webhook.kubeconfig").read_text())
-        webhook["clusters"][0]["cluster"]["server"] = f"{collector.url}/audit/{CLUSTER}"
-        webhook_path = run / "audit-webhook.kubeconfig"
-        webhook_path.write_text(yaml.safe_dump(webhook))
+        webhook_path = audit_webhook_kubeconfig(
+            run / "audit-webhook.kubeconfig", f"{collector.url}/audit/{CLUSTER}", collector.certs
+        )
 
         self.admin = kubeconfig(run / "admin.kubeconfig", self.server_url, ADMIN_TOKEN)
         kcm = kubeconfig(run / "kcm.kubeconfig", self.server_url, "kcm-token")

@@ -36,15 +36,19 @@ from typing import Any
 
 import yaml
 
+from tests.certs import Certificates
 from tests.e2e.servers import (
     REPO,
     Binaries,
     HarnessError,
     Server,
+    audit_webhook_kubeconfig,
+    collector_tls,
     free_port,
     http_ok,
     kubeadmiral_source,
     kubeconfig,
+    tls_flags,
     wait_until,
 )
 
@@ -92,6 +96,7 @@ class KubeCluster:
         run: Path,
         etcd_url: str,
         collector_url: str,
+        certs: Certificates,
         *,
         host: bool,
         node_cidr: str = "10.0.0.1/24",
@@ -124,10 +129,9 @@ class KubeCluster:
         )
         # The example files the README points users to; only the collector's address changes.
         policy = REPO / "samples" / "apiserver" / "audit-policy.yaml"
-        webhook = yaml.safe_load((REPO / "samples" / "apiserver" / "audit-webhook.kubeconfig").read_text())
-        webhook["clusters"][0]["cluster"]["server"] = f"{collector_url}/audit/{name}"
-        webhook_path = self.dir / "audit-webhook.kubeconfig"
-        webhook_path.write_text(yaml.safe_dump(webhook))
+        webhook_path = audit_webhook_kubeconfig(
+            self.dir / "audit-webhook.kubeconfig", f"{collector_url}/audit/{name}", certs
+        )
 
         self.admin = kubeconfig(self.dir / "admin.kubeconfig", self.server_url, ADMIN_TOKEN)
         self.collector_kubeconfig = kubeconfig(
@@ -272,7 +276,8 @@ class Fleet:
         # Chosen first: every apiserver's audit webhook names the collector's address, and the
         # collector's kubeconfigs name every apiserver's.
         collector_port = free_port()
-        collector_url = f"http://127.0.0.1:{collector_port}"
+        collector_url = f"https://127.0.0.1:{collector_port}"
+        certs = collector_tls(run / "kelemetry-pki")
         etcd_client, etcd_peer = free_port(), free_port()
         shutil.rmtree(run / "etcd", ignore_errors=True)
         etcd_url = f"http://127.0.0.1:{etcd_client}"
@@ -299,10 +304,10 @@ class Fleet:
                 run / "etcd.log",
             )
         )
-        self.host = KubeCluster(HOST, binaries, run, etcd_url, collector_url, host=True)
+        self.host = KubeCluster(HOST, binaries, run, etcd_url, collector_url, certs, host=True)
         self.members = {
             name: KubeCluster(
-                name, binaries, run, etcd_url, collector_url, host=False, node_cidr=f"10.{i}.0.1/24"
+                name, binaries, run, etcd_url, collector_url, certs, host=False, node_cidr=f"10.{i}.0.1/24"
             )
             for i, name in enumerate(MEMBERS, start=1)
         }
@@ -330,7 +335,7 @@ class Fleet:
                 run / "kubeadmiral-controller-manager.log",
             )
         )
-        self.collector = FleetCollector(binaries, run, collector_port, self.collector_kubeconfigs)
+        self.collector = FleetCollector(binaries, run, collector_port, self.collector_kubeconfigs, certs)
 
     @property
     def clusters(self) -> dict[str, KubeCluster]:
@@ -461,7 +466,9 @@ class Fleet:
 class FleetCollector:
     """`kelemetry serve` connected to every cluster of the fleet, one `--kubeconfig NAME=PATH` each."""
 
-    def __init__(self, binaries: Binaries, run: Path, port: int, kubeconfigs: Mapping[str, Path]) -> None:
+    def __init__(
+        self, binaries: Binaries, run: Path, port: int, kubeconfigs: Mapping[str, Path], certs: Certificates
+    ) -> None:
         self.port = port
         self.store = run / "kelemetry.db"
         for stale in run.glob("kelemetry.db*"):
@@ -473,6 +480,7 @@ class FleetCollector:
             f"127.0.0.1:{port}",
             "--store",
             self.store,
+            *tls_flags(certs),
         ]
         for name, path in kubeconfigs.items():
             argv += ["--kubeconfig", f"{name}={path}"]
@@ -480,7 +488,7 @@ class FleetCollector:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"https://127.0.0.1:{self.port}"
 
     def start(self) -> None:
         self.server.start()

@@ -21,6 +21,9 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import yaml
+
+from tests.certs import Certificates, make_certificates
 
 REPO = Path(__file__).resolve().parents[2]
 BUILD_SCRIPT = REPO / "tests" / "e2e" / "build-servers.sh"
@@ -196,4 +199,32 @@ def kubeconfig(path: Path, server: str, token: str) -> Path:
             }
         )
     )
+    return path
+
+
+def collector_tls(folder: Path) -> Certificates:
+    """TLS for the collector under test: a CA and a certificate for 127.0.0.1 (tests/certs.py). The
+    apiservers' audit webhooks trust the CA through ``certificate-authority``; so does this process,
+    beside the usual CAs, through ``SSL_CERT_FILE`` (which httpx reads), so the tests reach the
+    collector's https URLs as a client configured with the CA would."""
+    import certifi
+
+    certs = make_certificates(folder)
+    bundle = folder / "trusted.pem"
+    bundle.write_text(Path(certifi.where()).read_text() + certs.ca.read_text())
+    os.environ["SSL_CERT_FILE"] = str(bundle)
+    return certs
+
+
+def tls_flags(certs: Certificates) -> list[str | Path]:
+    return ["--tls-cert", certs.cert, "--tls-key", certs.key]
+
+
+def audit_webhook_kubeconfig(path: Path, url: str, certs: Certificates) -> Path:
+    """The example webhook configuration the README points users to, with this run's https address
+    of the collector and its CA."""
+    webhook = yaml.safe_load((REPO / "samples" / "apiserver" / "audit-webhook.kubeconfig").read_text())
+    webhook["clusters"][0]["cluster"]["server"] = url
+    webhook["clusters"][0]["cluster"]["certificate-authority"] = str(certs.ca)
+    path.write_text(yaml.safe_dump(webhook))
     return path

@@ -202,7 +202,11 @@ def test_canary_through_the_webhook(
     collector.ingestor.stop()
     with TestClient(create_app(collector)) as client:
         collector.ingestor.stop()  # keep the batch in the inbox to look at what was persisted
-        response = client.post("/audit/c", content=json.dumps(event_list(secret_events())))
+        response = client.post(
+            "/audit/c",
+            content=json.dumps(event_list(secret_events())),
+            headers={"Content-Type": "application/json"},
+        )
         assert response.status_code == 200
         for path in tmp_path.glob("k.db.inbox*"):
             assert_clean(path.read_bytes(), path.name)

@@ -51,6 +51,8 @@ with warnings.catch_warnings():
 
 KELEMETRY = str(Path(sys.executable).with_name("kelemetry"))
 WAIT = 10.0
+# kube-apiserver's webhook sends JSON and says so; the webhook refuses anything else (415).
+JSON_BODY = {"Content-Type": "application/json"}
 
 
 def body_of(events: list[dict[str, Any]], **overrides: Any) -> bytes:
@@ -72,7 +74,7 @@ def settings_for(store_path: Path, **webhook: Any) -> ServeSettings:
 def serving(store_path: Path, **webhook: Any) -> Iterator[tuple[Collector, TestClient]]:
     """A collector behind the app; the client's context runs the lifespan that starts and stops it."""
     collector = Collector(settings_for(store_path, **webhook))
-    with TestClient(create_app(collector)) as client:
+    with TestClient(create_app(collector), headers=JSON_BODY) as client:
         yield collector, client
 
 
@@ -401,7 +403,9 @@ def test_the_bearer_token_is_required_when_configured(tmp_path: Path) -> None:
         assert collector.inbox.count() == 0
         right = client.post("/audit/c1", content=body, headers={"Authorization": "Bearer s3cret"})
         assert collector.ingestor.wait_idle(5)
+        client.headers["Authorization"] = "Bearer s3cret"  # /metrics needs the token too
         metrics = metrics_of(client)
+        del client.headers["Authorization"]
         health = client.get("/healthz")
 
     for refused in (missing, wrong, no_scheme, longer):
@@ -634,7 +638,7 @@ def test_the_serve_command_traces_a_posted_batch(
     server = serve(store)
     events = hierarchy_events()
 
-    response = httpx.post(f"{server.url}/audit/live", content=body_of(events), timeout=10)
+    response = httpx.post(f"{server.url}/audit/live", content=body_of(events), headers=JSON_BODY, timeout=10)
 
     assert (response.status_code, response.json()) == (200, {"accepted": 3})
     found = wait_for_audit_ids(store, {"dep", "rs", "pod"})
@@ -663,7 +667,7 @@ def test_every_acknowledged_batch_survives_sigkill_mid_stream_exactly_once(
     outcomes: list[str] = []
 
     def post_all() -> None:
-        with httpx.Client(base_url=server.url, timeout=10) as client:
+        with httpx.Client(base_url=server.url, headers=JSON_BODY, timeout=10) as client:
             for n, events in enumerate(batches):
                 if n == 10:
                     halfway.set()
