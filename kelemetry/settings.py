@@ -59,6 +59,9 @@ class WebhookSettings:
     instead of us running out of memory."""
     token: str | None = None
     """If set, ``Authorization: Bearer <token>`` is required on the webhook."""
+    min_free_bytes: int = 256 * 1024 * 1024
+    """Batches are answered 507 (retried by the apiserver) rather than acknowledged while the store's
+    disk has less free space than this; 0 turns the check off."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -866,18 +866,26 @@ class SpanStore(StoreReader):
                 if version_rows:
                     self._db.executemany(_UPSERT_VERSION, version_rows)
                 self._db.execute("COMMIT")
+            except _REFUSED as exc:
+                # What was written is at fault (a constraint, a body that cannot be serialised): the
+                # same write would fail again, so the caller must not retry it as it is.
+                self._abandon()
+                raise errors.StoreRefused(f"write to {self.path} refused: {exc}") from exc
             except sqlite3.DatabaseError as exc:
-                if self._db.in_transaction:
-                    self._db.execute("ROLLBACK")
-                # Bases of this write are not stored: nothing may be compressed against them.
-                self._bases.clear()
+                self._abandon()
                 raise errors.StoreError(f"write to {self.path} failed: {exc}") from exc
             except BaseException:
-                # A body that cannot be serialised fails the write as a whole, as a bad row does.
-                if self._db.in_transaction:
-                    self._db.execute("ROLLBACK")
-                self._bases.clear()
+                self._abandon()
                 raise
+
+    def _abandon(self) -> None:
+        """Roll a failed write back whole, so the connection is never left inside a transaction."""
+        try:
+            if self._db.in_transaction:
+                self._db.execute("ROLLBACK")
+        finally:
+            # Bases of this write are not stored: nothing may be compressed against them.
+            self._bases.clear()
 
     def _encode_versions(
         self, versions: Iterable[ObjectVersion], now: int
@@ -1014,6 +1022,17 @@ class SpanStore(StoreReader):
                 raise errors.StoreError(f"retrace in {self.path} failed: {exc}") from exc
         return len(moved)
 
+    def checkpoint(self) -> bool:
+        """Fold the write-ahead log into the file and truncate it to zero bytes; False when a reader
+        kept part of it (the next checkpoint finishes the job). Without this the WAL only ever grows
+        to its largest size, and space freed by retention or by the operator never comes back."""
+        with self._lock:
+            try:
+                busy, _log, _done = self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+            except sqlite3.DatabaseError as exc:
+                raise errors.StoreError(f"cannot checkpoint {self.path}: {exc}") from exc
+        return not busy
+
     def _save_seq(self) -> None:
         self._db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('seq', ?)", (str(self._seq),))
 
@@ -1104,6 +1123,17 @@ class SpanStore(StoreReader):
         free = self._db.execute("PRAGMA freelist_count").fetchone()[0]
         return int((pages - free) * page_size)
 
+
+# Write failures caused by the data written rather than by the store or its disk.
+_REFUSED = (
+    sqlite3.IntegrityError,
+    sqlite3.DataError,
+    sqlite3.ProgrammingError,
+    sqlite3.InterfaceError,
+    TypeError,
+    ValueError,
+    OverflowError,
+)
 
 # A tag of a span row: stored as JSON bytes, read as text (a BLOB is not JSON to SQLite).
 _TAG = "json_extract(CAST(s.tags AS TEXT), '$.\"{}\"')"
