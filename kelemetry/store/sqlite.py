@@ -265,11 +265,46 @@ def _encode_logs(logs: Sequence[Log]) -> bytes:
 
 
 def _decode_logs(blob: bytes) -> tuple[Log, ...]:
-    return tuple(Log(kind, message) for kind, message in orjson.loads(blob))
+    logs = orjson.loads(blob)
+    if isinstance(logs, list) and all(
+        isinstance(log, list) and len(log) == 2 and type(log[0]) is str and type(log[1]) is str
+        for log in logs
+    ):
+        return tuple(Log(kind, message) for kind, message in logs)
+    # A row an older or faulty writer left: read as text rather than break every view holding it.
+    entries = logs if isinstance(logs, list) else [logs]
+    return tuple(
+        Log(_as_text(log[0]), _as_text(log[1]))
+        if isinstance(log, list) and len(log) == 2
+        else Log("message", _as_text(log))
+        for log in entries
+    )
+
+
+_PLAIN_TAG = (str, int, float, bool)
+
+
+def _as_text(value: Any) -> str:
+    return value if isinstance(value, str) else orjson.dumps(value, default=str).decode()
+
+
+def _decode_tags(blob: bytes) -> dict[str, TagValue]:
+    """A span row's tags; a value that is not a string, number or boolean (a list where a user agent
+    belongs, from an older or faulty writer) is read as its JSON text, so no view breaks on it."""
+    tags = orjson.loads(blob)
+    if not isinstance(tags, dict):
+        return {}
+    for value in tags.values():
+        if not isinstance(value, _PLAIN_TAG):
+            return {
+                key: value if isinstance(value, _PLAIN_TAG) else _as_text(value)
+                for key, value in tags.items()
+            }
+    return tags
 
 
 def _span_from_row(row: Sequence[Any]) -> SpanRecord:
-    tags: dict[str, TagValue] = orjson.loads(row[13])
+    tags = _decode_tags(row[13])
     parent = row[2]
     return SpanRecord(
         trace_id=int(row[1], 16),
