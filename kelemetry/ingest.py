@@ -290,10 +290,10 @@ class Ingestor:
                 raise  # the same write would be refused again
             except errors.StoreError as exc:
                 self.counters["store_failures"] += 1
-                self.store_failure = cut(str(exc))
-                logger.error(
-                    "%s could not be stored (%s); retrying in %.2fs", what, self.store_failure, delay
-                )
+                # SQLite's own words ("database or disk is full"): the answer to a sender must not
+                # carry the store's path.
+                self.store_failure = cut(str(exc.__cause__ or exc))
+                logger.error("%s could not be stored (%s); retrying in %.2fs", what, cut(str(exc)), delay)
                 if self._stopping.wait(delay):
                     return False
                 delay = min(delay * 2, RETRY_MAX_S)

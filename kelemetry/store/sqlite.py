@@ -823,8 +823,12 @@ class SpanStore(StoreReader):
         self._clock = clock
         # The high-water mark is kept apart from the spans: retention may delete the spans that
         # held the highest numbers, and an exporter's cursor must never see a number twice.
-        saved = self._query("SELECT value FROM meta WHERE key = 'seq'")
-        self._seq = max(self.max_seq(), int(saved[0][0]) if saved else 0)
+        try:
+            saved = self._query("SELECT value FROM meta WHERE key = 'seq'")
+            self._seq = max(self.max_seq(), int(saved[0][0]) if saved else 0)
+        except sqlite3.DatabaseError as exc:
+            self._db.close()
+            raise errors.StoreError(f"cannot open store {self.path}: {exc}") from exc
         self._bases: OrderedDict[int, bytes] = OrderedDict()
 
     def write(
