@@ -281,7 +281,7 @@ def _decode_logs(blob: bytes) -> tuple[Log, ...]:
     )
 
 
-_PLAIN_TAG = (str, int, float, bool)
+_PLAIN_TAG = (str, int, bool)
 
 
 def _as_text(value: Any) -> str:
@@ -289,7 +289,7 @@ def _as_text(value: Any) -> str:
 
 
 def _decode_tags(blob: bytes) -> dict[str, TagValue]:
-    """A span row's tags; a value that is not a string, number or boolean (a list where a user agent
+    """A span row's tags; a value that is not a string, integer or boolean (a list where a user agent
     belongs, from an older or faulty writer) is read as its JSON text, so no view breaks on it."""
     tags = orjson.loads(blob)
     if not isinstance(tags, dict):
