@@ -188,7 +188,7 @@ class AuditConverter:
         response = raw.response()
         if response is not None and (
             not isinstance(response, dict)
-            or response.get("kind") in _NON_OBJECT_KINDS
+            or _text(response.get("kind")) in _NON_OBJECT_KINDS
             or subresource not in _OBJECT_SUBRESOURCES
         ):
             status_body = response if isinstance(response, dict) and not credential else None
@@ -209,7 +209,7 @@ class AuditConverter:
         # A Binding, Scale or Eviction request body is about the object, not the object itself.
         request_is_object = (
             request is not None
-            and request.get("kind") not in _NON_OBJECT_KINDS
+            and _text(request.get("kind")) not in _NON_OBJECT_KINDS
             and subresource in _OBJECT_SUBRESOURCES
         )
 

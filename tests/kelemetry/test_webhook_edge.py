@@ -281,3 +281,22 @@ def test_below_the_free_space_minimum_batches_are_answered_507_and_readyz_says_w
     assert "bytes free on the store's disk" in readyz.json()["reasons"][0]
     assert count == 0, "nothing acknowledged, nothing written"
     assert audit_ids(store) == Counter()
+
+
+@pytest.mark.parametrize("kind", [{"a": 1}, ["Status"], 7, None])
+def test_an_event_whose_body_names_an_odd_kind_is_stored_beside_the_valid_one(
+    tmp_path: Path, kind: Any
+) -> None:
+    # Bodies are not checked at the edge; an odd kind inside one must not lose the event after the 200.
+    store = tmp_path / "k.db"
+    odd = audit_event(verb="patch", code=200, name="odd", uid="uid-odd", audit_id="odd")
+    odd["responseObject"]["kind"] = kind
+    odd["requestObject"] = {"kind": kind, "metadata": {"labels": {"a": "b"}}}
+    with serving(store) as (collector, client):
+        response = client.post("/audit/c1", content=json.dumps(event_list([valid("first"), odd])).encode())
+        assert collector.ingestor.wait_idle(WAIT)
+        failed = collector.ingestor.counters["events_failed"]
+
+    assert response.status_code == 200, response.text
+    assert failed == 0
+    assert audit_ids(store) == Counter(["first", "odd"])
