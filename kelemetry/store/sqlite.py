@@ -922,6 +922,10 @@ class SpanStore(StoreReader):
         try:
             if self._db.in_transaction:
                 self._db.execute("ROLLBACK")
+        except sqlite3.DatabaseError:
+            # SQLite has rolled the transaction back itself (an I/O error while rolling back ends it);
+            # the write's own failure is the one to report.
+            logger.warning("rolling back a failed write to %s failed", self.path.name)
         finally:
             # Bases of this write are not stored: nothing may be compressed against them.
             self._bases.clear()

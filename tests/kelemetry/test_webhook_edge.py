@@ -9,7 +9,8 @@ stored; wrong JSON types in the envelope are a 4xx, never a 500; a refusal quoti
 cut in the answer and the log; after an event dated 9999 replayed from a file, `kelemetry retain`
 removes nothing that arrived within the retention; /readyz is ready on a working collector, and says
 why not on a corrupted store page (the webhook answers 503 meanwhile, and the accepted batch stays
-in the inbox) and below the free-space minimum (507).
+in the inbox) and below the free-space minimum (507); an event whose body names its kind with a
+list or a mapping is stored beside the valid one.
 """
 
 from __future__ import annotations
