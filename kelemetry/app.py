@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, Request
-from fastapi.responses import PlainTextResponse
+from fastapi.responses import JSONResponse, PlainTextResponse
 
 from frontend import access
 from frontend import api as frontend_api
@@ -76,6 +76,7 @@ class Collector:
             self.pipeline,
             max_backlog_bytes=settings.webhook.max_backlog_bytes,
             redactor=self.pipeline.converter.redactor,
+            min_free_bytes=settings.webhook.min_free_bytes,
         )
         self.webhook_counters: Counter[str] = Counter()
         self.last_audit_us: dict[str, int] = {}
@@ -188,6 +189,7 @@ class Collector:
         for name, value in self.pipeline.converter.stats.counts.items():
             values[f'kelemetry_audit_events_total{{outcome="{name}"}}'] = value
         values["kelemetry_ingest_backlog_bytes"] = self.ingestor.backlog_bytes
+        values["kelemetry_store_failing"] = int(self.ingestor.store_failure is not None)
         values["kelemetry_owner_graph_objects"] = len(self.pipeline.graph)
         values.update(self._cache_metrics())
         removed = self.retention_removed
@@ -295,6 +297,14 @@ def _add_collector_routes(app: FastAPI, collector: Collector) -> None:
             counters=collector.webhook_counters,
         )
     )
+
+    @app.get("/readyz")
+    def readyz() -> JSONResponse:
+        """Whether a webhook batch would be acknowledged now, and if not, why (503)."""
+        problems = collector.ingestor.problems()
+        if problems:
+            return JSONResponse({"status": "not ready", "reasons": problems}, status_code=503)
+        return JSONResponse({"status": "ready", "reasons": []})
 
     @app.get("/metrics", response_class=PlainTextResponse)
     def metrics() -> str:

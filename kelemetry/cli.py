@@ -234,6 +234,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="unprocessed batches beyond this are answered 429 (default 512MB)",
     )
     serve.add_argument(
+        "--min-free-space",
+        default="256MB",
+        metavar="SIZE",
+        help="answer webhook batches 507 (the apiserver retries) instead of acknowledging them while "
+        "the store's disk has less free space than this (default 256MB; 0 to not check)",
+    )
+    serve.add_argument(
         "--retention",
         default="7d",
         help="remove traces that arrived in the store longer ago than this, checked every 5 minutes "
@@ -589,6 +596,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
             default_cluster=args.cluster,
             max_body_bytes=parsed(times.parse_size, args.max_body),
             max_backlog_bytes=parsed(times.parse_size, args.max_backlog),
+            min_free_bytes=parsed(times.parse_size, args.min_free_space),
             token=os.environ.get(args.token_env) or None,
         ),
         otlp=OtlpSettings(endpoint=args.otlp_endpoint),

@@ -12,6 +12,10 @@ catch these::
     ├── BacklogFull           the ingest backlog is over its limit (429, the sender retries)
     ├── NotFound              the object or trace asked for is not known
     ├── StoreError            the embedded store could not be opened or written
+    │   ├── StoreUnavailable  writes are failing or the disk is nearly full: the webhook answers
+    │   │                     503 (507 for space), the sender retries, nothing is acknowledged
+    │   └── StoreRefused      the store refused this data (a constraint, a value it cannot hold):
+    │                         retrying will not help, the data at fault is quarantined
     ├── ExportError           the OTLP endpoint configuration is unusable
     └── BackendError          the trace backend the frontend reads (Jaeger) failed or is unreachable
 """
@@ -57,6 +61,18 @@ class NotFound(KelemetryError):
 
 class StoreError(KelemetryError):
     pass
+
+
+class StoreRefused(StoreError):
+    """The write failed because of what it held, not because of the store: the same write fails again."""
+
+
+class StoreUnavailable(StoreError):
+    """Nothing can be acknowledged now; ``status`` is what the webhook answers (the sender retries)."""
+
+    def __init__(self, reason: str, status: int = 503) -> None:
+        super().__init__(reason)
+        self.status = status
 
 
 class ExportError(KelemetryError):

@@ -6,12 +6,19 @@ unprocessed backlog is over its limit, writes it to the inbox (durable) and queu
 events. One worker thread takes work items in order — audit batches, Kubernetes Events from the
 Events watch, object versions from the object watches — so the store has a single writer, and
 deletes each audit batch from the inbox once its spans are committed.
+
+Nothing acknowledged is dropped: a work item the store cannot take is retried in place with
+backoff until it can (later items wait behind it, and while it fails `accept` answers
+`StoreUnavailable`, so senders retry instead of being told "stored"); an event the pipeline cannot
+process is quarantined in the inbox with its reason. While idle the worker checkpoints and
+truncates the write-ahead logs, so space freed on disk is given back.
 """
 
 from __future__ import annotations
 
 import logging
 import queue
+import shutil
 import threading
 import time
 from collections import Counter
@@ -21,9 +28,9 @@ from typing import Any
 
 from kelemetry import errors
 from kelemetry.diff.redact import Redactor
-from kelemetry.pipeline import Pipeline
+from kelemetry.pipeline import BatchResult, Pipeline
 from kelemetry.receivers.audit import scrub_batch
-from kelemetry.receivers.auditwire import AuditEvent, decode_batch
+from kelemetry.receivers.auditwire import AuditEvent, cut, decode_batch, encode_batch
 from kelemetry.store.inbox import Inbox
 
 logger = logging.getLogger(__name__)
@@ -72,15 +79,35 @@ WorkItem = AuditBatch | KubeEvents | WatchedObjects | _Stop
 _STOP = _Stop()
 
 
+# Retry delays of a work item the store cannot take, and how often a busy worker checkpoints.
+RETRY_FIRST_S = 0.25
+RETRY_MAX_S = 30.0
+CHECKPOINT_EVERY_S = 60.0
+
+
 class Ingestor:
     def __init__(
-        self, inbox: Inbox, pipeline: Pipeline, *, max_backlog_bytes: int, redactor: Redactor | None = None
+        self,
+        inbox: Inbox,
+        pipeline: Pipeline,
+        *,
+        max_backlog_bytes: int,
+        redactor: Redactor | None = None,
+        min_free_bytes: int = 0,
+        retry_first_s: float = RETRY_FIRST_S,
     ) -> None:
         self.inbox = inbox
         self.redactor = redactor or Redactor()
         self.pipeline = pipeline
         self.max_backlog_bytes = max_backlog_bytes
+        self.min_free_bytes = min_free_bytes
+        self.retry_first_s = retry_first_s
         self.counters: Counter[str] = Counter()
+        # Why the store cannot take writes now (None while it can); set and cleared by the worker.
+        self.store_failure: str | None = None
+        self._stopping = threading.Event()
+        self._dirty = False
+        self._checkpointed = time.monotonic()
         self._queue: queue.Queue[WorkItem] = queue.Queue()
         self._backlog_bytes = 0
         # Audit batches queued and not yet finished; guarded by _changed, which also wakes wait_idle.
@@ -103,6 +130,7 @@ class Ingestor:
             raise
         body, events = scrub_batch(body, events, self.redactor)
         size = len(body)
+        self._check_writable(size)
         with self._changed:
             if self._backlog_bytes + size > self.max_backlog_bytes and self._backlog_bytes > 0:
                 self.counters["batches_throttled"] += 1
@@ -120,6 +148,45 @@ class Ingestor:
         self.counters["batches_accepted"] += 1
         self.counters["events_received"] += len(events)
         return len(events)
+
+    def problems(self) -> list[str]:
+        """Why a batch would not be acknowledged now (empty when ready): for ``/readyz``."""
+        found = []
+        if self.store_failure is not None:
+            found.append(f"the store is failing: {self.store_failure}")
+        low = self._low_space(0)
+        if low is not None:
+            found.append(low)
+        if self._backlog_bytes >= self.max_backlog_bytes:
+            found.append(
+                f"backlog of {self._backlog_bytes} bytes is at its limit of {self.max_backlog_bytes}"
+            )
+        return found
+
+    def _low_space(self, incoming: int) -> str | None:
+        if not self.min_free_bytes:
+            return None
+        try:
+            free = shutil.disk_usage(self.inbox.path.parent).free
+        except OSError as exc:
+            return f"cannot read the free space of the store's disk: {exc}"
+        if free - incoming < self.min_free_bytes:
+            return (
+                f"only {free} bytes free on the store's disk, below the {self.min_free_bytes}-byte minimum "
+                "(--min-free-space)"
+            )
+        return None
+
+    def _check_writable(self, size: int) -> None:
+        """Refuse before acknowledging what could not be kept: the sender retries a 503/507."""
+        failure = self.store_failure
+        if failure is not None:
+            self.counters["batches_unavailable"] += 1
+            raise errors.StoreUnavailable(f"the store is failing ({failure}); retry later")
+        low = self._low_space(size)
+        if low is not None:
+            self.counters["batches_no_space"] += 1
+            raise errors.StoreUnavailable(low, status=507)
 
     def _enqueue_batch(self, batch: AuditBatch, *, counted: bool) -> bool:
         with self._changed:
@@ -161,12 +228,15 @@ class Ingestor:
         self._thread.start()
 
     def stop(self, timeout: float = 30.0) -> None:
-        """Process what is queued, then stop the worker."""
+        """Process what is queued, then stop the worker. Work the store cannot take is not retried
+        any more: audit batches stay in the inbox for the next start."""
         if self._thread is None:
             return
+        self._stopping.set()
         self._queue.put(_STOP)
         self._thread.join(timeout)
         self._thread = None
+        self._stopping.clear()
 
     def wait_idle(self, timeout: float) -> bool:
         """Block until every accepted batch and submitted item is processed (tests, shutdown)."""
@@ -179,6 +249,7 @@ class Ingestor:
                 item = self._queue.get(timeout=1.0)
             except queue.Empty:
                 self._flush_pending()
+                self._checkpoint(idle=True)
                 continue
             match item:
                 case _Stop():
@@ -192,6 +263,45 @@ class Ingestor:
             # Watched changes nobody claimed become change spans once their grace period ends, also
             # while the queue never runs dry.
             self._flush_pending()
+            self._dirty = True
+            self._checkpoint(idle=False)
+
+    def _checkpoint(self, *, idle: bool) -> None:
+        if not self._dirty or (not idle and time.monotonic() - self._checkpointed < CHECKPOINT_EVERY_S):
+            return
+        try:
+            self.pipeline.store.checkpoint()
+            self.inbox.checkpoint()
+        except errors.StoreError as exc:
+            logger.warning("%s", exc)
+            return
+        self._dirty = False
+        self._checkpointed = time.monotonic()
+        self.counters["checkpoints"] += 1
+
+    def _stored(self, work: Callable[[], None], what: str) -> bool:
+        """Run ``work`` until the store takes it, waiting longer after each failure; False when the
+        worker is stopping first (the work is left where it came from)."""
+        delay = self.retry_first_s
+        while True:
+            try:
+                work()
+            except errors.StoreRefused:
+                raise  # the same write would be refused again
+            except errors.StoreError as exc:
+                self.counters["store_failures"] += 1
+                # SQLite's own words ("database or disk is full"): the answer to a sender must not
+                # carry the store's path.
+                self.store_failure = cut(str(exc.__cause__ or exc))
+                logger.error("%s could not be stored (%s); retrying in %.2fs", what, cut(str(exc)), delay)
+                if self._stopping.wait(delay):
+                    return False
+                delay = min(delay * 2, RETRY_MAX_S)
+                continue
+            if self.store_failure is not None:
+                logger.info("the store takes writes again")
+                self.store_failure = None
+            return True
 
     def _flush_pending(self) -> None:
         try:
@@ -215,7 +325,7 @@ class Ingestor:
 
     def _guarded(self, item: KubeEvents | WatchedObjects, work: Callable[[Any], None]) -> None:
         try:
-            work(item)
+            self._stored(lambda: work(item), type(item).__name__)
         except Exception:
             self.counters["batches_failed"] += 1
             logger.exception("%s could not be processed", type(item).__name__)
@@ -226,30 +336,49 @@ class Ingestor:
 
     def _audit(self, batch: AuditBatch) -> None:
         try:
-            events = batch.events
-            if events is None:
-                try:
-                    events = decode_batch(batch.body)
-                except errors.InputError:
-                    logger.error("inbox batch %d is unreadable; dropping it", batch.batch_id)
-                    self.inbox.delete(batch.batch_id)
-                    return
-            result = self.pipeline.process_audit(events, batch.cluster)
-            self.inbox.delete(batch.batch_id)
-            self.counters["events_kept"] += result.kept
-            self.counters["spans_written"] += result.spans
-            self.counters["events_failed"] += result.failed
-            self.last_processed_us = time.time_ns() // 1000
-        except errors.StoreError:
-            # The batch stays in the inbox and is retried on the next start; keep serving.
-            self.counters["batches_failed"] += 1
-            logger.exception("batch %d could not be stored; it stays in the inbox", batch.batch_id)
+            if self._stored(lambda: self._audit_once(batch), f"batch {batch.batch_id}"):
+                self.last_processed_us = time.time_ns() // 1000
+            else:
+                self.counters["batches_left_in_inbox"] += 1
         except Exception:
+            # Not the store: a fault of ours that retrying will not cure. The batch stays in the inbox.
             self.counters["batches_failed"] += 1
-            logger.exception("batch %d failed", batch.batch_id)
-            self.inbox.delete(batch.batch_id)
+            logger.exception("batch %d failed; it stays in the inbox", batch.batch_id)
         finally:
             with self._changed:
                 self._backlog_bytes -= batch.size
                 self._queued_ids.discard(batch.batch_id)
                 self._changed.notify_all()
+
+    def _audit_once(self, batch: AuditBatch) -> None:
+        events = batch.events
+        if events is None:
+            try:
+                events = decode_batch(batch.body)
+            except errors.InputError as exc:
+                self._quarantine(batch.cluster, batch.body, f"inbox batch unreadable: {exc}")
+                self.inbox.delete(batch.batch_id)
+                return
+        try:
+            self._count(self.pipeline.process_audit(events, batch.cluster))
+        except errors.StoreRefused:
+            # One event the store refuses must not take the others with it: each is written alone,
+            # and the ones still refused are kept aside with the reason.
+            logger.warning("batch %d was refused whole; writing its events one by one", batch.batch_id)
+            for event in events:
+                try:
+                    self._count(self.pipeline.process_audit([event], batch.cluster))
+                except errors.StoreRefused as exc:
+                    self._quarantine(batch.cluster, encode_batch([event]), str(exc))
+        self.inbox.delete(batch.batch_id)
+
+    def _count(self, result: BatchResult) -> None:
+        self.counters["events_kept"] += result.kept
+        self.counters["spans_written"] += result.spans
+        self.counters["events_failed"] += result.failed
+
+    def _quarantine(self, cluster: str, body: bytes, reason: str) -> None:
+        reason = cut(reason)
+        self.inbox.quarantine(cluster, body, reason, time.time_ns() // 1000)
+        self.counters["events_quarantined"] += 1
+        logger.error("quarantined input of cluster %s: %s", cluster, reason)

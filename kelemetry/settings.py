@@ -65,6 +65,9 @@ class WebhookSettings:
     token: str | None = None
     """If set, ``Authorization: Bearer <token>`` is required on the webhook, and the token guards
     ``/metrics``, the query API and the web UI as well (``frontend.access``)."""
+    min_free_bytes: int = 256 * 1024 * 1024
+    """Batches are answered 507 (retried by the apiserver) rather than acknowledged while the store's
+    disk has less free space than this; 0 turns the check off."""
 
 
 @dataclass(frozen=True, slots=True)

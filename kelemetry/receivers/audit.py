@@ -229,7 +229,7 @@ class AuditConverter:
         response = raw.response()
         if response is not None and (
             not isinstance(response, dict)
-            or response.get("kind") in _NON_OBJECT_KINDS
+            or _text(response.get("kind")) in _NON_OBJECT_KINDS
             or subresource not in _OBJECT_SUBRESOURCES
         ):
             # A Secret's subresource may answer with the Secret itself: cleaned like any body.
@@ -255,7 +255,7 @@ class AuditConverter:
         # A Binding, Scale or Eviction request body is about the object, not the object itself.
         request_is_object = (
             request is not None
-            and request.get("kind") not in _NON_OBJECT_KINDS
+            and _text(request.get("kind")) not in _NON_OBJECT_KINDS
             and subresource in _OBJECT_SUBRESOURCES
         )
 

@@ -12,68 +12,82 @@ here; whatever they hold is judged when (and if) they are read.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
 import orjson
 
 from kelemetry import errors
+from kelemetry.model.times import now_us, parse_time_us
 
 AUDIT_API_VERSIONS = frozenset({"audit.k8s.io/v1", "audit.k8s.io/v1beta1"})
 EMPTY = msgspec.Raw()
+# How far ahead of this collector's clock an event may be dated: clocks drift, but an event dated
+# 9999-12-31 would open a trace window nobody can reach and outlive every query.
+FUTURE_SKEW_US = 24 * 3600 * 1_000_000
+
+# Bounds of what the pipeline reads (Kubernetes' own limits, with room): a value past them is a
+# faulty or hostile sender, refused with its path rather than stored and carried into every view.
+Name = Annotated[str, msgspec.Meta(max_length=253)]
+Short = Annotated[str, msgspec.Meta(max_length=64)]
+Ident = Annotated[str, msgspec.Meta(max_length=1024)]
+Text = Annotated[str, msgspec.Meta(max_length=4096)]
+Message = Annotated[str, msgspec.Meta(max_length=65536)]
+Time = Annotated[str, msgspec.Meta(max_length=64)]
+Groups = Annotated[tuple[Text, ...], msgspec.Meta(max_length=1024)]
 
 
 class ObjectReference(msgspec.Struct, gc=False, omit_defaults=True):
-    resource: str = ""
-    namespace: str = ""
-    name: str = ""
-    uid: str = ""
-    apiGroup: str = ""
-    apiVersion: str = ""
-    resourceVersion: str = ""
-    subresource: str = ""
+    resource: Name = ""
+    namespace: Name = ""
+    name: Name = ""
+    uid: Name = ""
+    apiGroup: Name = ""
+    apiVersion: Name = ""
+    resourceVersion: Name = ""
+    subresource: Name = ""
 
 
 class UserInfo(msgspec.Struct, gc=False, omit_defaults=True):
-    username: str = ""
-    uid: str = ""
-    groups: tuple[str, ...] = ()
+    username: Text = ""
+    uid: Text = ""
+    groups: Groups = ()
 
 
 class StatusDetails(msgspec.Struct, gc=False, omit_defaults=True):
-    name: str = ""
-    kind: str = ""
-    uid: str = ""
+    name: Text = ""
+    kind: Name = ""
+    uid: Name = ""
 
 
 class ResponseStatus(msgspec.Struct, gc=False, omit_defaults=True):
-    code: int | None = None
-    status: str = ""
-    reason: str = ""
-    message: str = ""
+    code: Annotated[int, msgspec.Meta(ge=0, le=999)] | None = None
+    status: Name = ""
+    reason: Name = ""
+    message: Message = ""
     details: StatusDetails | None = None
 
 
 class AuditEvent(msgspec.Struct, gc=False, omit_defaults=True):
     """One audit Event (v1 and v1beta1 share every field read here; v1beta1 adds ``timestamp``)."""
 
-    auditID: str
-    stage: str
-    verb: str
-    kind: str = ""
-    apiVersion: str = ""
+    auditID: Ident
+    stage: Short
+    verb: Short
+    kind: Short = ""
+    apiVersion: Short = ""
     user: UserInfo | None = None
     impersonatedUser: UserInfo | None = None
-    userAgent: str = ""
-    requestURI: str = ""
-    sourceIPs: tuple[str, ...] = ()
+    userAgent: Text = ""
+    requestURI: Text = ""
+    sourceIPs: Annotated[tuple[Short, ...], msgspec.Meta(max_length=256)] = ()
     objectRef: ObjectReference | None = None
     responseStatus: ResponseStatus | None = None
     requestObject: msgspec.Raw = EMPTY
     responseObject: msgspec.Raw = EMPTY
-    requestReceivedTimestamp: str = ""
-    stageTimestamp: str = ""
-    timestamp: str = ""
+    requestReceivedTimestamp: Time = ""
+    stageTimestamp: Time = ""
+    timestamp: Time = ""
 
     def request(self) -> Any:
         """The request body decoded (None when absent or unreadable)."""
@@ -111,8 +125,19 @@ def body_of(raw: msgspec.Raw) -> Any:
     except orjson.JSONDecodeError:
         try:
             return msgspec.json.decode(raw)
-        except msgspec.DecodeError:
+        except (msgspec.DecodeError, RecursionError):
             return None
+
+
+def cut(text: str, limit: int = 200) -> str:
+    """``text`` cut to ``limit`` characters, saying how many more there were."""
+    return text if len(text) <= limit else f"{text[:limit]}…({len(text) - limit} more)"
+
+
+def quoted(value: Any, limit: int = 200) -> str:
+    """``value`` as it would be quoted in a reason, cut to ``limit`` characters: reasons are logged,
+    and a log line must not carry a megabyte of someone else's input."""
+    return cut(repr(value), limit)
 
 
 def _refused(exc: msgspec.DecodeError, where: str) -> errors.InputError:
@@ -122,22 +147,43 @@ def _refused(exc: msgspec.DecodeError, where: str) -> errors.InputError:
         message, _, path = text.partition(" - at `$")
         field = path.rstrip("`").lstrip(".")
         place = f"{where} {field}" if where != "body" and field else field or where
-        return errors.WrongKind(f"{place}: {message.replace('`', '')[:200]}")
+        return errors.WrongKind(f"{place}: {cut(message.replace('`', ''))}")
     if "utf-8" in text.lower():
         return errors.MalformedBody(f"{where} is not valid UTF-8")
-    return errors.MalformedBody(f"{where} is not valid JSON: {text[:200]}")
+    return errors.MalformedBody(f"{where} is not valid JSON: {cut(text)}")
 
 
 def _checked(event: AuditEvent, where: str, *, strict_version: bool) -> AuditEvent:
     if event.kind and event.kind != "Event":
-        raise errors.WrongKind(f"{where} has kind {event.kind!r}, expected an audit Event")
+        raise errors.WrongKind(f"{where} has kind {quoted(event.kind)}, expected an audit Event")
     if (event.apiVersion or strict_version) and event.apiVersion not in AUDIT_API_VERSIONS:
         raise errors.WrongKind(
-            f"{where} has apiVersion {event.apiVersion!r}, expected audit.k8s.io/v1 or v1beta1"
+            f"{where} has apiVersion {quoted(event.apiVersion)}, expected audit.k8s.io/v1 or v1beta1"
         )
     for name in ("auditID", "stage", "verb"):
         if not getattr(event, name):
             raise errors.WrongKind(f"{where} has no {name}")
+    return event
+
+
+def _dated(event: AuditEvent, where: str, latest_us: int) -> AuditEvent:
+    """``event`` if its times can be read and none is later than ``latest_us``: an event the pipeline
+    cannot place in time would be acknowledged and then dropped."""
+    for name in ("requestReceivedTimestamp", "stageTimestamp", "timestamp"):
+        value = getattr(event, name)
+        if not value:
+            continue
+        try:
+            moment = parse_time_us(value)
+        except (ValueError, OverflowError):
+            raise errors.WrongKind(f"{where}.{name}: {value!r} is not an RFC 3339 time") from None
+        if moment > latest_us:
+            raise errors.WrongKind(
+                f"{where}.{name}: {value} is more than {FUTURE_SKEW_US // 3_600_000_000}h ahead of this "
+                "collector's clock; check the apiserver's clock"
+            )
+    if not (event.requestReceivedTimestamp or event.timestamp or event.stageTimestamp):
+        raise errors.WrongKind(f"{where} has no requestReceivedTimestamp or stageTimestamp")
     return event
 
 
@@ -151,27 +197,32 @@ def _utf8(data: bytes, where: str) -> None:
             raise errors.MalformedBody(f"{where} is not valid UTF-8") from None
 
 
-def decode_batch(body: bytes) -> list[AuditEvent]:
+def decode_batch(body: bytes, *, now: int | None = None) -> list[AuditEvent]:
     """The events of a webhook body (an ``EventList``, or a lone ``Event``), all checked: the whole
-    body is refused if any part is wrong, so nothing is ever half-ingested."""
+    body is refused if any part is wrong, so nothing is ever half-ingested. ``now`` (µs, default the
+    wall clock) bounds how far in the future an event may be dated."""
     _utf8(body, "body")
+    latest = (now_us() if now is None else now) + FUTURE_SKEW_US
     try:
         head = _HEAD.decode(body)
-    except msgspec.DecodeError as exc:
-        raise _refused(exc, "body") from None
-    if head.apiVersion not in AUDIT_API_VERSIONS:
-        raise errors.WrongKind(
-            f"apiVersion {head.apiVersion!r} is not audit.k8s.io/v1 or audit.k8s.io/v1beta1"
-        )
-    try:
+        if not isinstance(head.apiVersion, str) or head.apiVersion not in AUDIT_API_VERSIONS:
+            raise errors.WrongKind(
+                f"apiVersion {quoted(head.apiVersion)} is not audit.k8s.io/v1 or audit.k8s.io/v1beta1"
+            )
         if head.kind == "Event":
-            return [_checked(_EVENT.decode(body), "body", strict_version=True)]
+            return [_dated(_checked(_EVENT.decode(body), "body", strict_version=True), "body", latest)]
         if head.kind != "EventList":
-            raise errors.WrongKind(f"kind {head.kind!r} is not EventList or Event")
+            raise errors.WrongKind(f"kind {quoted(head.kind)} is not EventList or Event")
         items = _LIST.decode(body).items or []
     except msgspec.DecodeError as exc:
         raise _refused(exc, "body") from None
-    return [_checked(item, f"items[{i}]", strict_version=False) for i, item in enumerate(items)]
+    except RecursionError:
+        # The decoder descends into every array and object, read or skipped, on the C stack.
+        raise errors.MalformedBody("body nests arrays or objects too deeply") from None
+    return [
+        _dated(_checked(item, f"items[{i}]", strict_version=False), f"items[{i}]", latest)
+        for i, item in enumerate(items)
+    ]
 
 
 def decode_line(line: bytes, where: str) -> list[AuditEvent]:
@@ -189,6 +240,8 @@ def decode_line(line: bytes, where: str) -> list[AuditEvent]:
         return [_checked(_EVENT.decode(line), where, strict_version=False)]
     except msgspec.DecodeError as exc:
         raise _refused(exc, where) from None
+    except RecursionError:
+        raise errors.MalformedBody(f"{where} nests arrays or objects too deeply") from None
 
 
 def encode_batch(events: list[AuditEvent]) -> bytes:

@@ -20,6 +20,7 @@ from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from kelemetry import errors
+from kelemetry.receivers.auditwire import cut
 from kelemetry.settings import CLUSTER_NAME
 
 logger = logging.getLogger(__name__)
@@ -27,22 +28,19 @@ logger = logging.getLogger(__name__)
 AcceptFn = Callable[[str, bytes], int]
 
 
-MAX_REASON_CHARS = 500
-
-
-def bounded(reason: str) -> str:
-    """A refusal's reason cut to ``MAX_REASON_CHARS``: a reason may quote the input (a 1 MB ``kind``),
-    and neither the log nor the sender needs it back whole."""
-    if len(reason) <= MAX_REASON_CHARS:
-        return reason
-    return f"{reason[:MAX_REASON_CHARS]}… ({len(reason) - MAX_REASON_CHARS} more characters)"
-
-
-def _problem(status: int, reason: str, counters: Counter[str], counter: str) -> JSONResponse:
+def _problem(
+    status: int, reason: str, counters: Counter[str], counter: str, headers: dict[str, str] | None = None
+) -> JSONResponse:
+    # Reasons may quote the input: bounded, so a megabyte field cannot flood the log or the answer.
     counters[counter] += 1
-    reason = bounded(reason)
+    reason = cut(reason)
     logger.warning("audit webhook refused a request (%d): %s", status, reason)
-    return JSONResponse({"error": reason}, status_code=status)
+    return JSONResponse(_refusal(status, reason), status_code=status, headers=headers)
+
+
+def _refusal(status: int, reason: str) -> dict[str, object]:
+    """The refusal body, shaped as the query API's: ``error`` and ``errors`` with the status."""
+    return {"error": reason, "errors": [{"code": status, "msg": reason}]}
 
 
 def is_json(content_type: str | None) -> bool:
@@ -97,7 +95,7 @@ def create_router(
             accepted = await run_in_threadpool(accept, cluster, body)
         except errors.BacklogFull as exc:
             counters["webhook_throttled"] += 1
-            return JSONResponse({"error": str(exc)}, status_code=429, headers={"Retry-After": "1"})
+            return JSONResponse(_refusal(429, str(exc)), status_code=429, headers={"Retry-After": "1"})
         except errors.InputError as exc:
             return _problem(
                 exc.status,
@@ -109,10 +107,15 @@ def create_router(
                 if exc.status == 413
                 else "webhook_wrong_kind",
             )
+        except errors.StoreUnavailable as exc:
+            # Nothing was acknowledged; the apiserver retries after Retry-After.
+            return _problem(
+                exc.status, str(exc), counters, "webhook_store_unavailable", headers={"Retry-After": "5"}
+            )
         except errors.StoreError as exc:
-            logger.error("audit batch could not be made durable: %s", exc)
+            logger.error("audit batch could not be made durable: %s", cut(str(exc)))
             counters["webhook_store_error"] += 1
-            return JSONResponse({"error": "the batch could not be stored; retry"}, status_code=503)
+            return JSONResponse(_refusal(503, "the batch could not be stored; retry"), status_code=503)
         counters["webhook_accepted"] += 1
         return JSONResponse({"accepted": accepted})
 

@@ -27,6 +27,12 @@ class Inbox:
                 "CREATE TABLE IF NOT EXISTS batches (id INTEGER PRIMARY KEY AUTOINCREMENT, "
                 "cluster TEXT NOT NULL, received_us INTEGER NOT NULL, body BLOB NOT NULL)"
             )
+            # Accepted input the pipeline could not process, kept with why rather than dropped.
+            self._db.execute(
+                "CREATE TABLE IF NOT EXISTS quarantine (id INTEGER PRIMARY KEY AUTOINCREMENT, "
+                "cluster TEXT NOT NULL, quarantined_us INTEGER NOT NULL, reason TEXT NOT NULL, "
+                "body BLOB NOT NULL)"
+            )
         except sqlite3.DatabaseError as exc:
             raise errors.StoreError(f"cannot open inbox {self.path}: {exc}") from exc
         self._lock = threading.Lock()
@@ -44,7 +50,35 @@ class Inbox:
 
     def delete(self, batch_id: int) -> None:
         with self._lock:
-            self._db.execute("DELETE FROM batches WHERE id = ?", (batch_id,))
+            try:
+                self._db.execute("DELETE FROM batches WHERE id = ?", (batch_id,))
+            except sqlite3.DatabaseError as exc:
+                raise errors.StoreError(f"cannot write inbox {self.path}: {exc}") from exc
+
+    def quarantine(self, cluster: str, body: bytes, reason: str, at_us: int) -> None:
+        """Keep ``body`` with ``reason`` for a person to inspect (``SELECT * FROM quarantine``)."""
+        with self._lock:
+            try:
+                self._db.execute(
+                    "INSERT INTO quarantine (cluster, quarantined_us, reason, body) VALUES (?, ?, ?, ?)",
+                    (cluster, at_us, reason, body),
+                )
+            except sqlite3.DatabaseError as exc:
+                raise errors.StoreError(f"cannot write inbox {self.path}: {exc}") from exc
+
+    def quarantined(self) -> list[tuple[str, str, bytes]]:
+        """(cluster, reason, body) of everything quarantined, oldest first."""
+        with self._lock:
+            rows = self._db.execute("SELECT cluster, reason, body FROM quarantine ORDER BY id").fetchall()
+        return [(str(cluster), str(reason), bytes(body)) for cluster, reason, body in rows]
+
+    def checkpoint(self) -> None:
+        """Fold the write-ahead log into the file and truncate it, so space freed is given back."""
+        with self._lock:
+            try:
+                self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            except sqlite3.DatabaseError as exc:
+                raise errors.StoreError(f"cannot checkpoint inbox {self.path}: {exc}") from exc
 
     def pending(self) -> Iterator[tuple[int, str, bytes]]:
         with self._lock:

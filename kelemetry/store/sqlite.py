@@ -267,11 +267,46 @@ def _encode_logs(logs: Sequence[Log]) -> bytes:
 
 
 def _decode_logs(blob: bytes) -> tuple[Log, ...]:
-    return tuple(Log(kind, message) for kind, message in orjson.loads(blob))
+    logs = orjson.loads(blob)
+    if isinstance(logs, list) and all(
+        isinstance(log, list) and len(log) == 2 and type(log[0]) is str and type(log[1]) is str
+        for log in logs
+    ):
+        return tuple(Log(kind, message) for kind, message in logs)
+    # A row an older or faulty writer left: read as text rather than break every view holding it.
+    entries = logs if isinstance(logs, list) else [logs]
+    return tuple(
+        Log(_as_text(log[0]), _as_text(log[1]))
+        if isinstance(log, list) and len(log) == 2
+        else Log("message", _as_text(log))
+        for log in entries
+    )
+
+
+_PLAIN_TAG = (str, int, bool)
+
+
+def _as_text(value: Any) -> str:
+    return value if isinstance(value, str) else orjson.dumps(value, default=str).decode()
+
+
+def _decode_tags(blob: bytes) -> dict[str, TagValue]:
+    """A span row's tags; a value that is not a string, integer or boolean (a list where a user agent
+    belongs, from an older or faulty writer) is read as its JSON text, so no view breaks on it."""
+    tags = orjson.loads(blob)
+    if not isinstance(tags, dict):
+        return {}
+    for value in tags.values():
+        if not isinstance(value, _PLAIN_TAG):
+            return {
+                key: value if isinstance(value, _PLAIN_TAG) else _as_text(value)
+                for key, value in tags.items()
+            }
+    return tags
 
 
 def _span_from_row(row: Sequence[Any]) -> SpanRecord:
-    tags: dict[str, TagValue] = orjson.loads(row[13])
+    tags = _decode_tags(row[13])
     parent = row[2]
     return SpanRecord(
         trace_id=int(row[1], 16),
@@ -790,8 +825,12 @@ class SpanStore(StoreReader):
         self._clock = clock
         # The high-water mark is kept apart from the spans: retention may delete the spans that
         # held the highest numbers, and an exporter's cursor must never see a number twice.
-        saved = self._query("SELECT value FROM meta WHERE key = 'seq'")
-        self._seq = max(self.max_seq(), int(saved[0][0]) if saved else 0)
+        try:
+            saved = self._query("SELECT value FROM meta WHERE key = 'seq'")
+            self._seq = max(self.max_seq(), int(saved[0][0]) if saved else 0)
+        except sqlite3.DatabaseError as exc:
+            self._db.close()
+            raise errors.StoreError(f"cannot open store {self.path}: {exc}") from exc
         self._bases = BytesLRU(_CACHED_BASES, _CACHED_BASES_BYTES)
 
     @property
@@ -873,18 +912,30 @@ class SpanStore(StoreReader):
                 if version_rows:
                     self._db.executemany(_UPSERT_VERSION, version_rows)
                 self._db.execute("COMMIT")
+            except _REFUSED as exc:
+                # What was written is at fault (a constraint, a body that cannot be serialised): the
+                # same write would fail again, so the caller must not retry it as it is.
+                self._abandon()
+                raise errors.StoreRefused(f"write to {self.path} refused: {exc}") from exc
             except sqlite3.DatabaseError as exc:
-                if self._db.in_transaction:
-                    self._db.execute("ROLLBACK")
-                # Bases of this write are not stored: nothing may be compressed against them.
-                self._bases.clear()
+                self._abandon()
                 raise errors.StoreError(f"write to {self.path} failed: {exc}") from exc
             except BaseException:
-                # A body that cannot be serialised fails the write as a whole, as a bad row does.
-                if self._db.in_transaction:
-                    self._db.execute("ROLLBACK")
-                self._bases.clear()
+                self._abandon()
                 raise
+
+    def _abandon(self) -> None:
+        """Roll a failed write back whole, so the connection is never left inside a transaction."""
+        try:
+            if self._db.in_transaction:
+                self._db.execute("ROLLBACK")
+        except sqlite3.DatabaseError:
+            # SQLite has rolled the transaction back itself (an I/O error while rolling back ends it);
+            # the write's own failure is the one to report.
+            logger.warning("rolling back a failed write to %s failed", self.path.name)
+        finally:
+            # Bases of this write are not stored: nothing may be compressed against them.
+            self._bases.clear()
 
     def _encode_versions(
         self, versions: Iterable[ObjectVersion], now: int
@@ -1018,6 +1069,17 @@ class SpanStore(StoreReader):
                 raise errors.StoreError(f"retrace in {self.path} failed: {exc}") from exc
         return len(moved)
 
+    def checkpoint(self) -> bool:
+        """Fold the write-ahead log into the file and truncate it to zero bytes; False when a reader
+        kept part of it (the next checkpoint finishes the job). Without this the WAL only ever grows
+        to its largest size, and space freed by retention or by the operator never comes back."""
+        with self._lock:
+            try:
+                busy, _log, _done = self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+            except sqlite3.DatabaseError as exc:
+                raise errors.StoreError(f"cannot checkpoint {self.path}: {exc}") from exc
+        return not busy
+
     def _save_seq(self) -> None:
         self._db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('seq', ?)", (str(self._seq),))
 
@@ -1108,6 +1170,17 @@ class SpanStore(StoreReader):
         free = self._db.execute("PRAGMA freelist_count").fetchone()[0]
         return int((pages - free) * page_size)
 
+
+# Write failures caused by the data written rather than by the store or its disk.
+_REFUSED = (
+    sqlite3.IntegrityError,
+    sqlite3.DataError,
+    sqlite3.ProgrammingError,
+    sqlite3.InterfaceError,
+    TypeError,
+    ValueError,
+    OverflowError,
+)
 
 # A tag of a span row: stored as JSON bytes, read as text (a BLOB is not JSON to SQLite).
 _TAG = "json_extract(CAST(s.tags AS TEXT), '$.\"{}\"')"

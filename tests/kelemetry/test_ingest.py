@@ -5,8 +5,11 @@ inbox and queueing it; the worker writing the spans and clearing the inbox; the 
 (BacklogFull once full, nothing written for the refused batch, room again once processed, one
 oversized batch still admitted into an empty backlog); stop() draining the queue; recovery of the
 batches a previous run left in the inbox, exactly once; the same body twice in the inbox; an
-unreadable inbox batch dropped at start; a batch whose store write fails staying in the inbox for
-the next start, while later batches in the same run still form whole traces.
+unreadable inbox batch quarantined with its reason at start; a batch whose store write fails
+retried in the same run until the store takes it (meanwhile new batches are refused, the backlog
+counts it, later batches wait and then form whole traces; a stop leaves it in the inbox for the next
+run); a batch whose write fails whole for one event stores the others and quarantines that one; the
+write-ahead logs checkpointed to zero bytes when idle.
 """
 
 from __future__ import annotations
@@ -14,9 +17,13 @@ from __future__ import annotations
 import json
 import logging
 import re
+import resource
+import signal
 import sqlite3
+import time
 from collections import Counter
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -75,7 +82,8 @@ def rigs(tmp_path: Path) -> Iterator[Callable[..., Rig]]:
         store = SpanStore(store_path)
         inbox = Inbox(tmp_path / "k.db.inbox")
         pipeline = new_pipeline(store)
-        rig = Rig(store_path, store, inbox, Ingestor(inbox, pipeline, max_backlog_bytes=max_backlog_bytes))
+        ingestor = Ingestor(inbox, pipeline, max_backlog_bytes=max_backlog_bytes, retry_first_s=0.02)
+        rig = Rig(store_path, store, inbox, ingestor)
         made.append(rig)
         return rig
 
@@ -294,7 +302,7 @@ def test_the_same_body_twice_in_the_inbox_leaves_one_copy_of_each_span(rigs: Cal
     assert rig.inbox.count() == 0
 
 
-def test_an_unreadable_inbox_batch_is_dropped_at_start_and_the_rest_processed(
+def test_an_unreadable_inbox_batch_is_quarantined_with_its_reason_and_the_rest_processed(
     rigs: Callable[..., Rig], caplog: pytest.LogCaptureFixture
 ) -> None:
     rig = rigs()
@@ -306,42 +314,83 @@ def test_an_unreadable_inbox_batch_is_dropped_at_start_and_the_rest_processed(
         rig.ingestor.start()
         assert rig.ingestor.wait_idle(WAIT)
 
-    assert "is unreadable; dropping it" in caplog.text
+    assert "quarantined input of cluster c1: inbox batch unreadable" in caplog.text
     assert audit_ids(rig.store_path) == Counter(ids_of(good))
     assert rig.inbox.count() == 0
+    ((cluster, reason, body),) = rig.inbox.quarantined()
+    assert (cluster, body) == (CLUSTER, b"\x00 not an audit batch")
+    assert reason.startswith("inbox batch unreadable: body is not valid JSON")
+    assert rig.ingestor.counters["events_quarantined"] == 1
 
 
-def _fail_span_writes(store_path: Path) -> sqlite3.Connection:
-    """A real write failure inside the store's transaction, injected with a trigger on the file."""
-    db = sqlite3.connect(store_path, isolation_level=None)
-    db.execute(
-        "CREATE TRIGGER fail_span_writes BEFORE INSERT ON spans "
-        "BEGIN SELECT RAISE(ABORT, 'injected write failure'); END"
-    )
-    return db
+@contextmanager
+def full_disk() -> Iterator[None]:
+    """No file of this process can grow while inside: a full disk at the OS boundary
+    (``RLIMIT_FSIZE``; SIGXFSZ ignored, so a write fails with EFBIG instead of killing the process)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    previous = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (1, hard))
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+        signal.signal(signal.SIGXFSZ, previous)
 
 
-def test_a_batch_whose_store_write_fails_stays_in_the_inbox_for_the_next_run(
+def _until(condition: Callable[[], bool]) -> bool:
+    deadline = time.monotonic() + WAIT
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True
+
+
+def test_a_batch_the_store_cannot_take_is_retried_in_the_same_run_and_new_batches_are_refused_meanwhile(
     rigs: Callable[..., Rig], caplog: pytest.LogCaptureFixture
 ) -> None:
     rig = rigs()
-    rig.ingestor.start()
-    db = _fail_span_writes(rig.store_path)
     events = pod_events("unlucky", 2)
+    assert rig.ingestor.accept(CLUSTER, body_of(events)) == 2
 
-    with caplog.at_level(logging.ERROR, logger="kelemetry.ingest"):
-        assert rig.ingestor.accept(CLUSTER, body_of(events)) == 2
-        assert rig.ingestor.wait_idle(WAIT)
+    with full_disk(), caplog.at_level(logging.ERROR, logger="kelemetry.ingest"):
+        rig.ingestor.start()
+        assert _until(lambda: rig.ingestor.counters["store_failures"] >= 2), "retried in process"
+        failure = rig.ingestor.store_failure or ""
+        problems = rig.ingestor.problems()
+        with pytest.raises(errors.StoreUnavailable, match="the store is failing") as refused:
+            rig.ingestor.accept(CLUSTER, body_of(pod_events("meanwhile", 1)))
+        backlog = rig.ingestor.backlog_bytes
 
-    assert "stays in the inbox" in caplog.text
-    assert rig.ingestor.counters["batches_failed"] == 1
+    assert "disk is full" in failure or "I/O error" in failure, failure
+    assert "retrying in" in caplog.text
+    assert any("the store is failing" in problem for problem in problems)
+    assert refused.value.status == 503
+    assert backlog == len(body_of(events)), "the pending batch counts in the backlog"
+    assert rig.ingestor.wait_idle(WAIT), "stored once the disk has room again"
+    assert audit_ids(rig.store_path) == Counter(ids_of(events))
+    assert rig.inbox.count() == 0
+    assert rig.ingestor.store_failure is None
+    assert rig.ingestor.problems() == []
     assert rig.ingestor.backlog_bytes == 0
-    assert rig.inbox.count() == 1
-    assert audit_ids(rig.store_path) == Counter()
+    then = pod_events("then", 1)
+    assert rig.ingestor.accept(CLUSTER, body_of(then)) == 1
+    assert rig.ingestor.wait_idle(WAIT)
+    assert audit_ids(rig.store_path) == Counter(ids_of(events + then))
 
-    db.execute("DROP TRIGGER fail_span_writes")
-    db.close()
+
+def test_a_batch_still_failing_at_stop_stays_in_the_inbox_for_the_next_run(rigs: Callable[..., Rig]) -> None:
+    rig = rigs()
+    events = pod_events("unlucky", 2)
+    rig.ingestor.accept(CLUSTER, body_of(events))
+    with full_disk():
+        rig.ingestor.start()
+        assert _until(lambda: rig.ingestor.store_failure is not None)
+        rig.ingestor.stop(timeout=WAIT)
+    assert rig.ingestor.counters["batches_left_in_inbox"] == 1
     rig.close()
+
+    assert Inbox(rig.inbox.path).count() == 1
     next_run = rigs()
     next_run.ingestor.start()
     assert next_run.ingestor.wait_idle(WAIT)
@@ -350,24 +399,66 @@ def test_a_batch_whose_store_write_fails_stays_in_the_inbox_for_the_next_run(
     assert next_run.inbox.count() == 0
 
 
-def test_after_a_failed_write_later_batches_on_the_same_object_still_form_whole_traces(
+def test_after_a_failed_write_both_batches_on_the_same_object_are_stored_as_whole_traces(
     rigs: Callable[..., Rig],
 ) -> None:
     rig = rigs()
-    rig.ingestor.start()
-    db = _fail_span_writes(rig.store_path)
-    rig.ingestor.accept(CLUSTER, body_of([audit_event(name="web-0", uid="p-0", audit_id="lost-for-now")]))
-    assert rig.ingestor.wait_idle(WAIT)
-    db.execute("DROP TRIGGER fail_span_writes")
-    db.close()
+    rig.ingestor.accept(CLUSTER, body_of([audit_event(name="web-0", uid="p-0", audit_id="first")]))
+    with full_disk():
+        rig.ingestor.start()
+        assert _until(lambda: rig.ingestor.store_failure is not None)
+    assert _until(lambda: rig.ingestor.store_failure is None)
 
     update = audit_event(verb="update", name="web-0", uid="p-0", code=200, audit_id="after-failure")
     rig.ingestor.accept(CLUSTER, body_of([update]))
     assert rig.ingestor.wait_idle(WAIT)
 
     spans = {span.span_id: span for span in rig.store.all_spans()}
-    (audit,) = [span for span in spans.values() if span.source is TraceSource.AUDIT]
-    assert audit.tags[tags.AUDIT_ID] == "after-failure"
-    # The object span of the failed batch never reached the store, so this batch must write it.
-    assert audit.parent_id in spans, "the audit span's object span is missing from the store"
-    assert spans[audit.parent_id].source is TraceSource.OBJECT  # type: ignore[index]
+    audits = [span for span in spans.values() if span.source is TraceSource.AUDIT]
+    assert sorted(str(span.tags[tags.AUDIT_ID]) for span in audits) == ["after-failure", "first"]
+    for audit in audits:
+        assert audit.parent_id in spans, "an audit span's object span is missing from the store"
+        assert spans[audit.parent_id].source is TraceSource.OBJECT  # type: ignore[index]
+
+
+def test_an_event_the_store_refuses_is_quarantined_and_the_others_of_its_batch_are_stored(
+    rigs: Callable[..., Rig],
+) -> None:
+    rig = rigs()
+    rig.ingestor.start()
+    # A write refused for one object only (a constraint), so the same write would be refused again.
+    db = sqlite3.connect(rig.store_path, isolation_level=None)
+    db.execute(
+        "CREATE TRIGGER refuse_poison BEFORE INSERT ON objects WHEN NEW.name = 'poison' "
+        "BEGIN SELECT RAISE(ABORT, 'poison refused'); END"
+    )
+    db.close()
+    good = pod_events("good", 2)
+    poison = audit_event(name="poison", uid="uid-poison", audit_id="poison")
+    rig.ingestor.accept(CLUSTER, body_of([good[0], poison, good[1]]))
+    assert rig.ingestor.wait_idle(WAIT)
+    then = pod_events("then", 1)
+    rig.ingestor.accept(CLUSTER, body_of(then))
+    assert rig.ingestor.wait_idle(WAIT)
+
+    assert audit_ids(rig.store_path) == Counter(ids_of(good + then))
+    assert rig.inbox.count() == 0
+    ((cluster, reason, body),) = rig.inbox.quarantined()
+    assert cluster == CLUSTER and "poison refused" in reason
+    assert json.loads(body)["items"][0]["auditID"] == "poison"
+    assert rig.ingestor.counters["events_quarantined"] == 1
+    assert rig.ingestor.store_failure is None
+
+
+def test_the_write_ahead_logs_are_checkpointed_to_zero_bytes_when_idle(rigs: Callable[..., Rig]) -> None:
+    rig = rigs()
+    rig.ingestor.start()
+    rig.ingestor.accept(CLUSTER, body_of(pod_events("wal", 200)))
+    assert rig.ingestor.wait_idle(WAIT)
+    wal = rig.store_path.with_name(rig.store_path.name + "-wal")
+    inbox_wal = rig.inbox.path.with_name(rig.inbox.path.name + "-wal")
+
+    assert _until(lambda: rig.ingestor.counters["checkpoints"] >= 1)
+    assert wal.stat().st_size == 0
+    assert inbox_wal.stat().st_size == 0
+    assert audit_ids(rig.store_path) == Counter(ids_of(pod_events("wal", 200)))

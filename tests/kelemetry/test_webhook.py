@@ -101,8 +101,9 @@ def metrics_of(client: TestClient) -> dict[str, float]:
 def assert_refused(response: httpx.Response, status: int, reason: str) -> None:
     assert response.status_code == status, response.text
     assert response.headers["content-type"] == "application/json"
-    assert list(response.json()) == ["error"]
+    assert list(response.json()) == ["error", "errors"]
     assert reason in response.json()["error"]
+    assert response.json()["errors"] == [{"code": status, "msg": response.json()["error"]}]
 
 
 # ---------------------------------------------------------------------------------------------
