@@ -116,13 +116,14 @@ class Redactor:
 
     def fields_of_kind(self, api_version: Any, kind: Any) -> frozenset[str]:
         """The redacted fields of objects that say they are ``kind`` of ``api_version``."""
-        key = (api_version, kind)
+        if not isinstance(kind, str) or not kind:
+            return frozenset()  # a body's kind is not checked at the edge: a list or a mapping names nothing
+        key = (api_version if isinstance(api_version, str) else "", kind)
         found = self._kind_fields.get(key)
         if found is None:
             found = frozenset()
-            if isinstance(kind, str) and kind:
-                group = split_api_version(api_version)[0] if isinstance(api_version, str) else ""
-                found = self.fields_of(group, pluralize(kind))
+            group = split_api_version(key[0])[0] if key[0] else ""
+            found = self.fields_of(group, pluralize(kind))
             if len(self._kind_fields) < 4096:  # kinds are few; a flood of made-up ones is not kept
                 self._kind_fields[key] = found
         return found

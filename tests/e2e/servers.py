@@ -211,7 +211,11 @@ def collector_tls(folder: Path) -> Certificates:
 
     certs = make_certificates(folder)
     bundle = folder / "trusted.pem"
-    bundle.write_text(Path(certifi.where()).read_text() + certs.ca.read_text())
+    # Each harness (one cluster, the fleet) has its own CA and the session's collectors all stay up:
+    # the bundle keeps trusting the CAs made before this one.
+    earlier = os.environ.get("SSL_CERT_FILE")
+    trusted = Path(earlier) if earlier and Path(earlier).is_file() else Path(certifi.where())
+    bundle.write_text(trusted.read_text() + certs.ca.read_text())
     os.environ["SSL_CERT_FILE"] = str(bundle)
     return certs
 

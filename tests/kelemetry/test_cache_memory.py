@@ -22,6 +22,8 @@ with catch_warnings():
 
 MIB = 1024 * 1024
 
+JSON_TYPE = {"content-type": "application/json"}
+
 
 def config_map(name: str, rv: str, value: str) -> dict[str, Any]:
     return {
@@ -58,13 +60,19 @@ def test_large_objects_stay_under_the_cap_and_recent_ones_still_diff(
     with TestClient(create_app(collector)) as client:
         for batch in range(10):
             events = [update(f"cm-{batch}-{i}", "10", "old", batch) for i in range(10)]
-            assert client.post("/audit/c", content=json.dumps(event_list(events))).status_code == 200
+            assert (
+                client.post("/audit/c", headers=JSON_TYPE, content=json.dumps(event_list(events))).status_code
+                == 200
+            )
             assert collector.ingestor.wait_idle(10)
             peak = max(peak, metrics_of(client)['kelemetry_cache_bytes{cache="diff_history"}'])
         # The newest object changes again: its diff is there, though 100 x 40 KB went through a 1 MiB
         # share of the cap.
         newest = [update("cm-9-9", "11", "new", 30)]
-        assert client.post("/audit/c", content=json.dumps(event_list(newest))).status_code == 200
+        assert (
+            client.post("/audit/c", headers=JSON_TYPE, content=json.dumps(event_list(newest))).status_code
+            == 200
+        )
         assert collector.ingestor.wait_idle(10)
         values = metrics_of(client)
     assert 0 < peak <= 1 * MIB

@@ -41,6 +41,8 @@ CANARY = "canary-7f3a9c-do-not-leak"
 CANARY2 = "canary-second-e41d"
 NEEDLES = [CANARY, CANARY2, *(base64.b64encode(c.encode()).decode() for c in (CANARY, CANARY2))]
 
+JSON_TYPE = {"content-type": "application/json"}
+
 
 def secret_events() -> list[dict[str, object]]:
     def secret(data: dict[str, str], rv: str, string_data: dict[str, str] | None = None) -> dict[str, object]:
@@ -561,7 +563,7 @@ def test_canary_of_secret_lists_through_the_webhook(
     collector.ingestor.stop()
     with TestClient(create_app(collector)) as client:
         collector.ingestor.stop()  # keep the batch in the inbox to look at what was persisted
-        assert client.post("/audit/c", content=secret_list_batch()).status_code == 200
+        assert client.post("/audit/c", headers=JSON_TYPE, content=secret_list_batch()).status_code == 200
         inbox = list(tmp_path.glob("k.db.inbox*"))
         assert inbox
         for path in inbox:

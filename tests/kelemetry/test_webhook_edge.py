@@ -43,6 +43,8 @@ with warnings.catch_warnings():
 KELEMETRY = str(Path(sys.executable).with_name("kelemetry"))
 WAIT = 10.0
 
+JSON_TYPE = {"content-type": "application/json"}
+
 
 @contextmanager
 def serving(store_path: Path, **webhook: Any) -> Iterator[tuple[Collector, TestClient]]:
@@ -146,8 +148,10 @@ def test_a_batch_with_an_odd_event_is_refused_with_its_reason_and_the_next_batch
     prefix = b'{"kind": "EventList", "apiVersion": "audit.k8s.io/v1", "items": ['
     body = prefix + json.dumps(valid("first")).encode() + b", " + odd() + b"]}"
     with serving(store) as (collector, client):
-        refused = client.post("/audit/c1", content=body)
-        then = client.post("/audit/c1", content=json.dumps(event_list([valid("next")])).encode())
+        refused = client.post("/audit/c1", headers=JSON_TYPE, content=body)
+        then = client.post(
+            "/audit/c1", headers=JSON_TYPE, content=json.dumps(event_list([valid("next")])).encode()
+        )
         assert collector.ingestor.wait_idle(WAIT)
 
     assert refused.status_code == status, refused.text
@@ -174,7 +178,7 @@ ENVELOPES = [
 @pytest.mark.parametrize("body", ENVELOPES, ids=range(len(ENVELOPES)))
 def test_wrong_json_types_in_the_envelope_are_a_4xx_with_a_reason(tmp_path: Path, body: bytes) -> None:
     with serving(tmp_path / "k.db") as (_collector, client):
-        response = client.post("/audit/c1", content=body)
+        response = client.post("/audit/c1", headers=JSON_TYPE, content=body)
     assert 400 <= response.status_code < 500, response.text
     assert response.json()["error"]
 
@@ -185,7 +189,7 @@ def test_a_refusal_quoting_a_megabyte_field_is_cut_in_the_answer_and_the_log(
     huge = "k" * 1_000_000
     body = json.dumps({"kind": huge, "apiVersion": "audit.k8s.io/v1"}).encode()
     with serving(tmp_path / "k.db") as (_collector, client), caplog.at_level(logging.WARNING):
-        response = client.post("/audit/c1", content=body)
+        response = client.post("/audit/c1", headers=JSON_TYPE, content=body)
 
     assert response.status_code == 422
     reason = response.json()["error"]
@@ -238,7 +242,9 @@ def test_on_a_corrupted_store_page_the_webhook_answers_503_and_readyz_says_why(t
     store = tmp_path / "k.db"
     with serving(store) as (collector, client):
         assert (
-            client.post("/audit/c1", content=json.dumps(event_list([valid("before")])).encode()).status_code
+            client.post(
+                "/audit/c1", headers=JSON_TYPE, content=json.dumps(event_list([valid("before")])).encode()
+            ).status_code
             == 200
         )
         assert collector.ingestor.wait_idle(WAIT)
@@ -247,11 +253,15 @@ def test_on_a_corrupted_store_page_the_webhook_answers_503_and_readyz_says_why(t
     _corrupt_span_pages(store)
 
     with serving(store) as (collector, client):
-        accepted = client.post("/audit/c1", content=json.dumps(event_list([valid("during")])).encode())
+        accepted = client.post(
+            "/audit/c1", headers=JSON_TYPE, content=json.dumps(event_list([valid("during")])).encode()
+        )
         deadline = time.monotonic() + WAIT
         while collector.ingestor.store_failure is None and time.monotonic() < deadline:
             time.sleep(0.02)
-        refused = client.post("/audit/c1", content=json.dumps(event_list([valid("refused")])).encode())
+        refused = client.post(
+            "/audit/c1", headers=JSON_TYPE, content=json.dumps(event_list([valid("refused")])).encode()
+        )
         readyz = client.get("/readyz")
         metrics = client.get("/metrics").text
         healthz = client.get("/healthz")
@@ -273,7 +283,9 @@ def test_on_a_corrupted_store_page_the_webhook_answers_503_and_readyz_says_why(t
 def test_below_the_free_space_minimum_batches_are_answered_507_and_readyz_says_why(tmp_path: Path) -> None:
     store = tmp_path / "k.db"
     with serving(store, min_free_bytes=1 << 60) as (collector, client):
-        refused = client.post("/audit/c1", content=json.dumps(event_list([valid("x")])).encode())
+        refused = client.post(
+            "/audit/c1", headers=JSON_TYPE, content=json.dumps(event_list([valid("x")])).encode()
+        )
         readyz = client.get("/readyz")
         count = collector.inbox.count()
     assert refused.status_code == 507, refused.text
@@ -294,7 +306,9 @@ def test_an_event_whose_body_names_an_odd_kind_is_stored_beside_the_valid_one(
     odd["responseObject"]["kind"] = kind
     odd["requestObject"] = {"kind": kind, "metadata": {"labels": {"a": "b"}}}
     with serving(store) as (collector, client):
-        response = client.post("/audit/c1", content=json.dumps(event_list([valid("first"), odd])).encode())
+        response = client.post(
+            "/audit/c1", headers=JSON_TYPE, content=json.dumps(event_list([valid("first"), odd])).encode()
+        )
         assert collector.ingestor.wait_idle(WAIT)
         failed = collector.ingestor.counters["events_failed"]
 
