@@ -193,6 +193,26 @@ def test_a_line_whose_body_holds_a_number_beyond_any_float_is_read_without_its_b
     assert batches[0][0].request() is not None
 
 
+@pytest.mark.parametrize(
+    "odd",
+    [
+        {"kind": "Event", "apiVersion": ["audit.k8s.io/v1"]},
+        {"kind": "Event", "apiVersion": {"group": "audit.k8s.io"}},
+        {"kind": "EventList", "apiVersion": ["v1"], "items": [{"kind": "Event"}]},
+    ],
+)
+def test_a_record_whose_api_version_is_not_a_string_is_unreadable_not_a_crash(
+    tmp_path: Path, odd: dict[str, Any]
+) -> None:
+    # Found by tests/fuzz: the apiVersion was looked up in a set, and a list raised TypeError.
+    path = tmp_path / "audit.log"
+    path.write_text(json.dumps(odd) + "\n" + json.dumps(audit_event(audit_id="kept")) + "\n")
+    stats = FileStats()
+    events = [event.auditID for batch in read_audit_file(str(path), stats) for event in batch]
+    assert events == ["kept"]
+    assert stats.bad_lines == 1
+
+
 def test_event_list_lines_are_expanded(tmp_path: Path) -> None:
     first = [audit_event(audit_id="l1"), audit_event(audit_id="l2")]
     lines = [
