@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, cast
 
+import msgspec
 import orjson
 
 from kelemetry import errors
@@ -235,8 +236,13 @@ def _other_line(line: bytes, reader: _Reader) -> None:
     try:
         document = orjson.loads(line)
     except orjson.JSONDecodeError:
-        reader.stats.bad(f"line {number}", _line_hint(line))
-        return
+        try:
+            # orjson reads numbers as doubles; one beyond a double (valid JSON) must not cost the
+            # line's other, readable events.
+            document = msgspec.json.decode(line)
+        except msgspec.DecodeError:
+            reader.stats.bad(f"line {number}", _line_hint(line))
+            return
     reader.add_document(document, number)
 
 

@@ -213,6 +213,19 @@ def test_a_record_whose_api_version_is_not_a_string_is_unreadable_not_a_crash(
     assert stats.bad_lines == 1
 
 
+def test_a_line_holding_a_number_beyond_a_double_still_yields_its_readable_events(tmp_path: Path) -> None:
+    # Found by tests/fuzz: such a line was refused whole, and the valid events in it were lost.
+    odd = audit_event(audit_id="odd")
+    odd["user"] = 10**400
+    line = json.dumps(event_list([audit_event(audit_id="kept"), odd]))
+    path = tmp_path / "audit.log"
+    path.write_text(line + "\n" + json.dumps(audit_event(audit_id="after")) + "\n")
+    stats = FileStats()
+    events = [event.auditID for batch in read_audit_file(str(path), stats) for event in batch]
+    assert events == ["kept", "after"]
+    assert (stats.bad_lines, stats.first_bad) == (1, "line 1, item 2")
+
+
 def test_event_list_lines_are_expanded(tmp_path: Path) -> None:
     first = [audit_event(audit_id="l1"), audit_event(audit_id="l2")]
     lines = [
