@@ -88,6 +88,11 @@ def main() -> int:
         _run(surfaces, cases, at, tallies)
     except KeyboardInterrupt:
         print("fuzz: stopped before the end; counts so far", flush=True)
+    except Exception as exc:
+        # A bug of the fuzzer itself: still show what was counted, and fail.
+        print(f"fuzz: the run failed ({type(exc).__name__}: {exc}); counts so far", flush=True)
+        _summary(tallies)
+        return 1
     return _summary(tallies)
 
 
