@@ -226,6 +226,16 @@ def test_a_line_holding_a_number_beyond_a_double_still_yields_its_readable_event
     assert (stats.bad_lines, stats.first_bad) == (1, "line 1, item 2")
 
 
+def test_a_document_holding_a_number_of_5000_digits_is_unreadable_not_a_crash(tmp_path: Path) -> None:
+    # Found by tests/fuzz: Python's JSON decoder refuses to convert such a number with a ValueError
+    # that is no JSONDecodeError, and `kelemetry replay` died with a traceback.
+    path = tmp_path / "audit.json"
+    path.write_text("[\n" + json.dumps(audit_event(audit_id="odd")) + ',\n{"n": ' + "9" * 5000 + "}\n]\n")
+    stats = FileStats()
+    assert [event.auditID for batch in read_audit_file(str(path), stats) for event in batch] == []
+    assert stats.bad_lines >= 1
+
+
 def test_event_list_lines_are_expanded(tmp_path: Path) -> None:
     first = [audit_event(audit_id="l1"), audit_event(audit_id="l2")]
     lines = [
