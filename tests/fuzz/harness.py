@@ -336,6 +336,9 @@ class ReplayHarness:
         except Exception as exc:
             status = "crashed"
             self.tally.statuses[status] += 1
+            # `kelemetry replay` ends there: the next file starts a fresh process, store and pipeline.
+            self.close()
+            self._open()
             frame = traceback.extract_tb(exc.__traceback__)[-1]
             where = f"{Path(frame.filename).name}:{frame.lineno} ({frame.name})"
             return [
