@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-stamp
 LISTEN ?= 127.0.0.1:8080
 STORE ?= kelemetry-data/kelemetry.db
 
-.PHONY: install run test lint unit e2e-deps bench record clean
+.PHONY: install run test lint unit e2e-deps bench record clean fuzz
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -48,6 +48,12 @@ unit: install e2e-deps
 	$(BIN)/python -m pytest
 
 test: lint unit
+
+# The long fuzz run (tests/fuzz): KELEMETRY_FUZZ_CASES per surface (default 100000), also
+# KELEMETRY_FUZZ_SURFACES and KELEMETRY_FUZZ_SEED. Prints progress and counts line by line, so
+# `nohup make fuzz > fuzz.log 2>&1 &` runs it without a terminal; fails on a 5xx or a lost event.
+fuzz: install
+	$(BIN)/python -m tests.fuzz.long_run
 
 bench: install
 	$(BIN)/python tests/bench/bench_replay.py

@@ -597,7 +597,17 @@ def object_page() -> Response:
     return _page()
 
 
-ROUTERS = (jaeger_api, redirects, lookups, pages)
+# Last: a path under /api that no route takes (an id holding an encoded "/") is refused with our
+# JSON, as every other API error is, not the framework's own body.
+unknown_api = APIRouter(include_in_schema=False)
+
+
+@unknown_api.get("/api/{path:path}")
+def unknown_api_path(path: str) -> Response:
+    return error_response(404, f"no API endpoint /api/{path[:200]}")
+
+
+ROUTERS = (jaeger_api, redirects, lookups, pages, unknown_api)
 
 
 def install(app: FastAPI, service: QueryService) -> None:

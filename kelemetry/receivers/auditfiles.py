@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, cast
 
+import msgspec
 import orjson
 
 from kelemetry import errors
@@ -235,8 +236,13 @@ def _other_line(line: bytes, reader: _Reader) -> None:
     try:
         document = orjson.loads(line)
     except orjson.JSONDecodeError:
-        reader.stats.bad(f"line {number}", _line_hint(line))
-        return
+        try:
+            # orjson reads numbers as doubles; one beyond a double (valid JSON) must not cost the
+            # line's other, readable events.
+            document = msgspec.json.decode(line)
+        except msgspec.DecodeError:
+            reader.stats.bad(f"line {number}", _line_hint(line))
+            return
     reader.add_document(document, number)
 
 
@@ -270,12 +276,14 @@ def _json_documents(data: bytes, reader: _Reader) -> bool:
             return True
         try:
             document, end = decoder.raw_decode(text, position)
-        except json.JSONDecodeError as exc:
+        except ValueError as exc:
+            # Not JSON, or a number of more digits than Python converts (4,300), which is no
+            # JSONDecodeError.
             if not read:
                 return False
-            reader.stats.bad(
-                f"line {_line_of(text, exc.pos)}", f"not valid JSON: {exc.msg}; the rest was not read"
-            )
+            where = _line_of(text, exc.pos if isinstance(exc, json.JSONDecodeError) else position)
+            problem = exc.msg if isinstance(exc, json.JSONDecodeError) else "a number too long to read"
+            reader.stats.bad(f"line {where}", f"not valid JSON: {problem}; the rest was not read")
             return True
         reader.add_document(document, _line_of(text, position))
         read = True

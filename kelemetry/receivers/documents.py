@@ -67,6 +67,11 @@ def _reason(message: str) -> str:
     return message[:1].lower() + message[1:]
 
 
+def _text(value: Any) -> str:
+    """A field that should be a string, or '' (a list or an object cannot be looked up in a set)."""
+    return value if isinstance(value, str) else ""
+
+
 def _one(document: Any) -> Record:
     if not isinstance(document, dict):
         return Unreadable(_describe(document))
@@ -78,7 +83,7 @@ def _one(document: Any) -> Record:
     found = unwrap(document)
     if found is not None and is_kube_event(document):
         return KubeEvent(found[1], deleted=found[0] not in ("ADDED", "MODIFIED"))
-    kind, api_version = document.get("kind"), document.get("apiVersion")
+    kind, api_version = document.get("kind"), _text(document.get("apiVersion"))
     if "auditID" in document or (kind == "Event" and api_version in AUDIT_API_VERSIONS):
         try:
             return from_mapping(document)
@@ -94,7 +99,7 @@ def records(document: Any) -> Iterator[Record]:
     if isinstance(document, list):
         items = document
     elif isinstance(document, dict) and isinstance(document.get("items"), list):
-        kind, api_version = document.get("kind"), document.get("apiVersion")
+        kind, api_version = document.get("kind"), _text(document.get("apiVersion"))
         if kind == "EventList" and api_version in AUDIT_API_VERSIONS:
             items = document["items"]
         elif kind == "EventList" and api_version in EVENT_API_VERSIONS:

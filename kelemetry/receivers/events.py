@@ -39,7 +39,9 @@ def is_kube_event(document: Any) -> bool:
     if found is None:
         return False
     _type, obj = found
-    return obj.get("kind") == "Event" and obj.get("apiVersion") in EVENT_API_VERSIONS
+    version = obj.get("apiVersion")
+    # A list or an object here (bad input) cannot be looked up in a set.
+    return obj.get("kind") == "Event" and isinstance(version, str) and version in EVENT_API_VERSIONS
 
 
 def _time(*values: Any) -> tuple[int, int] | None:

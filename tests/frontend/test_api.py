@@ -678,3 +678,10 @@ def test_an_ambiguous_redirect_says_how_to_narrow_it(twins: TestClient) -> None:
     pod = {"cluster": "c1", "resource": "pods", "name": "web", "ts": "2024-05-01T10:00:00Z"}
     error = refused(twins.get("/redirect", params=pod), 400, "matches 2 objects")
     assert "team-a" in error and "team-b" in error, error
+
+
+@pytest.mark.parametrize("path", ["/api/traces/a%2Fb", "/api/kelemetry/views/%2Fx", "/api/nosuch"])
+def test_a_path_no_api_route_takes_is_refused_with_our_json(client: TestClient, path: str) -> None:
+    # Found by tests/fuzz: an id holding an encoded "/" matched no route and got the framework's
+    # {"detail": "Not Found"}, which Jaeger UI cannot show.
+    refused(client.get(path), 404, "no API endpoint")

@@ -193,6 +193,49 @@ def test_a_line_whose_body_holds_a_number_beyond_any_float_is_read_without_its_b
     assert batches[0][0].request() is not None
 
 
+@pytest.mark.parametrize(
+    "odd",
+    [
+        {"kind": "Event", "apiVersion": ["audit.k8s.io/v1"]},
+        {"kind": "Event", "apiVersion": {"group": "audit.k8s.io"}},
+        {"kind": "EventList", "apiVersion": ["v1"], "items": [{"kind": "Event"}]},
+    ],
+)
+def test_a_record_whose_api_version_is_not_a_string_is_unreadable_not_a_crash(
+    tmp_path: Path, odd: dict[str, Any]
+) -> None:
+    # Found by tests/fuzz: the apiVersion was looked up in a set, and a list raised TypeError.
+    path = tmp_path / "audit.log"
+    path.write_text(json.dumps(odd) + "\n" + json.dumps(audit_event(audit_id="kept")) + "\n")
+    stats = FileStats()
+    events = [event.auditID for batch in read_audit_file(str(path), stats) for event in batch]
+    assert events == ["kept"]
+    assert stats.bad_lines == 1
+
+
+def test_a_line_holding_a_number_beyond_a_double_still_yields_its_readable_events(tmp_path: Path) -> None:
+    # Found by tests/fuzz: such a line was refused whole, and the valid events in it were lost.
+    odd = audit_event(audit_id="odd")
+    odd["user"] = 10**400
+    line = json.dumps(event_list([audit_event(audit_id="kept"), odd]))
+    path = tmp_path / "audit.log"
+    path.write_text(line + "\n" + json.dumps(audit_event(audit_id="after")) + "\n")
+    stats = FileStats()
+    events = [event.auditID for batch in read_audit_file(str(path), stats) for event in batch]
+    assert events == ["kept", "after"]
+    assert (stats.bad_lines, stats.first_bad) == (1, "line 1, item 2")
+
+
+def test_a_document_holding_a_number_of_5000_digits_is_unreadable_not_a_crash(tmp_path: Path) -> None:
+    # Found by tests/fuzz: Python's JSON decoder refuses to convert such a number with a ValueError
+    # that is no JSONDecodeError, and `kelemetry replay` died with a traceback.
+    path = tmp_path / "audit.json"
+    path.write_text("[\n" + json.dumps(audit_event(audit_id="odd")) + ',\n{"n": ' + "9" * 5000 + "}\n]\n")
+    stats = FileStats()
+    assert [event.auditID for batch in read_audit_file(str(path), stats) for event in batch] == []
+    assert stats.bad_lines >= 1
+
+
 def test_event_list_lines_are_expanded(tmp_path: Path) -> None:
     first = [audit_event(audit_id="l1"), audit_event(audit_id="l2")]
     lines = [

@@ -132,6 +132,21 @@ def test_unwrap_and_recognise() -> None:
     assert unwrap([1]) is None
 
 
+@pytest.mark.parametrize("api_version", [["v1"], {"v": 1}, None, 1])
+def test_a_record_of_kind_event_with_an_odd_api_version_is_not_a_kube_event(
+    tmp_path: Path, api_version: Any
+) -> None:
+    # Found by tests/fuzz: a list here was looked up in a set and `kelemetry replay` died with a
+    # traceback; the line is unreadable, the valid line after it is still read.
+    odd = {"kind": "Event", "apiVersion": api_version, "auditID": "x", "stage": "ResponseComplete"}
+    assert not is_kube_event(odd)
+    path = tmp_path / "events.jsonl"
+    path.write_text(json.dumps(odd) + "\n" + json.dumps(core_event()) + "\n")
+    stats = FileStats()
+    assert [len(batch) for batch in read_kube_events_file(str(path), stats)] == [1]
+    assert stats.bad_lines == 1
+
+
 def test_events_file(tmp_path: Path) -> None:
     path = tmp_path / "events.jsonl"
     lines = [
