@@ -124,9 +124,16 @@ def body_of(raw: msgspec.Raw) -> Any:
         return orjson.loads(memoryview(raw))
     except orjson.JSONDecodeError:
         try:
-            return msgspec.json.decode(raw)
+            value = msgspec.json.decode(raw)
         except (msgspec.DecodeError, RecursionError):
             return None
+    try:
+        # What orjson could not read (an integer past 64 bits, deep nesting) it cannot write either,
+        # and every body is written again (diffs, the store's versions): such a body is absent.
+        orjson.dumps(value)
+    except (orjson.JSONEncodeError, RecursionError):
+        return None
+    return value
 
 
 def cut(text: str, limit: int = 200) -> str:

@@ -27,6 +27,7 @@ from kelemetry.linker.owners import owner_link
 from kelemetry.model.events import Event, Log, TraceSource
 from kelemetry.model.objects import ObjectKey, ObjectRef
 from kelemetry.model.times import parse_time_us
+from kelemetry.receivers import auditwire
 from kelemetry.receivers.audit import AuditConverter, AuditFilter
 from kelemetry.receivers.auditwire import AuditEvent, decode_batch, decode_line, from_mapping
 from tests.conftest import AUDIT2RBAC, FALCO
@@ -1323,3 +1324,18 @@ def test_audit2rbac_outcomes(realdata: Path) -> None:
     # Level Metadata: no bodies, so times come from the legacy ``timestamp`` and kinds from the table.
     assert all(e.body is None and e.start_us > 0 for e in events)
     assert {e.object.kind for e in events} == {"Role", "RoleBinding", "ClusterRole", "ClusterRoleBinding"}
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        (b'{"spec": {"replicas": 2}}', {"spec": {"replicas": 2}}),
+        (b'{"spec": ' + b"9" * 400 + b"}", None),
+        (b'{"spec": 18446744073709551616}', {"spec": 18446744073709551616.0}),  # read as a double
+        (b"", None),
+    ],
+)
+def test_a_body_that_cannot_be_written_again_is_absent(raw: bytes, expected: object) -> None:
+    # Bodies are written again (diffs, stored versions): one that orjson cannot write would fail the
+    # store's write for its whole batch, so it is read as absent and the event keeps its other facts.
+    assert auditwire.body_of(msgspec.Raw(raw)) == expected
