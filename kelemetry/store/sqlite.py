@@ -974,7 +974,13 @@ class SpanStore(StoreReader):
             if not takes_body:
                 rows.append(_version_row(version, now, None))
                 continue
-            raw = orjson.dumps(version.body)
+            try:
+                raw = orjson.dumps(version.body)
+            except orjson.JSONEncodeError:
+                # Read but not writable again (nested past orjson's 254 levels): the version is kept
+                # without its body rather than failing the write of its whole batch.
+                rows.append(_version_row(version, now, None))
+                continue
             base = bases.get(object_id)
             if base is None:
                 bases[object_id] = raw
