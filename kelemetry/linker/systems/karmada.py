@@ -11,7 +11,7 @@ What Karmada (v1.12) writes, learned from its source:
   ownerReference (it lives in another namespace than the binding) but with the annotations
   ``resourcebinding.karmada.io/namespace`` and ``resourcebinding.karmada.io/name``, or
   ``clusterresourcebinding.karmada.io/name`` (``pkg/controllers/binding/common.go``:
-  ``ensureWork``, ``mergeAnnotations``; keys in ``pkg/apis/work/v1alpha2/well_known_constants.go``).
+  ``ensureWork``, ``mergeAnnotations``; keys among the well-known constants of the work v1alpha2 API).
 - The manifest inside the Work, applied as is to the member cluster by the execution controller,
   carries the label ``karmada.io/managed: "true"`` and the annotations ``work.karmada.io/namespace``
   and ``work.karmada.io/name`` naming its Work (``pkg/util/helper/work.go``: ``CreateOrUpdateWork``).
