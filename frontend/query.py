@@ -518,7 +518,15 @@ class QueryService:
         """The cause chain of one object at ``at_us`` (default: its last activity), with its view."""
         target, _ = self._incarnation_at(query, at_us)
         # Nothing after the moment can explain it: the trace is read up to it.
-        trace = self.backend.trace(target, None, at_us)
+        try:
+            trace = self.backend.trace(target, None, at_us)
+        except errors.NotFound:
+            if at_us is None:
+                raise
+            first = f"; it was first active at {_moment(target.first_us)}" if target.first_us else ""
+            raise errors.NotFound(
+                f"{query.describe()} has no activity at or before {_moment(at_us)}{first}"
+            ) from None
         chain = causes.explain(trace, at_us)
         number = self.views.save(ViewSpec.of(target.key, None, None, target.uid))
         return causes.Explanation(
