@@ -39,7 +39,9 @@ SERVICE_ACCOUNT = "system:serviceaccount:"
 SYSTEM = "system:"
 
 
-CONTROLLER_PROGRAMS = frozenset({"kube-scheduler", "kubelet", "kube-proxy", "kwok", "cloud-controller-manager"})
+CONTROLLER_PROGRAMS = frozenset(
+    {"kube-scheduler", "kubelet", "kube-proxy", "kwok", "cloud-controller-manager"}
+)
 CONTROLLER_SUFFIXES = ("controller-manager", "-controller", "-operator")
 
 

@@ -89,7 +89,13 @@ def test_a_status_field_written_through_the_status_subresource(sample: QueryServ
     )
     created, *rows = history(answer)
     # Its value at creation: the deployment-controller's new ReplicaSet had no status yet.
-    assert created == ("status.readyReplicas", "null", "null", "system:serviceaccount:kube-system:deployment-controller", "")
+    assert created == (
+        "status.readyReplicas",
+        "null",
+        "null",
+        "system:serviceaccount:kube-system:deployment-controller",
+        "",
+    )
     assert rows and {row[3] for row in rows} == {"system:serviceaccount:kube-system:replicaset-controller"}
     assert {row[4] for row in rows} == {"status"}
     assert rows[-1][1:3] == ("4", "2")
@@ -97,7 +103,9 @@ def test_a_status_field_written_through_the_status_subresource(sample: QueryServ
 
 def test_the_text_names_who_set_the_value_now(sample: QueryService) -> None:
     text = sample.blame(DEMO, "spec.replicas").text()
-    assert text.startswith("Deployment default/demo (cluster tracetest): spec.replicas\nnow: 2 — set by admin")
+    assert text.startswith(
+        "Deployment default/demo (cluster tracetest): spec.replicas\nnow: 2 — set by admin"
+    )
     assert "by admin (kubectl) patch scale → 200 at 2026-11-23T07:23:31.278Z" in text
 
 
@@ -111,11 +119,25 @@ def test_the_cli_json_as_the_issue_asks(sample_store: Path, capsys: pytest.Captu
     assert answer["field"] == "spec.replicas"
 
 
-def test_a_bad_field_is_refused_with_where_it_goes_wrong(sample_store: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    argv = ["blame", "--store", str(sample_store), "--resource", "deploy", "--name", "demo", "--field", "spec[x"]
+def test_a_bad_field_is_refused_with_where_it_goes_wrong(
+    sample_store: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = [
+        "blame",
+        "--store",
+        str(sample_store),
+        "--resource",
+        "deploy",
+        "--name",
+        "demo",
+        "--field",
+        "spec[x",
+    ]
     assert cli.main(argv) == 2
     err = capsys.readouterr().err
-    assert err == "kelemetry: error: invalid field 'spec[x' at character 5: use [0], [\"key\"] or [name=value]\n"
+    assert (
+        err == "kelemetry: error: invalid field 'spec[x' at character 5: use [0], [\"key\"] or [name=value]\n"
+    )
 
 
 @pytest.mark.parametrize(
@@ -123,8 +145,11 @@ def test_a_bad_field_is_refused_with_where_it_goes_wrong(sample_store: Path, cap
     [
         ("spec.replicas", ("spec", "replicas")),
         (IMAGE, ("spec", "template", "spec", "containers", ("name", "nginx"), "image")),
-        ('metadata.annotations["deployment.kubernetes.io/revision"]', ("metadata", "annotations", "deployment.kubernetes.io/revision")),
-        ('spec.ports[port=80]', ("spec", "ports", ("port", "80"))),
+        (
+            'metadata.annotations["deployment.kubernetes.io/revision"]',
+            ("metadata", "annotations", "deployment.kubernetes.io/revision"),
+        ),
+        ("spec.ports[port=80]", ("spec", "ports", ("port", "80"))),
         ('spec.containers[name="a]b"].image', ("spec", "containers", ("name", "a]b"), "image")),
         ("spec.args[0]", ("spec", "args", 0)),
     ],
@@ -134,7 +159,9 @@ def test_fields_parse_as_the_diff_writes_them(text: str, segments: tuple[object,
     assert blame.field_text(blame.parse_field(text)) == text
 
 
-@pytest.mark.parametrize("text", ["", "  ", "spec..replicas", ".spec", "spec[", "spec[name=x", "spec.re plicas", "spec!"])
+@pytest.mark.parametrize(
+    "text", ["", "  ", "spec..replicas", ".spec", "spec[", "spec[name=x", "spec.re plicas", "spec!"]
+)
 def test_bad_fields_are_input_errors(text: str) -> None:
     with pytest.raises(errors.InputError):
         blame.parse_field(text)
@@ -160,16 +187,29 @@ def test_a_diff_line_whose_value_holds_the_arrow_is_split_where_the_old_value_is
         logs=(Log("diff", 'data.rule "a -> b" -> "c"\ndata.other 1 -> 2'),),
     )
     (entry,) = blame.history([span], blame.parse_field("data.rule"))
-    assert (entry.old, entry.new, entry.source, entry.proven, entry.request) == ('"a -> b"', '"c"', "change", False, None)
+    assert (entry.old, entry.new, entry.source, entry.proven, entry.request) == (
+        '"a -> b"',
+        '"c"',
+        "change",
+        False,
+        None,
+    )
     assert entry.note is not None and "not known" in entry.note
 
 
 def test_incarnations_of_a_reused_name_are_kept_apart(tmp_path: Path) -> None:
-    def deployment(verb: str, uid: str, replicas: int, second: int, audit_id: str, **extra: object) -> dict[str, object]:
+    def deployment(
+        verb: str, uid: str, replicas: int, second: int, audit_id: str, **extra: object
+    ) -> dict[str, object]:
         body = {
             "kind": "Deployment",
             "apiVersion": "apps/v1",
-            "metadata": {"name": "web", "namespace": "default", "uid": uid, "resourceVersion": str(100 + second)},
+            "metadata": {
+                "name": "web",
+                "namespace": "default",
+                "uid": uid,
+                "resourceVersion": str(100 + second),
+            },
             "spec": {"replicas": replicas},
         }
         return audit_event(
@@ -246,13 +286,17 @@ def test_jaeger_gives_the_same_chain_as_the_store(over_jaeger: QueryService, sam
         assert remote["summary"] == local["summary"] and remote["complete"]
 
 
-def test_jaeger_blame_says_the_value_at_creation_is_not_known(over_jaeger: QueryService, sample: QueryService) -> None:
+def test_jaeger_blame_says_the_value_at_creation_is_not_known(
+    over_jaeger: QueryService, sample: QueryService
+) -> None:
     remote = over_jaeger.blame(DEMO, "spec.replicas")
     local = sample.blame(DEMO, "spec.replicas")
     created, *rest = remote.incarnations[0].history
     assert created.new is None and not created.proven
     assert created.note is not None and "not known" in created.note and "jaeger" in created.note.lower()
     assert created.request is not None and created.request.verb == "create"
-    assert [entry.to_json() for entry in rest] == [entry.to_json() for entry in local.incarnations[0].history[1:]]
+    assert [entry.to_json() for entry in rest] == [
+        entry.to_json() for entry in local.incarnations[0].history[1:]
+    ]
     assert remote.current is not None and remote.current.request is not None
     assert remote.current.request.user == "admin" and remote.current.request.subresource == "scale"

@@ -17,9 +17,9 @@ from typing import Any
 import pytest
 
 from frontend import actors, causes, query
-from frontend.changes import format_time
 from frontend.backend import StoreBackend
 from frontend.causes import Chain
+from frontend.changes import format_time
 from frontend.query import QueryService
 from frontend.types import ObjectQuery
 from frontend.views import ViewStore
@@ -46,7 +46,9 @@ def sample(sample_store: Path) -> Iterator[QueryService]:
     service.close()
 
 
-def chain_of(service: QueryService, resource: str, name: str, at_us: int | None = None, **fields: Any) -> Chain:
+def chain_of(
+    service: QueryService, resource: str, name: str, at_us: int | None = None, **fields: Any
+) -> Chain:
     found = service.explain(
         ObjectQuery(cluster=fields.pop("cluster", "tracetest"), resource=resource, name=name, **fields), at_us
     )
@@ -104,10 +106,15 @@ def test_a_pod_of_the_new_replicaset_goes_back_to_the_image_change(sample: Query
         ("ReplicaSet", "demo-5544f8b48c", "created", DEPLOYMENT_CONTROLLER, True),
         ("Deployment", "demo", "changed", "admin", True),
     ]
-    assert chain.steps[-1].changes[-1] == 'spec.template.spec.containers[name=nginx].image "nginx:1.27" -> "nginx:1.28"'
+    assert (
+        chain.steps[-1].changes[-1]
+        == 'spec.template.spec.containers[name=nginx].image "nginx:1.27" -> "nginx:1.28"'
+    )
 
 
-def test_a_pod_removed_by_the_scale_down_names_the_replicaset_controllers_delete(sample: QueryService) -> None:
+def test_a_pod_removed_by_the_scale_down_names_the_replicaset_controllers_delete(
+    sample: QueryService,
+) -> None:
     # The kubelet's (kwok's) deletes that finish the graceful deletion are not the decision.
     chain = chain_of(sample, "pods", "demo-5544f8b48c-b25t4", us("2026-11-23T07:23:32.700Z"))
     assert shape(chain) == [
@@ -118,7 +125,9 @@ def test_a_pod_removed_by_the_scale_down_names_the_replicaset_controllers_delete
     assert chain.steps[-1].changes[-1] == "spec.replicas 4 -> 2"
 
 
-def test_by_default_the_last_activity_is_explained_the_garbage_collectors_deletes(sample: QueryService) -> None:
+def test_by_default_the_last_activity_is_explained_the_garbage_collectors_deletes(
+    sample: QueryService,
+) -> None:
     chain = chain_of(sample, "pods", "demo-5544f8b48c-pdqd2")
     assert format_time(chain.at_us) == "2026-11-23T07:23:33.341Z"
     assert shape(chain) == [
@@ -131,10 +140,14 @@ def test_by_default_the_last_activity_is_explained_the_garbage_collectors_delete
 def test_a_deployment_explains_itself(sample: QueryService) -> None:
     chain = chain_of(sample, "deployments", "demo", us("2026-11-23T07:23:32.000Z"))
     assert shape(chain) == [("Deployment", "demo", "changed", "admin", True)]
-    assert chain.summary().startswith("Deployment default/demo was changed by admin; started by admin (kubectl)")
+    assert chain.summary().startswith(
+        "Deployment default/demo was changed by admin; started by admin (kubectl)"
+    )
 
 
-def test_the_cli_answers_in_json_as_the_issue_asks(sample_store: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_the_cli_answers_in_json_as_the_issue_asks(
+    sample_store: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     import orjson
 
     code = cli.main(
@@ -233,7 +246,9 @@ def test_the_host_deletion_reaches_the_members_pods(fleet: QueryService) -> None
 # -- synthetic: recreated, unproven
 
 
-def store_of(path: Path, audit: list[dict[str, Any]], kube_events: Sequence[dict[str, Any]] = ()) -> QueryService:
+def store_of(
+    path: Path, audit: list[dict[str, Any]], kube_events: Sequence[dict[str, Any]] = ()
+) -> QueryService:
     store = SpanStore(path)
     pipeline = new_pipeline(store)
     assert pipeline.process_audit(audit, "c1").failed == 0
@@ -423,21 +438,34 @@ def test_a_failed_request_is_no_cause(tmp_path: Path) -> None:
     [
         ("admin", "kubectl/v1.33.13 (linux/amd64) kubernetes/$Format", "human"),
         ("alice@example.com", "Mozilla/5.0", "human"),
-        ("system:serviceaccount:kube-system:deployment-controller", "kube-controller-manager/v1.33", "controller"),
+        (
+            "system:serviceaccount:kube-system:deployment-controller",
+            "kube-controller-manager/v1.33",
+            "controller",
+        ),
         ("system:serviceaccount:argocd:argocd-application-controller", "argocd-controller/v2", "controller"),
         ("system:node:node-1", "kubelet/v1.33", "controller"),
         ("system:kube-scheduler", "kube-scheduler/v1.33", "controller"),
-        ("kubeadmiral", "kubeadmiral-controller-manager/v0.0.0 (linux/amd64) kubernetes/$Format", "controller"),
+        (
+            "kubeadmiral",
+            "kubeadmiral-controller-manager/v0.0.0 (linux/amd64) kubernetes/$Format",
+            "controller",
+        ),
         ("kwok", "kwok/v0.6", "controller"),
         ("", "kubectl/v1.33", "unknown"),
     ],
 )
-def test_people_and_controllers_are_told_apart_by_user_then_user_agent(user: str, agent: str, actor: str) -> None:
+def test_people_and_controllers_are_told_apart_by_user_then_user_agent(
+    user: str, agent: str, actor: str
+) -> None:
     assert actors.actor_of(user, agent) == actor
 
 
 def test_short_names() -> None:
-    assert actors.short_user("system:serviceaccount:kube-system:replicaset-controller") == "replicaset-controller"
+    assert (
+        actors.short_user("system:serviceaccount:kube-system:replicaset-controller")
+        == "replicaset-controller"
+    )
     assert actors.short_user("system:node:n1") == "system:node:n1"
     assert actors.short_agent("kubectl/v1.33.13 (linux/amd64) kubernetes/$Format") == "kubectl"
     assert actors.short_agent("") == ""
@@ -445,3 +473,39 @@ def test_short_names() -> None:
 
 def test_an_empty_chain_says_nothing_is_recorded() -> None:
     assert causes.summarize(()) == "nothing is recorded about it"
+
+
+def test_an_owner_known_only_through_what_it_owns_is_explained_as_unproven(tmp_path: Path) -> None:
+    stream = [
+        audit_event(
+            name="web-1-a",
+            uid="p-1",
+            owner=owner_ref("ReplicaSet", "web-1", uid="r-1"),
+            user=REPLICASET_CONTROLLER,
+            audit_id="pod",
+            **at(3),
+        ),
+    ]
+    service = store_of(tmp_path / "k.db", stream)
+    try:
+        chain = chain_of(service, "replicasets", "web-1", cluster="c1")
+    finally:
+        service.close()
+    assert shape(chain) == [("ReplicaSet", "web-1", "created", None, False)]
+    assert "no request creating or changing it" in chain.steps[0].reason
+
+
+def test_the_stores_lineage_reads_only_the_owners_and_gives_the_chain_the_whole_trace_gives(
+    sample: QueryService,
+) -> None:
+    backend = sample.backend
+    (pod,) = backend.find_objects(
+        ObjectQuery(cluster="tracetest", resource="pods", name="demo-5544f8b48c-bq8vc")
+    )
+    moment = us("2026-11-23T07:23:31.600Z")
+    narrow = backend.lineage(pod, None, moment)
+    whole = backend.trace(pod, None, moment)
+    objects = {node.span.key.name for node in narrow.walk() if node.span.source.value == "object"}
+    assert objects == {"demo-5544f8b48c-bq8vc", "demo-5544f8b48c", "demo"}
+    assert len(whole.walk()) > 2 * len(narrow.walk())
+    assert causes.explain(narrow, moment) == causes.explain(whole, moment)
