@@ -89,7 +89,9 @@ def deployment_with_revision_2() -> tuple[Obj, Obj]:
         1,
         "update",
         'metadata.annotations null -> {"deployment.kubernetes.io/revision":"1"}',
-        'status.conditions[type=Progressing] null -> {"type":"Progressing","status":"True","reason":"NewReplicaSetCreated","message":"Created new replica set \\"web-1\\""}',
+        "status.conditions[type=Progressing] null -> "
+        '{"type":"Progressing","status":"True","reason":"NewReplicaSetCreated",'
+        '"message":"Created new replica set \\"web-1\\""}',
         user=DEPLOYMENT_CONTROLLER,
         subresource="status",
     )
@@ -106,7 +108,8 @@ def deployment_with_revision_2() -> tuple[Obj, Obj]:
         101,
         "update",
         'metadata.annotations["deployment.kubernetes.io/revision"] "1" -> "2"',
-        'status.conditions[type=Progressing].message "ReplicaSet \\"web-1\\" has successfully progressed." -> "Created new replica set \\"web-2\\""',
+        'status.conditions[type=Progressing].message "ReplicaSet \\"web-1\\" has successfully progressed." '
+        '-> "Created new replica set \\"web-2\\""',
         'status.conditions[type=Progressing].reason "NewReplicaSetAvailable" -> "NewReplicaSetCreated"',
         user=DEPLOYMENT_CONTROLLER,
         subresource="status",
@@ -122,7 +125,8 @@ def test_progress_deadline_exceeded_is_stuck_with_the_controllers_message() -> N
         700,
         "update",
         'status.conditions[type=Progressing].reason "ReplicaSetUpdated" -> "ProgressDeadlineExceeded"',
-        'status.conditions[type=Progressing].message "x" -> "ReplicaSet \\"web-2\\" has timed out progressing."',
+        "status.conditions[type=Progressing].message "
+        '"x" -> "ReplicaSet \\"web-2\\" has timed out progressing."',
         user=DEPLOYMENT_CONTROLLER,
         subresource="status",
     )
