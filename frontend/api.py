@@ -581,6 +581,25 @@ def blame(
     return _json({"data": [answer.to_json()]})
 
 
+# -- stuck and failing Pods of a namespace
+
+
+@lookups.get("/stuck")
+def stuck_pods(
+    queries: Queries,
+    cluster: str | None = None,
+    namespace: str | None = None,
+    start: str | None = None,
+    end: str | None = None,
+) -> Response:
+    """Pods of a namespace that are unscheduled, crashlooping, evicted, failed or not ready, the
+    longest stuck first (``scanned``: Pods read; ``truncated``: the bound cut the list)."""
+    _require(cluster=cluster, namespace=namespace)
+    assert cluster and namespace
+    answer = queries.stuck(cluster, namespace, parse_time_param("start", start), parse_time_param("end", end))
+    return _json(answer.to_json())
+
+
 # -- the web UI: one page, routed in the browser
 
 pages = APIRouter(include_in_schema=False)

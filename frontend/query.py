@@ -14,12 +14,13 @@ from __future__ import annotations
 import math
 import time
 from collections import defaultdict
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
 from frontend import actors, causes, modes, scope, transform
 from frontend import blame as blaming
+from frontend import stuck as failing
 from frontend.backend import Backend, StoreBackend
 from frontend.changes import ChangeQuery, ChangesJson, bucket_json, row_of
 from frontend.modes import DisplayMode
@@ -43,6 +44,10 @@ STORE_RESOURCES_TTL = 10.0
 NEAR_CANDIDATES = 200
 NEAR_SHOWN = 5
 NO_CREATED_BODY = "the value at creation is not known: no body of the created object was stored"
+
+# The namespace-wide view of stuck Pods reads at most this many Pods (the most recently active
+# first), so a busy namespace answers in bounded time; the answer says when the bound cut it.
+STUCK_PODS_SCANNED = 2000
 SEARCH_KEYS = frozenset({tags.CLUSTER, tags.GROUP, tags.RESOURCE, tags.NAMESPACE, tags.NAME, tags.UID})
 
 
@@ -587,6 +592,57 @@ class QueryService:
         note = None if made.complete else "read from a partial answer of the create request"
         return blaming.Creation(create, blaming.shown_value(body, path), note)
 
+    # -- stuck and failing Pods of a namespace
+
+    def stuck(
+        self,
+        cluster: str,
+        namespace: str,
+        start_us: int | None,
+        end_us: int | None,
+        *,
+        now_us: int | None = None,
+        cause_of: failing.CauseHook | None = None,
+    ) -> StuckAnswer:
+        """The stuck or failing Pods of a namespace active in the range: each hierarchy they belong
+        to is assembled once (Pods of one workload share it), at most ``STUCK_PODS_SCANNED`` Pods.
+        Durations run to ``now_us`` (default: the end of the range, or now)."""
+        if not cluster or not namespace:
+            raise errors.InputError("cluster and namespace are required")
+        if start_us is not None and end_us is not None and start_us > end_us:
+            raise errors.InputError("start is after end")
+        if cluster not in self.backend.clusters():
+            known = ", ".join(self.backend.clusters()) or "none"
+            raise errors.NotFound(f"no cluster {cluster!r} in the store; known: {known}")
+        request = Suggestion(
+            cluster=cluster, group="", resource="pods", namespace=namespace, limit=STUCK_PODS_SCANNED + 1
+        )
+        pods = self.backend.recent(request, start_us, end_us)
+        truncated = len(pods) > STUCK_PODS_SCANNED
+        pods = pods[:STUCK_PODS_SCANNED]
+        now = min(time.time_ns() // 1000, end_us) if end_us is not None else time.time_ns() // 1000
+        if now_us is not None:
+            now = now_us
+        wanted = {row.object_id for row in pods}
+        judged: set[int] = set()
+        found: list[failing.StuckPod] = []
+        for pod in pods:
+            if pod.object_id in judged:
+                continue
+            try:
+                trace = self.backend.trace(pod, start_us, end_us)
+            except errors.NotFound:
+                judged.add(pod.object_id)
+                continue  # retention removed it since the listing
+            in_trace = {node.span.object_id for node in trace.walk() if failing.is_pod(node.span)}
+            for item in failing.stuck_pods(trace, now, cause_of):
+                if item.pod.object_id in wanted and item.pod.object_id not in judged:
+                    found.append(item)
+            judged.update(in_trace & wanted)
+            judged.add(pod.object_id)
+        found.sort(key=lambda item: (item.since_us, item.pod.key.name))
+        return StuckAnswer(tuple(found), len(pods), truncated)
+
     def redirect(self, query: ObjectQuery, ts_us: int) -> str:
         """The view of the object's activity within 30 minutes of ``ts``, in the default mode."""
         window = replace(query, start_us=ts_us - REDIRECT_SPAN_US, end_us=ts_us + REDIRECT_SPAN_US)
@@ -597,6 +653,23 @@ class QueryService:
             )
             raise errors.InputError(f"{query.describe()} matches {len(found)} objects ({options}); narrow it")
         return found[0].view_id
+
+
+@dataclass(frozen=True, slots=True)
+class StuckAnswer:
+    pods: tuple[failing.StuckPod, ...]
+    scanned: int
+    """How many Pods with activity in the range were read."""
+    truncated: bool
+    """More Pods were active than ``STUCK_PODS_SCANNED``: the least recently active were not read."""
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "data": [item.to_json() for item in self.pods],
+            "scanned": self.scanned,
+            "truncated": self.truncated,
+            "limit": STUCK_PODS_SCANNED,
+        }
 
 
 def present(trace: AssembledTrace, mode: DisplayMode, view_id: str) -> View:
