@@ -19,10 +19,12 @@ import json
 import os
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
+import httpx
 import orjson
 import pytest
 
@@ -38,7 +40,7 @@ pytestmark = pytest.mark.e2e
 ADMIN = "admin"
 DEPLOYMENT_CONTROLLER = "system:serviceaccount:kube-system:deployment-controller"
 REPLICASET_CONTROLLER = "system:serviceaccount:kube-system:replicaset-controller"
-SCHEDULER = "system:kube-scheduler"
+GARBAGE_COLLECTOR = "system:serviceaccount:kube-system:generic-garbage-collector"
 
 ROLLOUT, SCALE, PENDING, RECREATE = "causes-rollout", "causes-scale", "causes-pending", "causes-recreate"
 NAMESPACES = (ROLLOUT, SCALE, PENDING, RECREATE)
@@ -165,7 +167,7 @@ def wait_for_spans(collector: Collector, namespace: str, what: str, check: Any, 
     return wait_until(what, lambda: check(spans_in(collector, namespace)), timeout, 0.5)
 
 
-# -- the answers, from the real CLI against the collector's store
+# -- the answers: the real CLI against the collector's store, and the collector's HTTP API
 
 
 def cli_json(scenarios: Scenarios, *args: str) -> Any:
@@ -173,6 +175,8 @@ def cli_json(scenarios: Scenarios, *args: str) -> Any:
         [
             str(scenarios.binaries.kelemetry),
             *args,
+            "--cluster",
+            CLUSTER,
             "--store",
             str(scenarios.collector.store),
             "--format",
@@ -187,10 +191,44 @@ def cli_json(scenarios: Scenarios, *args: str) -> Any:
     return json.loads(result.stdout)
 
 
+def settled(what: str, ask: Callable[[], Any], ready: Callable[[Any], bool], timeout: float = 30) -> Any:
+    """The answer once ``ready`` holds; after ``timeout`` the last answer anyway, so the assertions
+    that follow say precisely what is wrong with it rather than only that it never came."""
+    deadline = time.monotonic() + timeout
+    while True:
+        answer = ask()
+        if ready(answer) or time.monotonic() > deadline:
+            return answer
+        time.sleep(0.5)
+
+
+def only(answer: dict[str, Any]) -> dict[str, Any]:
+    assert len(answer["data"]) == 1, answer
+    item: dict[str, Any] = answer["data"][0]
+    return item
+
+
+def who(step_or_entry: dict[str, Any]) -> tuple[Any, Any, Any]:
+    request = step_or_entry.get("request") or {}
+    return (request.get("user"), request.get("verb"), request.get("subresource") or None)
+
+
+def explain(scenarios: Scenarios, namespace: str, resource: str, name: str, *extra: str) -> dict[str, Any]:
+    return only(
+        cli_json(
+            scenarios, "explain", "--resource", resource, "--namespace", namespace, "--name", name, *extra
+        )
+    )
+
+
+def started_by_a_person(answer: dict[str, Any]) -> bool:
+    return bool(answer["chain"]) and answer["chain"][-1]["actor"] == "human"
+
+
 # -- the scenarios
 
 
-def test_rollout_by_set_image_reaches_the_store(scenarios: Scenarios) -> None:
+def test_set_image_rollout_is_explained_back_to_admin(scenarios: Scenarios) -> None:
     cluster, collector = scenarios.cluster, scenarios.collector
     rolled_out(cluster, ROLLOUT, 2)
     first_rs = jsonpath(cluster, ROLLOUT, "rs", path="{.items[0].metadata.name}")
@@ -202,7 +240,7 @@ def test_rollout_by_set_image_reaches_the_store(scenarios: Scenarios) -> None:
         60,
     )
 
-    def arrived(spans: list[SpanRecord]) -> list[SpanRecord] | None:
+    def arrived(spans: list[SpanRecord]) -> tuple[SpanRecord, SpanRecord, list[SpanRecord]] | None:
         patches = [
             s
             for s in requests_of(spans, "deployments", "web")
@@ -220,16 +258,85 @@ def test_rollout_by_set_image_reaches_the_store(scenarios: Scenarios) -> None:
             and call(s) == (REPLICASET_CONTROLLER, "create", None)
             and s.key.name.startswith(new_rs[0].key.name + "-")
         ]
-        return patches if patches and len(new_rs) == 1 and len(pods) >= 2 else None
+        ready = len(patches) == 1 and len(new_rs) == 1 and len(pods) >= 2
+        return (patches[0], new_rs[0], pods) if ready else None
 
-    patches = wait_for_spans(
+    patch, new_rs, pods = wait_for_spans(
         collector, ROLLOUT, "admin's set-image patch, the new ReplicaSet and its pods", arrived
     )
-    assert len(patches) == 1
-    assert "kubectl" in str(patches[0].tags.get("audit.user_agent"))
+    assert "kubectl" in str(patch.tags.get("audit.user_agent"))
+
+    # The first Pod of the new ReplicaSet: made because the ReplicaSet was made, because of the patch.
+    pod = pods[0]
+    answer = settled(
+        "the Pod's chain to reach admin",
+        lambda: explain(scenarios, ROLLOUT, "pods", pod.key.name),
+        started_by_a_person,
+    )
+    chain = answer["chain"]
+    assert answer["object"]["name"] == pod.key.name and answer["object"]["uid"] == pod.uid
+    assert [step["object"]["resource"] for step in chain] == ["pods", "replicasets", "deployments"]
+    assert who(chain[0]) == (REPLICASET_CONTROLLER, "create", None)
+    assert chain[0]["relation"] == "created" and chain[0]["actor"] == "controller"
+    assert chain[1]["object"]["name"] == new_rs.key.name and chain[1]["object"]["uid"] == new_rs.uid
+    assert who(chain[1])[0] == DEPLOYMENT_CONTROLLER and chain[1]["actor"] == "controller"
+    last = chain[-1]
+    assert last["object"]["name"] == "web" and last["object"]["kind"] == "Deployment"
+    assert who(last) == (ADMIN, "patch", None) and last["actor"] == "human"
+    assert last["request"]["audit_id"] == patch.tags["audit.id"]
+    assert last["request"]["user_agent"].startswith("kubectl/")
+    assert IMAGE_DIFF in last["changes"]
+    assert all(step["proven"] for step in chain) and answer["complete"] is True
+    assert ADMIN in answer["summary"] and new_rs.key.name in answer["summary"]
 
 
-def test_scale_to_zero_reaches_the_store(scenarios: Scenarios) -> None:
+def test_explain_through_the_collectors_http_api(scenarios: Scenarios) -> None:
+    """The same question through the running collector's API: the same chain as the CLI's."""
+    collector = scenarios.collector
+    pod = next(
+        s
+        for s in requests_of(spans_in(collector, ROLLOUT), "pods")
+        if call(s) == (REPLICASET_CONTROLLER, "create", None)
+    )
+    params = {"cluster": CLUSTER, "resource": "po", "namespace": ROLLOUT, "name": pod.key.name}
+    response = httpx.get(f"{collector.url}/api/kelemetry/explain", params=params, timeout=30)
+    assert response.status_code == 200, response.text
+    over_http = only(response.json())
+    from_cli = explain(scenarios, ROLLOUT, "pods", pod.key.name)
+    assert over_http["object"] == from_cli["object"]
+    assert [(s["object"]["uid"], s["relation"], who(s)) for s in over_http["chain"]] == [
+        (s["object"]["uid"], s["relation"], who(s)) for s in from_cli["chain"]
+    ]
+    assert who(over_http["chain"][-1])[0] == ADMIN
+    # An object no one has heard of is a 404 with a reason, not an empty chain.
+    missing = httpx.get(
+        f"{collector.url}/api/kelemetry/explain", params={**params, "name": "no-such-pod"}, timeout=30
+    )
+    assert missing.status_code == 404 and missing.json()["errors"]
+
+
+def test_set_image_rollout_is_revision_2_triggered_by_admin(scenarios: Scenarios) -> None:
+    collector = scenarios.collector
+    patch = next(
+        s for s in requests_of(spans_in(collector, ROLLOUT), "deployments", "web") if call(s)[1] == "patch"
+    )
+    answer = settled(
+        "the Deployment's rollouts",
+        lambda: explain(scenarios, ROLLOUT, "deployments", "web"),
+        lambda a: len(a.get("rollouts", [])) >= 2,
+    )
+    revisions = {r["revision"]: r for r in answer["rollouts"]}
+    assert set(revisions) >= {"1", "2"}, answer["rollouts"]
+    second = revisions["2"]
+    assert who(second["trigger"]) == (ADMIN, "patch", None)
+    assert second["trigger"]["audit_id"] == patch.tags["audit.id"]
+    assert IMAGE_DIFF in second["changes"]
+    assert second["state"] == "complete" and second["finished"]
+    assert who(revisions["1"]["trigger"]) == (ADMIN, "create", None)
+    assert revisions["1"]["state"] == "superseded"
+
+
+def test_scale_to_zero_is_blamed_on_admins_scale_request(scenarios: Scenarios) -> None:
     cluster, collector = scenarios.cluster, scenarios.collector
     rolled_out(cluster, SCALE, 2)
     cluster.kubectl("scale", "deployment/web", "-n", SCALE, "--replicas=3")
@@ -245,8 +352,29 @@ def test_scale_to_zero_reaches_the_store(scenarios: Scenarios) -> None:
     assert "spec.replicas 2 -> 3" in diff_lines(scales[0])
     assert "spec.replicas 3 -> 0" in diff_lines(scales[1])
 
+    answer = only(
+        cli_json(
+            scenarios,
+            *("blame", "--resource", "deploy", "--namespace", SCALE, "--name", "web"),
+            *("--field", "spec.replicas"),
+        )
+    )
+    assert answer["field"] == "spec.replicas"
+    current = answer["current"]
+    assert who(current) == (ADMIN, "patch", "scale")
+    assert (current["old"], current["new"]) == ("3", "0")
+    assert current["request"]["audit_id"] == scales[1].tags["audit.id"] and current["proven"]
+    [incarnation] = answer["incarnations"]
+    assert not incarnation["deleted"]
+    history = [(e["old"], e["new"], who(e)) for e in incarnation["history"]]
+    assert history == [
+        ("null", "2", (ADMIN, "create", None)),
+        ("2", "3", (ADMIN, "patch", "scale")),
+        ("3", "0", (ADMIN, "patch", "scale")),
+    ]
 
-def test_unschedulable_pods_reach_the_store(scenarios: Scenarios) -> None:
+
+def test_unschedulable_pod_is_stuck_with_the_request_that_created_its_workload(scenarios: Scenarios) -> None:
     cluster, collector = scenarios.cluster, scenarios.collector
 
     def failed_scheduling(spans: list[SpanRecord]) -> list[SpanRecord] | None:
@@ -263,7 +391,8 @@ def test_unschedulable_pods_reach_the_store(scenarios: Scenarios) -> None:
     assert all(e.tags.get("event.type") == "Warning" for e in events)
     assert any("didn't match Pod's node affinity/selector" in log.message for e in events for log in e.logs)
     spans = spans_in(collector, PENDING)
-    assert call(requests_of(spans, "deployments", "web")[0]) == (ADMIN, "create", None)
+    create = requests_of(spans, "deployments", "web")[0]
+    assert call(create) == (ADMIN, "create", None)
     assert not [s for s in requests_of(spans, "pods") if call(s)[2] == "binding"]
     wait_until(
         "the deployment-controller to give up on the rollout",
@@ -280,9 +409,31 @@ def test_unschedulable_pods_reach_the_store(scenarios: Scenarios) -> None:
         60,
         0.5,
     )
+    pod = events[0].key.name
+    first_failure_us = min(e.start_us for e in events)
+
+    asked_us = time.time_ns() // 1000
+    answer = cli_json(scenarios, "stuck", "--namespace", PENDING)
+    [stuck] = answer["data"]
+    assert stuck["object"]["name"] == pod and stuck["state"] == "unscheduled"
+    assert any(r.startswith("FailedScheduling: 0/1 nodes are available") for r in stuck["reasons"])
+    assert stuck["count"] >= 1
+    assert abs(stuck["since_us"] - first_failure_us) < 1_000_000
+    # For as long as it has been Pending when asked, give or take the CLI's own start.
+    assert abs(stuck["for_seconds"] - (asked_us - stuck["since_us"]) / 1e6) < 15
+    cause = stuck["cause"]
+    assert cause is not None, "the stuck Pod does not name the request that created its workload"
+    assert who(cause) == (ADMIN, "create", None)
+    assert cause["object"]["kind"] == "Deployment" and cause["request"]["audit_id"] == create.tags["audit.id"]
+
+    workload = explain(scenarios, PENDING, "deployments", "web")
+    assert [(s["object"]["name"], s["state"]) for s in workload["stuck"]] == [(pod, "unscheduled")]
+    [rollout] = workload["rollouts"]
+    assert rollout["state"] == "stuck" and "ProgressDeadlineExceeded" in rollout["reason"]
+    assert who(rollout["trigger"]) == (ADMIN, "create", None)
 
 
-def test_replicaset_deleted_by_hand_is_recreated(scenarios: Scenarios) -> None:
+def test_replicaset_deleted_by_hand_is_explained_as_recreated(scenarios: Scenarios) -> None:
     cluster, collector = scenarios.cluster, scenarios.collector
     rolled_out(cluster, RECREATE, 1)
     rs = jsonpath(cluster, RECREATE, "rs", path="{.items[0].metadata.name}")
@@ -314,12 +465,70 @@ def test_replicaset_deleted_by_hand_is_recreated(scenarios: Scenarios) -> None:
     ]
     creates = [s for s in calls if call(s)[1] == "create"]
     assert [s.uid for s in creates] == [old_uid, new_uid]
+    delete = next(s for s in calls if call(s)[1] == "delete")
     wait_until(
         "both incarnations in the store",
         lambda: incarnations(collector, RECREATE, "replicasets", rs) == sorted([old_uid, new_uid]),
         30,
         0.5,
     )
+
+    answer = explain(scenarios, RECREATE, "rs", rs)
+    assert answer["object"]["uid"] == new_uid
+    chain = answer["chain"]
+    assert chain[0]["relation"] == "recreated" and chain[0]["object"]["uid"] == new_uid
+    assert who(chain[0]) == (DEPLOYMENT_CONTROLLER, "create", None)
+    assert chain[0]["request"]["audit_id"] == creates[1].tags["audit.id"]
+    deleted = chain[-1]
+    assert who(deleted) == (ADMIN, "delete", None) and deleted["actor"] == "human"
+    assert deleted["object"]["uid"] == old_uid and deleted["relation"] == "deleted"
+    assert deleted["request"]["audit_id"] == delete.tags["audit.id"]
+    assert answer["complete"] is True
+
+    # The first incarnation's own story: at its end, deleted by admin; before that, made for the
+    # Deployment admin created. The second incarnation has no part in either.
+    gone = explain(scenarios, RECREATE, "rs", rs, "--uid", old_uid)
+    assert gone["object"]["uid"] == old_uid
+    assert (gone["chain"][0]["relation"], who(gone["chain"][0])) == ("deleted", (ADMIN, "delete", None))
+    before_delete = datetime.fromtimestamp((delete.start_us - 1000) / 1e6, UTC).isoformat()
+    earlier = explain(scenarios, RECREATE, "rs", rs, "--uid", old_uid, "--at", before_delete)
+    assert earlier["object"]["uid"] == old_uid
+    assert earlier["chain"][0]["object"]["uid"] == old_uid
+    assert who(earlier["chain"][0]) == (DEPLOYMENT_CONTROLLER, "create", None)
+    assert who(earlier["chain"][-1]) == (ADMIN, "create", None)
+    for told in (gone, earlier):
+        assert new_uid not in {s["object"]["uid"] for s in told["chain"]}
+
+    # Their Pods follow the same split: the garbage collector removed the first one because of
+    # admin's delete; the replicaset-controller made the next one for the second incarnation.
+    pods = requests_of(spans_in(collector, RECREATE), "pods")
+    collected = next(s for s in pods if call(s) == (GARBAGE_COLLECTOR, "delete", None))
+    remade = next(
+        s for s in pods if call(s) == (REPLICASET_CONTROLLER, "create", None) and s.start_us > delete.start_us
+    )
+    chain = explain(scenarios, RECREATE, "pods", collected.key.name)["chain"]
+    assert [(s["object"]["uid"], s["relation"], who(s)) for s in chain] == [
+        (collected.uid, "deleted", (GARBAGE_COLLECTOR, "delete", None)),
+        (old_uid, "deleted", (ADMIN, "delete", None)),
+    ]
+    chain = explain(scenarios, RECREATE, "pods", remade.key.name)["chain"]
+    assert [(s["object"]["uid"], s["relation"], who(s)) for s in chain] == [
+        (remade.uid, "created", (REPLICASET_CONTROLLER, "create", None)),
+        (new_uid, "recreated", (DEPLOYMENT_CONTROLLER, "create", None)),
+        (old_uid, "deleted", (ADMIN, "delete", None)),
+    ]
+
+    # Blame keeps the two apart: each incarnation its own history, the newest first.
+    blamed = only(
+        cli_json(
+            scenarios,
+            *("blame", "--resource", "rs", "--namespace", RECREATE, "--name", rs, "--field", "spec.replicas"),
+        )
+    )
+    assert [(i["uid"], i["deleted"]) for i in blamed["incarnations"]] == [(new_uid, False), (old_uid, True)]
+    for incarnation, made in zip(blamed["incarnations"], reversed(creates), strict=True):
+        assert incarnation["history"][0]["request"]["audit_id"] == made.tags["audit.id"]
+        assert who(incarnation["history"][0]) == (DEPLOYMENT_CONTROLLER, "create", None)
 
 
 # -- the sample
