@@ -522,13 +522,29 @@ class QueryService:
     def explain(self, query: ObjectQuery, at_us: int | None = None) -> causes.Explanation:
         """The cause chain of one object at ``at_us`` (default: its last activity), with its view."""
         target, _ = self._incarnation_at(query, at_us)
-        # Nothing after the moment can explain it: the trace is read up to it.
-        trace = self.backend.trace(target, None, at_us)
+        # Nothing after the moment can explain it: the spans are read up to it.
+        try:
+            trace = self._lineage(target, at_us)
+        except errors.NotFound:
+            if at_us is None:
+                raise
+            first = f"; it was first active at {_moment(target.first_us)}" if target.first_us else ""
+            raise errors.NotFound(
+                f"{query.describe()} has no activity at or before {_moment(at_us)}{first}"
+            ) from None
         chain = causes.explain(trace, at_us)
         number = self.views.save(ViewSpec.of(target.key, None, None, target.uid))
         return causes.Explanation(
             actors.known_object(target), chain, modes.view_trace_id(modes.DEFAULT, number)
         )
+
+    def _lineage(self, target: KnownObject, at_us: int | None) -> AssembledTrace:
+        """The object's line of owners; for an object with no activity of its own (only what it owns
+        had any), its whole hierarchy, so the answer can still say what is known of it."""
+        try:
+            return self.backend.lineage(target, None, at_us)
+        except errors.NotFound:
+            return self.backend.trace(target, None, at_us)
 
     def blame(self, query: ObjectQuery, field: str, at_us: int | None = None) -> blaming.Blame:
         """Who set each value of ``field`` on the object, per incarnation of its name (newest first;
@@ -539,7 +555,7 @@ class QueryService:
         parts: list[blaming.IncarnationBlame] = []
         for row in shown:
             try:
-                trace = self.backend.trace(row, None, at_us)
+                trace = self._lineage(row, at_us)
             except errors.NotFound:
                 activity: list[SpanRecord] = []
             else:
