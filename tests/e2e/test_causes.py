@@ -32,7 +32,7 @@ from kelemetry.model.events import TraceSource
 from kelemetry.model.spans import SpanRecord
 from kelemetry.model.times import parse_time_us
 from kelemetry.store.sqlite import StoreReader
-from tests.e2e.conftest import Collector, ControlPlane
+from tests.e2e.conftest import Collector, ControlPlane, Jaeger
 from tests.e2e.servers import CLUSTER, REPO, Binaries, wait_until
 
 pytestmark = pytest.mark.e2e
@@ -170,15 +170,15 @@ def wait_for_spans(collector: Collector, namespace: str, what: str, check: Any, 
 # -- the answers: the real CLI against the collector's store, and the collector's HTTP API
 
 
-def cli_json(scenarios: Scenarios, *args: str) -> Any:
+def cli_json(scenarios: Scenarios, *args: str, source: tuple[str, str] | None = None) -> Any:
+    """``kelemetry ARGS --format json`` against the collector's store, or ``source`` (e.g. Jaeger)."""
     result = subprocess.run(
         [
             str(scenarios.binaries.kelemetry),
             *args,
             "--cluster",
             CLUSTER,
-            "--store",
-            str(scenarios.collector.store),
+            *(source or ("--store", str(scenarios.collector.store))),
             "--format",
             "json",
         ],
@@ -313,6 +313,42 @@ def test_explain_through_the_collectors_http_api(scenarios: Scenarios) -> None:
         f"{collector.url}/api/kelemetry/explain", params={**params, "name": "no-such-pod"}, timeout=30
     )
     assert missing.status_code == 404 and missing.json()["errors"]
+    # Blame without a field is refused with the reason.
+    unasked = httpx.get(f"{collector.url}/api/kelemetry/blame", params=params, timeout=30)
+    assert unasked.status_code == 400 and "field" in unasked.json()["error"]
+
+
+def test_explain_from_jaeger_tells_the_same_chain(scenarios: Scenarios, jaeger: Jaeger) -> None:
+    """What the collector exported to Jaeger answers the same question the same way."""
+    collector = scenarios.collector
+    pods = [
+        s
+        for s in requests_of(spans_in(collector, ROLLOUT), "pods")
+        if call(s) == (REPLICASET_CONTROLLER, "create", None)
+    ]
+    pod = pods[-1].key.name  # of the new ReplicaSet: the three-step chain back to the set-image patch
+    from_store = explain(scenarios, ROLLOUT, "pods", pod)
+
+    def ask() -> dict[str, Any]:
+        return only(
+            cli_json(
+                scenarios,
+                *("explain", "--resource", "pods", "--namespace", ROLLOUT, "--name", pod),
+                source=("--jaeger-url", jaeger.api),
+            )
+        )
+
+    def steps(answer: dict[str, Any]) -> list[tuple[Any, ...]]:
+        return [
+            (s["object"]["uid"], s["relation"], who(s), (s["request"] or {}).get("audit_id"), s["changes"])
+            for s in answer["chain"]
+        ]
+
+    from_jaeger = settled(
+        "Jaeger to hold the Pod's line of owners", ask, lambda a: steps(a) == steps(from_store), 60
+    )
+    assert steps(from_jaeger) == steps(from_store)
+    assert who(from_jaeger["chain"][-1]) == (ADMIN, "patch", None)
 
 
 def test_set_image_rollout_is_revision_2_triggered_by_admin(scenarios: Scenarios) -> None:
