@@ -564,9 +564,20 @@ def manifest_diff(
 
 
 @lookups.get("/explain")
-def explain(queries: Queries, key: Key, uid: str | None = None, ts: str | None = None) -> Response:
-    """The cause chain of one object at ``ts`` (default: its last activity)."""
-    answer = queries.explain(_object_query(key, uid), parse_time_param("ts", ts))
+def explain(
+    queries: Queries,
+    key: Key,
+    uid: str | None = None,
+    ts: str | None = None,
+    chain_only: Annotated[str | None, Query(alias="chainOnly")] = None,
+) -> Response:
+    """The cause chain of one object at ``ts`` (default: its last activity), with the rollouts and
+    stuck Pods around it unless ``chainOnly=true``."""
+    answer = queries.explain(
+        _object_query(key, uid),
+        parse_time_param("ts", ts),
+        chain_only=_bool_param("chainOnly", chain_only, False),
+    )
     return _json({"data": [answer.to_json()]})
 
 

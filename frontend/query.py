@@ -18,7 +18,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
-from frontend import actors, causes, modes, scope, transform
+from frontend import actors, causes, modes, rollouts, scope, transform
 from frontend import blame as blaming
 from frontend import stuck as failing
 from frontend.backend import Backend, StoreBackend
@@ -43,8 +43,10 @@ STORE_RESOURCES_TTL = 10.0
 # How many objects a "did you mean" reads and names.
 NEAR_CANDIDATES = 200
 NEAR_SHOWN = 5
+# A stuck Pod's cause is its own read of the store; past this many Pods in one answer they are
+# listed without it (the Pods of one workload mostly share their origin anyway).
+STUCK_CAUSES = 50
 NO_CREATED_BODY = "the value at creation is not known: no body of the created object was stored"
-
 # The namespace-wide view of stuck Pods reads at most this many Pods (the most recently active
 # first), so a busy namespace answers in bounded time; the answer says when the bound cut it.
 STUCK_PODS_SCANNED = 2000
@@ -519,8 +521,18 @@ class QueryService:
             return (existing[0] if existing else incarnations[-1]), incarnations
         return incarnations[0], incarnations
 
-    def explain(self, query: ObjectQuery, at_us: int | None = None) -> causes.Explanation:
-        """The cause chain of one object at ``at_us`` (default: its last activity), with its view."""
+    def explain(
+        self,
+        query: ObjectQuery,
+        at_us: int | None = None,
+        *,
+        now_us: int | None = None,
+        chain_only: bool = False,
+    ) -> causes.Explanation:
+        """The cause chain of one object at ``at_us`` (default: its last activity), with its view,
+        the rollouts of the workload it is or belongs to and the stuck Pods below it (durations run
+        to ``now_us``; default: ``at_us``, or now). ``chain_only`` leaves those two lists empty: they
+        need the object's whole hierarchy, the chain only its line of owners."""
         target, _ = self._incarnation_at(query, at_us)
         # Nothing after the moment can explain it: the spans are read up to it.
         try:
@@ -534,9 +546,60 @@ class QueryService:
             ) from None
         chain = causes.explain(trace, at_us)
         number = self.views.save(ViewSpec.of(target.key, None, None, target.uid))
+        now = now_us if now_us is not None else at_us if at_us is not None else time.time_ns() // 1000
+        found_rollouts, found_stuck = ([], []) if chain_only else self._around(target, at_us, now)
         return causes.Explanation(
-            actors.known_object(target), chain, modes.view_trace_id(modes.DEFAULT, number)
+            actors.known_object(target),
+            chain,
+            modes.view_trace_id(modes.DEFAULT, number),
+            tuple(found_rollouts),
+            tuple(found_stuck),
         )
+
+    def _around(
+        self, target: KnownObject, at_us: int | None, now_us: int
+    ) -> tuple[list[rollouts.Rollout], list[failing.StuckPod]]:
+        """The rollouts of the workload the object is or belongs to, and the stuck Pods below it:
+        both need its whole hierarchy (ReplicaSets beside it, Pods below), assembled once."""
+        try:
+            whole = self.backend.trace(target, None, at_us)
+        except errors.NotFound:
+            return [], []
+        found_rollouts = rollouts.rollouts(whole, target, now_us)
+        node = next(
+            (
+                node
+                for node in whole.walk()
+                if node.span.object_id == target.object_id and node.span.source is TraceSource.OBJECT
+            ),
+            None,
+        )
+        found_stuck = (
+            [] if node is None else failing.stuck_pods(whole, now_us, self._cause_hook(), under=node)
+        )
+        return found_rollouts, found_stuck
+
+    def _cause_hook(self) -> failing.CauseHook:
+        """The first request of a stuck Pod's cause chain (its origin step), for at most
+        ``STUCK_CAUSES`` Pods of one answer: each is a read of the Pod's line of owners."""
+        asked = 0
+
+        def origin(pod: KnownObject, since_us: int) -> causes.Step | None:
+            nonlocal asked
+            asked += 1
+            if asked > STUCK_CAUSES:
+                return None
+            # The Pod as the backend knows it: with its owner link, which a trace's span does not carry.
+            known = next(
+                (row for row in self.backend.objects_of(pod.key, None, since_us) if row.uid == pod.uid), pod
+            )
+            try:
+                steps = causes.explain(self._lineage(known, since_us), since_us).steps
+            except errors.NotFound:
+                return None
+            return steps[-1] if steps else None
+
+        return origin
 
     def _lineage(self, target: KnownObject, at_us: int | None) -> AssembledTrace:
         """The object's line of owners; for an object with no activity of its own (only what it owns
@@ -641,6 +704,7 @@ class QueryService:
             now = now_us
         wanted = {row.object_id for row in pods}
         judged: set[int] = set()
+        hook = self._cause_hook()
         found: list[failing.StuckPod] = []
         for pod in pods:
             if pod.object_id in judged:
@@ -651,7 +715,7 @@ class QueryService:
                 judged.add(pod.object_id)
                 continue  # retention removed it since the listing
             in_trace = {node.span.object_id for node in trace.walk() if failing.is_pod(node.span)}
-            for item in failing.stuck_pods(trace, now, cause_of):
+            for item in failing.stuck_pods(trace, now, cause_of or hook):
                 if item.pod.object_id in wanted and item.pod.object_id not in judged:
                     found.append(item)
             judged.update(in_trace & wanted)

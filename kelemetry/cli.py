@@ -1,4 +1,4 @@
-"""The `kelemetry` command: serve, replay, retain, dump, changes, stuck, frontend.
+"""The `kelemetry` command: serve, replay, retain, dump, changes, stuck, explain, blame, frontend.
 
 Every failure a user can cause (unknown object, bad time, unreadable file, busy port) ends with a
 one-line ``kelemetry: error: ...`` on stderr and a non-zero exit, never a traceback.
@@ -425,6 +425,12 @@ def build_parser() -> argparse.ArgumentParser:
         "that caused the next step. Steps the data cannot prove are marked so.",
     )
     add_answer_object(explain)
+    explain.add_argument(
+        "--chain-only",
+        action="store_true",
+        help="only the cause chain: no rollouts or stuck Pods (those read the whole hierarchy; the chain "
+        "reads only the object's owners)",
+    )
 
     blame = commands.add_parser(
         "blame",
@@ -1253,7 +1259,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
     at_us = parsed(times.parse_moment, args.at) if args.at else None
     service = _answer_service(args)
     try:
-        answer = service.explain(_answer_query(args), at_us)
+        answer = service.explain(_answer_query(args), at_us, chain_only=args.chain_only)
     finally:
         service.close()
     if args.format == "json":

@@ -300,3 +300,16 @@ def test_jaeger_blame_says_the_value_at_creation_is_not_known(
     ]
     assert remote.current is not None and remote.current.request is not None
     assert remote.current.request.user == "admin" and remote.current.request.subresource == "scale"
+
+
+def test_the_cli_reads_jaeger_with_jaeger_url(jaeger: FakeJaeger, capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ["--jaeger-url", jaeger.url, "--lookback", "18000d", "--cluster", CLUSTER, "--resource", "deploy"]
+    argv += ["--namespace", "default", "--name", "demo", "--format", "json"]
+    assert cli.main(["blame", *argv, "--field", "spec.replicas"]) == 0
+    (blamed,) = orjson.loads(capsys.readouterr().out)["data"]
+    assert blamed["current"]["request"]["subresource"] == "scale"
+    assert blamed["incarnations"][0]["history"][0]["new"] is None
+    assert cli.main(["explain", *argv, "--at", "2026-11-23T07:23:32Z"]) == 0
+    (explained,) = orjson.loads(capsys.readouterr().out)["data"]
+    assert explained["chain"][-1]["request"]["user"] == "admin"
+    assert [rollout["revision"] for rollout in explained["rollouts"]] == ["1", "2"]

@@ -509,3 +509,57 @@ def test_the_stores_lineage_reads_only_the_owners_and_gives_the_chain_the_whole_
     assert objects == {"demo-5544f8b48c-bq8vc", "demo-5544f8b48c", "demo"}
     assert len(whole.walk()) > 2 * len(narrow.walk())
     assert causes.explain(narrow, moment) == causes.explain(whole, moment)
+
+
+def test_the_answer_lists_the_stuck_pods_below_with_the_origin_of_their_chain(tmp_path: Path) -> None:
+    stream = [
+        audit_event(resource="deployments", group="apps", name="web", uid="d-1", audit_id="dep", **at(0)),
+        audit_event(
+            resource="replicasets",
+            group="apps",
+            name="web-1",
+            uid="r-1",
+            owner=owner_ref("Deployment", "web", uid="d-1"),
+            user=DEPLOYMENT_CONTROLLER,
+            audit_id="rs",
+            **at(1),
+        ),
+        audit_event(
+            name="web-1-a",
+            uid="p-1",
+            owner=owner_ref("ReplicaSet", "web-1", uid="r-1"),
+            user=REPLICASET_CONTROLLER,
+            audit_id="pod",
+            **at(2),
+        ),
+    ]
+    unschedulable = kube_event(
+        kind="Pod",
+        name="web-1-a",
+        object_uid="p-1",
+        reason="FailedScheduling",
+        message="0/1 nodes are available: 1 node(s) didn't match Pod's node affinity/selector.",
+        event_type="Warning",
+        count=3,
+        first="2024-05-01T10:00:03Z",
+        last="2024-05-01T10:00:30Z",
+    )
+    service = store_of(tmp_path / "k.db", stream, [unschedulable])
+    try:
+        answer = service.explain(
+            ObjectQuery(cluster="c1", resource="deployments", name="web"), now_us=us("2024-05-01T10:05:00Z")
+        )
+    finally:
+        service.close()
+    assert len(answer.stuck) == 1
+    as_json = answer.to_json()["stuck"][0]
+    assert as_json["object"]["name"] == "web-1-a" and as_json["state"] == "unscheduled"
+    cause = as_json["cause"]
+    assert (cause["object"]["name"], cause["relation"], cause["request"]["user"]) == (
+        "web",
+        "created",
+        "admin",
+    )
+    text = answer.text()
+    assert "stuck pods:\nPod default/web-1-a unscheduled since 2024-05-01T10:00:03.000Z" in text
+    assert "started by: Deployment default/web (cluster c1)  created" in text

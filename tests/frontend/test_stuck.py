@@ -374,7 +374,11 @@ def test_the_api_lists_a_namespaces_stuck_pods_longest_first(client: TestClient)
     assert rows == [("web-1-a", "unscheduled", 7), ("web-1-b", "crashlooping", 2)]
     first = body["data"][0]
     assert first["since"] == "2024-05-01T10:00:03.000Z" and first["for_seconds"] == 597.0
-    assert first["reasons"] == [f"FailedScheduling: {UNSCHEDULABLE}"] and first["cause"] is None
+    assert first["reasons"] == [f"FailedScheduling: {UNSCHEDULABLE}"]
+    # The cause is the origin of the Pod's cause chain: admin's create of Deployment web.
+    cause = first["cause"]
+    assert (cause["object"]["name"], cause["relation"], cause["actor"]) == ("web", "created", "human")
+    assert cause["request"]["user"] == "admin" and cause["proven"]
     assert first["object"] == {
         "cluster": "c1",
         "group": "",
