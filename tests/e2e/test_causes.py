@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import time
 from collections.abc import Callable, Iterator
@@ -32,7 +33,7 @@ from kelemetry.model.events import TraceSource
 from kelemetry.model.spans import SpanRecord
 from kelemetry.model.times import parse_time_us
 from kelemetry.store.sqlite import StoreReader
-from tests.e2e.conftest import Collector, ControlPlane, Jaeger
+from tests.e2e.conftest import RUN_DIR, Collector, ControlPlane, Jaeger
 from tests.e2e.servers import CLUSTER, REPO, Binaries, wait_until
 
 pytestmark = pytest.mark.e2e
@@ -193,13 +194,24 @@ def cli_json(scenarios: Scenarios, *args: str, source: tuple[str, str] | None = 
 
 def settled(what: str, ask: Callable[[], Any], ready: Callable[[Any], bool], timeout: float = 30) -> Any:
     """The answer once ``ready`` holds; after ``timeout`` the last answer anyway, so the assertions
-    that follow say precisely what is wrong with it rather than only that it never came."""
-    deadline = time.monotonic() + timeout
-    while True:
-        answer = ask()
-        if ready(answer) or time.monotonic() > deadline:
-            return answer
-        time.sleep(0.5)
+    that follow say precisely what is wrong with it rather than only that it never came. Each
+    different answer on the way is kept in the run folder (causes/<what>.jsonl, with the seconds
+    since the first ask), to tell an answer that is late from one that was wrong for a while."""
+    started = time.monotonic()
+    kept = RUN_DIR / "causes" / f"{re.sub(r'[^a-z0-9]+', '-', what.lower()).strip('-')}.jsonl"
+    kept.parent.mkdir(parents=True, exist_ok=True)
+    last = None
+    with kept.open("w") as out:
+        while True:
+            answer = ask()
+            if answer != last:
+                out.write(
+                    json.dumps({"after_s": round(time.monotonic() - started, 2), "answer": answer}) + "\n"
+                )
+                last = answer
+            if ready(answer) or time.monotonic() - started > timeout:
+                return answer
+            time.sleep(0.5)
 
 
 def only(answer: dict[str, Any]) -> dict[str, Any]:
@@ -208,9 +220,14 @@ def only(answer: dict[str, Any]) -> dict[str, Any]:
     return item
 
 
-def who(step_or_entry: dict[str, Any]) -> tuple[Any, Any, Any]:
-    request = step_or_entry.get("request") or {}
+def asked(request: dict[str, Any] | None) -> tuple[Any, Any, Any]:
+    """Who made a request, and how: (user, verb, subresource or None)."""
+    request = request or {}
     return (request.get("user"), request.get("verb"), request.get("subresource") or None)
+
+
+def who(step_or_entry: dict[str, Any]) -> tuple[Any, Any, Any]:
+    return asked(step_or_entry.get("request"))
 
 
 def explain(scenarios: Scenarios, namespace: str, resource: str, name: str, *extra: str) -> dict[str, Any]:
@@ -353,23 +370,32 @@ def test_explain_from_jaeger_tells_the_same_chain(scenarios: Scenarios, jaeger: 
 
 def test_set_image_rollout_is_revision_2_triggered_by_admin(scenarios: Scenarios) -> None:
     collector = scenarios.collector
-    patch = next(
-        s for s in requests_of(spans_in(collector, ROLLOUT), "deployments", "web") if call(s)[1] == "patch"
-    )
+    spans = spans_in(collector, ROLLOUT)
+    patch = next(s for s in requests_of(spans, "deployments", "web") if call(s)[1] == "patch")
+    made = [
+        s for s in requests_of(spans, "replicasets") if call(s) == (DEPLOYMENT_CONTROLLER, "create", None)
+    ]
     answer = settled(
         "the Deployment's rollouts",
         lambda: explain(scenarios, ROLLOUT, "deployments", "web"),
-        lambda a: len(a.get("rollouts", [])) >= 2,
+        lambda a: (
+            [(r["revision"], asked(r["trigger"])[0]) for r in a.get("rollouts", [])]
+            == [("1", ADMIN), ("2", ADMIN)]
+        ),
     )
     revisions = {r["revision"]: r for r in answer["rollouts"]}
     assert set(revisions) >= {"1", "2"}, answer["rollouts"]
     second = revisions["2"]
-    assert who(second["trigger"]) == (ADMIN, "patch", None)
+    assert asked(second["trigger"]) == (ADMIN, "patch", None)
     assert second["trigger"]["audit_id"] == patch.tags["audit.id"]
     assert IMAGE_DIFF in second["changes"]
     assert second["state"] == "complete" and second["finished"]
-    assert who(revisions["1"]["trigger"]) == (ADMIN, "create", None)
-    assert revisions["1"]["state"] == "superseded"
+    # The first revision came from admin's create and was done before the second replaced it.
+    first = revisions["1"]
+    assert asked(first["trigger"]) == (ADMIN, "create", None)
+    assert first["finished"] and first["finished"] <= second["started"]
+    assert [first["object"]["uid"], second["object"]["uid"]] == [rs.uid for rs in made]
+    assert answer["stuck"] == []
 
 
 def test_scale_to_zero_is_blamed_on_admins_scale_request(scenarios: Scenarios) -> None:
@@ -462,11 +488,15 @@ def test_unschedulable_pod_is_stuck_with_the_request_that_created_its_workload(s
     assert who(cause) == (ADMIN, "create", None)
     assert cause["object"]["kind"] == "Deployment" and cause["request"]["audit_id"] == create.tags["audit.id"]
 
-    workload = explain(scenarios, PENDING, "deployments", "web")
+    workload = settled(
+        "the pending Deployment's answer",
+        lambda: explain(scenarios, PENDING, "deployments", "web"),
+        lambda a: [asked(r["trigger"])[0] for r in a["rollouts"]] == [ADMIN] and len(a["stuck"]) == 1,
+    )
     assert [(s["object"]["name"], s["state"]) for s in workload["stuck"]] == [(pod, "unscheduled")]
     [rollout] = workload["rollouts"]
     assert rollout["state"] == "stuck" and "ProgressDeadlineExceeded" in rollout["reason"]
-    assert who(rollout["trigger"]) == (ADMIN, "create", None)
+    assert asked(rollout["trigger"]) == (ADMIN, "create", None)
 
 
 def test_replicaset_deleted_by_hand_is_explained_as_recreated(scenarios: Scenarios) -> None:
@@ -532,6 +562,10 @@ def test_replicaset_deleted_by_hand_is_explained_as_recreated(scenarios: Scenari
     assert earlier["chain"][0]["object"]["uid"] == old_uid
     assert who(earlier["chain"][0]) == (DEPLOYMENT_CONTROLLER, "create", None)
     assert who(earlier["chain"][-1]) == (ADMIN, "create", None)
+    # Asked without a uid for that same moment, the answer is about the incarnation that existed
+    # then: the second one was made only after the delete.
+    then = explain(scenarios, RECREATE, "rs", rs, "--at", before_delete)
+    assert then["object"]["uid"] == old_uid
     for told in (gone, earlier):
         assert new_uid not in {s["object"]["uid"] for s in told["chain"]}
 
