@@ -367,6 +367,28 @@ def test_explain_from_jaeger_tells_the_same_chain(scenarios: Scenarios, jaeger: 
     assert steps(from_jaeger) == steps(from_store)
     assert who(from_jaeger["chain"][-1]) == (ADMIN, "patch", None)
 
+    # The Deployment's rollouts too: the same revisions, ReplicaSets, states and triggers.
+    def phases(answer: dict[str, Any]) -> list[tuple[Any, ...]]:
+        return [
+            (r["revision"], (r["object"] or {}).get("uid"), r["state"], (r["trigger"] or {}).get("audit_id"))
+            for r in answer["rollouts"]
+        ]
+
+    workload = explain(scenarios, ROLLOUT, "deployments", "web")
+    workload_from_jaeger = settled(
+        "Jaeger to hold the Deployment's rollouts",
+        lambda: only(
+            cli_json(
+                scenarios,
+                *("explain", "--resource", "deploy", "--namespace", ROLLOUT, "--name", "web"),
+                source=("--jaeger-url", jaeger.api),
+            )
+        ),
+        lambda a: phases(a) == phases(workload),
+        60,
+    )
+    assert phases(workload_from_jaeger) == phases(workload) and len(phases(workload)) == 2
+
 
 def test_set_image_rollout_is_revision_2_triggered_by_admin(scenarios: Scenarios) -> None:
     collector = scenarios.collector

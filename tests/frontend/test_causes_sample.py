@@ -152,6 +152,10 @@ def test_the_set_image_rollout_is_revision_2_triggered_by_admin(service: QuerySe
         ("2", new_rs.uid, "complete", patch.audit_id),
     ]
     assert answer["rollouts"][1]["changes"] == [IMAGE_DIFF]
+    # One request, one shape: the trigger is the same patch the chain starts from, and reads the same
+    # (a client comparing them must not find "" in one and null in the other).
+    assert answer["chain"][-1]["request"]["audit_id"] == patch.audit_id
+    assert answer["rollouts"][1]["trigger"] == answer["chain"][-1]["request"]
 
 
 def test_replicas_0_is_blamed_on_admins_scale_request_with_the_earlier_values(service: QueryService) -> None:
