@@ -392,8 +392,8 @@ def _unproven(tree: _Tree, found: _Object, before_us: int, below: Step | None) -
         )
     if below is not None:
         why += f"; it is in the chain as the owner of {actors.object_text(below.object)}"
-    first = found.activity[0].start_us if found.activity else None
-    return Step(span, "created", None, (), "unknown", False, why, first)
+    # No time either: its owner is then asked about the moment the step below it was asked about.
+    return Step(span, "created", None, (), "unknown", False, why, None)
 
 
 def _event_evidence(tree: _Tree, span: SpanRecord) -> str | None:
