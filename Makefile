@@ -67,6 +67,7 @@ bench: install
 record: install e2e-deps
 	KELEMETRY_RECORD=1 $(BIN)/python -m pytest tests/e2e -k "lifecycle or secret" -q
 	KELEMETRY_RECORD=1 $(BIN)/python -m pytest tests/e2e/test_fleet.py -q
+	KELEMETRY_RECORD=1 $(BIN)/python -m pytest tests/e2e/test_causes.py -q
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
