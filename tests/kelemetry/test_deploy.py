@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import json
 import re
 import shlex
 from pathlib import Path
@@ -22,7 +23,7 @@ import yaml
 from kelemetry import cli
 from kelemetry.connection import parse_watch_target
 from kelemetry.model import times
-from kelemetry.settings import DEFAULT_WATCHED
+from kelemetry.settings import CLUSTER_NAME, DEFAULT_WATCHED
 from tests.chart import (
     CHART,
     CONTAINERFILE,
@@ -490,3 +491,41 @@ def test_the_deploy_folder_is_data_not_code() -> None:
     assert not list(deploy.rglob("*.py"))
     for source in (REPO / "kelemetry").rglob("*.py"):
         assert "kelemetry.deploy" not in source.read_text()
+
+
+# -- the values schema
+
+
+def choices(parser: argparse.ArgumentParser, flag: str) -> list[str]:
+    (action,) = [a for a in parser._actions if flag in a.option_strings]
+    return list(action.choices or ())
+
+
+def test_the_schema_offers_the_choices_the_collector_takes() -> None:
+    schema = json.loads((CHART / "values.schema.json").read_text())["properties"]
+    parser = cli.build_parser()
+    serve = parser._subparsers._group_actions[0].choices["serve"]
+    assert schema["logLevel"]["enum"] == choices(parser, "--log-level")
+    assert schema["store"]["properties"]["durability"]["enum"] == choices(serve, "--durability")
+    # The schema's cluster name rule is the collector's.
+    assert schema["cluster"]["properties"]["name"]["pattern"] == CLUSTER_NAME.pattern
+
+
+@pytest.mark.parametrize(
+    ("values", "reason"),
+    [
+        (
+            {"store": {"durability": "fast"}},
+            'store.durability must be one of the following: "process", "power"',
+        ),
+        ({"store": {"retension": "1d"}}, "Additional property retension is not allowed"),
+        ({"logLevel": "verbose"}, "logLevel must be one of the following"),
+        ({"containerPort": 0}, "containerPort: Must be greater than or equal to 1"),
+        ({"watch": {"resources": "pods"}}, "watch.resources: Invalid type. Expected: array, given: string"),
+    ],
+)
+def test_values_outside_the_schema_are_refused_before_anything_renders(
+    values: dict[str, Any], reason: str
+) -> None:
+    with pytest.raises(HelmFailed, match=re.escape(reason)):
+        template(values)
