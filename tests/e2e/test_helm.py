@@ -269,6 +269,9 @@ def helm_run(binaries: Binaries, run_dir: Path) -> Iterator[HelmRun]:
         if collector is not None:
             collector.stop()
         plane.stop()
+        # Later modules' failures report their own servers, not these stopped ones.
+        for name in [n for n in SERVERS if n.startswith("helm ")]:
+            del SERVERS[name]
 
 
 # -- helm itself
