@@ -398,6 +398,12 @@ def test_the_default_release_renders_these_objects(defaults: list[dict[str, Any]
     )
 
 
+def test_the_chart_checks_cluster_names_with_the_collectors_rule() -> None:
+    helpers = (CHART / "templates" / "_helpers.tpl").read_text()
+    (rule,) = re.findall(r'regexMatch "([^"]+)" \(toString \.Values\.cluster\.name\)', helpers)
+    assert rule == CLUSTER_NAME.pattern
+
+
 @pytest.mark.parametrize(
     ("values", "reason"),
     [
@@ -406,7 +412,9 @@ def test_the_default_release_renders_these_objects(defaults: list[dict[str, Any]
             {"watch": {"customResources": {"enabled": True}}},
             "watch.customResources.enabled needs watch.customResources.apiGroups",
         ),
+        # The collector's own rule for cluster names, with its reason (the schema only wants a string).
         ({"cluster": {"name": "a/b"}}, 'cluster.name "a/b": use letters, digits'),
+        ({"cluster": {"name": "-a"}}, 'cluster.name "-a": use letters, digits'),
         (
             {"watch": {"resources": [], "customResources": {"enabled": True, "apiGroups": ["x.io"]}}},
             "watch.resources is empty",
@@ -507,8 +515,6 @@ def test_the_schema_offers_the_choices_the_collector_takes() -> None:
     serve = parser._subparsers._group_actions[0].choices["serve"]
     assert schema["logLevel"]["enum"] == choices(parser, "--log-level")
     assert schema["store"]["properties"]["durability"]["enum"] == choices(serve, "--durability")
-    # The schema's cluster name rule is the collector's.
-    assert schema["cluster"]["properties"]["name"]["pattern"] == CLUSTER_NAME.pattern
 
 
 @pytest.mark.parametrize(
