@@ -222,6 +222,12 @@ def build_parser() -> argparse.ArgumentParser:
         "CustomResourceDefinition; 'none' to watch no objects)",
     )
     serve.add_argument(
+        "--no-watch-custom-resources",
+        action="store_true",
+        help="with --kubeconfig: do not watch the objects of CustomResourceDefinitions (watched by default), "
+        "e.g. when the collector's RBAC grants no access to them",
+    )
+    serve.add_argument(
         "--change-grace",
         default="5s",
         help="how long a watched change waits for the audit event that explains it before it becomes a "
@@ -660,7 +666,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         clusters=clusters,
         cluster_aliases=tuple(aliases),
         watch_resources=watched,
-        watch_custom_resources=not (args.watch and "none" in args.watch),
+        watch_custom_resources=not (args.watch and "none" in args.watch)
+        and not args.no_watch_custom_resources,
         change_grace_seconds=seconds(args.change_grace),
         store=StoreSettings(
             path=args.store,

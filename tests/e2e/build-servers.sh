@@ -2,7 +2,7 @@
 # Build the real servers the end-to-end tests run, through the Go module proxy, into a cache
 # outside the repository keyed by version. A second run finds the binaries and returns at once.
 #
-#   tests/e2e/build-servers.sh [k8s|kwok|jaeger|kubeadmiral|all]
+#   tests/e2e/build-servers.sh [k8s|kwok|jaeger|kubeadmiral|helm|all]
 #
 # Cache: ${KELEMETRY_CACHE:-$HOME/.cache/kelemetry-py}/bin/<component>-<version>/
 set -euo pipefail
@@ -11,6 +11,7 @@ K8S_VERSION="${K8S_VERSION:-1.33.13}"
 KWOK_VERSION="${KWOK_VERSION:-v0.7.0}"
 JAEGER_VERSION="${JAEGER_VERSION:-v1.76.0}"
 KUBEADMIRAL_VERSION="${KUBEADMIRAL_VERSION:-v1.0.0}"
+HELM_VERSION="${HELM_VERSION:-v3.18.4}"
 CACHE="${KELEMETRY_CACHE:-$HOME/.cache/kelemetry-py}"
 export GOTOOLCHAIN=local CGO_ENABLED=0 GOFLAGS=-trimpath
 
@@ -125,23 +126,53 @@ for r in json.load(sys.stdin).get("Replace") or []:
   go build -ldflags "-s -w" -o "$out/kubeadmiral-controller-manager" "$module/cmd/controller-manager"
 }
 
+build_helm() {
+  local out="$CACHE/bin/helm-$HELM_VERSION" module=helm.sh/helm/v3
+  if [[ -x "$out/helm" ]]; then log "helm $HELM_VERSION cached in $out"; return; fi
+  need_go
+  mkdir -p "$out"
+  # helm's go.mod has no replace directives, so `go install module@version` builds it as released.
+  # Its release build also stamps the version `helm version` prints and the Kubernetes version of
+  # its client libraries, which `helm template` and `helm lint` assume of the cluster (unset, 1.20,
+  # older than charts may require); both are read here from the module itself.
+  local info gomod minor ldflags p
+  if ! info="$(go mod download -json "$module@$HELM_VERSION" 2>&1)"; then
+    log "could not download $module@$HELM_VERSION: $info"
+    exit 1
+  fi
+  gomod="$(sed -n 's/^[[:space:]]*"GoMod": "\(.*\)",$/\1/p' <<<"$info")"
+  minor="$(sed -n 's/^[[:space:]]*k8s.io\/client-go v0\.\([0-9]*\)\..*/\1/p' "$gomod")"
+  ldflags="-s -w -X $module/internal/version.version=$HELM_VERSION"
+  for p in lint/rules chartutil; do
+    ldflags+=" -X $module/pkg/$p.k8sVersionMajor=1 -X $module/pkg/$p.k8sVersionMinor=$minor"
+  done
+  log "building helm $HELM_VERSION (Kubernetes libraries 1.$minor)"
+  GOBIN="$out" go install -ldflags "$ldflags" "$module/cmd/helm@$HELM_VERSION"
+}
+
 # Each build uses every core while it compiles, but downloading modules and linking leave them
-# idle, so the KubeAdmiral build runs beside the others instead of after them.
+# idle, so the KubeAdmiral and helm builds run beside the others instead of after them.
 build_all() {
-  local log_file="$CACHE/kubeadmiral-build.log" pid rc admiral_rc
+  local admiral_log="$CACHE/kubeadmiral-build.log" helm_log="$CACHE/helm-build.log"
+  local admiral_pid helm_pid rc admiral_rc helm_rc
   mkdir -p "$CACHE"
-  (build_kubeadmiral) >"$log_file" 2>&1 &
-  pid=$!
-  # A failure of the others still waits for the KubeAdmiral build, so no go build outlives the script.
+  (build_kubeadmiral) >"$admiral_log" 2>&1 &
+  admiral_pid=$!
+  (build_helm) >"$helm_log" 2>&1 &
+  helm_pid=$!
+  # A failure of the others still waits for the background builds, so no go build outlives the script.
   set +e
   (set -e; build_k8s; build_kwok; build_jaeger)
   rc=$?
-  wait "$pid"
+  wait "$admiral_pid"
   admiral_rc=$?
+  wait "$helm_pid"
+  helm_rc=$?
   set -e
-  cat "$log_file" >&2
+  cat "$admiral_log" "$helm_log" >&2
   if [[ $admiral_rc != 0 ]]; then log "building kubeadmiral failed"; fi
-  if [[ $rc != 0 || $admiral_rc != 0 ]]; then exit 1; fi
+  if [[ $helm_rc != 0 ]]; then log "building helm failed"; fi
+  if [[ $rc != 0 || $admiral_rc != 0 || $helm_rc != 0 ]]; then exit 1; fi
 }
 
 case "${1:-all}" in
@@ -149,6 +180,7 @@ case "${1:-all}" in
   kwok) build_kwok ;;
   jaeger) build_jaeger ;;
   kubeadmiral) build_kubeadmiral ;;
+  helm) build_helm ;;
   all) build_all ;;
   *) log "unknown component $1"; exit 2 ;;
 esac
