@@ -77,6 +77,7 @@ class Collector:
             max_backlog_bytes=settings.webhook.max_backlog_bytes,
             redactor=self.pipeline.converter.redactor,
             min_free_bytes=settings.webhook.min_free_bytes,
+            max_clock_skew_us=settings.webhook.max_clock_skew_seconds * 1_000_000,
         )
         self.webhook_counters: Counter[str] = Counter()
         self.last_audit_us: dict[str, int] = {}

@@ -85,6 +85,10 @@ def seconds(text: str) -> int:
     return parsed(times.parse_duration_us, text) // 1_000_000
 
 
+def _max_clock_skew(text: str) -> int:
+    return parsed(lambda t: times.parse_duration_us(t, what="--max-clock-skew"), text) // 1_000_000
+
+
 def parse_listen(text: str) -> tuple[str, int]:
     host, sep, port = text.rpartition(":")
     if not sep or not port.isdigit() or not 0 < int(port) < 65536:
@@ -239,6 +243,14 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="SIZE",
         help="answer webhook batches 507 (the apiserver retries) instead of acknowledging them while "
         "the store's disk has less free space than this (default 256MB; 0 to not check)",
+    )
+    serve.add_argument(
+        "--max-clock-skew",
+        default="24h",
+        metavar="DURATION",
+        help="refuse (422) a webhook batch holding an event dated more than this ahead of this "
+        "collector's clock, naming the field (default 24h): a far-future date, from a crafted sender or an "
+        "apiserver whose clock jumped, would open a trace window nobody can reach",
     )
     serve.add_argument(
         "--retention",
@@ -597,6 +609,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
             max_body_bytes=parsed(times.parse_size, args.max_body),
             max_backlog_bytes=parsed(times.parse_size, args.max_backlog),
             min_free_bytes=parsed(times.parse_size, args.min_free_space),
+            max_clock_skew_seconds=_max_clock_skew(args.max_clock_skew),
             token=os.environ.get(args.token_env) or None,
         ),
         otlp=OtlpSettings(endpoint=args.otlp_endpoint),
