@@ -25,14 +25,14 @@ from frontend.headers import SecurityHeaders
 from frontend.query import QueryService
 from kelemetry import __version__, pipeline
 from kelemetry.connection import ClusterConnection, ClusterHealth, resume_path
-from kelemetry.errors import KelemetryError
+from kelemetry.errors import KelemetryError, StoreError
 from kelemetry.export.otlp import OtlpFollower
 from kelemetry.ingest import Ingestor
 from kelemetry.kube.kinds import KindResolver
 from kelemetry.linker.links import Clusters
 from kelemetry.receivers import webhook
 from kelemetry.settings import ServeSettings
-from kelemetry.store.inbox import Inbox
+from kelemetry.store.inbox import Inbox, inbox_path
 from kelemetry.store.retention import Removed, RetentionReport
 from kelemetry.store.sqlite import SpanStore
 
@@ -59,9 +59,7 @@ class Collector:
         self.settings = settings
         store_path = Path(settings.store.path)
         self.store = SpanStore(store_path, synchronous=settings.store.synchronous)
-        self.inbox = Inbox(
-            store_path.with_name(store_path.name + ".inbox"), synchronous=settings.store.synchronous
-        )
+        self.inbox = Inbox(inbox_path(store_path), synchronous=settings.store.synchronous)
         self.resolver = resolver or KindResolver()
         known = frozenset(names) | {settings.webhook.default_cluster} | frozenset(self.store.clusters())
         self.pipeline = pipeline.build(
@@ -111,6 +109,13 @@ class Collector:
         accepted = self.ingestor.accept(cluster, body)
         self.last_audit_us[cluster] = time.time_ns() // 1000
         return accepted
+
+    def quarantined(self) -> int:
+        """Inputs kept aside now (`kelemetry quarantine` lists them); -1 if the inbox cannot say."""
+        try:
+            return self.inbox.quarantine_summary()[0]
+        except StoreError:
+            return -1
 
     def health(self) -> list[ClusterHealth]:
         """Every cluster: those connected to, and those that only send audit."""
@@ -191,6 +196,7 @@ class Collector:
             values[f'kelemetry_audit_events_total{{outcome="{name}"}}'] = value
         values["kelemetry_ingest_backlog_bytes"] = self.ingestor.backlog_bytes
         values["kelemetry_store_failing"] = int(self.ingestor.store_failure is not None)
+        values["kelemetry_quarantined_inputs"] = self.quarantined()
         values["kelemetry_owner_graph_objects"] = len(self.pipeline.graph)
         values.update(self._cache_metrics())
         removed = self.retention_removed
@@ -301,11 +307,15 @@ def _add_collector_routes(app: FastAPI, collector: Collector) -> None:
 
     @app.get("/readyz")
     def readyz() -> JSONResponse:
-        """Whether a webhook batch would be acknowledged now, and if not, why (503)."""
+        """Whether a webhook batch would be acknowledged now, and if not, why (503). Quarantined input
+        is shown, not a failure: what the pipeline could not take does not stop what it can."""
         problems = collector.ingestor.problems()
+        quarantined = collector.quarantined()
         if problems:
-            return JSONResponse({"status": "not ready", "reasons": problems}, status_code=503)
-        return JSONResponse({"status": "ready", "reasons": []})
+            return JSONResponse(
+                {"status": "not ready", "reasons": problems, "quarantined": quarantined}, status_code=503
+            )
+        return JSONResponse({"status": "ready", "reasons": [], "quarantined": quarantined})
 
     @app.get("/metrics", response_class=PlainTextResponse)
     def metrics() -> str:
@@ -325,6 +335,10 @@ def _add_collector_routes(app: FastAPI, collector: Collector) -> None:
             # Where the data lies on disk is for those holding the token (--public-query readers not).
             **({"store": str(settings.store.path)} if access.is_authenticated(request) else {}),
             "counts": collector.store.counts(),
+            "quarantined": {
+                "inputs": collector.quarantined(),
+                "see": "kelemetry quarantine --store <store>",
+            },
             "dump": "kelemetry dump --store <store> --cluster C --resource R --namespace N --name NAME",
             "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         }

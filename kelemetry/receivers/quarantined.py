@@ -30,6 +30,13 @@ class Described:
     object: str
 
 
+def reason_kind(reason: str) -> str:
+    """What a reason says before its details (``pipeline failed at linking``, ``store refused``): the
+    key quarantined input is counted by."""
+    kind, sep, _details = reason.partition(": ")
+    return kind if sep else reason
+
+
 def event_body(obj: Mapping[str, Any]) -> bytes:
     return orjson.dumps(obj, default=str, option=_OPTIONS)
 

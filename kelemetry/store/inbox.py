@@ -24,6 +24,12 @@ from kelemetry import errors
 SOURCES = ("audit", "event", "watch")
 
 
+def inbox_path(store_path: str | Path) -> Path:
+    """The inbox of a store: beside it, named after it."""
+    store = Path(store_path)
+    return store.with_name(store.name + ".inbox")
+
+
 @dataclass(frozen=True, slots=True)
 class Quarantined:
     """One input kept aside: when, from which cluster, why, and what it was."""
@@ -109,9 +115,12 @@ class Inbox:
     def quarantine_summary(self) -> tuple[int, int]:
         """(rows, bytes) quarantined now."""
         with self._lock:
-            count, size = self._db.execute(
-                "SELECT COUNT(*), COALESCE(SUM(LENGTH(body)), 0) FROM quarantine"
-            ).fetchone()
+            try:
+                count, size = self._db.execute(
+                    "SELECT COUNT(*), COALESCE(SUM(LENGTH(body)), 0) FROM quarantine"
+                ).fetchone()
+            except sqlite3.DatabaseError as exc:
+                raise errors.StoreError(f"cannot read inbox {self.path}: {exc}") from exc
         return int(count), int(size)
 
     def quarantine_reasons(self) -> list[str]:

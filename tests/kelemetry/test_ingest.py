@@ -34,20 +34,22 @@ from typing import Any
 
 import pytest
 
-import aggregators
 from kelemetry import errors
 from kelemetry import pipeline as pipelines
-from kelemetry.diff.redact import with_rules
 from kelemetry.ingest import Ingestor
-from kelemetry.kube.kinds import KindResolver
-from kelemetry.linker.links import Clusters, Marks
 from kelemetry.model import tags
 from kelemetry.model.events import TraceSource
-from kelemetry.model.objects import ObjectRef
-from kelemetry.receivers.audit import AuditConverter, AuditFilter
 from kelemetry.store.inbox import Inbox
 from kelemetry.store.sqlite import SpanStore, StoreReader
-from tests.factories import audit_event, event_list, hierarchy_events, kube_event, new_pipeline
+from tests.factories import (
+    audit_event,
+    event_list,
+    hierarchy_events,
+    kube_event,
+    new_pipeline,
+    pipeline_redacting_configmaps,
+    pipeline_with_a_broken_linker,
+)
 
 CLUSTER = "c1"
 WAIT = 10.0
@@ -476,33 +478,6 @@ def test_the_write_ahead_logs_are_checkpointed_to_zero_bytes_when_idle(rigs: Cal
     assert wal.stat().st_size == 0
     assert inbox_wal.stat().st_size == 0
     assert audit_ids(rig.store_path) == Counter(ids_of(pod_events("wal", 200)))
-
-
-class BreaksOnPoison:
-    """A linker (the pipeline's own plug-in interface) with a bug: it raises on objects named poison."""
-
-    name = "breaks-on-poison"
-    marks: Marks | None = None
-
-    def parent(self, obj: ObjectRef, body: Any, clusters: Clusters) -> None:
-        if obj.key.name == "poison":
-            raise RuntimeError("linker broke on poison")
-        return None
-
-
-def pipeline_redacting_configmaps(store: SpanStore, *, broken: bool = False) -> pipelines.Pipeline:
-    """A pipeline that keeps ConfigMap data out of everything (``--redact configmaps:data``), and
-    with ``broken`` a linker that raises on objects named poison."""
-    return pipelines.Pipeline(
-        store,
-        aggregators.create("hierarchy", 1800),
-        AuditConverter(KindResolver(), AuditFilter.from_strings((), ()), with_rules(("configmaps:data",))),
-        linkers=[BreaksOnPoison()] if broken else [],
-    )
-
-
-def pipeline_with_a_broken_linker(store: SpanStore) -> pipelines.Pipeline:
-    return pipeline_redacting_configmaps(store, broken=True)
 
 
 def refuse_objects_named_poison(store_path: Path) -> None:
