@@ -34,7 +34,7 @@ from kelemetry.diff.redact import Redactor
 from kelemetry.pipeline import BatchResult, Failure, Pipeline
 from kelemetry.receivers import quarantined
 from kelemetry.receivers.audit import scrub_batch
-from kelemetry.receivers.auditwire import FUTURE_SKEW_US, AuditEvent, cut, decode_batch, encode_batch
+from kelemetry.receivers.auditwire import FUTURE_SKEW_US, AuditEvent, cut, decode_batch
 from kelemetry.store.inbox import Inbox, Quarantined
 
 logger = logging.getLogger(__name__)
@@ -334,7 +334,7 @@ class Ingestor:
         results = self._alone_if_refused(
             item.events,
             lambda objs: self.pipeline.process_kube_events(objs, item.cluster),
-            lambda obj: quarantined.event_body(obj),
+            quarantined.event_body,
             "event",
             aside,
         )
@@ -453,7 +453,7 @@ class Ingestor:
         for result in self._alone_if_refused(
             events,
             lambda some: self.pipeline.process_audit(some, batch.cluster),
-            lambda event: encode_batch([event]),
+            quarantined.audit_body,
             "audit",
             aside,
         ):

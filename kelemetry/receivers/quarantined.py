@@ -9,6 +9,7 @@ reason it was quarantined, perhaps) still lists, with what is missing left blank
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -17,7 +18,7 @@ import msgspec
 import orjson
 
 from kelemetry import errors
-from kelemetry.receivers.auditwire import AuditEvent, EventList, cut
+from kelemetry.receivers.auditwire import AuditEvent, EventList, cut, encode_batch
 
 _OPTIONS = orjson.OPT_NON_STR_KEYS
 
@@ -37,12 +38,32 @@ def reason_kind(reason: str) -> str:
     return kind if sep else reason
 
 
+def audit_body(item: AuditEvent | Mapping[str, Any]) -> bytes:
+    """An ``EventList`` of one event; one given as plain values (tools) is kept as given."""
+    if isinstance(item, AuditEvent):
+        return encode_batch([item])
+    return _dumps({"kind": "EventList", "apiVersion": "audit.k8s.io/v1", "items": [item]})
+
+
 def event_body(obj: Mapping[str, Any]) -> bytes:
-    return orjson.dumps(obj, default=str, option=_OPTIONS)
+    return _dumps(obj)
 
 
 def watch_body(kind: str, target: tuple[str, str, str], obj: Any) -> bytes:
-    return orjson.dumps({"type": kind, "target": list(target), "object": obj}, default=str, option=_OPTIONS)
+    return _dumps({"type": kind, "target": list(target), "object": obj})
+
+
+def _dumps(value: Any) -> bytes:
+    try:
+        return orjson.dumps(value, default=str, option=_OPTIONS)
+    except (orjson.JSONEncodeError, TypeError):
+        pass
+    # What orjson cannot write (an integer past 64 bits, nesting past 254 levels) the standard
+    # library can: the input is kept as it came, not lost for its oddity.
+    try:
+        return json.dumps(value, default=str).encode()
+    except (ValueError, RecursionError) as exc:
+        return _dumps({"unwritable": cut(f"{type(exc).__name__}: {exc}")})
 
 
 def read_event(body: bytes) -> Mapping[str, Any]:
@@ -83,9 +104,11 @@ def describe(source: str, body: bytes) -> Described:
 
 
 def _json(body: bytes) -> Any:
+    # The standard library, not orjson: orjson reads an integer past 64 bits as a float, and a
+    # retried input must be the one that was received.
     try:
-        return orjson.loads(body)
-    except orjson.JSONDecodeError as exc:
+        return json.loads(body)
+    except (ValueError, RecursionError) as exc:
         raise errors.MalformedBody(f"the quarantined body is not JSON: {cut(str(exc))}") from None
 
 

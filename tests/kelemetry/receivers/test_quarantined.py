@@ -67,3 +67,13 @@ def test_reasons_are_counted_by_what_they_say_before_their_details() -> None:
     assert quarantined.reason_kind("pipeline failed at diff: KeyError: 'x'") == "pipeline failed at diff"
     assert quarantined.reason_kind("store refused: CHECK constraint failed") == "store refused"
     assert quarantined.reason_kind("no details") == "no details"
+
+
+def test_a_body_orjson_cannot_write_is_kept_as_it_came() -> None:
+    obj = {"metadata": {"name": "big"}, "spec": {"count": 2**70 + 1}}
+    body = quarantined.watch_body("ADDED", ("example.com", "v1", "things"), obj)
+    assert quarantined.read_watch(body)[2] == obj
+
+    event = audit_event(name="a", audit_id="plain")
+    (kept,) = json.loads(quarantined.audit_body(event))["items"]
+    assert kept == event
