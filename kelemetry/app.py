@@ -179,11 +179,15 @@ class Collector:
             ("diff_history", changes.history.bytes, len(changes.history)),
             ("diff_watched", changes.watched.bytes, len(changes.watched)),
             ("store_bases", bases.bytes, len(bases)),
+            ("diff_partials", changes.partial_bytes, changes.partials),
+            ("diff_claims", changes.claim_bytes, changes.claims),
         ):
             values[f'kelemetry_cache_bytes{{cache="{name}"}}'] = size
             values[f'kelemetry_cache_entries{{cache="{name}"}}'] = entries
         values['kelemetry_cache_evictions_total{cache="diff_history"}'] = changes.history.evicted
         values['kelemetry_cache_evictions_total{cache="diff_watched"}'] = changes.watched.evicted
+        values['kelemetry_cache_evictions_total{cache="diff_partials"}'] = changes.partials_evicted
+        values['kelemetry_cache_evictions_total{cache="diff_claims"}'] = changes.claims_evicted
         return values
 
     def metrics(self) -> dict[str, float]:
