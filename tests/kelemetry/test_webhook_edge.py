@@ -252,7 +252,7 @@ def test_on_a_corrupted_store_page_the_webhook_answers_503_and_readyz_says_why(t
         )
         assert collector.ingestor.wait_idle(WAIT)
         ready = client.get("/readyz")
-    assert (ready.status_code, ready.json()) == (200, {"status": "ready", "reasons": []})
+    assert (ready.status_code, ready.json()) == (200, {"status": "ready", "reasons": [], "quarantined": 0})
     _corrupt_span_pages(store)
 
     with serving(store) as (collector, client):
