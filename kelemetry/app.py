@@ -25,14 +25,14 @@ from frontend.headers import SecurityHeaders
 from frontend.query import QueryService
 from kelemetry import __version__, pipeline
 from kelemetry.connection import ClusterConnection, ClusterHealth, resume_path
-from kelemetry.errors import KelemetryError
+from kelemetry.errors import KelemetryError, StoreError
 from kelemetry.export.otlp import OtlpFollower
 from kelemetry.ingest import Ingestor
 from kelemetry.kube.kinds import KindResolver
 from kelemetry.linker.links import Clusters
 from kelemetry.receivers import webhook
 from kelemetry.settings import ServeSettings
-from kelemetry.store.inbox import Inbox
+from kelemetry.store.inbox import Inbox, inbox_path
 from kelemetry.store.retention import Removed, RetentionReport
 from kelemetry.store.sqlite import SpanStore
 
@@ -59,9 +59,7 @@ class Collector:
         self.settings = settings
         store_path = Path(settings.store.path)
         self.store = SpanStore(store_path, synchronous=settings.store.synchronous)
-        self.inbox = Inbox(
-            store_path.with_name(store_path.name + ".inbox"), synchronous=settings.store.synchronous
-        )
+        self.inbox = Inbox(inbox_path(store_path), synchronous=settings.store.synchronous)
         self.resolver = resolver or KindResolver()
         known = frozenset(names) | {settings.webhook.default_cluster} | frozenset(self.store.clusters())
         self.pipeline = pipeline.build(
@@ -77,6 +75,7 @@ class Collector:
             max_backlog_bytes=settings.webhook.max_backlog_bytes,
             redactor=self.pipeline.converter.redactor,
             min_free_bytes=settings.webhook.min_free_bytes,
+            max_clock_skew_us=settings.webhook.max_clock_skew_seconds * 1_000_000,
         )
         self.webhook_counters: Counter[str] = Counter()
         self.last_audit_us: dict[str, int] = {}
@@ -110,6 +109,13 @@ class Collector:
         accepted = self.ingestor.accept(cluster, body)
         self.last_audit_us[cluster] = time.time_ns() // 1000
         return accepted
+
+    def quarantined(self) -> int:
+        """Inputs kept aside now (`kelemetry quarantine` lists them); -1 if the inbox cannot say."""
+        try:
+            return self.inbox.quarantine_summary()[0]
+        except StoreError:
+            return -1
 
     def health(self) -> list[ClusterHealth]:
         """Every cluster: those connected to, and those that only send audit."""
@@ -173,11 +179,15 @@ class Collector:
             ("diff_history", changes.history.bytes, len(changes.history)),
             ("diff_watched", changes.watched.bytes, len(changes.watched)),
             ("store_bases", bases.bytes, len(bases)),
+            ("diff_partials", changes.partial_bytes, changes.partials),
+            ("diff_claims", changes.claim_bytes, changes.claims),
         ):
             values[f'kelemetry_cache_bytes{{cache="{name}"}}'] = size
             values[f'kelemetry_cache_entries{{cache="{name}"}}'] = entries
         values['kelemetry_cache_evictions_total{cache="diff_history"}'] = changes.history.evicted
         values['kelemetry_cache_evictions_total{cache="diff_watched"}'] = changes.watched.evicted
+        values['kelemetry_cache_evictions_total{cache="diff_partials"}'] = changes.partials_evicted
+        values['kelemetry_cache_evictions_total{cache="diff_claims"}'] = changes.claims_evicted
         return values
 
     def metrics(self) -> dict[str, float]:
@@ -190,6 +200,7 @@ class Collector:
             values[f'kelemetry_audit_events_total{{outcome="{name}"}}'] = value
         values["kelemetry_ingest_backlog_bytes"] = self.ingestor.backlog_bytes
         values["kelemetry_store_failing"] = int(self.ingestor.store_failure is not None)
+        values["kelemetry_quarantined_inputs"] = self.quarantined()
         values["kelemetry_owner_graph_objects"] = len(self.pipeline.graph)
         values.update(self._cache_metrics())
         removed = self.retention_removed
@@ -300,11 +311,15 @@ def _add_collector_routes(app: FastAPI, collector: Collector) -> None:
 
     @app.get("/readyz")
     def readyz() -> JSONResponse:
-        """Whether a webhook batch would be acknowledged now, and if not, why (503)."""
+        """Whether a webhook batch would be acknowledged now, and if not, why (503). Quarantined input
+        is shown, not a failure: what the pipeline could not take does not stop what it can."""
         problems = collector.ingestor.problems()
+        quarantined = collector.quarantined()
         if problems:
-            return JSONResponse({"status": "not ready", "reasons": problems}, status_code=503)
-        return JSONResponse({"status": "ready", "reasons": []})
+            return JSONResponse(
+                {"status": "not ready", "reasons": problems, "quarantined": quarantined}, status_code=503
+            )
+        return JSONResponse({"status": "ready", "reasons": [], "quarantined": quarantined})
 
     @app.get("/metrics", response_class=PlainTextResponse)
     def metrics() -> str:
@@ -324,6 +339,10 @@ def _add_collector_routes(app: FastAPI, collector: Collector) -> None:
             # Where the data lies on disk is for those holding the token (--public-query readers not).
             **({"store": str(settings.store.path)} if access.is_authenticated(request) else {}),
             "counts": collector.store.counts(),
+            "quarantined": {
+                "inputs": collector.quarantined(),
+                "see": "kelemetry quarantine --store <store>",
+            },
             "dump": "kelemetry dump --store <store> --cluster C --resource R --namespace N --name NAME",
             "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         }

@@ -1,4 +1,4 @@
-"""The `kelemetry` command: serve, replay, retain, dump, changes, stuck, explain, blame, frontend.
+"""The `kelemetry` command: serve, replay, retain, dump, changes, stuck, explain, blame, frontend, quarantine.
 
 Every failure a user can cause (unknown object, bad time, unreadable file, busy port) ends with a
 one-line ``kelemetry: error: ...`` on stderr and a non-zero exit, never a traceback.
@@ -13,6 +13,7 @@ import os
 import shutil
 import sys
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, TypeVar
@@ -67,6 +68,7 @@ OTLP_REPLAY_ATTEMPTS = 4
 OTLP_REPLAY_SECONDS = 60.0
 # A terminal reads (or greps) a longer page than the web UI shows at once.
 CHANGES_LIMIT = 500
+QUARANTINE_LIMIT = 100
 
 
 class CliError(errors.KelemetryError):
@@ -83,6 +85,10 @@ def parsed(parse: Callable[[str], T], text: str) -> T:
 
 def seconds(text: str) -> int:
     return parsed(times.parse_duration_us, text) // 1_000_000
+
+
+def _max_clock_skew(text: str) -> int:
+    return parsed(lambda t: times.parse_duration_us(t, what="--max-clock-skew"), text) // 1_000_000
 
 
 def parse_listen(text: str) -> tuple[str, int]:
@@ -245,6 +251,14 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="SIZE",
         help="answer webhook batches 507 (the apiserver retries) instead of acknowledging them while "
         "the store's disk has less free space than this (default 256MB; 0 to not check)",
+    )
+    serve.add_argument(
+        "--max-clock-skew",
+        default="24h",
+        metavar="DURATION",
+        help="refuse (422) a webhook batch holding an event dated more than this ahead of this "
+        "collector's clock, naming the field (default 24h): a far-future date, from a crafted sender or an "
+        "apiserver whose clock jumped, would open a trace window nobody can reach",
     )
     serve.add_argument(
         "--retention",
@@ -548,6 +562,34 @@ def build_parser() -> argparse.ArgumentParser:
     stuck.add_argument("--end", help="range end, RFC 3339 (default: now); durations run to it")
     stuck.add_argument("--format", choices=["text", "json"], default="text", help="output format")
     add_store(stuck)
+    aside = commands.add_parser(
+        "quarantine",
+        help="list, retry or purge the input the collector kept aside instead of losing it",
+        description="The collector never drops input it acknowledged: an audit event, Kubernetes Event or "
+        "watched object version that the pipeline raised on or the store refused is kept in the quarantine "
+        "(in the inbox next to the store) with its reason. Without options: list it, oldest first (when, "
+        "cluster, source, audit id, object, size, reason) with counts by reason. --retry feeds it through "
+        "the pipeline again (after a fix; give the trace flags `serve` runs with), storing what it can and "
+        "keeping the rest with its new reason; like `replay`, it may run beside `serve`. --purge deletes it.",
+    )
+    aside.add_argument("--format", choices=["text", "json"], default="text", help="output format")
+    aside.add_argument(
+        "--limit",
+        type=int,
+        default=QUARANTINE_LIMIT,
+        help=f"list at most this many inputs, oldest first (default {QUARANTINE_LIMIT}; counts cover all)",
+    )
+    aside.add_argument(
+        "--retry", action="store_true", help="process the quarantined input again; exit 1 if some still fails"
+    )
+    aside.add_argument("--purge", action="store_true", help="delete the quarantined input and say how much")
+    aside.add_argument(
+        "--before",
+        metavar="TIME",
+        help="with --purge: only what was quarantined before TIME (RFC 3339, or a duration ago, e.g. 7d)",
+    )
+    add_store(aside)
+    add_trace(aside)
     return parser
 
 
@@ -681,6 +723,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
             max_body_bytes=parsed(times.parse_size, args.max_body),
             max_backlog_bytes=parsed(times.parse_size, args.max_backlog),
             min_free_bytes=parsed(times.parse_size, args.min_free_space),
+            max_clock_skew_seconds=_max_clock_skew(args.max_clock_skew),
             token=os.environ.get(args.token_env) or None,
         ),
         otlp=OtlpSettings(endpoint=args.otlp_endpoint),
@@ -1345,6 +1388,134 @@ def _one_line(exc: Exception) -> str:
     return " ".join(str(exc).split())
 
 
+def cmd_quarantine(args: argparse.Namespace) -> int:
+    from kelemetry.ingest import Ingestor
+    from kelemetry.receivers import quarantined
+    from kelemetry.store.inbox import Inbox, inbox_path
+
+    if args.before is not None and not args.purge:
+        raise CliError("--before only goes with --purge")
+    if args.purge and args.retry:
+        raise CliError("--purge and --retry cannot be combined: retry first, then purge what still fails")
+    if args.limit < 1:
+        raise CliError(f"--limit must be at least 1, not {args.limit}")
+    before_us = _before(args.before) if args.before is not None else None
+    if not Path(args.store).is_file():
+        raise errors.NotFound(f"no store at {args.store}")
+    path = inbox_path(args.store)
+    if not path.is_file():
+        # Only `serve` quarantines (it keeps the inbox); a store written by `replay` alone has none.
+        if args.retry:
+            return _print_retried(args.format, 0, [])
+        if args.purge:
+            return _print_purged(args.format, 0, 0, before_us)
+        return _print_quarantine(args.format, 0, 0, {}, [])
+    inbox = Inbox(path)
+    try:
+        if args.purge:
+            purged = inbox.purge(before_us)
+            return _print_purged(args.format, purged, inbox.quarantine_summary()[0], before_us)
+        if args.retry:
+            store = SpanStore(args.store)
+            try:
+                resolver, _ = _resolver(parse_clusters(args.kubeconfig, "default"))
+                pipeline = pipelines.build(store, _trace_settings(args), resolver)
+                retried = Ingestor(inbox, pipeline, max_backlog_bytes=0).retry_quarantined()
+            finally:
+                store.close()
+            return _print_retried(args.format, retried.stored, retried.failed)
+        total, size = inbox.quarantine_summary()
+        by_reason = Counter(quarantined.reason_kind(reason) for reason in inbox.quarantine_reasons())
+        items = []
+        for row in inbox.quarantined(args.limit):
+            described = quarantined.describe(row.source, row.body)
+            items.append(
+                {
+                    "id": row.row_id,
+                    "quarantined": _utc(row.at_us),
+                    "cluster": row.cluster,
+                    "source": row.source,
+                    "audit_id": described.audit_id,
+                    "object": described.object,
+                    "size": len(row.body),
+                    "reason": row.reason,
+                }
+            )
+        return _print_quarantine(args.format, total, size, dict(by_reason.most_common()), items)
+    finally:
+        inbox.close()
+
+
+def _before(text: str) -> int:
+    """--before: a moment, or a duration that long ago."""
+    try:
+        return times.parse_moment(text, what="--before")
+    except ValueError as exc:
+        try:
+            return times.now_us() - times.parse_duration_us(text)
+        except ValueError:
+            raise CliError(f"{exc}, or a duration ago such as 7d") from None
+
+
+def _utc(at_us: int) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(at_us // 1_000_000))
+
+
+def _inputs(count: int) -> str:
+    return f"{count} quarantined input{'' if count == 1 else 's'}"
+
+
+def _print_quarantine(
+    output_format: str, total: int, size: int, by_reason: dict[str, int], items: list[dict[str, object]]
+) -> int:
+    if output_format == "json":
+        answer = {"total": total, "bytes": size, "by_reason": by_reason, "items": items}
+        print(orjson.dumps(answer).decode())
+        return 0
+    if not total:
+        print("nothing quarantined")
+        return 0
+    lines = [f"{_inputs(total)} ({size} bytes)", "by reason:"]
+    lines += [f"  {count}  {reason}" for reason, count in by_reason.items()]
+    header = ("QUARANTINED", "CLUSTER", "SOURCE", "AUDIT ID", "OBJECT", "SIZE")
+    rows = [
+        tuple(str(item[k]) for k in ("quarantined", "cluster", "source", "audit_id", "object", "size"))
+        for item in items
+    ]
+    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
+    lines.append("")
+    for row, item in zip([header, *rows], [None, *items], strict=True):
+        reason = "REASON" if item is None else str(item["reason"])
+        lines.append(
+            "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)) + "  " + reason
+        )
+    if len(items) < total:
+        lines.append(f"(showing the first {len(items)} of {total} (--limit))")
+    lines.append("kelemetry quarantine --retry processes them again after a fix; --purge deletes them")
+    print("\n".join(lines))
+    return 0
+
+
+def _print_purged(output_format: str, purged: int, left: int, before_us: int | None) -> int:
+    if output_format == "json":
+        print(orjson.dumps({"purged": purged, "left": left}).decode())
+    else:
+        since = "" if before_us is None else f" from before {_utc(before_us)}"
+        print(f"purged {_inputs(purged)}{since}; {left} left")
+    return 0
+
+
+def _print_retried(output_format: str, stored: int, failed: list[tuple[int, str]]) -> int:
+    if output_format == "json":
+        answer = {"stored": stored, "failed": [{"id": row_id, "reason": reason} for row_id, reason in failed]}
+        print(orjson.dumps(answer).decode())
+    else:
+        print(f"retried {_inputs(stored + len(failed))}: {stored} stored, {len(failed)} still quarantined")
+        for row_id, reason in failed:
+            print(f"  #{row_id}: {reason}")
+    return EXIT_FAILURE if failed else 0
+
+
 COMMANDS = {
     "serve": cmd_serve,
     "replay": cmd_replay,
@@ -1356,6 +1527,7 @@ COMMANDS = {
     "explain": cmd_explain,
     "blame": cmd_blame,
     "stuck": cmd_stuck,
+    "quarantine": cmd_quarantine,
 }
 
 

@@ -10,7 +10,10 @@ deletes each audit batch from the inbox once its spans are committed.
 Nothing acknowledged is dropped: a work item the store cannot take is retried in place with
 backoff until it can (later items wait behind it, and while it fails `accept` answers
 `StoreUnavailable`, so senders retry instead of being told "stored"); an event the pipeline cannot
-process is quarantined in the inbox with its reason. While idle the worker checkpoints and
+process — refused by the store, or raised on by a stage of the pipeline — is quarantined in the
+inbox with its reason, as received (audit events scrubbed as the inbox keeps them, watched objects
+redacted as the store would keep them), whatever its source; ``retry_quarantined`` feeds it back
+through the same pipeline once the cause is fixed. While idle the worker checkpoints and
 truncates the write-ahead logs, so space freed on disk is given back.
 """
 
@@ -28,10 +31,11 @@ from typing import Any
 
 from kelemetry import errors
 from kelemetry.diff.redact import Redactor
-from kelemetry.pipeline import BatchResult, Pipeline
+from kelemetry.pipeline import BatchResult, Failure, Pipeline
+from kelemetry.receivers import quarantined
 from kelemetry.receivers.audit import scrub_batch
-from kelemetry.receivers.auditwire import AuditEvent, cut, decode_batch, encode_batch
-from kelemetry.store.inbox import Inbox
+from kelemetry.receivers.auditwire import FUTURE_SKEW_US, AuditEvent, cut, decode_batch
+from kelemetry.store.inbox import Inbox, Quarantined
 
 logger = logging.getLogger(__name__)
 
@@ -75,6 +79,19 @@ class _Stop:
     pass
 
 
+@dataclass(frozen=True, slots=True)
+class Retried:
+    """What a retry of quarantined input did: rows stored (and released), rows kept with their new
+    reason as (row id, reason)."""
+
+    stored: int
+    failed: list[tuple[int, str]]
+
+
+# Input to keep aside once a work item's writes are done: (body, reason, source).
+Aside = tuple[bytes, str, str]
+
+
 WorkItem = AuditBatch | KubeEvents | WatchedObjects | _Stop
 _STOP = _Stop()
 
@@ -95,13 +112,16 @@ class Ingestor:
         redactor: Redactor | None = None,
         min_free_bytes: int = 0,
         retry_first_s: float = RETRY_FIRST_S,
+        max_clock_skew_us: int = FUTURE_SKEW_US,
     ) -> None:
         self.inbox = inbox
-        self.redactor = redactor or Redactor()
+        # The pipeline's own by default: what is kept aside is redacted as what is stored.
+        self.redactor = redactor or pipeline.converter.redactor
         self.pipeline = pipeline
         self.max_backlog_bytes = max_backlog_bytes
         self.min_free_bytes = min_free_bytes
         self.retry_first_s = retry_first_s
+        self.max_clock_skew_us = max_clock_skew_us
         self.counters: Counter[str] = Counter()
         # Why the store cannot take writes now (None while it can); set and cleared by the worker.
         self.store_failure: str | None = None
@@ -124,7 +144,7 @@ class Ingestor:
     def accept(self, cluster: str, body: bytes) -> int:
         """Decode, check, persist and queue one webhook body; returns the number of events in it."""
         try:
-            events = decode_batch(body)
+            events = decode_batch(body, max_skew_us=self.max_clock_skew_us)
         except errors.InputError:
             self.counters["batches_rejected"] += 1
             raise
@@ -310,29 +330,99 @@ class Ingestor:
             logger.exception("emitting watched changes failed")
 
     def _kube_events(self, item: KubeEvents) -> None:
-        result = self.pipeline.process_kube_events(item.events, item.cluster)
-        self.counters["kube_events_kept"] += result.kept
-        self.counters["spans_written"] += result.spans
+        aside: list[Aside] = []
+        results = self._alone_if_refused(
+            item.events,
+            lambda objs: self.pipeline.process_kube_events(objs, item.cluster),
+            quarantined.event_body,
+            "event",
+            aside,
+        )
+        for result in results:
+            self.counters["kube_events_kept"] += result.kept
+            self.counters["spans_written"] += result.spans
+            self.counters["events_failed"] += result.failed
+        self._set_aside(item.cluster, aside)
         if item.on_done is not None:
             item.on_done()
 
     def _watched(self, item: WatchedObjects) -> None:
-        result = self.pipeline.process_object_changes(
-            item.items, item.cluster, item.target, time.time_ns() // 1000
+        aside: list[Aside] = []
+        now = time.time_ns() // 1000
+        results = self._alone_if_refused(
+            item.items,
+            lambda items: self.pipeline.process_object_changes(items, item.cluster, item.target, now),
+            lambda watched: self._watch_body(item.target, watched),
+            "watch",
+            aside,
         )
-        self.counters["object_changes"] += result.events
-        self.counters["spans_written"] += result.spans
+        for result in results:
+            self.counters["object_changes"] += result.events
+            self.counters["spans_written"] += result.spans
+            self.counters["events_failed"] += result.failed
+        self._set_aside(item.cluster, aside)
+
+    def _watch_body(self, target: tuple[str, str, str], watched: WatchItem) -> bytes:
+        kind, obj = watched
+        group, _version, resource = target
+        if isinstance(obj, Mapping):
+            obj = self.redactor.clean(group, resource, obj)
+        return quarantined.watch_body(kind, target, obj)
+
+    def _alone_if_refused(
+        self,
+        items: list[Any],
+        process: Callable[[list[Any]], BatchResult],
+        body_of: Callable[[Any], bytes],
+        source: str,
+        aside: list[Aside],
+    ) -> list[BatchResult]:
+        """Process ``items`` together; if the store refuses their write, each alone, so one refused
+        input does not take the others with it. What is refused, or what a stage raised on, is added
+        to ``aside`` to be quarantined once the writes are done (a write retried after a store
+        failure must not quarantine anything twice)."""
+        try:
+            results = [process(items)]
+        except errors.StoreRefused:
+            logger.warning("%d %s inputs were refused whole; writing them one by one", len(items), source)
+            results = []
+            for one in items:
+                try:
+                    results.append(process([one]))
+                except errors.StoreRefused as exc:
+                    aside.append((body_of(one), _refused(exc), source))
+        for result in results:
+            aside.extend((body_of(failure.item), failure.reason, source) for failure in result.failures)
+        return results
+
+    def _set_aside(self, cluster: str, aside: list[Aside]) -> None:
+        for body, reason, source in aside:
+            self._quarantine(cluster, body, reason, source)
 
     def _guarded(self, item: KubeEvents | WatchedObjects, work: Callable[[Any], None]) -> None:
         try:
             self._stored(lambda: work(item), type(item).__name__)
-        except Exception:
+        except Exception as exc:
+            # Not the store's failure and not one input's: a fault of ours. What the item held is
+            # kept aside rather than dropped.
             self.counters["batches_failed"] += 1
             logger.exception("%s could not be processed", type(item).__name__)
+            self._quarantine_item(item, f"processing failed: {type(exc).__name__}: {exc}")
         finally:
             with self._changed:
                 self._pending_items -= 1
                 self._changed.notify_all()
+
+    def _quarantine_item(self, item: KubeEvents | WatchedObjects, reason: str) -> None:
+        try:
+            if isinstance(item, KubeEvents):
+                for obj in item.events:
+                    self._quarantine(item.cluster, quarantined.event_body(obj), reason, "event")
+            else:
+                for watched in item.items:
+                    self._quarantine(item.cluster, self._watch_body(item.target, watched), reason, "watch")
+        except Exception:
+            logger.exception("%s could not be quarantined either", type(item).__name__)
 
     def _audit(self, batch: AuditBatch) -> None:
         try:
@@ -354,22 +444,21 @@ class Ingestor:
         events = batch.events
         if events is None:
             try:
-                events = decode_batch(batch.body)
+                events = decode_batch(batch.body, max_skew_us=self.max_clock_skew_us)
             except errors.InputError as exc:
                 self._quarantine(batch.cluster, batch.body, f"inbox batch unreadable: {exc}")
                 self.inbox.delete(batch.batch_id)
                 return
-        try:
-            self._count(self.pipeline.process_audit(events, batch.cluster))
-        except errors.StoreRefused:
-            # One event the store refuses must not take the others with it: each is written alone,
-            # and the ones still refused are kept aside with the reason.
-            logger.warning("batch %d was refused whole; writing its events one by one", batch.batch_id)
-            for event in events:
-                try:
-                    self._count(self.pipeline.process_audit([event], batch.cluster))
-                except errors.StoreRefused as exc:
-                    self._quarantine(batch.cluster, encode_batch([event]), str(exc))
+        aside: list[Aside] = []
+        for result in self._alone_if_refused(
+            events,
+            lambda some: self.pipeline.process_audit(some, batch.cluster),
+            quarantined.audit_body,
+            "audit",
+            aside,
+        ):
+            self._count(result)
+        self._set_aside(batch.cluster, aside)
         self.inbox.delete(batch.batch_id)
 
     def _count(self, result: BatchResult) -> None:
@@ -377,8 +466,55 @@ class Ingestor:
         self.counters["spans_written"] += result.spans
         self.counters["events_failed"] += result.failed
 
-    def _quarantine(self, cluster: str, body: bytes, reason: str) -> None:
+    def _quarantine(self, cluster: str, body: bytes, reason: str, source: str = "audit") -> None:
         reason = cut(reason)
-        self.inbox.quarantine(cluster, body, reason, time.time_ns() // 1000)
+        self.inbox.quarantine(cluster, body, reason, time.time_ns() // 1000, source)
         self.counters["events_quarantined"] += 1
-        logger.error("quarantined input of cluster %s: %s", cluster, reason)
+        logger.error("quarantined input of cluster %s: %s (%s)", cluster, reason, source)
+
+    def retry_quarantined(self, rows: list[Quarantined] | None = None) -> Retried:
+        """Feed quarantined input (``rows``, default all) through the pipeline again, synchronously
+        (not with the worker running); rows stored are released, the others kept with the reason
+        they failed with now. A store that fails raises `errors.StoreError`: nothing is released
+        that was not stored."""
+        stored: list[int] = []
+        failed: list[tuple[int, str]] = []
+        now = time.time_ns() // 1000
+        for row in self.inbox.quarantined() if rows is None else rows:
+            try:
+                failures = self._retry_one(row, now)
+            except errors.StoreRefused as exc:
+                failures = [Failure(None, _refused(exc))]
+            except errors.StoreError:
+                raise
+            except errors.InputError as exc:
+                failures = [Failure(None, f"unreadable: {exc}")]
+            except Exception as exc:
+                failures = [Failure(None, f"processing failed: {type(exc).__name__}: {exc}")]
+            if failures:
+                reason = cut(failures[0].reason)
+                self.inbox.requarantine(row.row_id, reason, now)
+                failed.append((row.row_id, reason))
+            else:
+                stored.append(row.row_id)
+        self.inbox.release(stored)
+        return Retried(len(stored), failed)
+
+    def _retry_one(self, row: Quarantined, now: int) -> list[Failure]:
+        if row.source == "audit":
+            events = decode_batch(row.body, max_skew_us=self.max_clock_skew_us)
+            return self.pipeline.process_audit(events, row.cluster).failures
+        if row.source == "event":
+            return self.pipeline.process_kube_events([quarantined.read_event(row.body)], row.cluster).failures
+        if row.source == "watch":
+            kind, target, obj = quarantined.read_watch(row.body)
+            result = self.pipeline.process_object_changes([(kind, obj)], row.cluster, target, now)
+            # A retried change waits for no audit event any more: it is written now, as this row's.
+            self.pipeline.flush_pending(now + self.pipeline.change_grace_us + 1, result)
+            return result.failures
+        raise errors.WrongKind(f"unknown source {row.source!r}")
+
+
+def _refused(exc: errors.StoreRefused) -> str:
+    # SQLite's own words, without the store's path the message carries.
+    return f"store refused: {exc.__cause__ or exc}"

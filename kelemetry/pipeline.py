@@ -5,7 +5,8 @@ let the change tracker attach what each write changed (issuing again earlier wri
 is learned only now), feed owner references to the owner graph, let the aggregator place each in
 its trace (Events with whole-second times after the requests they follow), then write every
 resulting span, the objects they belong to and the object versions seen in one store transaction.
-A failure in one event is logged and counted; it never stops the batch. When an object that already
+A failure in one event is logged, counted and handed back with the stage it failed at (the caller
+quarantines it); it never stops the batch. When an object that already
 has spans learns a new owner (its root changed), the spans of its subtree are moved to the new
 root's trace in the store.
 """
@@ -15,7 +16,7 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import aggregators
@@ -24,7 +25,7 @@ from aggregators.ordering import EventPlacer
 from kelemetry.diff import redact
 from kelemetry.diff.attribution import ChangeTracker
 from kelemetry.diff.history import BodyHistory
-from kelemetry.errors import KelemetryError
+from kelemetry.errors import KelemetryError, StoreError
 from kelemetry.kube.kinds import KindResolver
 from kelemetry.linker import registry as linker_registry
 from kelemetry.linker.graph import OwnerGraph
@@ -64,12 +65,26 @@ class LinkStats:
         logger.warning("link of %s not followed (%s): %s", obj.key, refusal.linker, refusal.reason[:300])
 
 
+@dataclass(frozen=True, slots=True)
+class Failure:
+    """An input a stage raised on, as it was given (an audit event, a Kubernetes Event, a watched
+    (type, object)), and why: what the caller keeps instead of dropping it."""
+
+    item: Any
+    reason: str
+
+
 @dataclass
 class BatchResult:
     events: int = 0
     kept: int = 0
     spans: int = 0
     failed: int = 0
+    failures: list[Failure] = field(default_factory=list)
+
+    def fail(self, item: Any, stage: str, exc: Exception) -> None:
+        self.failed += 1
+        self.failures.append(Failure(item, f"pipeline failed at {stage}: {type(exc).__name__}: {exc}"))
 
 
 class Pipeline:
@@ -98,6 +113,8 @@ class Pipeline:
         self.events = EventConverter(resolver)
         self.watched = WatchedObjectReceiver(resolver, converter.redactor)
         self.failed_events = 0
+        # The stage the event in hand is at, named in the reason of a failure.
+        self._stage = ""
         # Object versions of the batch, written with its spans by the next flush.
         self._versions: list[ObjectVersion] = []
 
@@ -125,13 +142,17 @@ class Pipeline:
         for raw in raws:
             result.events += 1
             try:
+                self._stage = "decoding"
                 if not isinstance(raw, AuditEvent):
                     raw = from_mapping(raw)
+                self._stage = "conversion"
                 event = self.converter.convert(raw, cluster)
                 if event is None:
                     continue
                 result.kept += 1
+                self._stage = "resolving"
                 resolved = self._resolved(event)
+                self._stage = "diff"
                 attributed = self.changes.audit(resolved)
                 found = _request_version(resolved, self.changes.history)
                 if found is not None:
@@ -139,8 +160,10 @@ class Pipeline:
                 self._add(attributed.event, spans, objects, result)
                 for again in attributed.reissued:
                     self._add(again, spans, objects, result)
-            except Exception:
-                result.failed += 1
+            except StoreError:
+                raise  # the store's to retry or refuse, not this event's fault
+            except Exception as exc:
+                result.fail(raw, self._stage, exc)
                 self.failed_events += 1
                 audit_id = raw.auditID if isinstance(raw, AuditEvent) else raw.get("auditID", "?")
                 logger.exception("audit event %s could not be processed", str(audit_id)[:100])
@@ -156,13 +179,17 @@ class Pipeline:
         for obj in objects_:
             result.events += 1
             try:
+                self._stage = "conversion"
                 event = self.events.convert(obj, cluster)
                 if event is None:
                     continue
                 result.kept += 1
+                self._stage = "resolving"
                 self._add(self._resolved(event), spans, objects, result)
-            except Exception:
-                result.failed += 1
+            except StoreError:
+                raise  # the store's to retry or refuse, not this event's fault
+            except Exception as exc:
+                result.fail(obj, self._stage, exc)
                 self.failed_events += 1
                 logger.exception("Kubernetes Event could not be processed")
         self._flush(spans, objects, result)
@@ -184,11 +211,14 @@ class Pipeline:
         for kind, obj in items:
             result.events += 1
             try:
+                self._stage = "conversion"
                 seen = self.watched.receive(kind, obj, cluster, target)
                 if seen is not None:
                     self._observe(seen, now_us, objects, spans, result)
-            except Exception:
-                result.failed += 1
+            except StoreError:
+                raise  # the store's to retry or refuse, not this event's fault
+            except Exception as exc:
+                result.fail((kind, obj), self._stage, exc)
                 self.failed_events += 1
                 logger.exception("watched %s could not be processed", target[2])
         self._flush(spans, objects, result)
@@ -205,6 +235,7 @@ class Pipeline:
     ) -> None:
         ref = seen.ref
         link = seen.owner
+        self._stage = "linking"
         if link is None and self.linkers:
             link = self._linked(ref, seen.body)
         if link is not None:
@@ -225,6 +256,7 @@ class Pipeline:
             found.deleted or self.changes.watched.get(ref.incarnation, found.resource_version) is None
         ):
             self._versions.append(found)
+        self._stage = "diff"
         for again in self.changes.watched_version(seen.kind, ref, seen.body, now_us):
             self._add(again, spans, objects, result)
 
@@ -254,10 +286,12 @@ class Pipeline:
         self, event: Event, spans: list[SpanRecord], objects: dict[int, KnownObject], result: BatchResult
     ) -> None:
         """Link, aggregate and queue one event's spans for the batch's write."""
+        self._stage = "linking"
         if self._link(event, objects):
             # The subtree's root changed: flush so the store sees this batch before moving it.
             self._flush(spans, objects, result)
             result.spans += self._retrace(event.object.incarnation)
+        self._stage = "aggregation"
         produced = self.aggregator.aggregate(event, self.graph)
         if event.source is TraceSource.EVENT:
             produced[-1] = self.placer.place(produced[-1], event.precision_us, event.order)

@@ -68,6 +68,9 @@ class WebhookSettings:
     min_free_bytes: int = 256 * 1024 * 1024
     """Batches are answered 507 (retried by the apiserver) rather than acknowledged while the store's
     disk has less free space than this; 0 turns the check off."""
+    max_clock_skew_seconds: int = 24 * 3600
+    """A batch holding an event dated further ahead of the collector's clock than this is refused
+    (422): clocks drift, but an event dated 9999-12-31 would open a trace window nobody can reach."""
 
 
 @dataclass(frozen=True, slots=True)

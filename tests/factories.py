@@ -12,11 +12,15 @@ from typing import Any
 
 import msgspec
 
+import aggregators
 from kelemetry import pipeline as pipelines
+from kelemetry.diff.redact import with_rules
 from kelemetry.kube.kinds import KindResolver
+from kelemetry.linker.links import Clusters, Marks
 from kelemetry.model.events import TraceSource
-from kelemetry.model.objects import KnownObject, ObjectKey
+from kelemetry.model.objects import KnownObject, ObjectKey, ObjectRef
 from kelemetry.model.spans import SpanRecord
+from kelemetry.receivers.audit import AuditConverter, AuditFilter
 from kelemetry.receivers.auditwire import AuditEvent
 from kelemetry.settings import TraceSettings
 from kelemetry.store.sqlite import SpanStore
@@ -32,6 +36,33 @@ def new_pipeline(store: SpanStore, trace: TraceSettings = NOTHING_EXCLUDED) -> p
     """The pipeline ``kelemetry serve`` and ``replay`` make (``kelemetry.pipeline.build``), over
     ``store``; a fresh kind resolver each time, as a restarted collector has."""
     return pipelines.build(store, trace, KindResolver())
+
+
+class BreaksOnPoison:
+    """A linker (the pipeline's own plug-in interface) with a bug: it raises on objects named poison."""
+
+    name = "breaks-on-poison"
+    marks: Marks | None = None
+
+    def parent(self, obj: ObjectRef, body: Any, clusters: Clusters) -> None:
+        if obj.key.name == "poison":
+            raise RuntimeError("linker broke on poison")
+        return None
+
+
+def pipeline_redacting_configmaps(store: SpanStore, *, broken: bool = False) -> pipelines.Pipeline:
+    """A pipeline that keeps ConfigMap data out of everything (``--redact configmaps:data``), and
+    with ``broken`` a linker that raises on objects named poison."""
+    return pipelines.Pipeline(
+        store,
+        aggregators.create("hierarchy", 1800),
+        AuditConverter(KindResolver(), AuditFilter.from_strings((), ()), with_rules(("configmaps:data",))),
+        linkers=[BreaksOnPoison()] if broken else [],
+    )
+
+
+def pipeline_with_a_broken_linker(store: SpanStore) -> pipelines.Pipeline:
+    return pipeline_redacting_configmaps(store, broken=True)
 
 
 def audit_event(

@@ -32,7 +32,14 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from kelemetry.diff import compute, scopes
-from kelemetry.diff.history import DEFAULT_MAX_BYTES, BodyHistory, Version, rv_order
+from kelemetry.diff.history import (
+    DEFAULT_MAX_BYTES,
+    ENTRY_OVERHEAD_BYTES,
+    BodyHistory,
+    Version,
+    body_size,
+    rv_order,
+)
 from kelemetry.model import tags
 from kelemetry.model.diffs import Diff
 from kelemetry.model.events import Event, Log, TraceSource, WriteDetail
@@ -43,6 +50,13 @@ from kelemetry.model.objects import Incarnation, ObjectRef
 WATCHED_VERSIONS = 8
 MAX_CLAIMS = 200_000
 MAX_PARTIAL_OBJECTS = 50_000
+# The same two memories bounded in bytes, so large objects cannot grow them without limit: a write
+# whose change is partly known holds its event (the answer's body, its logs); a claim holds its key.
+MAX_PARTIAL_BYTES = 64 * 1024 * 1024
+MAX_CLAIM_BYTES = 64 * 1024 * 1024
+# What a claim costs beyond its two strings: the key tuple and the ordered dict's entry (a claim of
+# "rv:NNNNNN" measured 189 bytes in all with tracemalloc).
+CLAIM_OVERHEAD_BYTES = 130
 PARTIALS_PER_OBJECT = 4
 # Writes that answer without a version but make more than one (the eviction API sets the
 # DisruptionTarget condition, then deletes gracefully).
@@ -76,6 +90,8 @@ class _Partial:
     before: str = ""
     """Once a complete version followed, its resourceVersion: the write's own versions are older.
     Until the watch shows them, the write stays to claim them (the watch may lag the audit)."""
+    size: int = 0
+    """What it is counted as against ``max_partial_bytes`` (set when remembered)."""
 
     @property
     def done(self) -> bool:
@@ -113,6 +129,8 @@ class ChangeTracker:
         *,
         grace_us: int = 5_000_000,
         cache_bytes: int = 2 * DEFAULT_MAX_BYTES,
+        max_partial_bytes: int = MAX_PARTIAL_BYTES,
+        max_claim_bytes: int = MAX_CLAIM_BYTES,
     ) -> None:
         self._has_status = has_status
         self._note_status = note_status or (lambda _group, _resource: None)
@@ -121,9 +139,17 @@ class ChangeTracker:
         self.history = BodyHistory(max_bytes=cache_bytes // 2)
         self.watched = BodyHistory(versions_per_object=WATCHED_VERSIONS, max_bytes=cache_bytes // 2)
         self._partials: OrderedDict[Incarnation, list[_Partial]] = OrderedDict()
+        self.max_partial_bytes = max_partial_bytes
+        self.partial_bytes = 0
+        """The bytes of every partly known write held, as counted against ``max_partial_bytes``."""
+        self.partials_evicted = 0
         self._pending: dict[Incarnation, dict[str, WatchedChange]] = {}
         # (object, change id) -> the audit event that made that change
         self._claimed: OrderedDict[tuple[Incarnation, str], str] = OrderedDict()
+        self.max_claim_bytes = max_claim_bytes
+        self.claim_bytes = 0
+        """The bytes of every claim held, as counted against ``max_claim_bytes``."""
+        self.claims_evicted = 0
         # Objects a delete request was seen for: the watch's versions of the deletion are its.
         self._deleting: OrderedDict[Incarnation, str] = OrderedDict()
 
@@ -307,13 +333,34 @@ class ChangeTracker:
         kept = tuple(log for log in event.logs if log.kind != DIFF_LOG)
         return replace(event, logs=(*kept, *_diff_logs(diffs)))
 
+    @property
+    def partials(self) -> int:
+        """How many partly known writes are held."""
+        return sum(len(partials) for partials in self._partials.values())
+
+    @property
+    def claims(self) -> int:
+        return len(self._claimed)
+
     def _remember(self, obj: Incarnation, partial: _Partial) -> None:
-        partials = self._partials.setdefault(obj, [])
-        partials.append(partial)
-        del partials[:-PARTIALS_PER_OBJECT]
+        partial.size = _partial_size(partial.event)
+        partials = [*self._partials.get(obj, ()), partial]
+        self._keep_partials(obj, partials[-PARTIALS_PER_OBJECT:])
         self._partials.move_to_end(obj)
-        while len(self._partials) > MAX_PARTIAL_OBJECTS:
-            self._partials.popitem(last=False)
+        while len(self._partials) > MAX_PARTIAL_OBJECTS or (
+            self.partial_bytes > self.max_partial_bytes and len(self._partials) > 1
+        ):
+            self._keep_partials(next(iter(self._partials)), [])
+            self.partials_evicted += 1
+
+    def _keep_partials(self, obj: Incarnation, kept: list[_Partial]) -> None:
+        """``obj``'s partly known writes are now ``kept`` (none: forgotten), counted in bytes."""
+        self.partial_bytes -= sum(p.size for p in self._partials.get(obj, ()))
+        if kept:
+            self._partials[obj] = kept
+            self.partial_bytes += sum(p.size for p in kept)
+        else:
+            self._partials.pop(obj, None)
 
     def _supersede(self, obj: Incarnation, rv: str) -> list[_Partial]:
         """A complete version ``rv`` followed: the partial writes still open before it (whose
@@ -324,11 +371,7 @@ class ChangeTracker:
         open_ = [p for p in partials if not p.before]
         for partial in open_:
             partial.before = rv
-        kept = [p for p in partials if not p.done]
-        if kept:
-            self._partials[obj] = kept
-        else:
-            del self._partials[obj]
+        self._keep_partials(obj, [p for p in partials if not p.done])
         return open_
 
     def _delete(self, event: Event, write: WriteDetail, obj: Incarnation) -> Attributed:
@@ -354,7 +397,7 @@ class ChangeTracker:
             # A graceful delete answers with the object as it now is (deletionTimestamp set): later
             # writes (the kubelet's last status, the final delete) are diffed against it.
             self.history.put(obj, rv, body, writer=event.event_id)
-        self._partials.pop(obj, None)
+        self._keep_partials(obj, [])
         last = body
         if last is None:
             latest = self._latest(obj, None)
@@ -365,10 +408,17 @@ class ChangeTracker:
 
     def _claim(self, obj: Incarnation, change_id: str, claimer: str) -> None:
         claimed = self._claimed
-        claimed[(obj, change_id)] = claimer
-        claimed.move_to_end((obj, change_id))
-        while len(claimed) > MAX_CLAIMS:
-            claimed.popitem(last=False)
+        key = (obj, change_id)
+        before = claimed.get(key)
+        if before is not None:
+            self.claim_bytes -= _claim_size(change_id, before)
+        claimed[key] = claimer
+        self.claim_bytes += _claim_size(change_id, claimer)
+        claimed.move_to_end(key)
+        while len(claimed) > MAX_CLAIMS or (self.claim_bytes > self.max_claim_bytes and len(claimed) > 1):
+            (_obj, old_id), old_claimer = claimed.popitem(last=False)
+            self.claim_bytes -= _claim_size(old_id, old_claimer)
+            self.claims_evicted += 1
         pending = self._pending.get(obj)
         if pending is not None:
             pending.pop(change_id, None)
@@ -470,6 +520,18 @@ class ChangeTracker:
 
     def pending_count(self) -> int:
         return sum(len(p) for p in self._pending.values())
+
+
+def _partial_size(event: Event) -> int:
+    """A held write counted as the history counts a version: its body as JSON, plus its logs."""
+    body = 0
+    if event.body is not None:
+        body = event.body_bytes or body_size(event.body)
+    return ENTRY_OVERHEAD_BYTES + body + sum(len(log.message) for log in event.logs)
+
+
+def _claim_size(change_id: str, claimer: str) -> int:
+    return CLAIM_OVERHEAD_BYTES + len(change_id) + len(claimer)
 
 
 def _with_replicas(body: Mapping[str, Any], replicas: Any) -> dict[str, Any]:

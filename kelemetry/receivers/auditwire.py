@@ -12,7 +12,7 @@ here; whatever they hold is judged when (and if) they are read.
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, NamedTuple
 
 import msgspec
 import orjson
@@ -173,8 +173,24 @@ def _checked(event: AuditEvent, where: str, *, strict_version: bool) -> AuditEve
     return event
 
 
-def _dated(event: AuditEvent, where: str, latest_us: int) -> AuditEvent:
-    """``event`` if its times can be read and none is later than ``latest_us``: an event the pipeline
+class Limit(NamedTuple):
+    """The latest time an event may carry (µs), and the skew it allows (for the reason)."""
+
+    latest_us: int
+    skew_us: int
+
+
+def skew_text(skew_us: int) -> str:
+    """A skew as ``--max-clock-skew`` takes it: ``24h``, ``90m``, ``45s``."""
+    seconds = skew_us // 1_000_000
+    for unit, size in (("h", 3600), ("m", 60)):
+        if seconds and seconds % size == 0:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s" if skew_us % 1_000_000 == 0 else f"{skew_us // 1000}ms"
+
+
+def _dated(event: AuditEvent, where: str, limit: Limit) -> AuditEvent:
+    """``event`` if its times can be read and none is later than the limit: an event the pipeline
     cannot place in time would be acknowledged and then dropped."""
     for name in ("requestReceivedTimestamp", "stageTimestamp", "timestamp"):
         value = getattr(event, name)
@@ -184,10 +200,10 @@ def _dated(event: AuditEvent, where: str, latest_us: int) -> AuditEvent:
             moment = parse_time_us(value)
         except (ValueError, OverflowError):
             raise errors.WrongKind(f"{where}.{name}: {value!r} is not an RFC 3339 time") from None
-        if moment > latest_us:
+        if moment > limit.latest_us:
             raise errors.WrongKind(
-                f"{where}.{name}: {value} is more than {FUTURE_SKEW_US // 3_600_000_000}h ahead of this "
-                "collector's clock; check the apiserver's clock"
+                f"{where}.{name}: {value} is more than {skew_text(limit.skew_us)} ahead of this "
+                "collector's clock (--max-clock-skew); check the apiserver's clock"
             )
     if not (event.requestReceivedTimestamp or event.timestamp or event.stageTimestamp):
         raise errors.WrongKind(f"{where} has no requestReceivedTimestamp or stageTimestamp")
@@ -204,12 +220,14 @@ def _utf8(data: bytes, where: str) -> None:
             raise errors.MalformedBody(f"{where} is not valid UTF-8") from None
 
 
-def decode_batch(body: bytes, *, now: int | None = None) -> list[AuditEvent]:
+def decode_batch(
+    body: bytes, *, now: int | None = None, max_skew_us: int = FUTURE_SKEW_US
+) -> list[AuditEvent]:
     """The events of a webhook body (an ``EventList``, or a lone ``Event``), all checked: the whole
-    body is refused if any part is wrong, so nothing is ever half-ingested. ``now`` (µs, default the
-    wall clock) bounds how far in the future an event may be dated."""
+    body is refused if any part is wrong, so nothing is ever half-ingested. No event may be dated
+    more than ``max_skew_us`` after ``now`` (µs, default the wall clock)."""
     _utf8(body, "body")
-    latest = (now_us() if now is None else now) + FUTURE_SKEW_US
+    latest = Limit((now_us() if now is None else now) + max_skew_us, max_skew_us)
     try:
         head = _HEAD.decode(body)
         if not isinstance(head.apiVersion, str) or head.apiVersion not in AUDIT_API_VERSIONS:

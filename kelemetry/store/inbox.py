@@ -3,6 +3,10 @@
 A batch stays here until the pipeline has written its spans; then it is deleted. After a crash
 the batches still here are processed again on start. Because span ids are deterministic, a batch
 processed twice (crash after the store commit, before the delete) changes nothing.
+
+Input the pipeline or the store could not take after it was acknowledged (an audit event, a
+Kubernetes Event, a watched object version) is kept in ``quarantine`` with its reason and its
+``source``, until a person lists, retries or purges it (``kelemetry quarantine``).
 """
 
 from __future__ import annotations
@@ -10,9 +14,32 @@ from __future__ import annotations
 import sqlite3
 import threading
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 from kelemetry import errors
+
+# What a quarantined body holds: an audit EventList, a Kubernetes Event, or a watched object version
+# (`kelemetry.receivers.quarantined` reads and writes each).
+SOURCES = ("audit", "event", "watch")
+
+
+def inbox_path(store_path: str | Path) -> Path:
+    """The inbox of a store: beside it, named after it."""
+    store = Path(store_path)
+    return store.with_name(store.name + ".inbox")
+
+
+@dataclass(frozen=True, slots=True)
+class Quarantined:
+    """One input kept aside: when, from which cluster, why, and what it was."""
+
+    row_id: int
+    cluster: str
+    source: str
+    at_us: int
+    reason: str
+    body: bytes
 
 
 class Inbox:
@@ -33,6 +60,10 @@ class Inbox:
                 "cluster TEXT NOT NULL, quarantined_us INTEGER NOT NULL, reason TEXT NOT NULL, "
                 "body BLOB NOT NULL)"
             )
+            columns = {row[1] for row in self._db.execute("PRAGMA table_info(quarantine)")}
+            if "source" not in columns:
+                # Inboxes written before Events and watched objects were quarantined hold audit only.
+                self._db.execute("ALTER TABLE quarantine ADD COLUMN source TEXT NOT NULL DEFAULT 'audit'")
         except sqlite3.DatabaseError as exc:
             raise errors.StoreError(f"cannot open inbox {self.path}: {exc}") from exc
         self._lock = threading.Lock()
@@ -55,22 +86,79 @@ class Inbox:
             except sqlite3.DatabaseError as exc:
                 raise errors.StoreError(f"cannot write inbox {self.path}: {exc}") from exc
 
-    def quarantine(self, cluster: str, body: bytes, reason: str, at_us: int) -> None:
-        """Keep ``body`` with ``reason`` for a person to inspect (``SELECT * FROM quarantine``)."""
+    def quarantine(self, cluster: str, body: bytes, reason: str, at_us: int, source: str = "audit") -> int:
+        """Keep ``body`` with ``reason`` for a person to inspect, retry or purge; returns its row id."""
+        with self._lock:
+            try:
+                cursor = self._db.execute(
+                    "INSERT INTO quarantine (cluster, quarantined_us, reason, body, source) "
+                    "VALUES (?, ?, ?, ?, ?)",
+                    (cluster, at_us, reason, body, source),
+                )
+            except sqlite3.DatabaseError as exc:
+                raise errors.StoreError(f"cannot write inbox {self.path}: {exc}") from exc
+            return int(cursor.lastrowid or 0)
+
+    def quarantined(self, limit: int | None = None) -> list[Quarantined]:
+        """What is quarantined, oldest first (the first ``limit`` rows)."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT id, cluster, source, quarantined_us, reason, body FROM quarantine "
+                "ORDER BY id LIMIT ?",
+                (-1 if limit is None else limit,),
+            ).fetchall()
+        return [
+            Quarantined(int(row_id), str(cluster), str(source), int(at_us), str(reason), bytes(body))
+            for row_id, cluster, source, at_us, reason, body in rows
+        ]
+
+    def quarantine_summary(self) -> tuple[int, int]:
+        """(rows, bytes) quarantined now."""
+        with self._lock:
+            try:
+                count, size = self._db.execute(
+                    "SELECT COUNT(*), COALESCE(SUM(LENGTH(body)), 0) FROM quarantine"
+                ).fetchone()
+            except sqlite3.DatabaseError as exc:
+                raise errors.StoreError(f"cannot read inbox {self.path}: {exc}") from exc
+        return int(count), int(size)
+
+    def quarantine_reasons(self) -> list[str]:
+        """The reason of every quarantined row (for counts by reason; bodies are not read)."""
+        with self._lock:
+            return [str(row[0]) for row in self._db.execute("SELECT reason FROM quarantine")]
+
+    def release(self, row_ids: list[int]) -> int:
+        """Delete these quarantined rows (retried successfully); returns how many there were."""
+        with self._lock:
+            try:
+                cursor = self._db.executemany("DELETE FROM quarantine WHERE id = ?", [(i,) for i in row_ids])
+            except sqlite3.DatabaseError as exc:
+                raise errors.StoreError(f"cannot write inbox {self.path}: {exc}") from exc
+            return int(cursor.rowcount)
+
+    def requarantine(self, row_id: int, reason: str, at_us: int) -> None:
+        """A retried row failed again: keep it, with the new reason and time."""
         with self._lock:
             try:
                 self._db.execute(
-                    "INSERT INTO quarantine (cluster, quarantined_us, reason, body) VALUES (?, ?, ?, ?)",
-                    (cluster, at_us, reason, body),
+                    "UPDATE quarantine SET reason = ?, quarantined_us = ? WHERE id = ?",
+                    (reason, at_us, row_id),
                 )
             except sqlite3.DatabaseError as exc:
                 raise errors.StoreError(f"cannot write inbox {self.path}: {exc}") from exc
 
-    def quarantined(self) -> list[tuple[str, str, bytes]]:
-        """(cluster, reason, body) of everything quarantined, oldest first."""
+    def purge(self, before_us: int | None = None) -> int:
+        """Delete what was quarantined (before ``before_us``, or all); returns how many rows."""
         with self._lock:
-            rows = self._db.execute("SELECT cluster, reason, body FROM quarantine ORDER BY id").fetchall()
-        return [(str(cluster), str(reason), bytes(body)) for cluster, reason, body in rows]
+            try:
+                if before_us is None:
+                    cursor = self._db.execute("DELETE FROM quarantine")
+                else:
+                    cursor = self._db.execute("DELETE FROM quarantine WHERE quarantined_us < ?", (before_us,))
+            except sqlite3.DatabaseError as exc:
+                raise errors.StoreError(f"cannot write inbox {self.path}: {exc}") from exc
+            return int(cursor.rowcount)
 
     def checkpoint(self) -> None:
         """Fold the write-ahead log into the file and truncate it, so space freed is given back."""

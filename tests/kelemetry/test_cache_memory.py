@@ -1,5 +1,6 @@
 """A collector fed a stream of large objects keeps its caches within the configured bytes, says so
-on /metrics, and still diffs the objects written recently."""
+on /metrics (the diff history, the watched versions, the store's bases, the writes held until their
+change is known and the claims), and still diffs the objects written recently."""
 
 from __future__ import annotations
 
@@ -81,6 +82,12 @@ def test_large_objects_stay_under_the_cap_and_recent_ones_still_diff(
     assert values['kelemetry_cache_evictions_total{cache="diff_history"}'] > 0
     assert values['kelemetry_cache_bytes{cache="store_bases"}'] > 0
     assert values['kelemetry_cache_entries{cache="diff_watched"}'] == 0
+    # Every update answered with its version and claimed it; none was partly known.
+    assert values['kelemetry_cache_entries{cache="diff_claims"}'] == 101
+    assert values['kelemetry_cache_bytes{cache="diff_claims"}'] > 101 * 130
+    assert values['kelemetry_cache_entries{cache="diff_partials"}'] == 0
+    assert values['kelemetry_cache_bytes{cache="diff_partials"}'] == 0
+    assert values['kelemetry_cache_evictions_total{cache="diff_claims"}'] == 0
     args = ["dump", "--store", str(store), "--cluster", "c", "--resource", "configmaps", "--name", "cm-9-9"]
     assert cli.main([*args, "--format", "tree"]) == 0
     assert 'data.value "old" -> "new"' in capsys.readouterr().out

@@ -11,6 +11,7 @@ from __future__ import annotations
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
@@ -121,9 +122,9 @@ def test_a_batch_is_decoded_once_and_the_worker_traces_what_was_accepted(
     decoded: list[int] = []
     real = auditwire.decode_batch
 
-    def counting(body: bytes) -> list[auditwire.AuditEvent]:
+    def counting(body: bytes, **settings: Any) -> list[auditwire.AuditEvent]:
         decoded.append(len(body))
-        return real(body)
+        return real(body, **settings)
 
     # The ingest module holds its own reference; count through it.
     monkeypatch.setattr("kelemetry.ingest.decode_batch", counting)

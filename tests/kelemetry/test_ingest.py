@@ -9,7 +9,11 @@ unreadable inbox batch quarantined with its reason at start; a batch whose store
 retried in the same run until the store takes it (meanwhile new batches are refused, the backlog
 counts it, later batches wait and then form whole traces; a stop leaves it in the inbox for the next
 run); a batch whose write fails whole for one event stores the others and quarantines that one; the
-write-ahead logs checkpointed to zero bytes when idle.
+write-ahead logs checkpointed to zero bytes when idle. No silent drop after the 200: an event a
+pipeline stage raises on (a linker plugged into the pipeline that breaks on one object) is
+quarantined as received with the stage in its reason, and stored by a retry once the pipeline is
+fixed; Kubernetes Events and watched object versions the store refuses are quarantined (watched
+bodies redacted as stored), and a retry while the cause remains keeps them with the new reason.
 """
 
 from __future__ import annotations
@@ -31,12 +35,21 @@ from typing import Any
 import pytest
 
 from kelemetry import errors
+from kelemetry import pipeline as pipelines
 from kelemetry.ingest import Ingestor
 from kelemetry.model import tags
 from kelemetry.model.events import TraceSource
 from kelemetry.store.inbox import Inbox
 from kelemetry.store.sqlite import SpanStore, StoreReader
-from tests.factories import audit_event, event_list, hierarchy_events, new_pipeline
+from tests.factories import (
+    audit_event,
+    event_list,
+    hierarchy_events,
+    kube_event,
+    new_pipeline,
+    pipeline_redacting_configmaps,
+    pipeline_with_a_broken_linker,
+)
 
 CLUSTER = "c1"
 WAIT = 10.0
@@ -77,11 +90,14 @@ def rigs(tmp_path: Path) -> Iterator[Callable[..., Rig]]:
     """Builds runs over the same files (a second one is a restart); closes them all at teardown."""
     made: list[Rig] = []
 
-    def make(max_backlog_bytes: int = 64 << 20) -> Rig:
+    def make(
+        max_backlog_bytes: int = 64 << 20,
+        pipeline_of: Callable[[SpanStore], pipelines.Pipeline] = new_pipeline,
+    ) -> Rig:
         store_path = tmp_path / "k.db"
         store = SpanStore(store_path)
         inbox = Inbox(tmp_path / "k.db.inbox")
-        pipeline = new_pipeline(store)
+        pipeline = pipeline_of(store)
         ingestor = Ingestor(inbox, pipeline, max_backlog_bytes=max_backlog_bytes, retry_first_s=0.02)
         rig = Rig(store_path, store, inbox, ingestor)
         made.append(rig)
@@ -317,9 +333,9 @@ def test_an_unreadable_inbox_batch_is_quarantined_with_its_reason_and_the_rest_p
     assert "quarantined input of cluster c1: inbox batch unreadable" in caplog.text
     assert audit_ids(rig.store_path) == Counter(ids_of(good))
     assert rig.inbox.count() == 0
-    ((cluster, reason, body),) = rig.inbox.quarantined()
-    assert (cluster, body) == (CLUSTER, b"\x00 not an audit batch")
-    assert reason.startswith("inbox batch unreadable: body is not valid JSON")
+    (row,) = rig.inbox.quarantined()
+    assert (row.cluster, row.source, row.body) == (CLUSTER, "audit", b"\x00 not an audit batch")
+    assert row.reason.startswith("inbox batch unreadable: body is not valid JSON")
     assert rig.ingestor.counters["events_quarantined"] == 1
 
 
@@ -443,9 +459,9 @@ def test_an_event_the_store_refuses_is_quarantined_and_the_others_of_its_batch_a
 
     assert audit_ids(rig.store_path) == Counter(ids_of(good + then))
     assert rig.inbox.count() == 0
-    ((cluster, reason, body),) = rig.inbox.quarantined()
-    assert cluster == CLUSTER and "poison refused" in reason
-    assert json.loads(body)["items"][0]["auditID"] == "poison"
+    (row,) = rig.inbox.quarantined()
+    assert row.cluster == CLUSTER and row.source == "audit" and "poison refused" in row.reason
+    assert json.loads(row.body)["items"][0]["auditID"] == "poison"
     assert rig.ingestor.counters["events_quarantined"] == 1
     assert rig.ingestor.store_failure is None
 
@@ -462,3 +478,84 @@ def test_the_write_ahead_logs_are_checkpointed_to_zero_bytes_when_idle(rigs: Cal
     assert wal.stat().st_size == 0
     assert inbox_wal.stat().st_size == 0
     assert audit_ids(rig.store_path) == Counter(ids_of(pod_events("wal", 200)))
+
+
+def refuse_objects_named_poison(store_path: Path) -> None:
+    """A write refused for one object only (a constraint): the same write would be refused again."""
+    db = sqlite3.connect(store_path, isolation_level=None)
+    db.execute(
+        "CREATE TRIGGER refuse_poison BEFORE INSERT ON objects WHEN NEW.name = 'poison' "
+        "BEGIN SELECT RAISE(ABORT, 'poison refused'); END"
+    )
+    db.close()
+
+
+def test_an_event_a_pipeline_stage_raises_on_is_quarantined_as_received_and_stored_by_a_retry_after_the_fix(
+    rigs: Callable[..., Rig],
+) -> None:
+    rig = rigs(pipeline_of=pipeline_with_a_broken_linker)
+    rig.ingestor.start()
+    good = pod_events("good", 2)
+    poison = audit_event(name="poison", uid="uid-poison", audit_id="poison", verb="update")
+    rig.ingestor.accept(CLUSTER, body_of([good[0], poison, good[1]]))
+    assert rig.ingestor.wait_idle(WAIT)
+
+    assert audit_ids(rig.store_path) == Counter(ids_of(good))
+    (row,) = rig.inbox.quarantined()
+    assert (row.cluster, row.source) == (CLUSTER, "audit")
+    assert row.reason == "pipeline failed at linking: RuntimeError: linker broke on poison"
+    (kept,) = json.loads(row.body)["items"]
+    assert kept["auditID"] == "poison" and kept["objectRef"]["name"] == "poison"
+    assert kept["responseObject"] == poison["responseObject"]
+    assert rig.ingestor.counters["events_quarantined"] == 1
+    assert rig.ingestor.counters["events_failed"] == 1
+    rig.close()
+
+    fixed = rigs()
+    report = fixed.ingestor.retry_quarantined()
+
+    assert (report.stored, report.failed) == (1, [])
+    assert audit_ids(fixed.store_path) == Counter(ids_of([*good, poison]))
+    assert fixed.inbox.quarantined() == []
+
+
+def test_kube_events_and_watched_objects_the_store_refuses_are_quarantined_and_kept_by_a_failed_retry(
+    rigs: Callable[..., Rig],
+) -> None:
+    rig = rigs(pipeline_of=pipeline_redacting_configmaps)
+    rig.ingestor.start()
+    refuse_objects_named_poison(rig.store_path)
+    fine = kube_event(kind="Pod", name="web-0", reason="Scheduled")
+    refused = kube_event(kind="Pod", name="poison", reason="Scheduled")
+    done: list[bool] = []
+    rig.ingestor.submit_kube_events(CLUSTER, [fine, refused], on_done=lambda: done.append(True))
+    config = {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": "poison", "namespace": "default", "uid": "uid-cm", "resourceVersion": "7"},
+        "data": {"password": "hunter2"},
+    }
+    rig.ingestor.submit_object_changes(CLUSTER, ("", "v1", "configmaps"), [("ADDED", config)])
+    assert rig.ingestor.wait_idle(WAIT)
+
+    event_row, watch_row = rig.inbox.quarantined()
+    assert event_row.source == "event" and watch_row.source == "watch"
+    assert event_row.reason.startswith("store refused: ") and "poison refused" in event_row.reason
+    assert json.loads(event_row.body) == refused
+    assert "poison refused" in watch_row.reason
+    watched = json.loads(watch_row.body)
+    assert (watched["type"], watched["target"]) == ("ADDED", ["", "v1", "configmaps"])
+    assert watched["object"]["metadata"] == config["metadata"]
+    assert b"hunter2" not in watch_row.body, "a quarantined body is redacted as the store's would be"
+    assert done == [True], "the Events' resume point moves on: nothing was lost"
+    reasons = {str(span.tags.get(tags.EVENT_REASON)) for span in rig.store.all_spans()}
+    assert "Scheduled" in reasons, "the Event the store took is stored"
+    assert rig.ingestor.counters["events_quarantined"] == 2
+    rig.ingestor.stop(timeout=WAIT)
+
+    report = rig.ingestor.retry_quarantined()
+
+    assert report.stored == 0
+    assert [row_id for row_id, _reason in report.failed] == [event_row.row_id, watch_row.row_id]
+    assert all("poison refused" in reason for _row_id, reason in report.failed)
+    assert [row.row_id for row in rig.inbox.quarantined()] == [event_row.row_id, watch_row.row_id]

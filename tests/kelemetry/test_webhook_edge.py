@@ -10,7 +10,9 @@ cut in the answer and the log; after an event dated 9999 replayed from a file, `
 removes nothing that arrived within the retention; /readyz is ready on a working collector, and says
 why not on a corrupted store page (the webhook answers 503 meanwhile, and the accepted batch stays
 in the inbox) and below the free-space minimum (507); an event whose body names its kind with a
-list or a mapping is stored beside the valid one.
+list or a mapping is stored beside the valid one. The future-date limit is the --max-clock-skew
+setting: with 1h, an event 2h ahead is refused with a reason naming the setting and one 30 minutes
+ahead is stored; `serve --help` documents it and an unreadable value is a one-line error.
 """
 
 from __future__ import annotations
@@ -134,7 +136,8 @@ ODD_EVENTS = [
     pytest.param(
         _set("requestReceivedTimestamp", "9999-12-31T23:59:59Z"),
         422,
-        "items[1].requestReceivedTimestamp: 9999-12-31T23:59:59Z is more than 24h ahead",
+        "items[1].requestReceivedTimestamp: 9999-12-31T23:59:59Z is more than 24h ahead of this "
+        "collector's clock (--max-clock-skew)",
         id="dated-9999",
     ),
 ]
@@ -249,7 +252,7 @@ def test_on_a_corrupted_store_page_the_webhook_answers_503_and_readyz_says_why(t
         )
         assert collector.ingestor.wait_idle(WAIT)
         ready = client.get("/readyz")
-    assert (ready.status_code, ready.json()) == (200, {"status": "ready", "reasons": []})
+    assert (ready.status_code, ready.json()) == (200, {"status": "ready", "reasons": [], "quarantined": 0})
     _corrupt_span_pages(store)
 
     with serving(store) as (collector, client):
@@ -315,3 +318,46 @@ def test_an_event_whose_body_names_an_odd_kind_is_stored_beside_the_valid_one(
     assert response.status_code == 200, response.text
     assert failed == 0
     assert audit_ids(store) == Counter(["first", "odd"])
+
+
+def _dated_in(seconds: int) -> dict[str, Any]:
+    moment = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + seconds))
+    event = valid(f"ahead-{seconds}")
+    event["requestReceivedTimestamp"] = event["stageTimestamp"] = moment
+    return event
+
+
+def test_the_future_date_limit_is_the_max_clock_skew_setting(tmp_path: Path) -> None:
+    store = tmp_path / "k.db"
+    with serving(store, max_clock_skew_seconds=3600) as (collector, client):
+        refused = client.post(
+            "/audit/c1", headers=JSON_TYPE, content=json.dumps(event_list([_dated_in(7200)])).encode()
+        )
+        kept = client.post(
+            "/audit/c1", headers=JSON_TYPE, content=json.dumps(event_list([_dated_in(1800)])).encode()
+        )
+        assert collector.ingestor.wait_idle(WAIT)
+
+    assert refused.status_code == 422, refused.text
+    assert "is more than 1h ahead of this collector's clock (--max-clock-skew)" in refused.json()["error"]
+    assert kept.status_code == 200, kept.text
+    assert audit_ids(store) == Counter({"ahead-1800": 1})
+
+
+def test_serve_documents_max_clock_skew_and_refuses_an_unreadable_one(tmp_path: Path) -> None:
+    shown = subprocess.run([KELEMETRY, "serve", "--help"], capture_output=True, text=True, check=False)
+    assert shown.returncode == 0
+    assert "--max-clock-skew DURATION" in shown.stdout
+    assert "default 24h" in " ".join(shown.stdout.split())
+
+    bad = subprocess.run(
+        [KELEMETRY, "serve", "--store", str(tmp_path / "k.db"), "--max-clock-skew", "soon"],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+    assert bad.returncode == 2
+    assert bad.stderr.strip() == (
+        "kelemetry: error: invalid --max-clock-skew 'soon': use a number and a unit, e.g. 30m, 2h, 7d"
+    )

@@ -4,7 +4,8 @@ Each scenario is what the real control plane does (the shapes follow samples/dep
 `kubectl scale` answers with a Scale, the scheduler's binding with a Status, a status update with
 the whole object. The tracker must give every change to the request that made it, learn late what a
 partial answer hid, and never hand a change to a later writer that could not have made it. The
-pipeline-level replay of the real sample is in tests/kelemetry/test_fidelity.py.
+pipeline-level replay of the real sample is in tests/kelemetry/test_fidelity.py. The writes held
+until their change is known and the claims are bounded in bytes as well as in count.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from kelemetry.diff.attribution import ChangeTracker
+from kelemetry.diff.attribution import CLAIM_OVERHEAD_BYTES, ChangeTracker
 from kelemetry.kube.kinds import KindResolver
 from kelemetry.model.events import Event, TraceSource, WriteDetail
 from kelemetry.model.objects import ObjectKey, ObjectRef
@@ -377,3 +378,36 @@ def test_a_no_op_write_answering_with_another_write_s_version_changes_nothing() 
         write(ns, "status", "update", subresource="status", rv="51", new=body(ns, "51", status=conditions))
     )
     assert logs(again.event) == logs(status.event)
+
+
+def pod_named(i: int) -> ObjectRef:
+    return ObjectRef(ObjectKey.make("c", "", "pods", "default", f"p-{i}"), f"uid-{i}", "Pod", "v1")
+
+
+def test_writes_held_until_their_change_is_known_are_capped_in_bytes() -> None:
+    resolver = KindResolver()
+    t = ChangeTracker(resolver.has_status, resolver.note_status, max_partial_bytes=20_000)
+    big = {"containers": [{"name": "c", "image": "x" * 3000}]}
+    for i in range(40):
+        # A binding answers with a Status: its change is learned from the next version, later.
+        t.audit(write(pod_named(i), f"bind-{i}", "create", subresource="binding", request=BINDING, new=big))
+
+    assert 0 < t.partial_bytes <= 20_000
+    assert t.partials_evicted > 0 and t.partials + t.partials_evicted == 40
+    # The newest are kept; the held write of a deleted object is let go, and its bytes with it.
+    held, size = t.partials, t.partial_bytes
+    t.audit(write(pod_named(39), "delete", "delete", rv="9"))
+    assert t.partials == held - 1
+    assert size - t.partial_bytes > 3000
+
+
+def test_claims_are_capped_in_bytes() -> None:
+    resolver = KindResolver()
+    cap = 50 * (CLAIM_OVERHEAD_BYTES + 20)
+    t = ChangeTracker(resolver.has_status, resolver.note_status, max_claim_bytes=cap)
+    for i in range(200):
+        obj = pod_named(i)
+        t.audit(write(obj, f"create-{i}", "create", rv=str(1000 + i), new=body(obj, str(1000 + i))))
+
+    assert 0 < t.claim_bytes <= cap
+    assert t.claims_evicted > 0 and t.claims + t.claims_evicted == 200

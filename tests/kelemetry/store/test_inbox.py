@@ -2,12 +2,16 @@
 
 Covers: put/pending/delete in arrival order with bodies kept byte for byte, count, persistence
 across reopen and across SIGKILL right after put(), ids never reused, deletion while pending() is
-being iterated, and the StoreError of a file that cannot be an inbox.
+being iterated, and the StoreError of a file that cannot be an inbox. The quarantine: rows kept with
+cluster, source, time, reason and body in order (a limit), their count and bytes, released by id,
+kept again with a new reason, purged all or before a time (saying how many), and an inbox written
+before rows had a source read as audit.
 """
 
 from __future__ import annotations
 
 import signal
+import sqlite3
 import subprocess
 import sys
 import textwrap
@@ -17,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from kelemetry import errors
-from kelemetry.store.inbox import Inbox
+from kelemetry.store.inbox import Inbox, Quarantined
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 
@@ -92,7 +96,7 @@ def test_batches_persist_across_reopen_and_ids_are_never_reused(tmp_path: Path) 
 _KILLED_WEBHOOK = textwrap.dedent(
     """
     import os, signal, sys
-    from kelemetry.store.inbox import Inbox
+    from kelemetry.store.inbox import Inbox, Quarantined
 
     inbox = Inbox(sys.argv[1])
     for i in range(20):
@@ -135,3 +139,57 @@ def test_put_on_a_closed_inbox_is_a_store_error(tmp_path: Path) -> None:
     inbox.close()
     with pytest.raises(errors.StoreError, match="cannot write inbox"):
         inbox.put("c1", b"body", 1)
+
+
+def test_quarantined_rows_are_listed_oldest_first_with_everything_kept(inbox: Inbox) -> None:
+    first = inbox.quarantine("c1", b'{"kind":"EventList"}', "store refused: no", 1_000)
+    second = inbox.quarantine("c2", b'{"kind":"Event"}', "pipeline failed at linking: boom", 2_000, "event")
+    third = inbox.quarantine("c1", b"{}", "store refused: no", 3_000, "watch")
+
+    assert inbox.quarantined() == [
+        Quarantined(first, "c1", "audit", 1_000, "store refused: no", b'{"kind":"EventList"}'),
+        Quarantined(second, "c2", "event", 2_000, "pipeline failed at linking: boom", b'{"kind":"Event"}'),
+        Quarantined(third, "c1", "watch", 3_000, "store refused: no", b"{}"),
+    ]
+    assert [row.row_id for row in inbox.quarantined(limit=2)] == [first, second]
+    assert inbox.quarantine_summary() == (3, 20 + 16 + 2)
+    assert sorted(inbox.quarantine_reasons()) == [
+        "pipeline failed at linking: boom",
+        "store refused: no",
+        "store refused: no",
+    ]
+    # Quarantined input is not a batch waiting to be processed.
+    assert inbox.count() == 0
+
+
+def test_quarantined_rows_are_released_kept_again_and_purged(inbox: Inbox) -> None:
+    rows = [inbox.quarantine("c", f"body-{i}".encode(), "old reason", 1_000 * i) for i in range(5)]
+
+    assert inbox.release([rows[0], 999]) == 1
+    inbox.requarantine(rows[1], "new reason", 9_000)
+    assert [(row.reason, row.at_us) for row in inbox.quarantined(limit=1)] == [("new reason", 9_000)]
+    # Rows 2, 3, 4 were quarantined at 2000, 3000, 4000; row 1 again at 9000.
+    assert inbox.purge(before_us=3_500) == 2
+    assert [row.row_id for row in inbox.quarantined()] == [rows[1], rows[4]]
+    assert inbox.purge() == 2
+    assert inbox.quarantined() == [] and inbox.quarantine_summary() == (0, 0)
+
+
+def test_an_inbox_whose_quarantine_predates_sources_reads_its_rows_as_audit(tmp_path: Path) -> None:
+    path = tmp_path / "inbox.db"
+    db = sqlite3.connect(path)
+    db.execute(
+        "CREATE TABLE quarantine (id INTEGER PRIMARY KEY AUTOINCREMENT, cluster TEXT NOT NULL, "
+        "quarantined_us INTEGER NOT NULL, reason TEXT NOT NULL, body BLOB NOT NULL)"
+    )
+    db.execute(
+        "INSERT INTO quarantine (cluster, quarantined_us, reason, body) VALUES ('c', 5, 'why', x'7b7d')"
+    )
+    db.commit()
+    db.close()
+
+    inbox = Inbox(path)
+    try:
+        assert inbox.quarantined() == [Quarantined(1, "c", "audit", 5, "why", b"{}")]
+    finally:
+        inbox.close()
