@@ -16,6 +16,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -36,6 +37,7 @@ DEFAULT_LOOKBACK_US = 7 * 86_400 * 1_000_000
 # Only until Jaeger holds an object span to read the window from, when no search can find anything.
 FALLBACK_WINDOW_US = 1800 * 1_000_000
 CACHE_SECONDS = 30.0
+GAP_LOOKBACK_US = 86_400 * 1_000_000
 _NEEDS_STORE = (
     "the object at a moment needs the embedded store (Jaeger keeps spans, not object versions); "
     "run the frontend with --store"
@@ -356,6 +358,32 @@ class JaegerBackend:
                 latest[record.object_id] = max(latest.get(record.object_id, 0), record.start_us)
         active = sorted((oid for oid in latest if oid in rows), key=lambda oid: -latest[oid])
         return [rows[oid] for oid in active[: request.limit]]
+
+    def gaps(self, clusters: Iterable[str], start_us: int, end_us: int) -> list[SpanRecord]:
+        """Gap spans are exported under the ``gap`` service with their cluster's tag; Jaeger matches
+        spans by their start, so the search reaches ``GAP_LOOKBACK_US`` back for gaps that began
+        before the range (a longer gap that began earlier still is not found)."""
+        found: dict[int, SpanRecord] = {}
+        for cluster in sorted(set(clusters)):
+            try:
+                traces = self.client.find_traces(
+                    service=TraceSource.GAP.value,
+                    tags={tags.CLUSTER: cluster},
+                    start_us=start_us - GAP_LOOKBACK_US,
+                    end_us=end_us,
+                    limit=_SEARCH_LIMIT,
+                )
+            except JaegerError as exc:
+                raise errors.BackendError(str(exc)) from exc
+            for record in records_of(traces, self.window_us()):
+                if (
+                    record.source is TraceSource.GAP
+                    and record.key.cluster == cluster
+                    and record.start_us <= end_us
+                    and record.end_us >= start_us
+                ):
+                    found[record.span_id] = record
+        return sorted(found.values(), key=lambda record: (record.start_us, record.span_id))
 
     # Jaeger keeps spans, not object bodies: the object at a moment needs the embedded store.
     def revisions(self, target: KnownObject) -> list[ObjectVersion]:

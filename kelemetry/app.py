@@ -77,6 +77,7 @@ class Collector:
             max_backlog_bytes=settings.webhook.max_backlog_bytes,
             redactor=self.pipeline.converter.redactor,
             min_free_bytes=settings.webhook.min_free_bytes,
+            clusters=names,
         )
         self.webhook_counters: Counter[str] = Counter()
         self.last_audit_us: dict[str, int] = {}
@@ -180,6 +181,15 @@ class Collector:
         values['kelemetry_cache_evictions_total{cache="diff_watched"}'] = changes.watched.evicted
         return values
 
+    def _gap_metrics(self) -> dict[str, float]:
+        """Gaps recorded by this process per cluster and reason, and the seconds they cover."""
+        values: dict[str, float] = {}
+        for (cluster, reason), count in sorted(self.ingestor.gap_counts.items()):
+            label = f'{{cluster="{cluster}",reason="{reason}"}}'
+            values[f"kelemetry_gaps_total{label}"] = count
+            values[f"kelemetry_gap_seconds_total{label}"] = self.ingestor.gap_seconds[(cluster, reason)]
+        return values
+
     def metrics(self) -> dict[str, float]:
         values: dict[str, float] = {}
         for name, value in self.webhook_counters.items():
@@ -222,6 +232,7 @@ class Collector:
             values[f'kelemetry_links_total{{outcome="{name}"}}'] = value
         for name, value in self.pipeline.events.counts.items():
             values[f'kelemetry_kube_events_total{{outcome="{name}"}}'] = value
+        values.update(self._gap_metrics())
         if self.follower is not None:
             values["kelemetry_otlp_exported_spans_total"] = self.follower.exported
             values["kelemetry_otlp_export_failures_total"] = self.follower.failures
