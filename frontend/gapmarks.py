@@ -16,14 +16,28 @@ from kelemetry.model.events import TraceSource
 from kelemetry.model.spans import SpanRecord, span_tags
 
 GAP_SERVICE = TraceSource.GAP.value
+ACTIVITY_MARGIN_US = 60 * 1_000_000
+"""A gap this close before an object's first shown activity (or after its last) still concerns it:
+what was lost in a gap is what would have come just before the first thing seen after it."""
 
 
 def view_range(trace: AssembledTrace, start_us: int | None, end_us: int | None) -> tuple[int, int]:
-    """The range a view covers: the one asked for, else the windows its spans cover."""
+    """The stretch of time a view shows: its requests, Events and changes (``ACTIVITY_MARGIN_US``
+    either side), within the range asked for. Not the whole windows its object spans cover: a gap
+    half an hour from anything shown says nothing about this object."""
     nodes = trace.walk()
-    low = start_us if start_us is not None else min(node.span.start_us for node in nodes)
-    high = end_us if end_us is not None else max(node.span.end_us for node in nodes)
-    return low, high
+    times = [
+        (node.span.start_us, node.span.end_us) for node in nodes if node.span.source is not TraceSource.OBJECT
+    ]
+    if not times:
+        times = [(node.span.start_us, node.span.end_us) for node in nodes]
+    low = min(start for start, _ in times) - ACTIVITY_MARGIN_US
+    high = max(end for _, end in times) + ACTIVITY_MARGIN_US
+    if start_us is not None:
+        low = max(low, start_us)
+    if end_us is not None:
+        high = min(high, end_us)
+    return low, max(low, high)
 
 
 def clusters_of(trace: AssembledTrace) -> set[str]:
