@@ -2,10 +2,11 @@
 
 Gaps are stored as spans of source ``gap`` on a pseudo object per cluster (``kelemetry.model.gaps``),
 not in the traces of the objects they affect (no input says which objects a lost batch touched). A
-view of any object asks its backend for the gaps of the clusters in its tree that overlap its range,
-and shows each as a span of source ``gap`` directly under the root (in every display mode, cut to
-the view's range) and as a warning on the root with the whole interval: "data may be missing between
-10:02:11 and 10:04:40 UTC: collector restarted". A view with no gap is left exactly as it was.
+view of any object asks its backend for the gaps of the clusters in its tree that overlap what it
+shows (``view_range``), and shows each as a span of source ``gap`` directly under the root (in every
+display mode, cut to that range) and as a warning on the root with the whole interval: "data may be
+missing between 10:02:11 and 10:04:40 UTC: collector restarted". A view with no gap is left exactly
+as it was.
 """
 
 from __future__ import annotations

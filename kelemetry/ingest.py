@@ -72,13 +72,6 @@ class WatchedObjects:
     items: list[WatchItem]
 
 
-@dataclass(frozen=True, slots=True)
-class Gaps:
-    """Stretches of time the collector could not see (``kelemetry.model.gaps``), to be stored as spans."""
-
-    gaps: list[Gap]
-
-
 class _Stop:
     pass
 
@@ -93,7 +86,7 @@ class _Refusals:
     statuses: set[int]
 
 
-WorkItem = AuditBatch | KubeEvents | WatchedObjects | Gaps | _Stop
+WorkItem = AuditBatch | KubeEvents | WatchedObjects | _Stop
 _STOP = _Stop()
 
 
@@ -103,6 +96,8 @@ RETRY_MAX_S = 30.0
 CHECKPOINT_EVERY_S = 60.0
 # How often the worker notes in the store that it is alive (a restart's gap starts at the last note).
 HEARTBEAT_EVERY_S = 5.0
+# How long gaps the store could not take wait before the worker tries them again.
+GAP_RETRY_S = 5.0
 
 
 class Ingestor:
@@ -143,6 +138,9 @@ class Ingestor:
         self.heartbeat_s = heartbeat_s
         self._beaten = 0.0
         self._refusals: dict[str, _Refusals] = {}
+        # Gaps not stored yet (guarded by _changed; counted in _pending_items until stored).
+        self._gaps: list[Gap] = []
+        self._gaps_tried = 0.0
         self.gap_counts: Counter[tuple[str, str]] = Counter()
         self.gap_seconds: dict[tuple[str, str], float] = defaultdict(float)
 
@@ -203,7 +201,31 @@ class Ingestor:
         self.gap_counts[key] += 1
         self.gap_seconds[key] += gap.seconds
         logger.warning("cluster %s: %s", gap.cluster, gap.sentence())
-        self._enqueue(Gaps([gap]))
+        with self._changed:
+            self._gaps.append(gap)
+            self._pending_items += 1
+        self._gaps_tried = 0.0
+
+    def _store_gaps(self) -> None:
+        """Write the gaps recorded since the last call, by the one writer. Gaps never hold the queue
+        up: ones the store refuses wait (counted as pending) and are tried again after
+        ``GAP_RETRY_S``, while batches go on being taken, or refused, on their own account."""
+        if not self._gaps or time.monotonic() - self._gaps_tried < GAP_RETRY_S:
+            return
+        with self._changed:
+            gaps, self._gaps = self._gaps, []
+        try:
+            result = self.pipeline.process_gaps(gaps)
+        except Exception as exc:
+            self._gaps_tried = time.monotonic()
+            logger.warning("%d gap(s) could not be stored yet (%s)", len(gaps), cut(str(exc)))
+            with self._changed:
+                self._gaps[:0] = gaps
+            return
+        self.counters["spans_written"] += result.spans
+        with self._changed:
+            self._pending_items -= len(gaps)
+            self._changed.notify_all()
 
     def _refused(self, cluster: str, status: int) -> None:
         now = time.time_ns() // 1000
@@ -305,7 +327,7 @@ class Ingestor:
         self._queue.put(batch)
         return True
 
-    def _enqueue(self, item: KubeEvents | WatchedObjects | Gaps) -> None:
+    def _enqueue(self, item: KubeEvents | WatchedObjects) -> None:
         with self._changed:
             self._pending_items += 1
         self._queue.put(item)
@@ -354,6 +376,8 @@ class Ingestor:
         self._stopping.clear()
         if stopped:
             # The worker is gone, so this thread is the store's one writer now.
+            self._gaps_tried = 0.0
+            self._store_gaps()
             self._beat(force=True)
 
     def wait_idle(self, timeout: float) -> bool:
@@ -367,6 +391,7 @@ class Ingestor:
                 item = self._queue.get(timeout=1.0)
             except queue.Empty:
                 self._flush_pending()
+                self._store_gaps()
                 self._beat()
                 self._checkpoint(idle=True)
                 continue
@@ -379,12 +404,11 @@ class Ingestor:
                     self._guarded(item, self._kube_events)
                 case WatchedObjects():
                     self._guarded(item, self._watched)
-                case Gaps():
-                    self._guarded(item, self._gaps)
             # Watched changes nobody claimed become change spans once their grace period ends, also
             # while the queue never runs dry.
             self._flush_pending()
             self._dirty = True
+            self._store_gaps()
             self._beat()
             self._checkpoint(idle=False)
 
@@ -445,11 +469,7 @@ class Ingestor:
         self.counters["object_changes"] += result.events
         self.counters["spans_written"] += result.spans
 
-    def _gaps(self, item: Gaps) -> None:
-        result = self.pipeline.process_gaps(item.gaps)
-        self.counters["spans_written"] += result.spans
-
-    def _guarded(self, item: KubeEvents | WatchedObjects | Gaps, work: Callable[[Any], None]) -> None:
+    def _guarded(self, item: KubeEvents | WatchedObjects, work: Callable[[Any], None]) -> None:
         try:
             self._stored(lambda: work(item), type(item).__name__)
         except Exception:

@@ -22,7 +22,7 @@ from kelemetry import errors
 from kelemetry.app import Collector
 from kelemetry.ingest import Ingestor
 from kelemetry.model import tags
-from kelemetry.model.gaps import GAP_GROUP, GAP_RESOURCE, GapReason
+from kelemetry.model.gaps import GAP_GROUP, GAP_RESOURCE
 from kelemetry.model.spans import SpanRecord
 from kelemetry.settings import ServeSettings, StoreSettings
 from kelemetry.store.inbox import Inbox
