@@ -237,7 +237,10 @@ def test_a_reconnect_longer_than_the_threshold_reports_a_gap_and_a_short_one_non
         _Apiserver.watches[:] = [500, "hang"]
         gaps: list[tuple[GapReason, int, int]] = []
         watcher = ResourceWatcher(
-            apiserver, lambda items, rv: None, on_gap=lambda *gap: gaps.append(gap), reconnect_gap_s=threshold
+            apiserver,
+            lambda items, rv: None,
+            on_gap=lambda reason, start, end, into=gaps: into.append((reason, start, end)),
+            reconnect_gap_s=threshold,
         )
         failed = now_us()
         watcher.start()
