@@ -12,6 +12,11 @@ backoff until it can (later items wait behind it, and while it fails `accept` an
 `StoreUnavailable`, so senders retry instead of being told "stored"); an event the pipeline cannot
 process is quarantined in the inbox with its reason. While idle the worker checkpoints and
 truncates the write-ahead logs, so space freed on disk is given back.
+
+The worker also notes in the store, every few seconds, that the collector is receiving (a heartbeat
+per cluster), and stores gaps (``kelemetry.model.gaps``): at start, one per cluster from the last
+heartbeat of the previous run; from ``accept``, the interval over which batches were refused; from
+the watches, relists and long reconnects. A gap the store cannot take waits beside the queue.
 """
 
 from __future__ import annotations
@@ -363,7 +368,7 @@ class Ingestor:
         any more: audit batches stay in the inbox for the next start."""
         if self._thread is None:
             return
-        # Refusals not followed by an acceptance are gaps too; queued before the stop, so stored.
+        # Refusals not followed by an acceptance are gaps too (stored by the worker or, below, after it).
         with self._changed:
             open_refusals, self._refusals = self._refusals, {}
         for cluster, refusals in sorted(open_refusals.items()):

@@ -3,7 +3,9 @@ events.k8s.io serves) and the objects whose changes become diffs.
 
 List, then watch from the list's resourceVersion. A ``410 Gone`` (the version is too old) means
 list again; a dropped connection or an apiserver restart means reconnect with backoff from the
-last version seen. Items go to ``sink`` in small batches together with the resourceVersion they
+last version seen. What the watch could not see is reported to ``on_gap``: the window between the
+last event seen and a relist after 410, and a disconnection longer than ``reconnect_gap_s``.
+Items go to ``sink`` in small batches together with the resourceVersion they
 reach; the sink persists that resume point only after the batch is stored, so a restart resumes
 without gaps, and span ids derived from Event uids make anything seen twice a no-op.
 
@@ -174,7 +176,11 @@ class ResourceWatcher:
 
     def _relisted(self) -> None:
         gone_since, self._gone_since = self._gone_since, None
-        if gone_since is not None and self._on_gap is not None:
+        if gone_since is None:
+            return
+        # The relist's gap starts before any disconnection that led to it, so it stands for both.
+        self._down_since = None
+        if self._on_gap is not None:
             self._on_gap(GapReason.RELIST, gone_since, self.last_seen_us)
 
     def _connected(self) -> None:
