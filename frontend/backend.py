@@ -12,6 +12,7 @@ assembles a hierarchy, and the query service calls it only for what it renders.
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Iterable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, Protocol, TypedDict
@@ -81,6 +82,10 @@ class Backend(Protocol):
 
     def recent(self, request: Suggestion, start_us: int | None, end_us: int | None) -> list[KnownObject]:
         """Objects with activity in the range, the most recent first (``request.text`` is not applied)."""
+        ...
+
+    def gaps(self, clusters: Iterable[str], start_us: int, end_us: int) -> list[SpanRecord]:
+        """The gap spans (source ``gap``) of these clusters overlapping the range, oldest first."""
         ...
 
     def revisions(self, target: KnownObject) -> list[ObjectVersion]:
@@ -182,6 +187,9 @@ class StoreBackend:
             limit=request.limit,
             prefix_only=request.prefix_only,
         )
+
+    def gaps(self, clusters: Iterable[str], start_us: int, end_us: int) -> list[SpanRecord]:
+        return self.reader.gap_spans(clusters, start_us, end_us)
 
     # -- browsing what changed
 

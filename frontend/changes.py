@@ -182,6 +182,8 @@ def _result(span: SpanRecord, code: int | None, event_type: str | None, reason: 
         return " ".join(part for part in (event_type, reason) if part) or "Event"
     if code is not None:
         return str(code)
+    if span.source is TraceSource.GAP:
+        return f"gap {_text(span.tags.get(tags.GAP_REASON)) or ''}".rstrip()
     return "watched" if span.source is TraceSource.CHANGE else ""
 
 

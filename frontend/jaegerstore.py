@@ -16,6 +16,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -36,6 +37,7 @@ DEFAULT_LOOKBACK_US = 7 * 86_400 * 1_000_000
 # Only until Jaeger holds an object span to read the window from, when no search can find anything.
 FALLBACK_WINDOW_US = 1800 * 1_000_000
 CACHE_SECONDS = 30.0
+GAP_LOOKBACK_US = 86_400 * 1_000_000
 _NEEDS_STORE = (
     "the object at a moment needs the embedded store (Jaeger keeps spans, not object versions); "
     "run the frontend with --store"
@@ -180,6 +182,8 @@ class JaegerBackend:
         self._searches: OrderedDict[tuple[_Tags, int | None, int | None], _Search] = OrderedDict()
         self._lock = threading.Lock()
         self._recent: tuple[float, list[SpanRecord]] | None = None
+        # cluster -> (when, range start, range end, gap spans found): gaps searched for recently.
+        self._gap_searches: dict[str, tuple[float, int, int, list[SpanRecord]]] = {}
 
     def _range(self, start_us: int | None, end_us: int | None) -> tuple[int, int]:
         end = end_us if end_us is not None else time.time_ns() // 1000
@@ -360,6 +364,49 @@ class JaegerBackend:
                 latest[record.object_id] = max(latest.get(record.object_id, 0), record.start_us)
         active = sorted((oid for oid in latest if oid in rows), key=lambda oid: -latest[oid])
         return [rows[oid] for oid in active[: request.limit]]
+
+    def gaps(self, clusters: Iterable[str], start_us: int, end_us: int) -> list[SpanRecord]:
+        """Gap spans are exported under the ``gap`` service with their cluster's tag; Jaeger matches
+        spans by their start, so the search reaches ``GAP_LOOKBACK_US`` back for gaps that began
+        before the range (a longer gap that began earlier still is not found). One search per
+        cluster serves every view of its range for ``CACHE_SECONDS``."""
+        found: dict[int, SpanRecord] = {}
+        for cluster in sorted(set(clusters)):
+            for record in self._gaps_of(cluster, start_us, end_us):
+                if record.start_us <= end_us and record.end_us >= start_us:
+                    found[record.span_id] = record
+        return sorted(found.values(), key=lambda record: (record.start_us, record.span_id))
+
+    def _gaps_of(self, cluster: str, start_us: int, end_us: int) -> list[SpanRecord]:
+        now = time.monotonic()
+        with self._lock:
+            cached = self._gap_searches.get(cluster)
+        if (
+            cached is not None
+            and now - cached[0] < CACHE_SECONDS
+            and cached[1] <= start_us
+            and end_us <= cached[2]
+        ):
+            return cached[3]
+        low = start_us - GAP_LOOKBACK_US
+        try:
+            traces = self.client.find_traces(
+                service=TraceSource.GAP.value,
+                tags={tags.CLUSTER: cluster},
+                start_us=low,
+                end_us=end_us,
+                limit=_SEARCH_LIMIT,
+            )
+        except JaegerError as exc:
+            raise errors.BackendError(str(exc)) from exc
+        records = [
+            record
+            for record in records_of(traces, self.window_us())
+            if record.source is TraceSource.GAP and record.key.cluster == cluster
+        ]
+        with self._lock:
+            self._gap_searches[cluster] = (now, start_us, end_us, records)
+        return records
 
     # Jaeger keeps spans, not object bodies: the object at a moment needs the embedded store.
     def revisions(self, target: KnownObject) -> list[ObjectVersion]:

@@ -18,7 +18,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
-from frontend import actors, causes, modes, rollouts, scope, transform
+from frontend import actors, causes, gapmarks, modes, rollouts, scope, transform
 from frontend import blame as blaming
 from frontend import stuck as failing
 from frontend.backend import Backend, StoreBackend
@@ -363,7 +363,7 @@ class QueryService:
         end = spec.end_us if end_us is None else end_us
         if start is not None and end is not None and start > end:
             raise errors.InputError("start is after end")
-        return present(self.open(spec, start, end), mode, view_id.lower())
+        return self._present(self.open(spec, start, end), mode, view_id.lower(), start, end)
 
     def open(self, spec: ViewSpec, start_us: int | None, end_us: int | None) -> AssembledTrace:
         """The trace a saved view stands for: its object opened by its exact key and uid (a view saved
@@ -399,6 +399,14 @@ class QueryService:
             for row in incarnations
             if row.uid != shown
         ]
+
+    def _present(
+        self, trace: AssembledTrace, mode: DisplayMode, view_id: str, start_us: int | None, end_us: int | None
+    ) -> View:
+        """``present`` with the gaps of the trace's clusters that overlap the view's range."""
+        low, high = gapmarks.view_range(trace, start_us, end_us)
+        found = self.backend.gaps(gapmarks.clusters_of(trace), low, high)
+        return present(trace, mode, view_id, found, (low, high))
 
     # -- Jaeger-style search
 
@@ -436,7 +444,9 @@ class QueryService:
         # /redirect and the lookup API answer), not an empty list a script cannot tell from "quiet".
         found = self.lookup(query, mode)
         return [
-            present(self.backend.trace(item.target, start_us, end_us), mode, item.view_id)
+            self._present(
+                self.backend.trace(item.target, start_us, end_us), mode, item.view_id, start_us, end_us
+            )
             for item in found[: limit or None]
         ]
 
@@ -478,7 +488,9 @@ class QueryService:
                 mode, self.views.save(ViewSpec.of(row.key, start_us, end_us, row.uid))
             )
             try:
-                found.append(present(self.backend.trace(row, start_us, end_us), mode, view_id))
+                found.append(
+                    self._present(self.backend.trace(row, start_us, end_us), mode, view_id, start_us, end_us)
+                )
             except errors.NotFound:
                 continue  # retention removed it since the listing
         return found
@@ -741,10 +753,20 @@ class StuckAnswer:
         }
 
 
-def present(trace: AssembledTrace, mode: DisplayMode, view_id: str) -> View:
-    """An assembled trace in a display mode: the scope cut, then the mode's transform."""
+def present(
+    trace: AssembledTrace,
+    mode: DisplayMode,
+    view_id: str,
+    gaps: list[SpanRecord] | None = None,
+    gap_range: tuple[int, int] | None = None,
+) -> View:
+    """An assembled trace in a display mode: the scope cut, then the mode's transform; then the
+    ``gaps`` overlapping ``gap_range`` (the view's range) marked on it (``frontend.gapmarks``)."""
     scoped = scope.select(trace, mode.scope, mode.depth)
-    return View(view_id, transform.apply(scoped, mode.base), trace.target)
+    root = transform.apply(scoped, mode.base)
+    if gaps and gap_range is not None:
+        root = gapmarks.mark(root, gaps, *gap_range)
+    return View(view_id, root, trace.target)
 
 
 def for_store(

@@ -149,6 +149,9 @@ def render_tree(view: View, *, full: bool = False) -> str:
                 details.append(f"cluster {span.key.cluster}")
             marker = "  <- looked up" if span.object_id == view.target.object_id else ""
             return f"{span.key.display}  [{', '.join(details)}]{marker}"
+        if span.source is TraceSource.GAP:
+            message = next((log.message for log in span.logs if log.kind == "message"), span.name)
+            return f"{format_time(span.start_us)}  GAP  {message}"
         if span.source is TraceSource.CHANGE:
             verb = span.tags.get(tags.CHANGE_VERB, "change")
             text = f"{format_time(span.start_us)}  {verb}  seen by the watch (no audit event)"

@@ -76,6 +76,7 @@ class Collector:
             redactor=self.pipeline.converter.redactor,
             min_free_bytes=settings.webhook.min_free_bytes,
             max_clock_skew_us=settings.webhook.max_clock_skew_seconds * 1_000_000,
+            clusters=names,
         )
         self.webhook_counters: Counter[str] = Counter()
         self.last_audit_us: dict[str, int] = {}
@@ -190,6 +191,15 @@ class Collector:
         values['kelemetry_cache_evictions_total{cache="diff_claims"}'] = changes.claims_evicted
         return values
 
+    def _gap_metrics(self) -> dict[str, float]:
+        """Gaps recorded by this process per cluster and reason, and the seconds they cover."""
+        values: dict[str, float] = {}
+        for (cluster, reason), count in sorted(self.ingestor.gap_counts.items()):
+            label = f'{{cluster="{cluster}",reason="{reason}"}}'
+            values[f"kelemetry_gaps_total{label}"] = count
+            values[f"kelemetry_gap_seconds_total{label}"] = self.ingestor.gap_seconds[(cluster, reason)]
+        return values
+
     def metrics(self) -> dict[str, float]:
         values: dict[str, float] = {}
         for name, value in self.webhook_counters.items():
@@ -233,6 +243,7 @@ class Collector:
             values[f'kelemetry_links_total{{outcome="{name}"}}'] = value
         for name, value in self.pipeline.events.counts.items():
             values[f'kelemetry_kube_events_total{{outcome="{name}"}}'] = value
+        values.update(self._gap_metrics())
         if self.follower is not None:
             values["kelemetry_otlp_exported_spans_total"] = self.follower.exported
             values["kelemetry_otlp_export_failures_total"] = self.follower.failures

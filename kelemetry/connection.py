@@ -22,8 +22,9 @@ from kelemetry.errors import KelemetryError
 from kelemetry.ingest import Ingestor
 from kelemetry.kube import discovery
 from kelemetry.kube.kinds import KindResolver
-from kelemetry.kube.watch import ResourceWatcher, WatchItem
+from kelemetry.kube.watch import GapSink, ResourceWatcher, WatchItem
 from kelemetry.model import backoff
+from kelemetry.model.gaps import Gap, GapReason
 from kelemetry.model.times import now_us, parse_time_us
 from kelemetry.settings import ClusterSettings
 
@@ -107,7 +108,11 @@ class ClusterConnection:
         self._lock = threading.Lock()
         kubeconfig, context = cluster.kubeconfig, cluster.context
         self.events = ResourceWatcher(
-            kubeconfig, self._on_kube_events, resume_from=self._resume_point(), context=context
+            kubeconfig,
+            self._on_kube_events,
+            resume_from=self._resume_point(),
+            context=context,
+            on_gap=self._gap_sink("events"),
         )
         self.watchers: list[ResourceWatcher] = []
         self._watched: set[tuple[str, str, str]] = set()
@@ -122,6 +127,7 @@ class ClusterConnection:
             version=target[1],
             resource=target[2],
             context=self.cluster.context,
+            on_gap=self._gap_sink(f"{target[2]}.{target[0]}" if target[0] else target[2]),
         )
         with self._lock:
             self.watchers.append(watcher)
@@ -210,6 +216,12 @@ class ClusterConnection:
             except KelemetryError as exc:
                 logger.debug("cluster %s: custom resources not listed yet: %s", self.name, exc)
             self._stop.wait(CRD_REFRESH_SECONDS)
+
+    def _gap_sink(self, resource: str) -> GapSink:
+        def record(reason: GapReason, start_us: int, end_us: int) -> None:
+            self._ingestor.record_gap(Gap(self.name, reason, start_us, end_us, f"watch of {resource}"))
+
+        return record
 
     def _sink_for(self, target: tuple[str, str, str]) -> Callable[[list[WatchItem], str], None]:
         def sink(items: list[WatchItem], _resource_version: str) -> None:

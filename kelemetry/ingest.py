@@ -15,6 +15,11 @@ inbox with its reason, as received (audit events scrubbed as the inbox keeps the
 redacted as the store would keep them), whatever its source; ``retry_quarantined`` feeds it back
 through the same pipeline once the cause is fixed. While idle the worker checkpoints and
 truncates the write-ahead logs, so space freed on disk is given back.
+
+The worker also notes in the store, every few seconds, that the collector is receiving (a heartbeat
+per cluster), and stores gaps (``kelemetry.model.gaps``): at start, one per cluster from the last
+heartbeat of the previous run; from ``accept``, the interval over which batches were refused; from
+the watches, relists and long reconnects. A gap the store cannot take waits beside the queue.
 """
 
 from __future__ import annotations
@@ -24,13 +29,14 @@ import queue
 import shutil
 import threading
 import time
-from collections import Counter
-from collections.abc import Callable, Mapping
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from kelemetry import errors
 from kelemetry.diff.redact import Redactor
+from kelemetry.model.gaps import Gap, GapReason
 from kelemetry.pipeline import BatchResult, Failure, Pipeline
 from kelemetry.receivers import quarantined
 from kelemetry.receivers.audit import scrub_batch
@@ -92,6 +98,16 @@ class Retried:
 Aside = tuple[bytes, str, str]
 
 
+@dataclass(slots=True)
+class _Refusals:
+    """Webhook batches of one cluster refused since the last one accepted."""
+
+    first_us: int
+    last_us: int
+    count: int
+    statuses: set[int]
+
+
 WorkItem = AuditBatch | KubeEvents | WatchedObjects | _Stop
 _STOP = _Stop()
 
@@ -100,6 +116,10 @@ _STOP = _Stop()
 RETRY_FIRST_S = 0.25
 RETRY_MAX_S = 30.0
 CHECKPOINT_EVERY_S = 60.0
+# How often the worker notes in the store that it is alive (a restart's gap starts at the last note).
+HEARTBEAT_EVERY_S = 5.0
+# How long gaps the store could not take wait before the worker tries them again.
+GAP_RETRY_S = 5.0
 
 
 class Ingestor:
@@ -113,6 +133,8 @@ class Ingestor:
         min_free_bytes: int = 0,
         retry_first_s: float = RETRY_FIRST_S,
         max_clock_skew_us: int = FUTURE_SKEW_US,
+        clusters: Iterable[str] = (),
+        heartbeat_s: float = HEARTBEAT_EVERY_S,
     ) -> None:
         self.inbox = inbox
         # The pipeline's own by default: what is kept aside is redacted as what is stored.
@@ -136,13 +158,40 @@ class Ingestor:
         self._changed = threading.Condition()
         self._thread: threading.Thread | None = None
         self.last_processed_us = 0
+        # Gaps: the clusters a heartbeat is written for, refusals not yet recorded, and the metrics.
+        self._served: set[str] = set(clusters)
+        self.heartbeat_s = heartbeat_s
+        self._beaten = 0.0
+        self._refusals: dict[str, _Refusals] = {}
+        # Gaps not stored yet (guarded by _changed; counted in _pending_items until stored).
+        self._gaps: list[Gap] = []
+        self._gaps_tried = 0.0
+        self.gap_counts: Counter[tuple[str, str]] = Counter()
+        self.gap_seconds: dict[tuple[str, str], float] = defaultdict(float)
 
     @property
     def backlog_bytes(self) -> int:
         return self._backlog_bytes
 
     def accept(self, cluster: str, body: bytes) -> int:
-        """Decode, check, persist and queue one webhook body; returns the number of events in it."""
+        """Decode, check, persist and queue one webhook body; returns the number of events in it. A
+        refusal the sender may give up after (429, 503, 507) opens a "possible loss" gap of the
+        cluster, recorded when a batch of it is accepted again (or at stop)."""
+        try:
+            accepted = self._accept(cluster, body)
+        except errors.BacklogFull:
+            self._refused(cluster, 429)
+            raise
+        except errors.StoreUnavailable as exc:
+            self._refused(cluster, exc.status)
+            raise
+        except errors.StoreError:
+            self._refused(cluster, 503)
+            raise
+        self._accepted(cluster)
+        return accepted
+
+    def _accept(self, cluster: str, body: bytes) -> int:
         try:
             events = decode_batch(body, max_skew_us=self.max_clock_skew_us)
         except errors.InputError:
@@ -168,6 +217,91 @@ class Ingestor:
         self.counters["batches_accepted"] += 1
         self.counters["events_received"] += len(events)
         return len(events)
+
+    # -- gaps
+
+    def record_gap(self, gap: Gap) -> None:
+        """Count a gap and queue it for the store (any thread)."""
+        key = (gap.cluster, gap.reason.value)
+        self.gap_counts[key] += 1
+        self.gap_seconds[key] += gap.seconds
+        logger.warning("cluster %s: %s", gap.cluster, gap.sentence())
+        with self._changed:
+            self._gaps.append(gap)
+            self._pending_items += 1
+        self._gaps_tried = 0.0
+
+    def _store_gaps(self) -> None:
+        """Write the gaps recorded since the last call, by the one writer. Gaps never hold the queue
+        up: ones the store refuses wait (counted as pending) and are tried again after
+        ``GAP_RETRY_S``, while batches go on being taken, or refused, on their own account."""
+        if not self._gaps or time.monotonic() - self._gaps_tried < GAP_RETRY_S:
+            return
+        with self._changed:
+            gaps, self._gaps = self._gaps, []
+        try:
+            result = self.pipeline.process_gaps(gaps)
+        except Exception as exc:
+            self._gaps_tried = time.monotonic()
+            logger.warning("%d gap(s) could not be stored yet (%s)", len(gaps), cut(str(exc)))
+            with self._changed:
+                self._gaps[:0] = gaps
+            return
+        self.counters["spans_written"] += result.spans
+        with self._changed:
+            self._pending_items -= len(gaps)
+            self._changed.notify_all()
+
+    def _refused(self, cluster: str, status: int) -> None:
+        now = time.time_ns() // 1000
+        with self._changed:
+            self._served.add(cluster)
+            open_ = self._refusals.get(cluster)
+            if open_ is None:
+                self._refusals[cluster] = _Refusals(now, now, 1, {status})
+                return
+            open_.last_us = now
+            open_.count += 1
+            open_.statuses.add(status)
+
+    def _accepted(self, cluster: str) -> None:
+        with self._changed:
+            self._served.add(cluster)
+            open_ = self._refusals.pop(cluster, None)
+        if open_ is not None:
+            self._record_refusals(cluster, open_, time.time_ns() // 1000)
+
+    def _record_refusals(self, cluster: str, refusals: _Refusals, end_us: int) -> None:
+        codes = "/".join(str(code) for code in sorted(refusals.statuses))
+        plural = "es" if refusals.count > 1 else ""
+        detail = f"{refusals.count} batch{plural} refused ({codes})"
+        self.record_gap(Gap(cluster, GapReason.REFUSED, refusals.first_us, end_us, detail))
+
+    def _restart_gaps(self) -> None:
+        """Each cluster a previous run received for has a gap from its last heartbeat to now."""
+        store = self.pipeline.store
+        try:
+            beats = store.heartbeats()
+        except errors.StoreError as exc:
+            logger.warning("the heartbeats of the last run could not be read: %s", exc)
+            return
+        now = time.time_ns() // 1000
+        for cluster, beat in sorted(beats.items()):
+            self._served.add(cluster)
+            if beat < now:
+                self.record_gap(Gap(cluster, GapReason.RESTART, beat, now))
+
+    def _beat(self, *, force: bool = False) -> None:
+        if not force and time.monotonic() - self._beaten < self.heartbeat_s:
+            return
+        with self._changed:
+            served = sorted(self._served)
+        try:
+            self.pipeline.store.beat(served, time.time_ns() // 1000)
+        except errors.StoreError as exc:
+            logger.debug("heartbeat not written: %s", exc)
+            return
+        self._beaten = time.monotonic()
 
     def problems(self) -> list[str]:
         """Why a batch would not be acknowledged now (empty when ready): for ``/readyz``."""
@@ -243,6 +377,8 @@ class Ingestor:
                 recovered += 1
         if recovered:
             logger.info("recovered %d unprocessed batches from the inbox", recovered)
+        self._restart_gaps()
+        self._beat(force=True)
         # Daemon only as a safety net: the collector stops and joins it (stop()).
         self._thread = threading.Thread(target=self._run, name="kelemetry-ingest", daemon=True)
         self._thread.start()
@@ -252,11 +388,22 @@ class Ingestor:
         any more: audit batches stay in the inbox for the next start."""
         if self._thread is None:
             return
+        # Refusals not followed by an acceptance are gaps too (stored by the worker or, below, after it).
+        with self._changed:
+            open_refusals, self._refusals = self._refusals, {}
+        for cluster, refusals in sorted(open_refusals.items()):
+            self._record_refusals(cluster, refusals, refusals.last_us)
         self._stopping.set()
         self._queue.put(_STOP)
         self._thread.join(timeout)
+        stopped = not self._thread.is_alive()
         self._thread = None
         self._stopping.clear()
+        if stopped:
+            # The worker is gone, so this thread is the store's one writer now.
+            self._gaps_tried = 0.0
+            self._store_gaps()
+            self._beat(force=True)
 
     def wait_idle(self, timeout: float) -> bool:
         """Block until every accepted batch and submitted item is processed (tests, shutdown)."""
@@ -269,6 +416,8 @@ class Ingestor:
                 item = self._queue.get(timeout=1.0)
             except queue.Empty:
                 self._flush_pending()
+                self._store_gaps()
+                self._beat()
                 self._checkpoint(idle=True)
                 continue
             match item:
@@ -284,6 +433,8 @@ class Ingestor:
             # while the queue never runs dry.
             self._flush_pending()
             self._dirty = True
+            self._store_gaps()
+            self._beat()
             self._checkpoint(idle=False)
 
     def _checkpoint(self, *, idle: bool) -> None:

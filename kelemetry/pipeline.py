@@ -33,6 +33,7 @@ from kelemetry.linker.links import Clusters, Linker, MarkIndex, Refusal
 from kelemetry.linker.systems.rules import Rule, load_rules
 from kelemetry.model import tags
 from kelemetry.model.events import Event, TraceSource, WriteDetail
+from kelemetry.model.gaps import Gap
 from kelemetry.model.objects import Incarnation, KnownObject, ObjectRef, OwnerLink
 from kelemetry.model.spans import SpanRecord
 from kelemetry.model.versions import DELETED_RV, ObjectVersion
@@ -259,6 +260,18 @@ class Pipeline:
         self._stage = "diff"
         for again in self.changes.watched_version(seen.kind, ref, seen.body, now_us):
             self._add(again, spans, objects, result)
+
+    def process_gaps(self, gaps: Iterable[Gap]) -> BatchResult:
+        """Gaps → spans of source ``gap`` under their cluster's pseudo object (``kelemetry.model.gaps``)."""
+        result = BatchResult()
+        spans: list[SpanRecord] = []
+        objects: dict[int, KnownObject] = {}
+        for gap in gaps:
+            result.events += 1
+            result.kept += 1
+            self._add(self._resolved(gap.event()), spans, objects, result)
+        self._flush(spans, objects, result)
+        return result
 
     def flush_pending(self, now_us: int, result: BatchResult | None = None) -> int:
         """Emit change spans for watched changes no audit event claimed within the grace period."""

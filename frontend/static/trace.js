@@ -88,6 +88,20 @@ function round(ms) {
   return Math.round(ms * 10) / 10;
 }
 
+/** The sentences of the view's gap spans (source `gap`), each once. */
+function gapNotices(trace) {
+  const found = [];
+  for (const s of trace.spans || []) {
+    if (!(s.tags || []).some((t) => t.key === "kelemetry.trace_source" && t.value === "gap")) continue;
+    for (const log of s.logs || []) {
+      for (const f of log.fields || []) {
+        if (f.key === "message" && !found.includes(String(f.value))) found.push(String(f.value));
+      }
+    }
+  }
+  return found;
+}
+
 function mergeTraces(traces) {
   const spans = [];
   const processes = {};
@@ -248,6 +262,8 @@ class TracePage {
       );
     }
     for (const w of this.trace.warnings || []) toolbar.append(h("p", { class: "notice" }, String(w)));
+    // Where the collector could not see: a banner, so a quiet stretch is not read as "nothing happened".
+    for (const w of gapNotices(this.trace)) toolbar.append(h("p", { class: "notice gap-banner", role: "status" }, w));
     const others = Array.isArray(v.incarnations) ? v.incarnations : [];
     if (others.length) {
       // The same name was used by other objects (deleted and created again): each has its own trace.

@@ -3,7 +3,9 @@ events.k8s.io serves) and the objects whose changes become diffs.
 
 List, then watch from the list's resourceVersion. A ``410 Gone`` (the version is too old) means
 list again; a dropped connection or an apiserver restart means reconnect with backoff from the
-last version seen. Items go to ``sink`` in small batches together with the resourceVersion they
+last version seen. What the watch could not see is reported to ``on_gap``: the window between the
+last event seen and a relist after 410, and a disconnection longer than ``reconnect_gap_s``.
+Items go to ``sink`` in small batches together with the resourceVersion they
 reach; the sink persists that resume point only after the batch is stored, so a restart resumes
 without gaps, and span ids derived from Event uids make anything seen twice a no-op.
 
@@ -25,6 +27,8 @@ from kubernetes import client
 from kelemetry.errors import KelemetryError
 from kelemetry.kube.discovery import api_client_for
 from kelemetry.model import backoff
+from kelemetry.model.gaps import GapReason
+from kelemetry.model.times import now_us
 
 logger = logging.getLogger(__name__)
 
@@ -32,6 +36,8 @@ WatchItem = tuple[str, Mapping[str, Any]]
 """(``LIST`` for an item of a (re)list, or the watch type ``ADDED``/``MODIFIED``/``DELETED``, object)."""
 EventSink = Callable[[list[WatchItem], str], None]
 """Called with (items, resourceVersion reached after them)."""
+GapSink = Callable[[GapReason, int, int], None]
+"""Called with (reason, start, end) when the watch could not see for a while (``kelemetry.model.gaps``)."""
 
 _CORE_LISTS = {
     "events": "list_event_for_all_namespaces",
@@ -50,6 +56,9 @@ _CORE_LISTS = {
 WATCH_TIMEOUT_SECONDS = 30
 BATCH_MAX = 200
 BATCH_WAIT_SECONDS = 0.5
+RECONNECT_GAP_SECONDS = 30.0
+"""A watch disconnected longer than this is recorded as a gap; shorter ones are routine (apiserver
+restarts, load balancer idle timeouts) and resume from the last version seen."""
 
 
 class Gone(Exception):
@@ -67,6 +76,8 @@ class ResourceWatcher:
         resource: str = "events",
         resume_from: str | None = None,
         context: str | None = None,
+        on_gap: GapSink | None = None,
+        reconnect_gap_s: float = RECONNECT_GAP_SECONDS,
     ) -> None:
         self._api_client = api_client_for(kubeconfig, context)
         self.group, self.version, self.resource = group, version, resource
@@ -84,6 +95,12 @@ class ResourceWatcher:
 
             self._list_fn = list_grouped
         self._sink = sink
+        self._on_gap = on_gap
+        self._reconnect_gap_us = int(reconnect_gap_s * 1_000_000)
+        self.last_seen_us = 0
+        """When the stream last showed that it was alive (an event, a bookmark, a list's answer)."""
+        self._gone_since: int | None = None
+        self._down_since: int | None = None
         self.resource_version = resume_from
         self.relists = 0
         self.last_error = ""
@@ -113,10 +130,12 @@ class ResourceWatcher:
 
     def _run(self) -> None:
         retry = backoff.WATCH.start()
+        self.last_seen_us = now_us()
         while not self._stop.is_set():
             try:
                 if self.resource_version is None:
                     self._list()
+                    self._relisted()
                 self._watch()
                 retry.succeeded()
                 self.last_error = ""
@@ -126,8 +145,7 @@ class ResourceWatcher:
                     self.resource,
                     self.resource_version,
                 )
-                self.resource_version = None
-                self.relists += 1
+                self._gone()
             except Exception as exc:
                 if self._stop.is_set():
                     return
@@ -135,9 +153,10 @@ class ResourceWatcher:
                 self.last_error = _describe(exc)[:300]
                 status = getattr(exc, "status", None)
                 if status == 410:
-                    self.resource_version = None
-                    self.relists += 1
+                    self._gone()
                     continue
+                if self._down_since is None:
+                    self._down_since = now_us()
                 delay = retry.failed()
                 logger.warning(
                     "watch of %s interrupted (%s); reconnecting in %.1fs",
@@ -146,6 +165,31 @@ class ResourceWatcher:
                     delay,
                 )
                 self._stop.wait(delay)
+
+    def _gone(self) -> None:
+        """The version is too old: what happened between the last event seen and the relist is only
+        known by its result (intermediate versions and short-lived objects are lost)."""
+        self.resource_version = None
+        self.relists += 1
+        if self._gone_since is None:
+            self._gone_since = self.last_seen_us
+
+    def _relisted(self) -> None:
+        gone_since, self._gone_since = self._gone_since, None
+        if gone_since is None:
+            return
+        # The relist's gap starts before any disconnection that led to it, so it stands for both.
+        self._down_since = None
+        if self._on_gap is not None:
+            self._on_gap(GapReason.RELIST, gone_since, self.last_seen_us)
+
+    def _connected(self) -> None:
+        """A watch request was answered: a disconnection longer than the threshold is a gap."""
+        now = now_us()
+        self.last_seen_us = now
+        down_since, self._down_since = self._down_since, None
+        if down_since is not None and now - down_since >= self._reconnect_gap_us and self._on_gap is not None:
+            self._on_gap(GapReason.RECONNECT, down_since, now)
 
     def _list(self) -> None:
         token: str | None = None
@@ -158,6 +202,7 @@ class ResourceWatcher:
             meta = document.get("metadata") or {}
             items = document.get("items") or []
             token = meta.get("continue")
+            self.last_seen_us = now_us()
             if not token:
                 self.resource_version = str(meta.get("resourceVersion", ""))
                 self._sink([("LIST", item) for item in items], self.resource_version)
@@ -174,6 +219,7 @@ class ResourceWatcher:
             _request_timeout=(10, WATCH_TIMEOUT_SECONDS + 10),
         )
         self._response = response
+        self._connected()
         batch = _Batch(self._sink)
         # The stream only yields when data arrives, so a batch left over from the last burst is
         # handed on by a timer; otherwise it would wait for the next event, up to the watch timeout.
@@ -190,6 +236,7 @@ class ResourceWatcher:
                 for line in lines:
                     if line.strip():
                         event = json.loads(line)
+                        self.last_seen_us = now_us()
                         item = self._handle(event)
                         batch.add(item, self.resource_version or "")
                 if self._stop.is_set():

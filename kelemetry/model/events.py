@@ -16,6 +16,8 @@ class TraceSource(StrEnum):
     EVENT = "event"
     CHANGE = "change"
     """A change seen only by the object watch (no audit event claimed it): who made it is unknown."""
+    GAP = "gap"
+    """A stretch of time the collector could not see (``kelemetry.model.gaps``): data may be missing."""
 
 
 TagValue = str | int | bool

@@ -35,3 +35,8 @@ EVENT_REASON = "event.reason"
 EVENT_TYPE = "event.type"
 EVENT_COUNT = "event.count"
 EVENT_SOURCE = "event.source"
+
+GAP_REASON = "gap.reason"
+GAP_START = "gap.start"
+GAP_END = "gap.end"
+GAP_DETAIL = "gap.detail"

@@ -29,7 +29,7 @@ from typing import Any
 import orjson
 
 from kelemetry import errors
-from kelemetry.model import tags
+from kelemetry.model import gaps, tags
 from kelemetry.model.events import Log, TagValue, TraceSource
 from kelemetry.model.objects import KnownObject, ObjectKey
 from kelemetry.model.spans import SpanRecord
@@ -630,6 +630,32 @@ class StoreReader:
             found.extend(_span_from_row(row) for row in self._query(sql, params))
         return found
 
+    def gap_spans(
+        self, clusters: Iterable[str], start_us: int | None, end_us: int | None
+    ) -> list[SpanRecord]:
+        """The gap spans of these clusters overlapping the range, oldest first: found by their pseudo
+        objects (one per cluster, by the name index), so no scan of the spans by time is needed."""
+        object_ids: list[int] = []
+        for cluster in sorted(set(clusters)):
+            key = gaps.gap_key(cluster)
+            rows = self._query(
+                "SELECT object_id FROM objects WHERE name = ? AND resource = ? AND namespace = '' "
+                "AND cluster = ? AND grp = ?",
+                (key.name, key.resource, key.cluster, key.group),
+            )
+            object_ids.extend(to_unsigned(row[0]) for row in rows)
+        found = [
+            span
+            for span in self.spans_of_objects(object_ids, start_us, end_us)
+            if span.source is TraceSource.GAP
+        ]
+        return sorted(found, key=lambda span: (span.start_us, span.span_id))
+
+    def heartbeats(self) -> dict[str, int]:
+        """The last moment a `serve` process was known to be receiving for each cluster (µs)."""
+        rows = self._query("SELECT key, value FROM meta WHERE key LIKE 'heartbeat/%'")
+        return {key.removeprefix("heartbeat/"): int(value) for key, value in rows if str(value).isdigit()}
+
     def spans_of_traces(self, trace_ids: Iterable[int]) -> list[SpanRecord]:
         found: list[SpanRecord] = []
         for chunk in _chunks([f"{t:032x}" for t in trace_ids], 500):
@@ -1074,6 +1100,21 @@ class SpanStore(StoreReader):
                     self._db.execute("ROLLBACK")
                 raise errors.StoreError(f"retrace in {self.path} failed: {exc}") from exc
         return len(moved)
+
+    def beat(self, clusters: Iterable[str], now_us: int) -> None:
+        """Note that the collector is receiving for these clusters now: after a stop or a crash, the
+        next start reads how far it got (``heartbeats``) and records the time between as a gap."""
+        rows = [(f"heartbeat/{cluster}", str(now_us)) for cluster in clusters]
+        if not rows:
+            return
+        with self._lock:
+            try:
+                self._db.execute("BEGIN IMMEDIATE")
+                self._db.executemany("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", rows)
+                self._db.execute("COMMIT")
+            except sqlite3.DatabaseError as exc:
+                self._abandon()
+                raise errors.StoreError(f"write to {self.path} failed: {exc}") from exc
 
     def checkpoint(self) -> bool:
         """Fold the write-ahead log into the file and truncate it to zero bytes; False when a reader

@@ -285,7 +285,9 @@ def test_a_lookup_and_the_views_opened_from_it_make_one_jaeger_search(
         assert len(jaeger.requests) == probed + 1
         for mode in ("21000000", "01000000"):
             assert service.view(f"ff{mode}{found.view_id[10:]}").target == found.target
-        assert len(jaeger.requests) == probed + 1
+        # Besides, one search of the cluster's gaps (service "gap"), shared by both views.
+        services = [params["service"][0] for _path, params in jaeger.requests[probed:]]
+        assert services == ["object", "gap"]
     finally:
         service.close()
 
@@ -301,13 +303,15 @@ def test_a_saved_view_opens_with_one_jaeger_search(jaeger: FakeJaeger) -> None:
     before = len(jaeger.requests)
     view = QueryService(opening, views).view(found.view_id)
     assert view.target == found.target and view.root.logs, "the Pod's requests are not in its view"
-    ((_path, params),) = jaeger.requests[before:]
+    # The object's search, then its cluster's gaps (service "gap").
+    ((_path, params), (_gap_path, gap_params)) = jaeger.requests[before:]
     assert json.loads(params["tags"][0]) == {
         "cluster": CLUSTER,
         "resource": "pods",
         "namespace": "default",
         "name": "demo-5544f8b48c-b25t4",
     }
+    assert gap_params["service"] == ["gap"] and json.loads(gap_params["tags"][0]) == {"cluster": CLUSTER}
     views.close()
 
 

@@ -52,6 +52,7 @@ from kelemetry.export.otlp import (
 )
 from kelemetry.model import backoff, tags
 from kelemetry.model.events import Log, TraceSource
+from kelemetry.model.gaps import Gap, GapReason
 from kelemetry.model.objects import ObjectKey
 from kelemetry.model.spans import SpanRecord, span_tags
 from kelemetry.store.sqlite import SpanStore, StoreReader
@@ -979,3 +980,22 @@ def test_the_backoff_policy_sets_the_pace_of_retries(
     assert 2 <= default.failures <= 3
     assert fast.failures >= 10
     assert default.cursor == fast.cursor == 0
+
+
+def test_a_gap_is_exported_as_a_span_of_service_gap_under_its_clusters_pseudo_object(tmp_path: Path) -> None:
+    store = SpanStore(tmp_path / "k.db")
+    try:
+        new_pipeline(store).process_gaps([Gap("c1", GapReason.RESTART, 1_000_000, 61_000_000)])
+        records = store.all_spans()
+    finally:
+        store.close()
+
+    spans = {span.service: span for span in decode(RequestEncoder().encode(records))}
+    assert set(spans) == {"object", "gap"}
+    gap, pseudo = spans["gap"], spans["object"]
+    assert gap.parent_id == pseudo.span_id and gap.trace_id == pseudo.trace_id
+    assert (gap.name, gap.start_ns, gap.end_ns) == ("collector restarted", 1_000_000_000, 61_000_000_000)
+    assert gap.attributes["gap.reason"] == "restart" and gap.attributes["gap.end"] == 61_000_000
+    assert gap.attributes["resource"] == "gaps" and gap.attributes["name"] == "c1"
+    messages = [attributes.get("message") for _name, _time, attributes in gap.events]
+    assert messages == ["data may be missing between 00:00:01 and 00:01:01 UTC: collector restarted"]

@@ -1,6 +1,7 @@
 """The Events watcher through the real `kubernetes` client against a scripted stand-in apiserver:
 list then watch, a dropped connection (reconnect from the last version), an ERROR 410 in the
-stream and an HTTP 410 on the watch request (list again), and a prompt stop.
+stream and an HTTP 410 on the watch request (list again), and a prompt stop; the gaps a watch
+reports (a relist after 410, a reconnect longer than the threshold).
 
 The real apiserver restarting under the watcher is covered by the end-to-end suite.
 """
@@ -19,6 +20,8 @@ from urllib.parse import parse_qs, urlparse
 import pytest
 
 from kelemetry.kube.watch import ResourceWatcher
+from kelemetry.model.gaps import GapReason
+from kelemetry.model.times import now_us
 
 
 def event(uid: str, rv: str) -> dict[str, Any]:
@@ -195,3 +198,58 @@ def test_resume_point_and_prompt_stop(apiserver: str) -> None:
         "allowWatchBookmarks": "true",
         "timeoutSeconds": "30",
     }
+
+
+def test_a_relist_after_410_reports_the_gap_from_the_last_event_seen_to_the_relist(apiserver: str) -> None:
+    _Apiserver.lists[:] = [
+        {"kind": "EventList", "metadata": {"resourceVersion": "100"}, "items": []},
+        {"kind": "EventList", "metadata": {"resourceVersion": "200"}, "items": [event("e3", "150")]},
+    ]
+    _Apiserver.watches[:] = [
+        {"items": [{"type": "ADDED", "object": event("e2", "101")}], "hold": 0.5},
+        [{"type": "ERROR", "object": {"kind": "Status", "code": 410, "reason": "Expired"}}],
+    ]
+    gaps: list[tuple[GapReason, int, int]] = []
+    seen_at: list[int] = []
+
+    def sink(items: list[Any], _rv: str) -> None:
+        seen_at.extend(now_us() for _ in items)
+
+    started = now_us()
+    watcher = ResourceWatcher(apiserver, sink, on_gap=lambda *gap: gaps.append(gap))
+    watcher.start()
+    try:
+        wait_for(lambda: gaps)
+    finally:
+        watcher.stop()
+    ((reason, start, end),) = gaps
+    assert reason is GapReason.RELIST
+    # From when the watch last showed it was alive (the second watch's answer, after e2) to the
+    # relist's answer: e3 arrived by the relist, after the gap's end.
+    assert started <= seen_at[0] <= start <= end <= seen_at[1]
+    assert watcher.relists == 1
+
+
+def test_a_reconnect_longer_than_the_threshold_reports_a_gap_and_a_short_one_none(apiserver: str) -> None:
+    _Apiserver.lists[:] = [{"kind": "EventList", "metadata": {"resourceVersion": "100"}, "items": []}] * 2
+    for threshold, expected in ((0.0, [GapReason.RECONNECT]), (600.0, [])):
+        _Apiserver.requests.clear()
+        _Apiserver.watches[:] = [500, "hang"]
+        gaps: list[tuple[GapReason, int, int]] = []
+        watcher = ResourceWatcher(
+            apiserver,
+            lambda items, rv: None,
+            on_gap=lambda reason, start, end, into=gaps: into.append((reason, start, end)),
+            reconnect_gap_s=threshold,
+        )
+        failed = now_us()
+        watcher.start()
+        try:
+            wait_for(lambda: len(_Apiserver.requests) >= 3)
+            time.sleep(0.2)
+        finally:
+            watcher.stop()
+        assert [reason for reason, _start, _end in gaps] == expected
+        assert watcher.reconnects == 1
+        for _reason, start, end in gaps:
+            assert failed <= start < end <= now_us()
