@@ -107,6 +107,8 @@ export function blameButton(obj, field, place) {
     dataset: { field },
   });
   button.textContent = "blame";
+  // inside a clickable row (the changes list) the button's keys and clicks are its own
+  button.addEventListener("keydown", (ev) => ev.stopPropagation());
   button.addEventListener("click", (ev) => {
     ev.stopPropagation();
     if (box && box.isConnected) {
@@ -126,6 +128,7 @@ export function blameBox(obj, field) {
   ensureStyles();
   const box = h("div", { class: "blame-box", role: "region", "aria-label": `Blame of ${field}`, dataset: { state: "loading", field } });
   box.append(h("p", { class: "muted", role: "status" }, `Looking up who set ${field}…`));
+  for (const type of ["click", "keydown"]) box.addEventListener(type, (ev) => ev.stopPropagation());
   // every incarnation: a reused name keeps its histories apart, the viewed one is marked
   const { uid, ...key } = objectKey(obj);
   getJSON(apiUrl("/api/kelemetry/blame", { ...key, field }))

@@ -634,7 +634,7 @@ class TracePage {
       this.toggle(cur);
     } else if (ev.key === "x" && !ev.ctrlKey && !ev.metaKey && !ev.altKey) {
       if (this.explaining && cur) this.closeExplain();
-      else this.explainNode(cur || this.model.target);
+      else this.explainNode(cur || this.model.target, false);
     } else {
       return;
     }
@@ -715,12 +715,13 @@ class TracePage {
   }
 
   /** Open the Explain panel for a node's object (a request or Event row: the object it is of). */
-  explainNode(node) {
+  explainNode(node, focusPanel = true) {
     if (!node) return;
     this.explaining = true;
     const keep = this.selected && this.selected.node === node ? this.selected.log : null;
     this.select(node, keep, true);
-    this.detail.querySelector("#explain-panel")?.focus();
+    // from the keyboard the tree keeps the focus, so the arrows go on walking the rows
+    if (focusPanel) this.detail.querySelector("#explain-panel")?.focus();
   }
 
   closeExplain() {
