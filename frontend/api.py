@@ -560,6 +560,27 @@ def manifest_diff(
     return _json({**_history_json(found), **diff})
 
 
+# -- causal answers: why an object is as it is, and who set a field
+
+
+@lookups.get("/explain")
+def explain(queries: Queries, key: Key, uid: str | None = None, ts: str | None = None) -> Response:
+    """The cause chain of one object at ``ts`` (default: its last activity)."""
+    answer = queries.explain(_object_query(key, uid), parse_time_param("ts", ts))
+    return _json({"data": [answer.to_json()]})
+
+
+@lookups.get("/blame")
+def blame(
+    queries: Queries, key: Key, field: str | None = None, uid: str | None = None, ts: str | None = None
+) -> Response:
+    """Who set each value of ``field`` on one object, per incarnation of its name."""
+    _require(field=field)
+    assert field
+    answer = queries.blame(_object_query(key, uid), field, parse_time_param("ts", ts))
+    return _json({"data": [answer.to_json()]})
+
+
 # -- the web UI: one page, routed in the browser
 
 pages = APIRouter(include_in_schema=False)

@@ -18,7 +18,8 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
-from frontend import modes, scope, transform
+from frontend import actors, causes, modes, scope, transform
+from frontend import blame as blaming
 from frontend.backend import Backend, StoreBackend
 from frontend.changes import ChangeQuery, ChangesJson, bucket_json, row_of
 from frontend.modes import DisplayMode
@@ -29,7 +30,10 @@ from kelemetry.kube import names
 from kelemetry.kube.kinds import KindResolver, builtin_names
 from kelemetry.kube.names import ResourceName
 from kelemetry.model import tags
+from kelemetry.model.diffs import Segment
+from kelemetry.model.events import TraceSource
 from kelemetry.model.objects import KnownObject, ObjectKey
+from kelemetry.model.spans import SpanRecord
 
 REDIRECT_SPAN_US = 30 * 60 * 1_000_000
 RECENT_LIMIT = 20
@@ -38,6 +42,7 @@ STORE_RESOURCES_TTL = 10.0
 # How many objects a "did you mean" reads and names.
 NEAR_CANDIDATES = 200
 NEAR_SHOWN = 5
+NO_CREATED_BODY = "the value at creation is not known: no body of the created object was stored"
 SEARCH_KEYS = frozenset({tags.CLUSTER, tags.GROUP, tags.RESOURCE, tags.NAMESPACE, tags.NAME, tags.UID})
 
 
@@ -490,6 +495,97 @@ class QueryService:
             answer["bucket"] = bucket_us
             answer["histogram"] = [bucket_json(bucket) for bucket in buckets]
         return answer
+
+    # -- causal answers: why an object is as it is, and who set a field
+
+    def _incarnation_at(self, query: ObjectQuery, at_us: int | None) -> tuple[KnownObject, list[KnownObject]]:
+        """The incarnation an answer is about (the uid's; else the newest created at or before
+        ``at_us``; else the newest) and every incarnation of its name, newest first. An unknown object
+        is NotFound with what it may have meant; a query matching several objects, with the options."""
+        query = self.normalize(query)
+        groups = self._groups(query, "is known")
+        if len(groups) > 1:
+            raise errors.NotFound(_ambiguity(query, groups))
+        incarnations = groups[0]
+        if query.uid:
+            return next(row for row in incarnations if row.uid == query.uid), incarnations
+        if at_us is not None:
+            existing = [row for row in incarnations if (row.first_us or 0) <= at_us]
+            return (existing[0] if existing else incarnations[-1]), incarnations
+        return incarnations[0], incarnations
+
+    def explain(self, query: ObjectQuery, at_us: int | None = None) -> causes.Explanation:
+        """The cause chain of one object at ``at_us`` (default: its last activity), with its view."""
+        target, _ = self._incarnation_at(query, at_us)
+        # Nothing after the moment can explain it: the trace is read up to it.
+        trace = self.backend.trace(target, None, at_us)
+        chain = causes.explain(trace, at_us)
+        number = self.views.save(ViewSpec.of(target.key, None, None, target.uid))
+        return causes.Explanation(
+            actors.known_object(target), chain, modes.view_trace_id(modes.DEFAULT, number)
+        )
+
+    def blame(self, query: ObjectQuery, field: str, at_us: int | None = None) -> blaming.Blame:
+        """Who set each value of ``field`` on the object, per incarnation of its name (newest first;
+        only the uid's when the query names one), up to ``at_us``."""
+        path = blaming.parse_field(field)
+        target, incarnations = self._incarnation_at(query, at_us)
+        shown = [target] if query.uid else incarnations
+        parts: list[blaming.IncarnationBlame] = []
+        for row in shown:
+            try:
+                trace = self.backend.trace(row, None, at_us)
+            except errors.NotFound:
+                activity: list[SpanRecord] = []
+            else:
+                activity = [
+                    node.span
+                    for node in trace.walk()
+                    if node.span.object_id == row.object_id and node.span.source is not TraceSource.OBJECT
+                ]
+            entries = blaming.history(activity, path, self._creation(row, activity, path))
+            parts.append(
+                blaming.IncarnationBlame(
+                    row.uid, row.first_us, row.last_us, actors.was_deleted(activity), tuple(entries)
+                )
+            )
+        return blaming.Blame(actors.known_object(target), blaming.field_text(path), tuple(parts))
+
+    def _creation(
+        self, row: KnownObject, activity: list[SpanRecord], path: tuple[Segment, ...]
+    ) -> blaming.Creation | None:
+        """The field's value when the incarnation was created, from the body the store kept of the
+        version its create request made; None when no create request is recorded."""
+        create = next(
+            (
+                span
+                for span in sorted(activity, key=lambda s: s.start_us)
+                if span.tags.get(tags.AUDIT_VERB) == "create"
+                and not span.tags.get(tags.AUDIT_SUBRESOURCE)
+                and (request := actors.request_of(span)) is not None
+                and request.succeeded
+            ),
+            None,
+        )
+        if create is None:
+            return None
+        try:
+            versions = self.backend.revisions(row)
+        except errors.Unsupported:
+            return blaming.Creation(
+                create,
+                None,
+                f"the value at creation is not known: the {self.backend.name} backend keeps "
+                "requests and their diffs, not object bodies",
+            )
+        made = next((v for v in versions if v.span_id == create.span_id), None)
+        if made is None:
+            return blaming.Creation(create, None, NO_CREATED_BODY)
+        body = self.backend.revision_body(row, made.resource_version)
+        if body is None:
+            return blaming.Creation(create, None, NO_CREATED_BODY)
+        note = None if made.complete else "read from a partial answer of the create request"
+        return blaming.Creation(create, blaming.shown_value(body, path), note)
 
     def redirect(self, query: ObjectQuery, ts_us: int) -> str:
         """The view of the object's activity within 30 minutes of ``ts``, in the default mode."""

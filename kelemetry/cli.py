@@ -385,6 +385,61 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_store(get)
 
+    def add_answer_object(sub: argparse.ArgumentParser) -> None:
+        sub.add_argument("--cluster", help="cluster (default: any; several matches list the choices)")
+        sub.add_argument("--group", help="API group ('' for core; default: any)")
+        sub.add_argument(
+            "--resource",
+            required=True,
+            help="resource as kubectl takes it: deploy, Deployment, deployments, pods, po, rs",
+        )
+        sub.add_argument("--namespace", help="namespace (default: any; '' for cluster-scoped)")
+        sub.add_argument("--name", required=True)
+        sub.add_argument(
+            "--uid", help="one incarnation of the name (default: the newest one created by --at)"
+        )
+        sub.add_argument(
+            "--at",
+            "--ts",
+            dest="at",
+            metavar="TIME",
+            help="the moment, RFC 3339 (default: the object's last activity)",
+        )
+        sub.add_argument("--format", choices=["text", "json"], default="text", help="output format")
+        add_store(sub)
+        sub.add_argument(
+            "--jaeger-url",
+            help="read traces from this Jaeger query service (e.g. http://jaeger:16686) instead of the store",
+        )
+        sub.add_argument(
+            "--lookback",
+            default="7d",
+            help="with --jaeger-url: how far back the object is searched (default 7d)",
+        )
+
+    explain = commands.add_parser(
+        "explain",
+        help="why an object is as it is: the requests back to the person or controller that started it",
+        description="Walk from one object up its owners and back in time to the request that started it: "
+        "each step names the object, the request (user, user agent, verb, time, result) and the diff lines "
+        "that caused the next step. Steps the data cannot prove are marked so.",
+    )
+    add_answer_object(explain)
+
+    blame = commands.add_parser(
+        "blame",
+        help="who set each value of one field of an object (spec.replicas, an image, ...)",
+        description="The history of one field's values and the request that set each (user, time), per "
+        "incarnation of the name, from the diff lines of the object's requests and watched changes.",
+    )
+    add_answer_object(blame)
+    blame.add_argument(
+        "--field",
+        required=True,
+        help="the field as diffs write it: spec.replicas, spec.template.spec.containers[name=nginx].image, "
+        "or a prefix such as spec.template",
+    )
+
     front = commands.add_parser(
         "frontend",
         help="serve the web UI, the Jaeger-compatible query API and /redirect only",
@@ -1112,6 +1167,63 @@ def cmd_get(args: argparse.Namespace) -> int:
     return 0
 
 
+# -- explain and blame: causal answers
+
+
+def _answer_service(args: argparse.Namespace) -> query.QueryService:
+    """The query service over the store, or over Jaeger with --jaeger-url; views kept in memory."""
+    if not args.jaeger_url:
+        return query.for_store(args.store, keep_views=False)
+    from frontend.jaegerstore import JaegerBackend
+    from jaeger.client import JaegerClient, JaegerError
+
+    try:
+        client = JaegerClient(args.jaeger_url)
+    except JaegerError as exc:
+        raise CliError(str(exc)) from None
+    backend = JaegerBackend(client, lookback_us=seconds(args.lookback) * 1_000_000)
+    return query.QueryService(backend, ViewStore(None))
+
+
+def _answer_query(args: argparse.Namespace) -> ObjectQuery:
+    return ObjectQuery(
+        cluster=args.cluster or "",
+        group=args.group,
+        resource=args.resource,
+        namespace=args.namespace,
+        name=args.name,
+        uid=args.uid or None,
+    )
+
+
+def cmd_explain(args: argparse.Namespace) -> int:
+    at_us = parsed(times.parse_moment, args.at) if args.at else None
+    service = _answer_service(args)
+    try:
+        answer = service.explain(_answer_query(args), at_us)
+    finally:
+        service.close()
+    if args.format == "json":
+        _write_output(None, orjson.dumps({"data": [answer.to_json()]}, option=orjson.OPT_INDENT_2) + b"\n")
+    else:
+        _write_output(None, answer.text().encode())
+    return 0
+
+
+def cmd_blame(args: argparse.Namespace) -> int:
+    at_us = parsed(times.parse_moment, args.at) if args.at else None
+    service = _answer_service(args)
+    try:
+        answer = service.blame(_answer_query(args), args.field, at_us)
+    finally:
+        service.close()
+    if args.format == "json":
+        _write_output(None, orjson.dumps({"data": [answer.to_json()]}, option=orjson.OPT_INDENT_2) + b"\n")
+    else:
+        _write_output(None, (answer.text() + "\n").encode())
+    return 0
+
+
 def _revision_list(found: objectat.History, output_format: str) -> str:
     if output_format == "json":
         rows = [objectat.version_json(v) for v in found.versions]
@@ -1175,6 +1287,8 @@ COMMANDS = {
     "get": cmd_get,
     "frontend": cmd_frontend,
     "changes": cmd_changes,
+    "explain": cmd_explain,
+    "blame": cmd_blame,
 }
 
 
