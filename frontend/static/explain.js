@@ -68,7 +68,7 @@ function verbOf(request) {
 }
 
 /** A request's who/what/when, every part named so a reader never has to guess who acted. */
-function requestLine(request) {
+function requestLine(request, { time = true } = {}) {
   if (!request) return h("span", { class: "xp-request xp-none muted" }, "no request recorded");
   const code = request.code === null || request.code === undefined ? null : Number(request.code);
   const failed = Number.isFinite(code) && code >= 400;
@@ -79,8 +79,7 @@ function requestLine(request) {
     " ",
     h("span", { class: "xp-verb mono", title: "verb" }, verbOf(request)),
     request.user_agent ? h("span", { class: "xp-agent muted", title: request.user_agent }, ` via ${shortAgent(request.user_agent)}`) : null,
-    " at ",
-    h("span", { class: "xp-time mono" }, when(request.time_us, request.time)),
+    time ? [" at ", h("span", { class: "xp-time mono" }, when(request.time_us, request.time))] : null,
     code !== null ? h("span", { class: `xp-code mono${failed ? " xp-failed" : ""}`, title: "response code" }, ` → ${code}`) : null,
   );
 }
@@ -154,6 +153,7 @@ function blameContent(answer, viewedUid) {
       current
         ? [`${answer.field} = `, h("span", { class: "mono" }, current.new), " was set by ", requestOrSource(current), current.proven ? "" : " (not proven)"]
         : `Nobody is recorded setting ${answer.field} on the newest object of this name.`,
+      current && current.note ? h("span", { class: "muted blame-note" }, ` ${current.note}`) : null,
     ),
   );
   const incarnations = Array.isArray(answer.incarnations) ? answer.incarnations : [];
@@ -164,7 +164,7 @@ function blameContent(answer, viewedUid) {
       "p",
       { class: "blame-incarnation" },
       `uid ${inc.uid || "(unknown)"}`,
-      h("span", { class: "muted" }, ` · ${when(null, inc.first)} – ${inc.last ? when(null, inc.last) : "now"}${inc.deleted ? " · deleted" : ""}`),
+      h("span", { class: "muted" }, `${when(inc.first_us, inc.first)} – ${inc.last || inc.last_us ? when(inc.last_us, inc.last) : "now"}${inc.deleted ? " · deleted" : ""}`),
       mine ? h("span", { class: "badge" }, "this object") : null,
     );
     const history = Array.isArray(inc.history) ? inc.history : [];
@@ -174,7 +174,14 @@ function blameContent(answer, viewedUid) {
         { class: `blame-entry${entry.proven ? "" : " unproven"}`, dataset: { source: entry.source || "" } },
         h("td", { class: "mono nowrap" }, when(entry.time_us, entry.time)),
         h("td", { class: "mono" }, entry.path !== answer.field ? entry.path : "", " ", h("span", { class: "diff-old" }, entry.old), " -> ", h("span", { class: "diff-new" }, entry.new)),
-        h("td", {}, requestOrSource(entry), entry.proven ? null : h("span", { class: "xp-unproven-tag", title: "the data does not prove who made this change" }, " unproven")),
+        h(
+          "td",
+          {},
+          // the row's time is the request's: said once
+          requestOrSource(entry, false),
+          entry.proven ? null : h("span", { class: "xp-unproven-tag", title: "the data does not prove who made this change" }, "unproven"),
+          entry.note ? h("div", { class: "muted blame-note" }, entry.note) : null,
+        ),
       ),
     );
     out.push(
@@ -191,8 +198,8 @@ function blameContent(answer, viewedUid) {
   return out;
 }
 
-function requestOrSource(entry) {
-  if (entry.request) return requestLine(entry.request);
+function requestOrSource(entry, time = true) {
+  if (entry.request) return requestLine(entry.request, { time });
   // a change the watch saw with no request claiming it: say so rather than name someone
   return h("span", { class: "xp-request xp-none" }, entry.source === "change" ? "a watched change no request claimed" : "no request recorded");
 }
@@ -354,10 +361,11 @@ function answerEl(answer) {
  * The Explain panel for an object: a section that loads /api/kelemetry/explain itself and shows a
  * loading line, the answer, or the API's reason for having none. `atUs` null: its last activity.
  */
-export function explainPanel(obj, atUs = null, { onClose = null } = {}) {
+export function explainPanel(obj, atUs = null, { onClose = null, onAnswer = null } = {}) {
   ensureStyles();
   const params = objectKey(obj);
   if (atUs !== null && atUs !== undefined) params.ts = typeof atUs === "number" ? Math.round(atUs) : atUs;
+  let heading;
   const body = h("div", { class: "xp-body", "aria-live": "polite" }, h("p", { class: "muted", role: "status" }, `Explaining ${objectName(obj)}…`));
   const panel = h(
     "section",
@@ -365,7 +373,7 @@ export function explainPanel(obj, atUs = null, { onClose = null } = {}) {
     h(
       "div",
       { class: "xp-head" },
-      h("h3", {}, "Why is ", objectName(obj), " like this?"),
+      (heading = h("h3", {}, `Why is ${objectName(obj)} like this?`)),
       h("a", { class: "xp-permalink", href: explainPageUrl(obj, atUs), title: "A link to this answer to share" }, "link"),
       onClose ? h("button", { type: "button", class: "xp-close", "aria-label": "Close the explanation", onclick: onClose }, "×") : null,
     ),
@@ -380,7 +388,10 @@ export function explainPanel(obj, atUs = null, { onClose = null } = {}) {
         return;
       }
       body.replaceChildren(...answers.flatMap((answer, i) => (i ? [h("hr"), ...answerEl(answer)] : answerEl(answer))));
+      // the answer names the object as the cluster knows it (its kind, not the resource typed)
+      if (answers[0].object) heading.textContent = `Why is ${objectName(answers[0].object)} like this?`;
       panel.dataset.state = "ready";
+      if (onAnswer) onAnswer(answers[0]);
     })
     .catch((err) => {
       body.replaceChildren(h("p", { class: "error", role: "alert", id: "explain-error" }, `Cannot explain ${objectName(obj)}: ${describeError(err)}`));
@@ -424,8 +435,15 @@ export async function showExplainPage(root, params) {
     return;
   }
   // an unreadable moment goes to the API as typed: its answer says what is wrong with it
-  const panel = explainPanel(obj, at);
-  const page = h("div", { class: "explain-page" }, h("h1", { id: "explain-title" }, `Explain ${objectName(obj)}`), panel);
+  const title = h("h1", { id: "explain-title" }, `Explain ${objectName(obj)}`);
+  const panel = explainPanel(obj, at, {
+    onAnswer: (answer) => {
+      if (!answer.object) return;
+      title.textContent = `Explain ${objectName(answer.object)}`;
+      setTitle(title.textContent);
+    },
+  });
+  const page = h("div", { class: "explain-page" }, title, panel);
   if (field) page.append(h("h3", {}, `Blame of ${field}`), blameBox(obj, field));
   root.replaceChildren(page);
   document.body.dataset.state = "ready";
