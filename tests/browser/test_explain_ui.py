@@ -11,6 +11,7 @@ the Content-Security-Policy. Screenshots go to test-artifacts/browser/.
 
 from __future__ import annotations
 
+import json
 from urllib.parse import parse_qs, urlparse
 
 import pytest
@@ -157,7 +158,11 @@ def test_a_pasted_link_reopens_the_panel_and_its_own_page(
 def test_blame_from_the_scale_requests_diff_in_the_trace(browser: Browser, server: Server) -> None:
     open_view(browser, server, TREE_MODE)
     pre, _log = click_diff_marker(browser, scale_rows(browser)[0])
-    lines = [line for line in pre.find_elements("css selector", ".diff-line") if line.text.startswith("spec.replicas ")]
+    lines = [
+        line
+        for line in pre.find_elements("css selector", ".diff-line")
+        if line.text.startswith("spec.replicas ")
+    ]
     assert len(lines) == 1, pre.text
     button = lines[0].find_element("css selector", ".blame-btn")
     button.send_keys(Keys.ENTER)  # reachable from the keyboard
@@ -183,4 +188,168 @@ def test_an_unknown_object_shows_the_reason(browser: Browser) -> None:
     browser.open("/explain?cluster=tracetest&resource=pods")
     assert browser.wait_state(("ready", "error")) == "error"
     assert "name" in browser.find("#error-message").text
+    assert csp_violations(browser) == []
+
+
+def test_blame_from_a_row_of_what_changed_stays_on_the_page(browser: Browser) -> None:
+    browser.open(f"/changes?cluster={CLUSTER}&user=admin&verb=patch")
+    assert browser.wait_state(("ready", "error")) == "ready", browser.text()
+    rows = [r for r in browser.find_all("#changes-rows tr.change-row") if "patch/scale" in r.text]
+    assert len(rows) == 2, [r.text for r in browser.find_all("#changes-rows tr.change-row")]
+    before = browser.current_url
+    button = rows[0].find_element("css selector", '.blame-btn[data-field="spec.replicas"]')
+    button.click()
+    box = rows[0].find_element("css selector", ".blame-box")
+    browser.wait_until(lambda _b: box.get_attribute("data-state") != "loading", 10, "the blame answer")
+    assert box.get_attribute("data-state") == "ready", box.text
+    assert browser.current_url == before, "the blame button does not open the row's trace"
+    box.find_element("css selector", ".blame-current").click()  # nor does a click in its answer
+    assert browser.current_url == before
+    assert "admin" in box.text and "patch/scale" in box.text
+    browser.screenshot("blame-in-what-changed")
+    assert csp_violations(browser) == []
+
+
+# An answer in the agreed shape with what the sample cannot show: an unproven step, a stuck
+# rollout and an unscheduled Pod. The page fetches it for the name below only.
+SYNTHETIC_NAME = "web"
+
+
+def _obj(kind: str, resource: str, name: str, group: str = "apps") -> dict[str, str]:
+    return {
+        "cluster": CLUSTER,
+        "group": group,
+        "resource": resource,
+        "namespace": "shop",
+        "name": name,
+        "kind": kind,
+        "uid": f"uid-{name}",
+    }
+
+
+def _request(user: str, verb: str, subresource: str, time: str, code: int) -> dict[str, object]:
+    return {
+        "time": time,
+        "time_us": None,
+        "user": user,
+        "user_agent": "kubectl/v1.31.0 (linux/amd64)",
+        "verb": verb,
+        "subresource": subresource,
+        "code": code,
+        "audit_id": "a",
+        "span_id": "0" * 16,
+        "trace_id": "0" * 32,
+    }
+
+
+SYNTHETIC = {
+    "data": [
+        {
+            "object": _obj("Deployment", "deployments", SYNTHETIC_NAME),
+            "at": "2026-11-23T10:05:00.000Z",
+            "at_us": 1795428300000000,
+            "summary": "Deployment shop/web was changed by alice (kubectl) at 10:01:02.000",
+            "chain": [
+                {
+                    "object": _obj("ReplicaSet", "replicasets", "web-5d4"),
+                    "relation": "scaled",
+                    "request": None,
+                    "changes": ["spec.replicas 0 -> 3"],
+                    "actor": "unknown",
+                    "proven": False,
+                    "reason": "no audit event of this update was recorded (a missed window)",
+                },
+                {
+                    "object": _obj("Deployment", "deployments", SYNTHETIC_NAME),
+                    "relation": "changed",
+                    "request": _request("alice", "patch", "", "2026-11-23T10:01:02.000Z", 200),
+                    "changes": ['spec.template.spec.containers[name=web].image "web:1" -> "web:2"'],
+                    "actor": "human",
+                    "proven": True,
+                    "reason": "a person's request: the chain starts here",
+                },
+            ],
+            "complete": False,
+            "rollouts": [
+                {
+                    "workload": _obj("Deployment", "deployments", SYNTHETIC_NAME),
+                    "revision": "3",
+                    "object": _obj("ReplicaSet", "replicasets", "web-5d4"),
+                    "started": "2026-11-23T10:01:02.000Z",
+                    "started_us": 1795428062000000,
+                    "finished": None,
+                    "finished_us": None,
+                    "state": "stuck",
+                    "trigger": _request("alice", "patch", "", "2026-11-23T10:01:02.000Z", 200),
+                    "changes": ['spec.template.spec.containers[name=web].image "web:1" -> "web:2"'],
+                    "reason": 'ProgressDeadlineExceeded: ReplicaSet "web-5d4" has timed out progressing.',
+                },
+            ],
+            "stuck": [
+                {
+                    "object": _obj("Pod", "pods", "web-5d4-x2x", ""),
+                    "state": "unscheduled",
+                    "since": "2026-11-23T10:01:03.000Z",
+                    "since_us": 1795428063000000,
+                    "for_seconds": 237.0,
+                    "reasons": [
+                        "FailedScheduling: 0/3 nodes are available: "
+                        "3 node(s) didn't match Pod's node affinity/selector."
+                    ],
+                    "count": 5,
+                    "cause": None,
+                },
+            ],
+            "view_id": None,
+        }
+    ]
+}
+
+
+def fake_explain_script(answer: dict[str, object]) -> str:
+    body = json.dumps(json.dumps(answer))
+    return f"""
+(() => {{
+  const realFetch = window.fetch.bind(window);
+  window.fetch = (input, init) => {{
+    const url = new URL(typeof input === "string" ? input : input.url, window.location.href);
+    const ours = url.searchParams.get("name") === {json.dumps(SYNTHETIC_NAME)};
+    if (url.pathname === "/api/kelemetry/explain" && ours) {{
+      const headers = {{ "Content-Type": "application/json" }};
+      return Promise.resolve(new Response({body}, {{ status: 200, headers }}));
+    }}
+    return realFetch(input, init);
+  }};
+}})();
+"""
+
+
+def test_unproven_steps_rollouts_and_stuck_pods_are_drawn(browser: Browser) -> None:
+    browser.add_script_on_new_document(fake_explain_script(SYNTHETIC))
+    browser.open(
+        f"/explain?cluster={CLUSTER}&group=apps&resource=deployments&namespace=shop&name={SYNTHETIC_NAME}"
+    )
+    panel = wait_answer(browser)
+    assert "cannot be proven" in panel.find_element("css selector", ".xp-incomplete").text
+    first, second = steps(browser)
+    assert first.get_attribute("data-proven") == "0" and "unproven" in first.text
+    assert "no request recorded" in first.text and "missed window" in first.text
+    assert (
+        second.get_attribute("data-proven") == "1"
+        and second.find_element("css selector", ".xp-user").text == "alice"
+    )
+    # an unproven step is drawn apart: dashed, and its reason in the warning colour
+    assert browser.js("return getComputedStyle(arguments[0]).borderLeftStyle", first) == "dashed"
+    rollout = browser.find("#explain-rollouts > li")
+    assert rollout.get_attribute("data-state") == "stuck" and rollout.get_attribute("data-revision") == "3"
+    assert (
+        "alice" in rollout.text
+        and "not finished" in rollout.text
+        and "ProgressDeadlineExceeded" in rollout.text
+    )
+    pod = browser.find("#explain-stuck > li")
+    assert pod.get_attribute("data-state") == "unscheduled"
+    assert "for 3m 57s" in pod.text and "5 times" in pod.text and "FailedScheduling" in pod.text
+    assert "not found in the data" in pod.text  # no cause: said, not guessed
+    browser.screenshot("explain-rollouts-and-stuck-pods")
     assert csp_violations(browser) == []
