@@ -105,7 +105,8 @@ export function blameButton(obj, field, place) {
     "aria-expanded": "false",
     dataset: { field },
   });
-  button.textContent = "blame";
+  // the label is drawn by the stylesheet: copying a diff copies its lines, not the buttons
+  button.setAttribute("aria-label", `blame ${field}`);
   // inside a clickable row (the changes list) the button's keys and clicks are its own
   button.addEventListener("keydown", (ev) => ev.stopPropagation());
   button.addEventListener("click", (ev) => {
@@ -222,14 +223,6 @@ function stepEl(step, index, chainLength, answer) {
   const isTarget = index === 0;
   const isStart = index === chainLength - 1;
   const changes = Array.isArray(step.changes) ? step.changes : [];
-  const diff = h("pre", { class: "diff xp-changes" });
-  const changeBox = h("div", { class: "xp-change-box" }, diff);
-  for (const line of changes) {
-    const row = h("span", { class: "diff-line xp-diff-line" }, line);
-    const path = diffPath(line);
-    if (path && step.object) row.append(" ", blameButton(step.object, path, (box) => changeBox.append(box)));
-    diff.append(row);
-  }
   return h(
     "li",
     {
@@ -247,9 +240,23 @@ function stepEl(step, index, chainLength, answer) {
       step.proven ? null : h("span", { class: "xp-unproven-tag", title: "the data cannot prove this step" }, "unproven"),
     ),
     h("div", { class: "xp-step-request" }, requestLine(request)),
-    changes.length ? changeBox : null,
+    changeLines(step.object, changes),
     step.reason ? h("p", { class: step.proven ? "xp-reason muted" : "xp-reason xp-reason-unproven" }, step.reason) : null,
   );
+}
+
+/** Diff lines of `obj`, each with its blame button (the answer shows below the lines); null when none. */
+function changeLines(obj, lines) {
+  if (!lines.length) return null;
+  const diff = h("pre", { class: "diff xp-changes" });
+  const box = h("div", { class: "xp-change-box" }, diff);
+  for (const line of lines) {
+    const row = h("span", { class: "diff-line xp-diff-line" }, line);
+    const path = diffPath(line);
+    if (path && obj) row.append(" ", blameButton(obj, path, (answer) => box.append(answer)));
+    diff.append(row);
+  }
+  return box;
 }
 
 /** The path of a `path old -> new` diff line (a path holds no space outside quotes), or null. */
@@ -281,7 +288,7 @@ function rolloutEl(rollout) {
       `started ${when(rollout.started_us, rollout.started)}`,
       rollout.finished ? ` · finished ${when(rollout.finished_us, rollout.finished)}` : " · not finished",
     ),
-    changes.length ? h("pre", { class: "diff xp-changes" }, changes.map((line) => h("span", { class: "diff-line" }, line))) : null,
+    changeLines(rollout.workload, changes),
     rollout.reason ? h("p", { class: state === "stuck" ? "xp-reason xp-reason-unproven" : "xp-reason muted" }, rollout.reason) : null,
   );
 }
