@@ -10,7 +10,11 @@ Human or controller is decided from the authenticated user alone, as the audit e
   and operators running under their own service accounts);
 - any other ``system:`` user — a control-plane component or a node (``system:kube-scheduler``,
   ``system:node:<node>``, ``system:apiserver``);
-- anyone else — a human (kubectl users, SSO identities);
+- a user that is none of these but whose user agent names a controller program (a name ending in
+  ``controller-manager``, ``-controller`` or ``-operator``, or a control-plane component such as
+  ``kube-scheduler``, ``kubelet``, ``kwok``): a controller that authenticates with its own
+  certificate, as KubeAdmiral's controller manager does in its host cluster (user ``kubeadmiral``);
+- anyone else — a human (kubectl users, SSO identities, scripts run by people);
 - no user (a watched change no audit event claimed, an Event) — unknown.
 
 A person who uses a service account's token is counted as a controller: the audit event cannot
@@ -35,10 +39,19 @@ SERVICE_ACCOUNT = "system:serviceaccount:"
 SYSTEM = "system:"
 
 
-def actor_of(user: str | None) -> Actor:
+CONTROLLER_PROGRAMS = frozenset(
+    {"kube-scheduler", "kubelet", "kube-proxy", "kwok", "cloud-controller-manager"}
+)
+CONTROLLER_SUFFIXES = ("controller-manager", "-controller", "-operator")
+
+
+def actor_of(user: str | None, user_agent: str | None = None) -> Actor:
     if not user:
         return "unknown"
     if user.startswith(SYSTEM):
+        return "controller"
+    program = short_agent(user_agent).lower()
+    if program in CONTROLLER_PROGRAMS or program.endswith(CONTROLLER_SUFFIXES):
         return "controller"
     return "human"
 
@@ -92,7 +105,7 @@ class Request:
 
     @property
     def actor(self) -> Actor:
-        return actor_of(self.user)
+        return actor_of(self.user, self.user_agent)
 
     @property
     def succeeded(self) -> bool:

@@ -564,9 +564,20 @@ def manifest_diff(
 
 
 @lookups.get("/explain")
-def explain(queries: Queries, key: Key, uid: str | None = None, ts: str | None = None) -> Response:
-    """The cause chain of one object at ``ts`` (default: its last activity)."""
-    answer = queries.explain(_object_query(key, uid), parse_time_param("ts", ts))
+def explain(
+    queries: Queries,
+    key: Key,
+    uid: str | None = None,
+    ts: str | None = None,
+    chain_only: Annotated[str | None, Query(alias="chainOnly")] = None,
+) -> Response:
+    """The cause chain of one object at ``ts`` (default: its last activity), with the rollouts and
+    stuck Pods around it unless ``chainOnly=true``."""
+    answer = queries.explain(
+        _object_query(key, uid),
+        parse_time_param("ts", ts),
+        chain_only=_bool_param("chainOnly", chain_only, False),
+    )
     return _json({"data": [answer.to_json()]})
 
 
@@ -579,6 +590,25 @@ def blame(
     assert field
     answer = queries.blame(_object_query(key, uid), field, parse_time_param("ts", ts))
     return _json({"data": [answer.to_json()]})
+
+
+# -- stuck and failing Pods of a namespace
+
+
+@lookups.get("/stuck")
+def stuck_pods(
+    queries: Queries,
+    cluster: str | None = None,
+    namespace: str | None = None,
+    start: str | None = None,
+    end: str | None = None,
+) -> Response:
+    """Pods of a namespace that are unscheduled, crashlooping, evicted, failed or not ready, the
+    longest stuck first (``scanned``: Pods read; ``truncated``: the bound cut the list)."""
+    _require(cluster=cluster, namespace=namespace)
+    assert cluster and namespace
+    answer = queries.stuck(cluster, namespace, parse_time_param("start", start), parse_time_param("end", end))
+    return _json(answer.to_json())
 
 
 # -- the web UI: one page, routed in the browser

@@ -14,7 +14,8 @@ What counts as a cause on an object (its *decisive* requests):
 - the first successful ``delete`` of an incarnation (later deletes finish a graceful deletion: the
   kubelet's, not a decision), and a Pod's ``eviction``;
 - an ``update``/``patch`` of the object or its ``scale`` subresource that changed its desired state:
-  a diff line under ``spec`` (or ``data``/``stringData``/``binaryData``, or ``metadata.generation``).
+  a diff line under ``spec`` (or ``data``/``stringData``/``binaryData``). A generation bump alone is
+  not one: a diff made against an older version can show it on a controller's metadata update.
   ``status`` and ``binding`` writes report or carry out a decision and are never a cause.
 
 A watched change no audit event claimed is a cause nobody can be named for: its step is unproven.
@@ -42,7 +43,7 @@ Relation = Literal["created", "changed", "scaled", "deleted", "recreated"]
 
 CAUSE_SUBRESOURCES = frozenset({"", "scale"})
 EVICTION = "eviction"
-DESIRED_STATE = ("spec", "data", "stringData", "binaryData", "metadata.generation")
+DESIRED_STATE = ("spec", "data", "stringData", "binaryData")
 MAX_STEPS = 32
 """A chain longer than any real hierarchy: a guard, since links are refused when cyclic anyway."""
 
@@ -221,7 +222,7 @@ def _decisive(activity: Sequence[SpanRecord]) -> list[_Cause]:
 
 
 def _change_relation(lines: Sequence[str], subresource: str) -> Relation:
-    desired = [line for line in _desired(lines) if not line.startswith("metadata.generation")]
+    desired = _desired(lines)
     if subresource == "scale" or (desired and all(line.startswith("spec.replicas ") for line in desired)):
         return "scaled"
     return "changed"
@@ -306,7 +307,7 @@ def _step(tree: _Tree, found: _Object, before_us: int, below: Step | None) -> li
                 "deleted",
                 delete_request,
                 delete.changes,
-                actors.actor_of(delete_request.user if delete_request else None),
+                delete_request.actor if delete_request else "unknown",
                 delete_request is not None,
                 (
                     f"the delete of uid {old.node.span.uid or '?'} left its owner's controller short of "
@@ -355,7 +356,9 @@ def _reason(cause: _Cause, request: Request, span: SpanRecord, below: Step | Non
     else:
         owner = tree.owner.get(span.object_id)
         if owner is not None and owner in tree.objects:
-            tail = f"{who} acts for its owner {actors.object_text(tree.objects[owner].node.span)}"
+            parent = tree.objects[owner].node.span
+            across = parent.key.cluster != span.key.cluster
+            tail = f"{who} acts for its owner {actors.object_text(parent, cluster=across)}"
         else:
             tail = (
                 f"{who} is a controller, and no owner of the object is in the trace: its reason is not known"
@@ -389,8 +392,8 @@ def _unproven(tree: _Tree, found: _Object, before_us: int, below: Step | None) -
         )
     if below is not None:
         why += f"; it is in the chain as the owner of {actors.object_text(below.object)}"
-    first = found.activity[0].start_us if found.activity else None
-    return Step(span, "created", None, (), "unknown", False, why, first)
+    # No time either: its owner is then asked about the moment the step below it was asked about.
+    return Step(span, "created", None, (), "unknown", False, why, None)
 
 
 def _event_evidence(tree: _Tree, span: SpanRecord) -> str | None:
@@ -418,8 +421,9 @@ def summarize(steps: Sequence[Step]) -> str:
     if not steps:
         return "nothing is recorded about it"
     parts: list[str] = []
+    home = steps[0].object.key.cluster
     for index, step in enumerate(steps):
-        what = actors.object_text(step.object) if index == 0 else _short_object(step.object)
+        what = actors.object_text(step.object) if index == 0 else _short_object(step.object, home)
         who = actors.short_user(step.request.user) if step.request else "an unknown actor"
         verb = _verb_text(step.relation)
         if index == 0:
@@ -444,8 +448,10 @@ def summarize(steps: Sequence[Step]) -> str:
     return text
 
 
-def _short_object(span: SpanRecord) -> str:
-    return f"{span.kind or span.key.resource} {span.key.name}"
+def _short_object(span: SpanRecord, home: str) -> str:
+    """An object named by kind and name, with its cluster when it is not the first step's."""
+    place = f" (cluster {span.key.cluster})" if span.key.cluster != home else ""
+    return f"{span.kind or span.key.resource} {span.key.name}{place}"
 
 
 # -- the answer

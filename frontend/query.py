@@ -14,12 +14,13 @@ from __future__ import annotations
 import math
 import time
 from collections import defaultdict
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
-from frontend import actors, causes, modes, scope, transform
+from frontend import actors, causes, modes, rollouts, scope, transform
 from frontend import blame as blaming
+from frontend import stuck as failing
 from frontend.backend import Backend, StoreBackend
 from frontend.changes import ChangeQuery, ChangesJson, bucket_json, row_of
 from frontend.modes import DisplayMode
@@ -42,7 +43,13 @@ STORE_RESOURCES_TTL = 10.0
 # How many objects a "did you mean" reads and names.
 NEAR_CANDIDATES = 200
 NEAR_SHOWN = 5
+# A stuck Pod's cause is its own read of the store; past this many Pods in one answer they are
+# listed without it (the Pods of one workload mostly share their origin anyway).
+STUCK_CAUSES = 50
 NO_CREATED_BODY = "the value at creation is not known: no body of the created object was stored"
+# The namespace-wide view of stuck Pods reads at most this many Pods (the most recently active
+# first), so a busy namespace answers in bounded time; the answer says when the bound cut it.
+STUCK_PODS_SCANNED = 2000
 SEARCH_KEYS = frozenset({tags.CLUSTER, tags.GROUP, tags.RESOURCE, tags.NAMESPACE, tags.NAME, tags.UID})
 
 
@@ -514,16 +521,93 @@ class QueryService:
             return (existing[0] if existing else incarnations[-1]), incarnations
         return incarnations[0], incarnations
 
-    def explain(self, query: ObjectQuery, at_us: int | None = None) -> causes.Explanation:
-        """The cause chain of one object at ``at_us`` (default: its last activity), with its view."""
+    def explain(
+        self,
+        query: ObjectQuery,
+        at_us: int | None = None,
+        *,
+        now_us: int | None = None,
+        chain_only: bool = False,
+    ) -> causes.Explanation:
+        """The cause chain of one object at ``at_us`` (default: its last activity), with its view,
+        the rollouts of the workload it is or belongs to and the stuck Pods below it (durations run
+        to ``now_us``; default: ``at_us``, or now). ``chain_only`` leaves those two lists empty: they
+        need the object's whole hierarchy, the chain only its line of owners."""
         target, _ = self._incarnation_at(query, at_us)
-        # Nothing after the moment can explain it: the trace is read up to it.
-        trace = self.backend.trace(target, None, at_us)
+        # Nothing after the moment can explain it: the spans are read up to it.
+        try:
+            trace = self._lineage(target, at_us)
+        except errors.NotFound:
+            if at_us is None:
+                raise
+            first = f"; it was first active at {_moment(target.first_us)}" if target.first_us else ""
+            raise errors.NotFound(
+                f"{query.describe()} has no activity at or before {_moment(at_us)}{first}"
+            ) from None
         chain = causes.explain(trace, at_us)
         number = self.views.save(ViewSpec.of(target.key, None, None, target.uid))
+        now = now_us if now_us is not None else at_us if at_us is not None else time.time_ns() // 1000
+        found_rollouts, found_stuck = ([], []) if chain_only else self._around(target, at_us, now)
         return causes.Explanation(
-            actors.known_object(target), chain, modes.view_trace_id(modes.DEFAULT, number)
+            actors.known_object(target),
+            chain,
+            modes.view_trace_id(modes.DEFAULT, number),
+            tuple(found_rollouts),
+            tuple(found_stuck),
         )
+
+    def _around(
+        self, target: KnownObject, at_us: int | None, now_us: int
+    ) -> tuple[list[rollouts.Rollout], list[failing.StuckPod]]:
+        """The rollouts of the workload the object is or belongs to, and the stuck Pods below it:
+        both need its whole hierarchy (ReplicaSets beside it, Pods below), assembled once."""
+        try:
+            whole = self.backend.trace(target, None, at_us)
+        except errors.NotFound:
+            return [], []
+        found_rollouts = rollouts.rollouts(whole, target, now_us)
+        node = next(
+            (
+                node
+                for node in whole.walk()
+                if node.span.object_id == target.object_id and node.span.source is TraceSource.OBJECT
+            ),
+            None,
+        )
+        found_stuck = (
+            [] if node is None else failing.stuck_pods(whole, now_us, self._cause_hook(), under=node)
+        )
+        return found_rollouts, found_stuck
+
+    def _cause_hook(self) -> failing.CauseHook:
+        """The first request of a stuck Pod's cause chain (its origin step), for at most
+        ``STUCK_CAUSES`` Pods of one answer: each is a read of the Pod's line of owners."""
+        asked = 0
+
+        def origin(pod: KnownObject, since_us: int) -> causes.Step | None:
+            nonlocal asked
+            asked += 1
+            if asked > STUCK_CAUSES:
+                return None
+            # The Pod as the backend knows it: with its owner link, which a trace's span does not carry.
+            known = next(
+                (row for row in self.backend.objects_of(pod.key, None, since_us) if row.uid == pod.uid), pod
+            )
+            try:
+                steps = causes.explain(self._lineage(known, since_us), since_us).steps
+            except errors.NotFound:
+                return None
+            return steps[-1] if steps else None
+
+        return origin
+
+    def _lineage(self, target: KnownObject, at_us: int | None) -> AssembledTrace:
+        """The object's line of owners; for an object with no activity of its own (only what it owns
+        had any), its whole hierarchy, so the answer can still say what is known of it."""
+        try:
+            return self.backend.lineage(target, None, at_us)
+        except errors.NotFound:
+            return self.backend.trace(target, None, at_us)
 
     def blame(self, query: ObjectQuery, field: str, at_us: int | None = None) -> blaming.Blame:
         """Who set each value of ``field`` on the object, per incarnation of its name (newest first;
@@ -534,7 +618,7 @@ class QueryService:
         parts: list[blaming.IncarnationBlame] = []
         for row in shown:
             try:
-                trace = self.backend.trace(row, None, at_us)
+                trace = self._lineage(row, at_us)
             except errors.NotFound:
                 activity: list[SpanRecord] = []
             else:
@@ -587,6 +671,58 @@ class QueryService:
         note = None if made.complete else "read from a partial answer of the create request"
         return blaming.Creation(create, blaming.shown_value(body, path), note)
 
+    # -- stuck and failing Pods of a namespace
+
+    def stuck(
+        self,
+        cluster: str,
+        namespace: str,
+        start_us: int | None,
+        end_us: int | None,
+        *,
+        now_us: int | None = None,
+        cause_of: failing.CauseHook | None = None,
+    ) -> StuckAnswer:
+        """The stuck or failing Pods of a namespace active in the range: each hierarchy they belong
+        to is assembled once (Pods of one workload share it), at most ``STUCK_PODS_SCANNED`` Pods.
+        Durations run to ``now_us`` (default: the end of the range, or now)."""
+        if not cluster or not namespace:
+            raise errors.InputError("cluster and namespace are required")
+        if start_us is not None and end_us is not None and start_us > end_us:
+            raise errors.InputError("start is after end")
+        if cluster not in self.backend.clusters():
+            known = ", ".join(self.backend.clusters()) or "none"
+            raise errors.NotFound(f"no cluster {cluster!r} in the store; known: {known}")
+        request = Suggestion(
+            cluster=cluster, group="", resource="pods", namespace=namespace, limit=STUCK_PODS_SCANNED + 1
+        )
+        pods = self.backend.recent(request, start_us, end_us)
+        truncated = len(pods) > STUCK_PODS_SCANNED
+        pods = pods[:STUCK_PODS_SCANNED]
+        now = min(time.time_ns() // 1000, end_us) if end_us is not None else time.time_ns() // 1000
+        if now_us is not None:
+            now = now_us
+        wanted = {row.object_id for row in pods}
+        judged: set[int] = set()
+        hook = self._cause_hook()
+        found: list[failing.StuckPod] = []
+        for pod in pods:
+            if pod.object_id in judged:
+                continue
+            try:
+                trace = self.backend.trace(pod, start_us, end_us)
+            except errors.NotFound:
+                judged.add(pod.object_id)
+                continue  # retention removed it since the listing
+            in_trace = {node.span.object_id for node in trace.walk() if failing.is_pod(node.span)}
+            for item in failing.stuck_pods(trace, now, cause_of or hook):
+                if item.pod.object_id in wanted and item.pod.object_id not in judged:
+                    found.append(item)
+            judged.update(in_trace & wanted)
+            judged.add(pod.object_id)
+        found.sort(key=lambda item: (item.since_us, item.pod.key.name))
+        return StuckAnswer(tuple(found), len(pods), truncated)
+
     def redirect(self, query: ObjectQuery, ts_us: int) -> str:
         """The view of the object's activity within 30 minutes of ``ts``, in the default mode."""
         window = replace(query, start_us=ts_us - REDIRECT_SPAN_US, end_us=ts_us + REDIRECT_SPAN_US)
@@ -597,6 +733,23 @@ class QueryService:
             )
             raise errors.InputError(f"{query.describe()} matches {len(found)} objects ({options}); narrow it")
         return found[0].view_id
+
+
+@dataclass(frozen=True, slots=True)
+class StuckAnswer:
+    pods: tuple[failing.StuckPod, ...]
+    scanned: int
+    """How many Pods with activity in the range were read."""
+    truncated: bool
+    """More Pods were active than ``STUCK_PODS_SCANNED``: the least recently active were not read."""
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "data": [item.to_json() for item in self.pods],
+            "scanned": self.scanned,
+            "truncated": self.truncated,
+            "limit": STUCK_PODS_SCANNED,
+        }
 
 
 def present(trace: AssembledTrace, mode: DisplayMode, view_id: str) -> View:

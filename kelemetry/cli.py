@@ -1,4 +1,4 @@
-"""The `kelemetry` command: serve, replay, retain, dump, changes, frontend.
+"""The `kelemetry` command: serve, replay, retain, dump, changes, stuck, explain, blame, frontend.
 
 Every failure a user can cause (unknown object, bad time, unreadable file, busy port) ends with a
 one-line ``kelemetry: error: ...`` on stderr and a non-zero exit, never a traceback.
@@ -425,6 +425,12 @@ def build_parser() -> argparse.ArgumentParser:
         "that caused the next step. Steps the data cannot prove are marked so.",
     )
     add_answer_object(explain)
+    explain.add_argument(
+        "--chain-only",
+        action="store_true",
+        help="only the cause chain: no rollouts or stuck Pods (those read the whole hierarchy; the chain "
+        "reads only the object's owners)",
+    )
 
     blame = commands.add_parser(
         "blame",
@@ -520,6 +526,22 @@ def build_parser() -> argparse.ArgumentParser:
     browse.add_argument("--cursor", help="the page after this cursor (printed after a full page)")
     browse.add_argument("--format", choices=["text", "json"], default="text", help="output format")
     add_store(browse)
+
+    stuck = commands.add_parser(
+        "stuck",
+        help="list the stuck and failing Pods of a namespace",
+        description="List the Pods of a namespace that are unscheduled (FailedScheduling and no binding), "
+        "crashlooping (BackOff Warnings, failed probes), evicted, failed or not ready, with since when, "
+        "for how long and every signal seen, the longest stuck first. --format json prints what "
+        "GET /api/kelemetry/stuck answers.",
+    )
+    stuck.add_argument("--cluster", required=True, help="the cluster")
+    stuck.add_argument("--namespace", required=True, help="the namespace")
+    stuck.add_argument("--since", help="only Pods active in the last DURATION, e.g. 1h (default: all)")
+    stuck.add_argument("--start", help="range start, RFC 3339")
+    stuck.add_argument("--end", help="range end, RFC 3339 (default: now); durations run to it")
+    stuck.add_argument("--format", choices=["text", "json"], default="text", help="output format")
+    add_store(stuck)
     return parser
 
 
@@ -1126,6 +1148,43 @@ def cmd_changes(args: argparse.Namespace) -> int:
     return 0
 
 
+# -- stuck: the stuck and failing Pods of a namespace
+
+
+def cmd_stuck(args: argparse.Namespace) -> int:
+    if args.since and (args.start or args.end):
+        raise CliError("use either --since or --start/--end, not both")
+    start_us = end_us = None
+    if args.since:
+        end_us = time.time_ns() // 1000
+        start_us = max(end_us - seconds(args.since) * 1_000_000, 0)
+    if args.start:
+        start_us = parsed(times.parse_moment, args.start)
+    if args.end:
+        end_us = parsed(times.parse_moment, args.end)
+    service = query.for_store(args.store, keep_views=False)
+    try:
+        answer = service.stuck(args.cluster, args.namespace, start_us, end_us)
+    finally:
+        service.close()
+    if args.format == "json":
+        _write_output(None, orjson.dumps(answer.to_json()) + b"\n")
+        return 0
+    _write_output(None, "".join(item.text() + "\n" for item in answer.pods).encode())
+    where = f"namespace {args.namespace} (cluster {args.cluster})"
+    if not answer.pods:
+        print(
+            f"kelemetry: no stuck or failing Pods among {answer.scanned} Pod(s) in {where}", file=sys.stderr
+        )
+    if answer.truncated:
+        print(
+            f"kelemetry: only the {answer.scanned} most recently active Pods of {where} were read; "
+            "narrow the range with --since or --start/--end",
+            file=sys.stderr,
+        )
+    return 0
+
+
 # -- get: the object at a moment
 
 
@@ -1200,7 +1259,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
     at_us = parsed(times.parse_moment, args.at) if args.at else None
     service = _answer_service(args)
     try:
-        answer = service.explain(_answer_query(args), at_us)
+        answer = service.explain(_answer_query(args), at_us, chain_only=args.chain_only)
     finally:
         service.close()
     if args.format == "json":
@@ -1289,6 +1348,7 @@ COMMANDS = {
     "changes": cmd_changes,
     "explain": cmd_explain,
     "blame": cmd_blame,
+    "stuck": cmd_stuck,
 }
 
 

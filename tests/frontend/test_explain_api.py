@@ -88,7 +88,13 @@ def test_explain_a_pod_after_the_rollout_names_the_replicaset_the_deployment_and
     assert answer["object"]["uid"]
     assert answer["at"] == AFTER_ROLLOUT
     assert answer["complete"] is True
-    assert answer["rollouts"] == [] and answer["stuck"] == []
+    # The Deployment's rollouts up to the moment: revision 1 at the create, 2 at admin's image patch.
+    assert [(r["revision"], r["trigger"]["user"]) for r in answer["rollouts"]] == [
+        ("1", "admin"),
+        ("2", "admin"),
+    ]
+    assert answer["rollouts"][1]["object"]["name"] == "demo-5544f8b48c"
+    assert answer["stuck"] == []
     assert HEX32.fullmatch(answer["view_id"]) and answer["view_id"].startswith("ff")
     chain = answer["chain"]
     assert [(step["object"]["kind"], step["object"]["name"], step["relation"]) for step in chain] == [
@@ -174,3 +180,11 @@ def test_bad_requests_are_refused_with_a_reason(
     client: TestClient, path: str, params: dict[str, str], status: int, message: str
 ) -> None:
     refused(client.get(f"/api/kelemetry/{path}", params=params), status, message)
+
+
+def test_chain_only_leaves_the_rollouts_out(client: TestClient) -> None:
+    answer = ok(
+        client.get("/api/kelemetry/explain", params={**POD, "ts": AFTER_ROLLOUT, "chainOnly": "true"})
+    )
+    assert answer["rollouts"] == [] and answer["stuck"] == [] and len(answer["chain"]) == 3
+    refused(client.get("/api/kelemetry/explain", params={**POD, "chainOnly": "maybe"}), 400, "chainOnly")
