@@ -253,7 +253,7 @@ function changeLines(obj, lines) {
   for (const line of lines) {
     const row = h("span", { class: "diff-line xp-diff-line" }, line);
     const path = diffPath(line);
-    if (path && obj) row.append(" ", blameButton(obj, path, (answer) => box.append(answer)));
+    if (path && obj) row.append(blameButton(obj, path, (answer) => box.append(answer)));
     diff.append(row);
   }
   return box;
@@ -350,7 +350,7 @@ function answerEl(answer) {
     );
   }
   parts.push(
-    h("h4", {}, `Cause chain (${chain.length} step${chain.length === 1 ? "" : "s"}, newest first)`),
+    h("h4", {}, `Cause chain (${chain.length} step${chain.length === 1 ? "" : "s"}, from the object back to where it started)`),
     chain.length
       ? h("ol", { class: "xp-chain", id: "explain-chain" }, chain.map((step, i) => stepEl(step, i, chain.length, answer)))
       : h("p", { class: "muted" }, "No step recorded."),

@@ -155,6 +155,26 @@ def test_a_pasted_link_reopens_the_panel_and_its_own_page(
     assert csp_violations(fresh_browser) == []
 
 
+def test_the_deployments_panel_lists_its_rollouts(browser: Browser, server: Server) -> None:
+    open_view(browser, server, TREE_MODE)
+    browser.find("#explain-toolbar").click()
+    wait_answer(browser)
+    rollouts = browser.find_all("#explain-rollouts > li")
+    assert [r.get_attribute("data-revision") for r in rollouts] == ["1", "2"], [r.text for r in rollouts]
+    assert all(r.get_attribute("data-state") == "complete" for r in rollouts)
+    first, second = rollouts
+    assert "admin create" in first.text and "ReplicaSet default/demo-85dd8d7bd8" in first.text
+    assert "admin patch" in second.text and "ReplicaSet default/demo-5544f8b48c" in second.text
+    image = second.find_elements("css selector", ".diff-line")
+    assert [line.text for line in image] == [
+        'spec.template.spec.containers[name=nginx].image "nginx:1.27" -> "nginx:1.28"'
+    ]
+    assert not browser.find_all("#explain-stuck"), "the sample has no stuck Pod"
+    browser.driver.execute_script("arguments[0].scrollIntoView({block: 'center'})", second)
+    browser.screenshot("explain-rollouts-of-the-deployment")
+    assert csp_violations(browser) == []
+
+
 def test_blame_from_the_scale_requests_diff_in_the_trace(browser: Browser, server: Server) -> None:
     open_view(browser, server, TREE_MODE)
     pre, _log = click_diff_marker(browser, scale_rows(browser)[0])
