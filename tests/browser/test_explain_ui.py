@@ -205,6 +205,12 @@ def test_an_unknown_object_shows_the_reason(browser: Browser) -> None:
     assert panel.find_element("css selector", "[role=alert]").is_displayed()
     browser.screenshot("explain-unknown-object")
 
+    # a moment the API cannot read: its reason, on the page
+    browser.open(f"/explain?cluster={CLUSTER}&resource=deployments&namespace=default&name=demo&ts=yesterday")
+    browser.wait_for('#explain-panel[data-state="error"]', timeout=20)
+    message = browser.find("#explain-error").text
+    assert "invalid ts 'yesterday'" in message and "HTTP 400" in message, message
+
     browser.open("/explain?cluster=tracetest&resource=pods")
     assert browser.wait_state(("ready", "error")) == "error"
     assert "name" in browser.find("#error-message").text
