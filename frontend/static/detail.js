@@ -4,38 +4,12 @@ import { h, formatTime, formatDuration } from "./util.js";
 import { nodeLogs, SEVERITY } from "./model.js";
 import { objectAtUrl } from "./objectat.js";
 import { blameButton } from "./explain.js";
+import { parseDiffLine } from "./diffline.js";
 
 const LOG_LIST_PAGE = 300;
 
-// A diff path: identifiers and dots, [index], ["quoted key"] (which may hold spaces), and list items
-// named by their merge key: [type=Available], [name="odd value"].
-const DIFF_PATH = /^((?:[^\s[\]"]|\[\d+\]|\["(?:[^"\\]|\\.)*"\]|\[[^\]="\s]+=(?:"(?:[^"\\]|\\.)*"|[^\]"\s]*)\])+) (.*)$/s;
 // Diff-shaped fields; "unattributed diff" holds changes that showed up at a request it cannot have made.
 const DIFF_KEYS = new Set(["diff", "verbose diff", "unattributed diff"]);
-const ABBREVIATED = /\.\.\.\(\d+ chars\)$/;
-
-function isJsonish(text) {
-  if (ABBREVIATED.test(text)) return true;
-  try {
-    JSON.parse(text);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-/** Split one `path old -> new` line; null when the line is not one. */
-export function parseDiffLine(line) {
-  const m = DIFF_PATH.exec(line);
-  if (!m) return null;
-  const rest = m[2];
-  const cuts = [];
-  for (let i = rest.indexOf(" -> "); i !== -1; i = rest.indexOf(" -> ", i + 1)) cuts.push(i);
-  if (!cuts.length) return null;
-  // values are JSON (possibly abbreviated); with several arrows pick the first cut leaving JSON on the left
-  const cut = cuts.length === 1 ? cuts[0] : cuts.find((i) => isJsonish(rest.slice(0, i))) ?? cuts[0];
-  return { path: m[1], old: rest.slice(0, cut), new: rest.slice(cut + 4) };
-}
 
 /** Diff lines; with `obj` (the object the diff is of) each line gets a blame button for its path. */
 function diffBlock(text, obj = null) {
@@ -123,17 +97,18 @@ function logBadges(info) {
   ];
 }
 
-/**
- * "Object at this moment": the manifest of the row's object as of the selected log's time, or the
- * row's start (an object row without a selected log: its latest revision). Null when the row names
- * no object.
- */
-function ownerObject(node) {
+/** The row that names the object a row is of: itself, or its nearest parent with an object key. */
+export function ownerObject(node) {
   let owner = node;
   while (owner && !(owner.tags && owner.tags.name && owner.tags.resource)) owner = owner.parent;
   return owner;
 }
 
+/**
+ * "Object at this moment": the manifest of the row's object as of the selected log's time, or the
+ * row's start (an object row without a selected log: its latest revision); with `onExplain`, the
+ * button that opens the Explain panel beside it. Null when the row names no object.
+ */
 function objectAtLink(node, logs, logIndex, onExplain) {
   const owner = ownerObject(node);
   if (!owner) return null;
@@ -151,7 +126,7 @@ function objectAtLink(node, logs, logIndex, onExplain) {
             id: "explain-button",
             class: "explain-btn",
             title: "Why is this object like this? Its cause chain back to the request that started it (x)",
-            onclick: () => onExplain(owner.tags),
+            onclick: () => onExplain(),
           },
           "explain",
         )

@@ -4,6 +4,7 @@
 // "/explain?cluster=&group=&resource=&namespace=&name=&uid=&ts=[&field=]" shows them for a pasted link.
 
 import { apiUrl, describeError, getJSON } from "./api.js";
+import { parseDiffLine } from "./diffline.js";
 import { formatDuration, formatTime, h, setTitle } from "./util.js";
 
 const KEY_PARAMS = ["cluster", "group", "resource", "namespace", "name", "uid"];
@@ -38,10 +39,10 @@ export function objectName(obj) {
 }
 
 /** A link to the object's trace around a moment (the /redirect of the query side picks the view). */
-function objectLink(obj, atUs, viewId = null) {
+function objectLink(obj, atUs) {
   const text = objectName(obj);
-  let href = viewId ? `/trace/${encodeURIComponent(viewId)}` : null;
-  if (!href && obj && obj.cluster && obj.resource && obj.name && Number.isFinite(atUs)) {
+  let href = null;
+  if (obj && obj.cluster && obj.resource && obj.name && Number.isFinite(atUs)) {
     href = apiUrl("/redirect", { ...objectKey(obj), ts: Math.round(atUs) });
   }
   const title = obj && obj.uid ? `uid ${obj.uid}` : null;
@@ -207,18 +208,10 @@ function requestOrSource(entry, time = true) {
 
 // ---- explain --------------------------------------------------------------------------------------
 
-const RELATIONS = {
-  created: "created",
-  changed: "changed",
-  scaled: "scaled",
-  deleted: "deleted",
-  recreated: "recreated",
-};
-
 function stepEl(step, index, chainLength, answer) {
   const request = step.request;
   const at = request ? micros(request.time_us, request.time) : answer.at_us ?? null;
-  const relation = RELATIONS[step.relation] || step.relation || "?";
+  const relation = step.relation || "?";
   const actor = step.actor || "unknown";
   const isTarget = index === 0;
   const isStart = index === chainLength - 1;
@@ -259,10 +252,10 @@ function changeLines(obj, lines) {
   return box;
 }
 
-/** The path of a `path old -> new` diff line (a path holds no space outside quotes), or null. */
+/** The path of a `path old -> new` diff line, or null. */
 export function diffPath(line) {
-  const m = /^((?:[^\s[\]"]|\[\d+\]|\["(?:[^"\\]|\\.)*"\]|\[[^\]="\s]+=(?:"(?:[^"\\]|\\.)*"|[^\]"\s]*)\])+) .* -> /s.exec(String(line));
-  return m ? m[1] : null;
+  const parsed = parseDiffLine(String(line));
+  return parsed ? parsed.path : null;
 }
 
 function rolloutEl(rollout) {

@@ -1,7 +1,7 @@
 // The trace page: /trace/<viewId>[?span=<spanID>&log=<index>].
 
 import { ApiError, apiUrl, describeError, getJSON } from "./api.js";
-import { renderDetail } from "./detail.js";
+import { ownerObject, renderDetail } from "./detail.js";
 import { explainPanel, objectKey } from "./explain.js";
 import { buildModel, nodeLogs, SEVERITY } from "./model.js";
 import { debounce, formatClock, formatDuration, formatTime, h, setTitle } from "./util.js";
@@ -732,10 +732,9 @@ class TracePage {
 
   /** The panel for the selected row's object, at the selected log's moment (none: its last activity). */
   explainFor(node, log) {
-    let owner = node;
-    while (owner && !(owner.tags && owner.tags.name && owner.tags.resource)) owner = owner.parent;
+    const owner = ownerObject(node);
     if (!owner) return null;
-    const info = log !== null && log !== undefined ? (owner === node ? nodeLogs(node)[log] : null) : null;
+    const info = log !== null && log !== undefined ? nodeLogs(node)[log] : null;
     // a request or Event row asks about the moment it happened; an object row about its last activity
     const at = info ? info.timestamp : node.isObject ? null : node.span.startTime;
     const id = JSON.stringify([objectKey(owner.tags), at]);
