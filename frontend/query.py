@@ -566,18 +566,7 @@ class QueryService:
         except errors.NotFound:
             return [], []
         found_rollouts = rollouts.rollouts(whole, target, now_us)
-        node = next(
-            (
-                node
-                for node in whole.walk()
-                if node.span.object_id == target.object_id and node.span.source is TraceSource.OBJECT
-            ),
-            None,
-        )
-        found_stuck = (
-            [] if node is None else failing.stuck_pods(whole, now_us, self._cause_hook(), under=node)
-        )
-        return found_rollouts, found_stuck
+        return found_rollouts, failing.stuck_below(whole, target, now_us, self._cause_hook())
 
     def _cause_hook(self) -> failing.CauseHook:
         """The first request of a stuck Pod's cause chain (its origin step), for at most

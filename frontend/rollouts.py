@@ -416,14 +416,15 @@ def _judge(
         state = RolloutState.STUCK
         notes.insert(0, phase.deadline)
     else:
-        pods = _pods_of(phase, node, next_us)
+        # Pods are only judged once the revision has run long enough to be stuck at all.
+        late = now_us - started >= STUCK_AFTER_US
         bad = [
             item
-            for pod in pods
+            for pod in (_pods_of(phase, node, next_us) if late else [])
             for item in stuck.stuck_pods(trace, now_us, under=pod)
             if item.until_us - item.since_us >= STUCK_AFTER_US or item.state is not stuck.PodState.NOT_READY
         ]
-        if bad and now_us - started >= STUCK_AFTER_US:
+        if bad:
             state = RolloutState.STUCK
             shown = "; ".join(
                 f"{item.pod.key.name} {item.state.value} ({item.reasons[0]})" for item in bad[:3]

@@ -321,3 +321,19 @@ def stuck_pods(
         found.append(stuck)
     found.sort(key=lambda item: (item.since_us, item.pod.key.name))
     return found
+
+
+def stuck_below(
+    trace: AssembledTrace, target: KnownObject, now_us: int, cause_of: CauseHook | None = None
+) -> list[StuckPod]:
+    """The stuck or failing Pods at or below ``target`` in the trace (the explain answer's list):
+    [] when the target is not in it."""
+    node = next(
+        (
+            node
+            for node in trace.walk()
+            if node.span.source is TraceSource.OBJECT and node.span.object_id == target.object_id
+        ),
+        None,
+    )
+    return [] if node is None else stuck_pods(trace, now_us, cause_of, under=node)

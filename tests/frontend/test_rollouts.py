@@ -6,10 +6,14 @@ from __future__ import annotations
 from pathlib import Path
 
 from frontend import query, rollouts
+from frontend.jaegerstore import JaegerBackend
 from frontend.rollouts import RolloutState
 from frontend.types import ObjectQuery
+from jaeger.client import JaegerClient
+from kelemetry.store.sqlite import StoreReader
 from tests.frontend.conftest import SAMPLE_CLUSTER
 from tests.frontend.spantrees import Obj, obj, trace_of, us
+from tests.jaeger.fakejaeger import FakeJaeger, jaeger_traces, serving
 
 DEPLOYMENT_CONTROLLER = "system:serviceaccount:kube-system:deployment-controller"
 IMAGE = 'spec.template.spec.containers[name=app].image "app:1" -> "app:2"'
@@ -71,6 +75,21 @@ def test_a_pod_or_replicaset_target_answers_with_its_deployments_rollouts(sample
     assert [
         item.to_json() for item in sample_rollouts(sample_store, "replicasets", "demo-85dd8d7bd8")
     ] == whole
+
+
+def test_jaeger_gives_the_same_rollouts_as_the_store(sample_store: Path) -> None:
+    reader = StoreReader(sample_store)
+    try:
+        records = [record for _seq, record in reader.spans_after(0, 1_000_000)]
+    finally:
+        reader.close()
+    expected = [item.to_json() for item in sample_rollouts(sample_store, "deployments", "demo")]
+    with serving(FakeJaeger(traces=jaeger_traces(records))) as fake:
+        backend = JaegerBackend(JaegerClient(fake.url), lookback_us=50 * 365 * 86_400 * 1_000_000)
+        lookup = ObjectQuery(cluster=SAMPLE_CLUSTER, resource="deployments", namespace="default", name="demo")
+        (target,) = backend.find_objects(lookup)
+        trace = backend.trace(target, None, None)
+    assert [item.to_json() for item in rollouts.rollouts(trace, target, LATER_US)] == expected
 
 
 def test_anything_else_has_no_rollouts() -> None:

@@ -16,13 +16,17 @@ import yaml
 from fastapi import FastAPI
 
 from frontend import api, query, stuck
+from frontend.jaegerstore import JaegerBackend
 from frontend.stuck import PodState
+from frontend.views import ViewStore
+from jaeger.client import JaegerClient
 from kelemetry import cli
 from kelemetry.model.objects import KnownObject
-from kelemetry.store.sqlite import SpanStore
+from kelemetry.store.sqlite import SpanStore, StoreReader
 from tests.factories import audit_event, kube_event, new_pipeline, owner_ref
 from tests.frontend.conftest import SAMPLE_CLUSTER
 from tests.frontend.spantrees import Obj, obj, trace_of, us
+from tests.jaeger.fakejaeger import FakeJaeger, jaeger_traces, serving
 
 with warnings.catch_warnings():
     warnings.filterwarnings("ignore", message="Using `httpx` with `starlette.testclient`")
@@ -200,6 +204,17 @@ def test_the_cause_hook_is_asked_for_each_stuck_pod_at_its_since() -> None:
     assert sorted(asked) == [("a", us(11)), ("b", us(12))]
     assert [item.to_json()["cause"] for item in found] == [{"relation": "created", "by": "admin"}] * 2
     assert [item.pod.key.name for item in found] == ["a", "b"]  # the longest stuck first
+
+
+def test_stuck_below_an_object_lists_only_its_own_pods() -> None:
+    deployment, replica_set = workload()
+    replica_set.owns("pods", "a").event(11, "FailedScheduling", UNSCHEDULABLE)
+    other = deployment.owns("replicasets", "web-6e5")
+    other.owns("pods", "b").event(12, "FailedScheduling", UNSCHEDULABLE)
+    trace = trace_of(deployment)
+    assert [item.pod.key.name for item in stuck.stuck_below(trace, other.known, us(60))] == ["b"]
+    assert [item.pod.key.name for item in stuck.stuck_below(trace, deployment.known, us(60))] == ["a", "b"]
+    assert stuck.stuck_below(trace, obj("pods", "elsewhere").known, us(60)) == []
 
 
 def test_the_recorded_deployment_has_no_stuck_pods(sample_store: Path) -> None:
@@ -491,3 +506,22 @@ def test_the_cli_refuses_bad_input_in_one_line(
     assert cli.main(["stuck", "--store", str(stuck_store), *extra]) == code
     err = capsys.readouterr().err
     assert err.startswith("kelemetry: error: ") and message in err and err.count("\n") == 1
+
+
+def test_jaeger_and_the_store_list_the_same_stuck_pods(stuck_store: Path) -> None:
+    reader = StoreReader(stuck_store)
+    try:
+        records = [record for _seq, record in reader.spans_after(0, 1_000_000)]
+    finally:
+        reader.close()
+    end_us = api.parse_time_param("end", second(600))
+    from_store = query.for_store(stuck_store, keep_views=False)
+    try:
+        expected = from_store.stuck("c1", "default", None, end_us).to_json()
+    finally:
+        from_store.close()
+    with serving(FakeJaeger(traces=jaeger_traces(records))) as fake:
+        backend = JaegerBackend(JaegerClient(fake.url), lookback_us=50 * 365 * 86_400 * 1_000_000)
+        service = query.QueryService(backend, ViewStore(None))
+        assert service.stuck("c1", "default", None, end_us).to_json() == expected
+    assert [row["object"]["name"] for row in expected["data"]] == ["web-1-a", "web-1-b"]  # type: ignore[index]
