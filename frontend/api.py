@@ -648,6 +648,11 @@ def object_page() -> Response:
     return _page()
 
 
+@pages.get("/explain")
+def explain_page() -> Response:
+    return _page()
+
+
 # Last: a path under /api that no route takes (an id holding an encoded "/") is refused with our
 # JSON, as every other API error is, not the framework's own body.
 unknown_api = APIRouter(include_in_schema=False)

@@ -1,7 +1,9 @@
 // Entry point: picks the page from the URL. "/" and "/search" show the search form,
-// "/trace/<viewId>" the trace, "/changes" what changed, "/object?..." the object at a moment.
+// "/trace/<viewId>" the trace, "/changes" what changed, "/object?..." the object at a moment,
+// "/explain?..." why an object is like this.
 
 import { showChangesPage } from "./changes.js";
+import { showExplainPage } from "./explain.js";
 import { showSearchPage } from "./search.js";
 import { showTracePage } from "./trace.js";
 import { showObjectPage } from "./objectat.js";
@@ -23,6 +25,9 @@ async function main() {
     } else if (path === "/object") {
       document.body.dataset.page = "object";
       await showObjectPage(root, params);
+    } else if (path === "/explain") {
+      document.body.dataset.page = "explain";
+      await showExplainPage(root, params);
     } else {
       document.body.dataset.page = "search";
       await showSearchPage(root, params);

@@ -4,6 +4,7 @@
 // range to it); a row's click opens the object's trace at that moment.
 
 import { apiUrl, describeError, getJSON } from "./api.js";
+import { blameButton, diffPath } from "./explain.js";
 import { formatClock, formatDuration, formatTime, h, parseLocalUtc, setTitle, toLocalUtc } from "./util.js";
 
 const PRESETS = [
@@ -290,7 +291,10 @@ class ChangesPage {
       what = h(
         "div",
         { class: "diff-summary" },
-        row.diff.lines.map((line) => h("div", { class: "mono" }, line)),
+        row.diff.lines.map((line) => {
+          const path = diffPath(line);
+          return h("div", { class: "mono" }, line, path ? blameButton(o, path, (box) => what.append(box)) : null);
+        }),
         more > 0 ? h("div", { class: "muted" }, `+${more} more line${more === 1 ? "" : "s"}`) : null,
       );
     } else {

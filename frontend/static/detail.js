@@ -3,42 +3,20 @@
 import { h, formatTime, formatDuration } from "./util.js";
 import { nodeLogs, SEVERITY } from "./model.js";
 import { objectAtUrl } from "./objectat.js";
+import { blameButton } from "./explain.js";
+import { parseDiffLine } from "./diffline.js";
 
 const LOG_LIST_PAGE = 300;
 
-// A diff path: identifiers and dots, [index], ["quoted key"] (which may hold spaces), and list items
-// named by their merge key: [type=Available], [name="odd value"].
-const DIFF_PATH = /^((?:[^\s[\]"]|\[\d+\]|\["(?:[^"\\]|\\.)*"\]|\[[^\]="\s]+=(?:"(?:[^"\\]|\\.)*"|[^\]"\s]*)\])+) (.*)$/s;
 // Diff-shaped fields; "unattributed diff" holds changes that showed up at a request it cannot have made.
 const DIFF_KEYS = new Set(["diff", "verbose diff", "unattributed diff"]);
-const ABBREVIATED = /\.\.\.\(\d+ chars\)$/;
 
-function isJsonish(text) {
-  if (ABBREVIATED.test(text)) return true;
-  try {
-    JSON.parse(text);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-/** Split one `path old -> new` line; null when the line is not one. */
-export function parseDiffLine(line) {
-  const m = DIFF_PATH.exec(line);
-  if (!m) return null;
-  const rest = m[2];
-  const cuts = [];
-  for (let i = rest.indexOf(" -> "); i !== -1; i = rest.indexOf(" -> ", i + 1)) cuts.push(i);
-  if (!cuts.length) return null;
-  // values are JSON (possibly abbreviated); with several arrows pick the first cut leaving JSON on the left
-  const cut = cuts.length === 1 ? cuts[0] : cuts.find((i) => isJsonish(rest.slice(0, i))) ?? cuts[0];
-  return { path: m[1], old: rest.slice(0, cut), new: rest.slice(cut + 4) };
-}
-
-function diffBlock(text) {
+/** Diff lines; with `obj` (the object the diff is of) each line gets a blame button for its path. */
+function diffBlock(text, obj = null) {
   const lines = String(text).split("\n");
   const pre = h("pre", { class: "diff" });
+  // the blame answer shows below the diff, never inside its <pre>
+  const place = (box) => pre.after(box);
   for (const line of lines) {
     const parsed = parseDiffLine(line);
     if (!parsed) {
@@ -56,6 +34,7 @@ function diffBlock(text) {
         h("span", { class: oldCls }, parsed.old),
         h("span", { class: "diff-arrow" }, " -> "),
         h("span", { class: newCls }, parsed.new),
+        obj ? blameButton(obj, parsed.path, place) : null,
       ),
     );
   }
@@ -80,9 +59,13 @@ function plainValue(value) {
   return text.includes("\n") ? h("pre", { class: "text" }, text) : h("span", { class: "text" }, text);
 }
 
-/** A field value rendered by its key: diffs, snapshots, messages and errors get their own look. */
-export function fieldValue(key, value) {
-  if (DIFF_KEYS.has(key)) return diffBlock(value);
+/**
+ * A field value rendered by its key: diffs, snapshots, messages and errors get their own look.
+ * `obj`: the object a diff is of, for the blame action of its lines (none for a diff that made no
+ * change of the object: the unattributed one).
+ */
+export function fieldValue(key, value, obj = null) {
+  if (DIFF_KEYS.has(key)) return diffBlock(value, key === "unattributed diff" ? null : obj);
   if (key === "snapshot") return snapshotBlock(value);
   if (key === "error") return h("div", { class: "msg msg-error" }, String(value));
   if (key === "benign" || key === "kelemetry.outcome_reason") return h("div", { class: "msg msg-benign" }, String(value));
@@ -90,12 +73,12 @@ export function fieldValue(key, value) {
   return plainValue(value);
 }
 
-function fieldsTable(entries, className) {
+function fieldsTable(entries, className, obj = null) {
   const list = h("dl", { class: `kv ${className}` });
   for (const [key, value] of entries) {
     const block = DIFF_KEYS.has(key) || key === "snapshot";
     const cls = block ? "kv-block" : null;
-    list.append(h("dt", { class: cls, dataset: { key } }, key), h("dd", { class: cls, dataset: { key } }, fieldValue(key, value)));
+    list.append(h("dt", { class: cls, dataset: { key } }, key), h("dd", { class: cls, dataset: { key } }, fieldValue(key, value, obj)));
   }
   return list;
 }
@@ -114,14 +97,20 @@ function logBadges(info) {
   ];
 }
 
-/**
- * "Object at this moment": the manifest of the row's object as of the selected log's time, or the
- * row's start (an object row without a selected log: its latest revision). Null when the row names
- * no object.
- */
-function objectAtLink(node, logs, logIndex) {
+/** The row that names the object a row is of: itself, or its nearest parent with an object key. */
+export function ownerObject(node) {
   let owner = node;
   while (owner && !(owner.tags && owner.tags.name && owner.tags.resource)) owner = owner.parent;
+  return owner;
+}
+
+/**
+ * "Object at this moment": the manifest of the row's object as of the selected log's time, or the
+ * row's start (an object row without a selected log: its latest revision); with `onExplain`, the
+ * button that opens the Explain panel beside it. Null when the row names no object.
+ */
+function objectAtLink(node, logs, logIndex, onExplain) {
+  const owner = ownerObject(node);
   if (!owner) return null;
   const log = logIndex !== null && logIndex !== undefined ? logs[logIndex] : null;
   const at = log ? log.timestamp : node.isObject ? null : node.span.startTime;
@@ -129,6 +118,19 @@ function objectAtLink(node, logs, logIndex) {
     "p",
     { class: "object-at" },
     h("a", { href: objectAtUrl(owner.tags, at), id: "object-at-link", title: "The object's manifest as it was then, with its other revisions" }, "object at this moment →"),
+    onExplain
+      ? h(
+          "button",
+          {
+            type: "button",
+            id: "explain-button",
+            class: "explain-btn",
+            title: "Why is this object like this? Its cause chain back to the request that started it (x)",
+            onclick: () => onExplain(),
+          },
+          "explain",
+        )
+      : null,
   );
 }
 
@@ -175,7 +177,7 @@ export function renderDetail(panel, node, logIndex, handlers) {
   panel.replaceChildren(header);
   if (breadcrumb) panel.append(breadcrumb);
   panel.append(meta);
-  const objectLink = objectAtLink(node, logs, logIndex);
+  const objectLink = objectAtLink(node, logs, logIndex, handlers.onExplain);
   if (objectLink) panel.append(objectLink);
 
   if (logIndex !== null && logIndex !== undefined && logs[logIndex]) {
@@ -203,7 +205,7 @@ export function renderDetail(panel, node, logIndex, handlers) {
           ),
           h("button", { type: "button", onclick: () => handlers.onSelectLog(null) }, "span only"),
         ),
-        fieldsTable(info.entries, "log-fields"),
+        fieldsTable(info.entries, "log-fields", ownerObject(node)?.tags),
       ),
     );
   }

@@ -1,7 +1,8 @@
 // The trace page: /trace/<viewId>[?span=<spanID>&log=<index>].
 
 import { ApiError, apiUrl, describeError, getJSON } from "./api.js";
-import { renderDetail } from "./detail.js";
+import { ownerObject, renderDetail } from "./detail.js";
+import { explainPanel, objectKey } from "./explain.js";
 import { buildModel, nodeLogs, SEVERITY } from "./model.js";
 import { debounce, formatClock, formatDuration, formatTime, h, setTitle } from "./util.js";
 import { MODES, SCOPES, isViewId, modeId, parseModeId, scopeLabel, withModeId } from "./viewid.js";
@@ -146,6 +147,9 @@ class TracePage {
     this.laneWidth = 800;
     const spanParam = params.get("span");
     const logParam = params.get("log");
+    // the Explain panel is open (?explain=1): a pasted link reopens it
+    this.explaining = params.get("explain") === "1";
+    this.explainCache = null; // {id, el}: the panel stays while the same object and moment are shown
     for (const r of this.model.roots) this.expanded.add(r.id);
     const target = this.model.target;
     if (target) {
@@ -250,6 +254,18 @@ class TracePage {
         h("label", {}, "scope ", this.scopeSelect),
         h("button", { type: "button", onclick: () => this.expandAll() }, "expand all"),
         h("button", { type: "button", onclick: () => this.collapseAll() }, "collapse"),
+        target
+          ? h(
+              "button",
+              {
+                type: "button",
+                id: "explain-toolbar",
+                title: `Why is ${target.label} like this? (x on a selected row explains that object)`,
+                onclick: () => this.explainNode(target),
+              },
+              "explain",
+            )
+          : null,
         this.fitButton,
         this.zoomLabel,
         h("span", { class: "find" }, this.findInput, this.findLabel),
@@ -632,6 +648,9 @@ class TracePage {
       else if (cur.parent) this.select(cur.parent, null, true);
     } else if (ev.key === "Enter" && cur) {
       this.toggle(cur);
+    } else if (ev.key === "x" && !ev.ctrlKey && !ev.metaKey && !ev.altKey) {
+      if (this.explaining && cur) this.closeExplain();
+      else this.explainNode(cur || this.model.target, false);
     } else {
       return;
     }
@@ -696,6 +715,7 @@ class TracePage {
     if (node) {
       params.set("span", node.id);
       if (log !== null && log !== undefined) params.set("log", String(log));
+      if (this.explaining) params.set("explain", "1");
     }
     const qs = params.toString();
     history.replaceState(null, "", `/trace/${this.viewId}${qs ? "?" + qs : ""}`);
@@ -704,9 +724,40 @@ class TracePage {
       this.showDetail();
       if (scroll) this.rowCache.get(node.id)?.scrollIntoView({ block: "nearest" });
     } else {
+      this.explaining = false;
       this.detail.hidden = true;
       this.detail.replaceChildren();
     }
+  }
+
+  /** Open the Explain panel for a node's object (a request or Event row: the object it is of). */
+  explainNode(node, focusPanel = true) {
+    if (!node) return;
+    this.explaining = true;
+    const keep = this.selected && this.selected.node === node ? this.selected.log : null;
+    this.select(node, keep, true);
+    // from the keyboard the tree keeps the focus, so the arrows go on walking the rows
+    if (focusPanel) this.detail.querySelector("#explain-panel")?.focus();
+  }
+
+  closeExplain() {
+    this.explaining = false;
+    if (this.selected) this.select(this.selected.node, this.selected.log);
+    this.pane.focus();
+  }
+
+  /** The panel for the selected row's object, at the selected log's moment (none: its last activity). */
+  explainFor(node, log) {
+    const owner = ownerObject(node);
+    if (!owner) return null;
+    const info = log !== null && log !== undefined ? nodeLogs(node)[log] : null;
+    // a request or Event row asks about the moment it happened; an object row about its last activity
+    const at = info ? info.timestamp : node.isObject ? null : node.span.startTime;
+    const id = JSON.stringify([objectKey(owner.tags), at]);
+    if (!this.explainCache || this.explainCache.id !== id) {
+      this.explainCache = { id, el: explainPanel(owner.tags, at, { onClose: () => this.closeExplain() }) };
+    }
+    return this.explainCache.el;
   }
 
   markSelected() {
@@ -734,7 +785,11 @@ class TracePage {
         this.render();
         this.select(n, null, true);
       },
+      onExplain: () => this.explainNode(node),
     });
+    const panel = this.explaining ? this.explainFor(node, log) : null;
+    // right below the object's links, above the log and its tags: the answer is what was asked for
+    if (panel) (this.detail.querySelector(".object-at") || this.detail.querySelector(".meta")).after(panel);
   }
 
   setupColumnResize() {

@@ -50,9 +50,11 @@ def test_any_cluster_finds_every_copy_and_the_tree_names_each_rows_cluster(fleet
         ("", "any cluster"),
     ]
     picker.select_by_value("")
+    # read in the page: the list is filled again as the clusters answer, so elements found go stale
     browser.wait_until(
-        lambda b: any(
-            o.get_attribute("value") == "deployments.apps" for o in b.find_all("#resource-list option")
+        lambda b: (
+            "deployments.apps"
+            in b.js("return [...document.querySelectorAll('#resource-list option')].map((o) => o.value)")
         ),
         10,
         "the resources of every cluster",

@@ -311,9 +311,10 @@ def test_a_reused_name_lists_the_other_object_and_opens_it(browser: Browser, ser
 def test_keyed_diff_paths_are_coloured_as_diffs(browser: Browser, server: Server) -> None:
     open_view(browser, server, TRACING_FULL)
     row = deployment_row(browser)
-    for marker in row.find_elements("css selector", '.mk[data-diff="1"]'):
-        marker.click()
-        log = marker.get_attribute("data-log")
+    for index in range(len(row.find_elements("css selector", '.mk[data-diff="1"]'))):
+        # found again each time: opening the detail panel narrows the timeline, which redraws its markers
+        click_fresh(browser, f'.row.target .mk[data-diff="1"]:nth-child({index + 1} of .mk[data-diff="1"])')
+        log = parse_qs(urlparse(browser.current_url).query)["log"][0]
         pre = browser.wait_for(f'#detail .log-detail[data-log="{log}"] pre.diff')
         keyed = [p.text for p in pre.find_elements("css selector", ".diff-path") if "[type=" in p.text]
         if keyed:

@@ -66,6 +66,7 @@ PAGES = [
     "/search",
     "/changes",
     "/object?resource=pods&name=x",
+    "/explain?resource=pods&name=x",
     "/trace/ff20000000e1e3e70000000000001234",
 ]
 
