@@ -121,6 +121,10 @@ class Ingestor:
     def backlog_bytes(self) -> int:
         return self._backlog_bytes
 
+    @property
+    def backlog_batches(self) -> int:
+        return len(self._queued_ids)
+
     def accept(self, cluster: str, body: bytes) -> int:
         """Decode, check, persist and queue one webhook body; returns the number of events in it."""
         try:
@@ -147,6 +151,7 @@ class Ingestor:
         self._enqueue_batch(AuditBatch(batch_id, cluster, size, events), counted=True)
         self.counters["batches_accepted"] += 1
         self.counters["events_received"] += len(events)
+        self.counters["received_bytes"] += size
         return len(events)
 
     def problems(self) -> list[str]:
@@ -343,7 +348,11 @@ class Ingestor:
         except Exception:
             # Not the store: a fault of ours that retrying will not cure. The batch stays in the inbox.
             self.counters["batches_failed"] += 1
-            logger.exception("batch %d failed; it stays in the inbox", batch.batch_id)
+            logger.exception(
+                "batch %d failed; it stays in the inbox",
+                batch.batch_id,
+                extra={"cluster": batch.cluster, "batch": batch.batch_id},
+            )
         finally:
             with self._changed:
                 self._backlog_bytes -= batch.size
@@ -364,7 +373,11 @@ class Ingestor:
         except errors.StoreRefused:
             # One event the store refuses must not take the others with it: each is written alone,
             # and the ones still refused are kept aside with the reason.
-            logger.warning("batch %d was refused whole; writing its events one by one", batch.batch_id)
+            logger.warning(
+                "batch %d was refused whole; writing its events one by one",
+                batch.batch_id,
+                extra={"cluster": batch.cluster, "batch": batch.batch_id},
+            )
             for event in events:
                 try:
                     self._count(self.pipeline.process_audit([event], batch.cluster))
@@ -381,4 +394,4 @@ class Ingestor:
         reason = cut(reason)
         self.inbox.quarantine(cluster, body, reason, time.time_ns() // 1000)
         self.counters["events_quarantined"] += 1
-        logger.error("quarantined input of cluster %s: %s", cluster, reason)
+        logger.error("quarantined input of cluster %s: %s", cluster, reason, extra={"cluster": cluster})
