@@ -152,6 +152,14 @@ class Ingestor:
         self.counters["batches_accepted"] += 1
         self.counters["events_received"] += len(events)
         self.counters["received_bytes"] += size
+        logger.debug(
+            "accepted batch %d of cluster %s: %d events, %d bytes",
+            batch_id,
+            cluster,
+            len(events),
+            size,
+            extra={"cluster": cluster, "batch": batch_id},
+        )
         return len(events)
 
     def problems(self) -> list[str]:
@@ -343,6 +351,12 @@ class Ingestor:
         try:
             if self._stored(lambda: self._audit_once(batch), f"batch {batch.batch_id}"):
                 self.last_processed_us = time.time_ns() // 1000
+                logger.debug(
+                    "processed batch %d of cluster %s",
+                    batch.batch_id,
+                    batch.cluster,
+                    extra={"cluster": batch.cluster, "batch": batch.batch_id},
+                )
             else:
                 self.counters["batches_left_in_inbox"] += 1
         except Exception:

@@ -112,7 +112,6 @@ class RequestMetrics:
         )
         self.users = BoundedLabel(max_users)
         self.resources = BoundedLabel(max_resources)
-        self._groups: dict[str, str] = {}
 
     def observe(self, event: AuditEvent, cluster: str) -> None:
         if event.stage not in FINAL_STAGES:
@@ -131,15 +130,22 @@ class RequestMetrics:
         status = event.responseStatus
         code = UNKNOWN if status is None or status.code is None else _CODES.get(status.code, OTHER)
         self.requests.inc((cluster, group, resource, verb, code, self.users(_user_of(event))))
-        received, stage = event.requestReceivedTimestamp, event.stageTimestamp
-        if received and stage:
-            try:
-                seconds = (datetime.fromisoformat(stage) - datetime.fromisoformat(received)).total_seconds()
-            except (ValueError, TypeError):
-                # A timestamp the apiserver would not write (the event was kept for its other
-                # facts); a time with a zone minus one without is a TypeError.
-                return
-            self.duration.observe((cluster, resource, verb), max(seconds, 0.0))
+        seconds = _duration(event.requestReceivedTimestamp, event.stageTimestamp)
+        if seconds is not None:
+            self.duration.observe((cluster, resource, verb), seconds)
+
+
+def _duration(received: str, stage: str) -> float | None:
+    """Seconds from one timestamp to the other (never negative); None when either is missing or
+    unreadable (the event is still counted)."""
+    if not received or not stage:
+        return None
+    try:
+        seconds = (datetime.fromisoformat(stage) - datetime.fromisoformat(received)).total_seconds()
+    except (ValueError, TypeError):
+        # Not a time the apiserver would write; a time with a zone minus one without is a TypeError.
+        return None
+    return max(seconds, 0.0)
 
 
 def _user_of(event: AuditEvent) -> str:
