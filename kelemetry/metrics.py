@@ -70,6 +70,15 @@ class Counter:
                 labels = self._overflow
             values[labels] = values.get(labels, 0.0) + amount
 
+    def add(self, amounts: Iterable[tuple[Labels, float]]) -> None:
+        """Several increments under one lock (a batch's worth)."""
+        with self._lock:
+            values = self._values
+            for labels, amount in amounts:
+                if labels not in values and len(values) >= self.max_series:
+                    labels = self._overflow
+                values[labels] = values.get(labels, 0.0) + amount
+
     def value(self, labels: Labels = ()) -> float:
         return self._values.get(labels, 0.0)
 
@@ -113,6 +122,20 @@ class Histogram:
                 series = self._series.setdefault(labels, [0.0] * (len(self.bounds) + 2))
             series[slot] += 1
             series[-1] += value
+
+    def observe_all(self, observations: Iterable[tuple[Labels, float]]) -> None:
+        """Several observations under one lock (a batch's worth)."""
+        bounds, size = self.bounds, len(self.bounds) + 2
+        with self._lock:
+            every = self._series
+            for labels, value in observations:
+                series = every.get(labels)
+                if series is None:
+                    if len(every) >= self.max_series:
+                        labels = self._overflow
+                    series = every.setdefault(labels, [0.0] * size)
+                series[bisect_left(bounds, value)] += 1
+                series[-1] += value
 
     def count(self, labels: Labels) -> int:
         series = self._series.get(labels)

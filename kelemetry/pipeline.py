@@ -132,14 +132,14 @@ class Pipeline:
         result = BatchResult()
         spans: list[SpanRecord] = []
         objects: dict[int, KnownObject] = {}
-        requests = self.requests
+        # Every event read, for the request metrics (counted once the batch is through).
+        read: list[AuditEvent] = []
         for raw in raws:
             result.events += 1
             try:
                 if not isinstance(raw, AuditEvent):
                     raw = from_mapping(raw)
-                if requests is not None:
-                    requests.observe(raw, cluster)
+                read.append(raw)
                 event = self.converter.convert(raw, cluster)
                 if event is None:
                     continue
@@ -162,6 +162,8 @@ class Pipeline:
                     extra={"cluster": cluster, "audit_id": audit_id},
                 )
         self._flush(spans, objects, result)
+        if self.requests is not None:
+            self.requests.observe(read, cluster)
         return result
 
     def process_kube_events(self, objects_: Iterable[Mapping[str, Any]], cluster: str) -> BatchResult:

@@ -32,9 +32,10 @@ The duration is ``stageTimestamp - requestReceivedTimestamp`` as the apiserver w
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime
 
-from kelemetry.metrics import OTHER, Registry
+from kelemetry.metrics import OTHER, Labels, Registry
 from kelemetry.receivers.auditwire import AuditEvent
 
 DEFAULT_MAX_USERS = 20
@@ -63,27 +64,30 @@ VERBS = frozenset(
 DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 _CODES = {code: str(code) for code in range(100, 600)}
 _NODE_PREFIX = "system:node:"
+# Distinct label combinations remembered; past it the memory starts again (labels are unchanged).
+MAX_CACHED = 100_000
 
 
 class BoundedLabel:
     """The first ``limit`` distinct values keep their own label for the life of the process; the
-    values after them are ``other`` (and are not remembered, so memory stays bounded too)."""
+    values after them are ``other`` (and are not remembered, so memory stays bounded too).
+    ``admitted`` is read directly on the hot path: a hit is one dictionary lookup."""
 
     def __init__(self, limit: int) -> None:
         self.limit = limit
-        self._admitted: dict[str, str] = {}
+        self.admitted: dict[str, str] = {}
 
     def __call__(self, value: str) -> str:
-        label = self._admitted.get(value)
+        label = self.admitted.get(value)
         if label is not None:
             return label
-        if len(self._admitted) >= self.limit:
+        if len(self.admitted) >= self.limit:
             return OTHER
-        self._admitted[value] = value
+        self.admitted[value] = value
         return value
 
     def __len__(self) -> int:
-        return len(self._admitted)
+        return len(self.admitted)
 
 
 class RequestMetrics:
@@ -99,7 +103,7 @@ class RequestMetrics:
         self.requests = registry.counter(
             "kelemetry_audit_requests_total",
             "Requests the apiserver completed, from its audit stream (all verbs, counted once, at the "
-            "final stage). Users past the first --request-metrics-users and resources past the first "
+            f"final stage). Users past the first {max_users} and resources past the first "
             f"{max_resources} are 'other'.",
             ("cluster", "group", "resource", "verb", "code", "user"),
         )
@@ -112,49 +116,79 @@ class RequestMetrics:
         )
         self.users = BoundedLabel(max_users)
         self.resources = BoundedLabel(max_resources)
+        self._cache: dict[tuple[str | int | None, ...], tuple[Labels, Labels]] = {}
 
-    def observe(self, event: AuditEvent, cluster: str) -> None:
-        if event.stage not in FINAL_STAGES:
-            return
-        ref = event.objectRef
-        if ref is None or not ref.resource:
+    def observe(self, events: Iterable[AuditEvent], cluster: str) -> None:
+        """Count a batch of one cluster. An event's labels are looked up by what they are made of
+        (worked out once per distinct combination: admission is for life, so a label once given
+        stays right), and the batch reaches the shared counter and histogram in one update each."""
+        counts: dict[Labels, float] = {}
+        durations: list[tuple[Labels, float]] = []
+        cache = self._cache
+        if len(cache) > MAX_CACHED:
+            cache.clear()
+        for event in events:
+            if event.stage not in FINAL_STAGES:
+                continue
+            ref = event.objectRef
+            status = event.responseStatus
+            impersonated, user = event.impersonatedUser, event.user
+            made_of = (
+                cluster,
+                *((ref.apiGroup, ref.resource, ref.subresource) if ref is not None else ("", "", "")),
+                event.verb,
+                status.code if status is not None else None,
+                (impersonated.username if impersonated is not None else "")
+                or (user.username if user is not None else ""),
+            )
+            labels = cache.get(made_of)
+            if labels is None:
+                labels = cache[made_of] = self._labels(*made_of)
+            request, latency = labels
+            counts[request] = counts.get(request, 0.0) + 1.0
+            received, stage = event.requestReceivedTimestamp, event.stageTimestamp
+            if received and stage:
+                seconds = _duration(received, stage)
+                if seconds is not None:
+                    durations.append((latency, seconds))
+        if counts:
+            self.requests.add(counts.items())
+        if durations:
+            self.duration.observe_all(durations)
+
+    def _labels(
+        self,
+        cluster: str,
+        group: str,
+        resource: str,
+        subresource: str,
+        verb: str,
+        code: int | None,
+        user: str,
+    ) -> tuple[Labels, Labels]:
+        """The labels of the request counter and of the latency histogram."""
+        if not resource:
             group, resource = "", NONRESOURCE
         else:
-            group = ref.apiGroup
-            resource = f"{ref.resource}/{ref.subresource}" if ref.subresource else ref.resource
+            resource = f"{resource}/{subresource}" if subresource else resource
             # Admitted by group and resource together: "events" of two groups are two resources.
-            label = self.resources(f"{group}/{resource}")
-            if label == OTHER:
+            if self.resources(f"{group}/{resource}") == OTHER:
                 group = resource = OTHER
-        verb = event.verb if event.verb in VERBS else OTHER
-        status = event.responseStatus
-        code = UNKNOWN if status is None or status.code is None else _CODES.get(status.code, OTHER)
-        self.requests.inc((cluster, group, resource, verb, code, self.users(_user_of(event))))
-        seconds = _duration(event.requestReceivedTimestamp, event.stageTimestamp)
-        if seconds is not None:
-            self.duration.observe((cluster, resource, verb), seconds)
+        verb = verb if verb in VERBS else OTHER
+        shown_code = UNKNOWN if code is None else _CODES.get(code, OTHER)
+        if not user:
+            user = UNKNOWN
+        elif user.startswith(_NODE_PREFIX):
+            user = "system:node"
+        return (cluster, group, resource, verb, shown_code, self.users(user)), (cluster, resource, verb)
 
 
 def _duration(received: str, stage: str) -> float | None:
-    """Seconds from one timestamp to the other (never negative); None when either is missing or
-    unreadable (the event is still counted)."""
-    if not received or not stage:
-        return None
+    """Seconds from one timestamp to the other (never negative); None when one is unreadable (the
+    event is still counted)."""
     try:
         seconds = (datetime.fromisoformat(stage) - datetime.fromisoformat(received)).total_seconds()
     except (ValueError, TypeError):
         # Not a time the apiserver would write; a time with a zone minus one without is a TypeError.
         return None
     return max(seconds, 0.0)
-
-
-def _user_of(event: AuditEvent) -> str:
-    impersonated, user = event.impersonatedUser, event.user
-    name = (impersonated.username if impersonated is not None else "") or (
-        user.username if user is not None else ""
-    )
-    if not name:
-        return UNKNOWN
-    if name.startswith(_NODE_PREFIX):
-        return "system:node"
-    return name

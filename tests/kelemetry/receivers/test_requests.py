@@ -23,8 +23,7 @@ def event(**fields: Any) -> AuditEvent:
 
 def observed(events: list[AuditEvent], cluster: str = "c1", **bounds: int) -> RequestMetrics:
     requests = RequestMetrics(metrics.Registry(), **bounds)
-    for each in events:
-        requests.observe(each, cluster)
+    requests.observe(events, cluster)
     return requests
 
 
@@ -39,8 +38,8 @@ def test_a_request_is_counted_once_at_its_final_stage_with_its_labels_and_latenc
     ]
     registry = metrics.Registry()
     requests = RequestMetrics(registry)
-    for each in stages:
-        requests.observe(each, "c1")
+    for each in stages:  # the stages of one request, in three batches
+        requests.observe([each], "c1")
 
     assert counts(requests) == {("c1", "apps", "deployments/scale", "patch", "200", "admin"): 1}
     # received 10:00:00.000000, completed 10:00:00.010000 (the factory's defaults)
@@ -144,8 +143,8 @@ def test_a_missing_or_unreadable_timestamp_counts_the_request_without_a_latency(
 
 def test_clusters_are_counted_apart() -> None:
     requests = RequestMetrics(metrics.Registry())
-    requests.observe(event(verb="get", code=200), "host")
-    requests.observe(event(verb="get", code=200), "member-1")
+    requests.observe([event(verb="get", code=200)], "host")
+    requests.observe([event(verb="get", code=200)], "member-1")
 
     assert set(counts(requests)) == {
         ("host", "", "pods", "get", "200", "admin"),
