@@ -6,6 +6,7 @@ The registry alone is test_metrics.py; the label rules in detail are receivers/t
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -24,6 +25,7 @@ from kelemetry.kube.kinds import KindResolver
 from kelemetry.receivers.auditfiles import FileStats, read_audit_file
 from kelemetry.receivers.requests import RequestMetrics
 from kelemetry.settings import (
+    OtlpSettings,
     RequestMetricsSettings,
     ServeSettings,
     StoreSettings,
@@ -33,6 +35,7 @@ from kelemetry.settings import (
 from kelemetry.store.sqlite import SpanStore
 from tests import promtext
 from tests.factories import audit_event, event_list
+from tests.kelemetry.test_webhook import free_port
 
 with catch_warnings():
     filterwarnings("ignore", message="Using `httpx` with `starlette.testclient`")
@@ -207,3 +210,27 @@ def test_the_recorded_deployment_lifecycle_counts_who_asked_for_what(tmp_path: P
     assert values[requests_key(**apps, resource="deployments", verb="get", code="200")] == 11
     assert sum(v for k, v in values.items() if k.startswith(REQUESTS)) == 192
     assert sum(v for k, v in values.items() if k.startswith(f"{DURATION}_count")) == 192
+
+
+def test_export_metrics_show_the_spans_waiting_for_an_endpoint_that_is_down(tmp_path: Path) -> None:
+    closed_port = free_port()  # nothing listens there: every export attempt fails
+    settings = ServeSettings(
+        store=StoreSettings(path=str(tmp_path / "k.db")),
+        webhook=WebhookSettings(token=TOKEN),
+        otlp=OtlpSettings(endpoint=f"http://127.0.0.1:{closed_port}", poll_interval_seconds=0.05),
+    )
+    collector = Collector(settings)
+    with TestClient(create_app(collector), headers=JSON_BODY) as client:
+        post(client, [audit_event(verb="create")])
+        assert collector.ingestor.wait_idle(5)
+        deadline = time.monotonic() + 20
+        while collector.follower is not None and collector.follower.failures == 0:
+            assert time.monotonic() < deadline, "no export attempt failed"
+            time.sleep(0.05)
+        values = promtext.samples(scrape(client))
+
+    assert values["kelemetry_otlp_export_failures_total"] >= 1
+    assert values["kelemetry_otlp_exported_spans_total"] == 0
+    assert values["kelemetry_otlp_export_cursor"] == 0
+    # The Pod's object span and its request span wait on disk.
+    assert values["kelemetry_otlp_export_lag_spans"] == values["kelemetry_store_write_sequence"] == 2
