@@ -14,11 +14,12 @@ from typing import Any
 from warnings import catch_warnings, filterwarnings
 
 import orjson
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from frontend import query
 from frontend.access import AccessPolicy
-from kelemetry import metrics
+from kelemetry import cli, metrics
 from kelemetry import pipeline as pipelines
 from kelemetry.app import Collector, build_app, create_app
 from kelemetry.kube.kinds import KindResolver
@@ -234,3 +235,14 @@ def test_export_metrics_show_the_spans_waiting_for_an_endpoint_that_is_down(tmp_
     assert values["kelemetry_otlp_export_cursor"] == 0
     # The Pod's object span and its request span wait on disk.
     assert values["kelemetry_otlp_export_lag_spans"] == values["kelemetry_store_write_sequence"] == 2
+
+
+def test_a_negative_bound_is_a_one_line_usage_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["serve", "--store", str(tmp_path / "k.db"), "--request-metrics-users", "-1"]
+
+    assert cli.main(argv) == cli.EXIT_USAGE
+
+    assert capsys.readouterr().err == "kelemetry: error: --request-metrics-users must be 0 or more, not -1\n"
+    assert not (tmp_path / "k.db").exists()
