@@ -8,29 +8,33 @@ module-level app or settings: tests build as many as they like.
 from __future__ import annotations
 
 import logging
+import sqlite3
 import threading
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse, PlainTextResponse
+from fastapi.responses import JSONResponse, Response
 
 from frontend import access
 from frontend import api as frontend_api
 from frontend.headers import SecurityHeaders
 from frontend.query import QueryService
-from kelemetry import __version__, pipeline
+from frontend.timing import RequestTimer
+from kelemetry import __version__, metrics, pipeline
 from kelemetry.connection import ClusterConnection, ClusterHealth, resume_path
 from kelemetry.errors import KelemetryError, StoreError
 from kelemetry.export.otlp import OtlpFollower
 from kelemetry.ingest import Ingestor
 from kelemetry.kube.kinds import KindResolver
 from kelemetry.linker.links import Clusters
+from kelemetry.metrics import Metric
 from kelemetry.receivers import webhook
+from kelemetry.receivers.requests import RequestMetrics
 from kelemetry.settings import ServeSettings
 from kelemetry.store.inbox import Inbox, inbox_path
 from kelemetry.store.retention import Removed, RetentionReport
@@ -51,7 +55,11 @@ class Collector:
         resolver: KindResolver | None = None,
         *,
         undiscovered: frozenset[str] = frozenset(),
+        registry: metrics.Registry | None = None,
+        requests: RequestMetrics | None = None,
     ) -> None:
+        """``registry``: the process's metrics (a new one when not given); ``requests``: the request
+        metrics of the audit stream, when the caller already counts into them (`serve --replay`)."""
         names = [cluster.name for cluster in settings.clusters]
         duplicates = sorted({name for name in names if names.count(name) > 1})
         if duplicates:
@@ -61,12 +69,19 @@ class Collector:
         self.store = SpanStore(store_path, synchronous=settings.store.synchronous)
         self.inbox = Inbox(inbox_path(store_path), synchronous=settings.store.synchronous)
         self.resolver = resolver or KindResolver()
+        self.registry = registry or metrics.Registry()
+        bounds = settings.request_metrics
+        self.requests = requests or RequestMetrics(
+            self.registry, max_users=bounds.max_users, max_resources=bounds.max_resources
+        )
+        self.registry.add_source(self.collect)
         known = frozenset(names) | {settings.webhook.default_cluster} | frozenset(self.store.clusters())
         self.pipeline = pipeline.build(
             self.store,
             settings.trace,
             self.resolver,
             clusters=Clusters(known, dict(settings.cluster_aliases)),
+            requests=self.requests,
         )
         # One redactor for the inbox and the pipeline: a field is redacted by one set of rules.
         self.ingestor = Ingestor(
@@ -171,83 +186,284 @@ class Collector:
             except Exception:
                 logger.exception("retention pass failed")
 
-    def _cache_metrics(self) -> dict[str, float]:
+    def metrics(self) -> dict[str, float]:
+        """Every sample of /metrics as ``name{labels}`` → value (tests and tools)."""
+        return self.registry.values()
+
+    def collect(self) -> Iterator[Metric]:
+        """The collector's state at scrape time (a ``metrics.Registry`` source). Everything counted
+        here is counted where it happens already; this only reads it."""
+        yield metrics.gauge("kelemetry_build_info", "The running version.", {(__version__,): 1}, ("version",))
+        yield from self._ingest_metrics()
+        yield from self._store_metrics()
+        yield from self._cache_metrics()
+        yield from self._fleet_metrics()
+        yield from self._gap_metrics()
+        for name, source in (
+            ("links", self.pipeline.links.counts),
+            ("kube_events", self.pipeline.events.counts),
+        ):
+            yield metrics.counter_family(
+                f"kelemetry_{name}_total",
+                f"{name.replace('_', ' ').capitalize()} by outcome.",
+                ("outcome",),
+                [((outcome,), value) for outcome, value in list(source.items())],
+            )
+        yield from self._export_metrics()
+
+    def _ingest_metrics(self) -> Iterator[Metric]:
+        by_status = []
+        for name, value in list(self.webhook_counters.items()):
+            if name.startswith(webhook.STATUS_PREFIX):
+                by_status.append(((name.removeprefix(webhook.STATUS_PREFIX),), value))
+            else:
+                yield metrics.counter_family(
+                    f"kelemetry_{name}_total",
+                    f"Webhook requests: {name.removeprefix('webhook_')}.",
+                    (),
+                    value,
+                )
+        yield metrics.counter_family(
+            "kelemetry_webhook_responses_total",
+            "Webhook answers by HTTP status (429: backlog full; 503/507: the store cannot take it now).",
+            ("code",),
+            by_status,
+        )
+        for name, value in list(self.ingestor.counters.items()):
+            yield metrics.counter_family(
+                f"kelemetry_ingest_{name}_total", f"Ingestion: {name.replace('_', ' ')}.", (), value
+            )
+        yield metrics.counter_family(
+            "kelemetry_audit_events_total",
+            "Audit events by what the pipeline did with them (kept, or why not).",
+            ("outcome",),
+            [((outcome,), value) for outcome, value in list(self.pipeline.converter.stats.counts.items())],
+        )
+        yield metrics.gauge(
+            "kelemetry_ingest_backlog_bytes",
+            "Bytes of accepted audit batches not processed yet.",
+            self.ingestor.backlog_bytes,
+        )
+        yield metrics.gauge(
+            "kelemetry_ingest_backlog_batches",
+            "Accepted audit batches not processed yet.",
+            self.ingestor.backlog_batches,
+        )
+        try:
+            oldest, quarantined = self.inbox.oldest_received_us(), self.inbox.quarantine_count()
+        except sqlite3.Error as exc:
+            # A scrape must answer most when the disk is failing; these two are left out then.
+            logger.warning("cannot read the inbox for /metrics: %s", exc)
+        else:
+            yield metrics.gauge(
+                "kelemetry_inbox_oldest_age_seconds",
+                "How long the oldest unprocessed batch has waited in the inbox (0: none waits).",
+                0.0 if oldest is None else max(time.time_ns() // 1000 - oldest, 0) / 1e6,
+            )
+            yield metrics.gauge(
+                "kelemetry_quarantined_inputs",
+                "Inputs kept aside with the reason they failed (kelemetry quarantine lists them).",
+                quarantined,
+            )
+        yield metrics.gauge(
+            "kelemetry_store_failing",
+            "1 while the store refuses writes (webhook batches are answered 503).",
+            int(self.ingestor.store_failure is not None),
+        )
+        yield metrics.gauge(
+            "kelemetry_owner_graph_objects", "Objects in the owner graph.", len(self.pipeline.graph)
+        )
+
+    def _store_metrics(self) -> Iterator[Metric]:
+        sizes: dict[tuple[str, ...], float] = {}
+        wal: dict[tuple[str, ...], float] = {}
+        for name, path in (("spans", self.store.path), ("inbox", self.inbox.path)):
+            sizes[(name,)] = _file_size(path)
+            wal[(name,)] = _file_size(path.with_name(path.name + "-wal"))
+        yield metrics.gauge("kelemetry_store_size_bytes", "Size of the store's files.", sizes, ("file",))
+        yield metrics.gauge(
+            "kelemetry_store_wal_size_bytes",
+            "Size of their write-ahead logs (truncated when idle).",
+            wal,
+            ("file",),
+        )
+        removed = self.retention_removed
+        for what in ("traces", "spans", "objects"):
+            yield metrics.counter_family(
+                f"kelemetry_retention_removed_{what}_total",
+                f"{what.capitalize()} removed by retention.",
+                (),
+                getattr(removed, what),
+            )
+        yield metrics.gauge(
+            "kelemetry_store_write_sequence",
+            "The store's write sequence: spans written or moved.",
+            self.store.last_seq,
+        )
+
+    def _cache_metrics(self) -> Iterator[Metric]:
         """Each cache's size as counted against its cap (bytes) and its entries (objects)."""
         changes = self.pipeline.changes
         bases = self.store.base_cache
-        values: dict[str, float] = {}
-        for name, size, entries in (
+        caches = (
             ("diff_history", changes.history.bytes, len(changes.history)),
             ("diff_watched", changes.watched.bytes, len(changes.watched)),
             ("store_bases", bases.bytes, len(bases)),
             ("diff_partials", changes.partial_bytes, changes.partials),
             ("diff_claims", changes.claim_bytes, changes.claims),
-        ):
-            values[f'kelemetry_cache_bytes{{cache="{name}"}}'] = size
-            values[f'kelemetry_cache_entries{{cache="{name}"}}'] = entries
-        values['kelemetry_cache_evictions_total{cache="diff_history"}'] = changes.history.evicted
-        values['kelemetry_cache_evictions_total{cache="diff_watched"}'] = changes.watched.evicted
-        values['kelemetry_cache_evictions_total{cache="diff_partials"}'] = changes.partials_evicted
-        values['kelemetry_cache_evictions_total{cache="diff_claims"}'] = changes.claims_evicted
-        return values
+        )
+        yield metrics.gauge(
+            "kelemetry_cache_bytes",
+            "Bytes held, as counted against the cap.",
+            {(n,): b for n, b, _ in caches},
+            ("cache",),
+        )
+        yield metrics.gauge(
+            "kelemetry_cache_entries", "Entries held.", {(n,): e for n, _, e in caches}, ("cache",)
+        )
+        yield metrics.counter_family(
+            "kelemetry_cache_evictions_total",
+            "Entries evicted to stay under the cap.",
+            ("cache",),
+            [
+                (("diff_history",), changes.history.evicted),
+                (("diff_watched",), changes.watched.evicted),
+                (("diff_partials",), changes.partials_evicted),
+                (("diff_claims",), changes.claims_evicted),
+            ],
+        )
 
-    def _gap_metrics(self) -> dict[str, float]:
+    def _gap_metrics(self) -> Iterator[Metric]:
         """Gaps recorded by this process per cluster and reason, and the seconds they cover."""
-        values: dict[str, float] = {}
-        for (cluster, reason), count in sorted(self.ingestor.gap_counts.items()):
-            label = f'{{cluster="{cluster}",reason="{reason}"}}'
-            values[f"kelemetry_gaps_total{label}"] = count
-            values[f"kelemetry_gap_seconds_total{label}"] = self.ingestor.gap_seconds[(cluster, reason)]
-        return values
+        counts = sorted(self.ingestor.gap_counts.items())
+        labels = ("cluster", "reason")
+        yield metrics.counter_family(
+            "kelemetry_gaps_total", "Gaps recorded: times data may be missing.", labels, counts
+        )
+        yield metrics.counter_family(
+            "kelemetry_gap_seconds_total",
+            "Seconds the recorded gaps cover.",
+            labels,
+            [(key, self.ingestor.gap_seconds[key]) for key, _ in counts],
+        )
 
-    def metrics(self) -> dict[str, float]:
-        values: dict[str, float] = {}
-        for name, value in self.webhook_counters.items():
-            values[f"kelemetry_{name}_total"] = value
-        for name, value in self.ingestor.counters.items():
-            values[f"kelemetry_ingest_{name}_total"] = value
-        for name, value in self.pipeline.converter.stats.counts.items():
-            values[f'kelemetry_audit_events_total{{outcome="{name}"}}'] = value
-        values["kelemetry_ingest_backlog_bytes"] = self.ingestor.backlog_bytes
-        values["kelemetry_store_failing"] = int(self.ingestor.store_failure is not None)
-        values["kelemetry_quarantined_inputs"] = self.quarantined()
-        values["kelemetry_owner_graph_objects"] = len(self.pipeline.graph)
-        values.update(self._cache_metrics())
-        removed = self.retention_removed
-        values["kelemetry_retention_removed_traces_total"] = removed.traces
-        values["kelemetry_retention_removed_spans_total"] = removed.spans
-        values["kelemetry_retention_removed_objects_total"] = removed.objects
+    def _fleet_metrics(self) -> Iterator[Metric]:
         now = time.time_ns() // 1000
         fleet = self.health()
-        # All clusters' watches together, under the names of before fleets (dashboards use them);
-        # per cluster below.
-        values["kelemetry_events_watch_relists_total"] = sum(h.relists for h in fleet)
-        values["kelemetry_events_watch_reconnects_total"] = sum(h.reconnects for h in fleet)
+        # All clusters' watches together, under the names of before fleets (dashboards use them).
+        yield metrics.counter_family(
+            "kelemetry_events_watch_relists_total",
+            "Watch relists, all clusters.",
+            (),
+            sum(h.relists for h in fleet),
+        )
+        yield metrics.counter_family(
+            "kelemetry_events_watch_reconnects_total",
+            "Watch reconnects, all clusters.",
+            (),
+            sum(h.reconnects for h in fleet),
+        )
+        per: dict[str, dict[tuple[str, ...], float]] = {
+            name: {}
+            for name in (
+                "up",
+                "relists",
+                "reconnects",
+                "errors",
+                "audit_age",
+                "watch_age",
+                "audit_time",
+                "watch_time",
+                "lag",
+            )
+        }
         for health in fleet:
-            label = f'{{cluster="{health.name}"}}'
-            values[f"kelemetry_cluster_up{label}"] = 1.0 if health.state == "ok" else 0.0
-            values[f"kelemetry_cluster_watch_relists_total{label}"] = health.relists
-            values[f"kelemetry_cluster_watch_reconnects_total{label}"] = health.reconnects
-            values[f"kelemetry_cluster_watch_errors{label}"] = len(health.errors)
+            key = (health.name,)
+            per["up"][key] = 1.0 if health.state == "ok" else 0.0
+            per["relists"][key] = health.relists
+            per["reconnects"][key] = health.reconnects
+            per["errors"][key] = len(health.errors)
             if health.last_audit_us is not None:
-                values[f"kelemetry_cluster_last_audit_age_seconds{label}"] = (
-                    now - health.last_audit_us
-                ) / 1e6
+                per["audit_age"][key] = (now - health.last_audit_us) / 1e6
+                per["audit_time"][key] = health.last_audit_us / 1e6
             if health.last_watch_us is not None:
-                values[f"kelemetry_cluster_last_watch_age_seconds{label}"] = (
-                    now - health.last_watch_us
-                ) / 1e6
+                per["watch_age"][key] = (now - health.last_watch_us) / 1e6
+                per["watch_time"][key] = health.last_watch_us / 1e6
             if health.watch_lag_s is not None:
-                values[f"kelemetry_cluster_watch_lag_seconds{label}"] = health.watch_lag_s
-        for name, value in self.pipeline.links.counts.items():
-            values[f'kelemetry_links_total{{outcome="{name}"}}'] = value
-        for name, value in self.pipeline.events.counts.items():
-            values[f'kelemetry_kube_events_total{{outcome="{name}"}}'] = value
-        values.update(self._gap_metrics())
-        if self.follower is not None:
-            values["kelemetry_otlp_exported_spans_total"] = self.follower.exported
-            values["kelemetry_otlp_export_failures_total"] = self.follower.failures
-        return values
+                per["lag"][key] = health.watch_lag_s
+        cluster = ("cluster",)
+        yield metrics.gauge(
+            "kelemetry_cluster_up", "1 while the cluster is connected and healthy.", per["up"], cluster
+        )
+        yield metrics.counter_family(
+            "kelemetry_cluster_watch_relists_total",
+            "Watch relists (after 410 Gone).",
+            cluster,
+            per["relists"].items(),
+        )
+        yield metrics.counter_family(
+            "kelemetry_cluster_watch_reconnects_total",
+            "Watch reconnects.",
+            cluster,
+            per["reconnects"].items(),
+        )
+        yield metrics.gauge("kelemetry_cluster_watch_errors", "Watches failing now.", per["errors"], cluster)
+        yield metrics.gauge(
+            "kelemetry_cluster_last_audit_age_seconds",
+            "Since the last audit batch.",
+            per["audit_age"],
+            cluster,
+        )
+        yield metrics.gauge(
+            "kelemetry_cluster_last_audit_timestamp_seconds",
+            "When the last audit batch arrived (Unix time).",
+            per["audit_time"],
+            cluster,
+        )
+        yield metrics.gauge(
+            "kelemetry_cluster_last_watch_age_seconds",
+            "Since the last watched event.",
+            per["watch_age"],
+            cluster,
+        )
+        yield metrics.gauge(
+            "kelemetry_cluster_last_watch_timestamp_seconds",
+            "When the last watched event arrived (Unix time).",
+            per["watch_time"],
+            cluster,
+        )
+        yield metrics.gauge(
+            "kelemetry_cluster_watch_lag_seconds",
+            "How late the last Kubernetes Event reached us after it happened.",
+            per["lag"],
+            cluster,
+        )
+
+    def _export_metrics(self) -> Iterator[Metric]:
+        follower = self.follower
+        if follower is None:
+            return
+        yield metrics.counter_family(
+            "kelemetry_otlp_exported_spans_total", "Spans sent to the OTLP endpoint.", (), follower.exported
+        )
+        yield metrics.counter_family(
+            "kelemetry_otlp_export_failures_total", "Failed OTLP export attempts.", (), follower.failures
+        )
+        yield metrics.gauge(
+            "kelemetry_otlp_export_cursor", "The store write sequence exported so far.", follower.cursor
+        )
+        yield metrics.gauge(
+            "kelemetry_otlp_export_lag_spans",
+            "Span writes in the store not exported yet (they wait on disk).",
+            max(self.store.last_seq - follower.cursor, 0),
+        )
+
+
+def _file_size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0
 
 
 def create_app(collector: Collector, query: QueryService | None = None) -> FastAPI:
@@ -256,7 +472,7 @@ def create_app(collector: Collector, query: QueryService | None = None) -> FastA
     policy = access.AccessPolicy(
         token=collector.settings.webhook.token, public_query=collector.settings.public_query
     )
-    return build_app(collector=collector, query=query, policy=policy)
+    return build_app(collector=collector, query=query, policy=policy, registry=collector.registry)
 
 
 def build_app(
@@ -264,10 +480,13 @@ def build_app(
     collector: Collector | None = None,
     query: QueryService | None = None,
     policy: access.AccessPolicy | None = None,
+    registry: metrics.Registry | None = None,
 ) -> FastAPI:
     """The one FastAPI app of both processes: ``kelemetry serve`` (a collector, and the query side over
     its store) and ``kelemetry frontend`` (the query side alone). Its lifespan starts the collector
-    and, on the way out, stops it and closes the query service. ``policy`` says who may read what."""
+    and, on the way out, stops it and closes the query service. ``policy`` says who may read what;
+    ``registry`` holds the process's metrics (a new one when not given), served at ``/metrics``."""
+    registry = registry or metrics.Registry()
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -295,11 +514,18 @@ def build_app(
     # Added last, so outermost: the guard's refusals carry the security headers too.
     app.add_middleware(access.TokenGuard, policy=policy)
     app.add_middleware(SecurityHeaders)
+    # Outermost of all: a request's time includes the guard and the headers.
+    app.add_middleware(RequestTimer, histogram=RequestTimer.histogram_in(registry))
     app.include_router(access.login_router(policy))
 
     @app.get("/healthz")
     def healthz() -> dict[str, str]:
         return {"status": "ok"}
+
+    @app.get("/metrics")
+    def metrics_page() -> Response:
+        """Prometheus' exposition format; behind the token (``frontend.access``)."""
+        return Response(registry.render(), media_type=metrics.CONTENT_TYPE)
 
     if collector is not None:
         _add_collector_routes(app, collector)
@@ -331,10 +557,6 @@ def _add_collector_routes(app: FastAPI, collector: Collector) -> None:
                 {"status": "not ready", "reasons": problems, "quarantined": quarantined}, status_code=503
             )
         return JSONResponse({"status": "ready", "reasons": [], "quarantined": quarantined})
-
-    @app.get("/metrics", response_class=PlainTextResponse)
-    def metrics() -> str:
-        return "".join(f"{name} {value:g}\n" for name, value in sorted(collector.metrics().items()))
 
     @app.get("/api/kelemetry/fleet")
     def fleet() -> dict[str, Any]:

@@ -25,7 +25,7 @@ from frontend import dump as dumping
 from frontend import jaegerjson, modes, objectat, query, revisions, text
 from frontend.types import Found, ObjectQuery, View
 from frontend.views import ViewStore
-from kelemetry import __version__, errors
+from kelemetry import __version__, errors, logs
 from kelemetry import pipeline as pipelines
 from kelemetry.diff.redact import RedactionRule
 from kelemetry.kube.kinds import KindResolver
@@ -38,6 +38,7 @@ from kelemetry.settings import (
     DEFAULT_WATCHED,
     ClusterSettings,
     OtlpSettings,
+    RequestMetricsSettings,
     ServeSettings,
     StoreSettings,
     TlsSettings,
@@ -48,6 +49,8 @@ from kelemetry.store.sqlite import SpanStore
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
+
+    from kelemetry.receivers.requests import RequestMetrics
 
 # The web stack (fastapi, uvicorn), the OTLP exporter (opentelemetry, grpc), the Jaeger client and
 # the kubernetes client are imported by the commands that use them: `replay`, `retain` and `dump`
@@ -110,6 +113,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"kelemetry {__version__}")
     parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    parser.add_argument(
+        "--log-format",
+        default="text",
+        choices=logs.FORMATS,
+        help="'text' (default) or 'json': one object per line with time, level, logger, msg and, where "
+        "relevant, cluster, batch and audit_id",
+    )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     def add_store(sub: argparse.ArgumentParser) -> None:
@@ -276,6 +286,22 @@ def build_parser() -> argparse.ArgumentParser:
         default="process",
         help="'process' survives a killed collector (default); "
         "'power' also survives power loss (fsync per batch)",
+    )
+    serve.add_argument(
+        "--request-metrics-users",
+        type=int,
+        default=RequestMetricsSettings().max_users,
+        metavar="N",
+        help="users with their own label in the request metrics of /metrics (the first N seen keep "
+        f"theirs; later ones are 'other'; default {RequestMetricsSettings().max_users})",
+    )
+    serve.add_argument(
+        "--request-metrics-resources",
+        type=int,
+        default=RequestMetricsSettings().max_resources,
+        metavar="N",
+        help="resources with their own label in the request metrics of /metrics "
+        f"(default {RequestMetricsSettings().max_resources})",
     )
     add_access(serve, "the webhook, /metrics, the query API and the web UI")
     add_trace(serve)
@@ -683,9 +709,11 @@ def tune_gc() -> None:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    from kelemetry import metrics
     from kelemetry.app import Collector, create_app
     from kelemetry.connection import parse_watch_target
     from kelemetry.export.otlp import create_exporter
+    from kelemetry.receivers.requests import RequestMetrics
 
     host, port = parse_listen(args.listen)
     retention = parsed(times.parse_retention_us, args.retention)
@@ -702,6 +730,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
         if not sep or not theirs or not ours:
             raise CliError(f"invalid --cluster-alias {spec!r}: use THEIR_NAME=OUR_NAME")
         aliases.append((theirs, ours))
+    for flag, bound in (
+        ("--request-metrics-users", args.request_metrics_users),
+        ("--request-metrics-resources", args.request_metrics_resources),
+    ):
+        if bound < 0:
+            raise CliError(f"{flag} must be 0 or more, not {bound}")
     settings = ServeSettings(
         host=host,
         port=port,
@@ -728,16 +762,28 @@ def cmd_serve(args: argparse.Namespace) -> int:
         ),
         otlp=OtlpSettings(endpoint=args.otlp_endpoint),
         public_query=args.public_query,
+        request_metrics=RequestMetricsSettings(
+            max_users=args.request_metrics_users, max_resources=args.request_metrics_resources
+        ),
     )
     tls = tls_settings(args)
     if settings.otlp.endpoint:
         create_exporter(settings.otlp.endpoint).shutdown()  # fail fast on a malformed endpoint
     resolver, undiscovered = _resolver(clusters, required=False)
+    # One registry for the process; the files replayed first count in its request metrics too.
+    registry = metrics.Registry()
+    requests = RequestMetrics(
+        registry,
+        max_users=settings.request_metrics.max_users,
+        max_resources=settings.request_metrics.max_resources,
+    )
     if args.replay:
         replays = parse_replays(args.replay, args.cluster)
-        _replay_files(replays, args.store, settings.trace, resolver, quiet=True)
+        _replay_files(replays, args.store, settings.trace, resolver, quiet=True, requests=requests)
     try:
-        collector = Collector(settings, resolver, undiscovered=undiscovered)
+        collector = Collector(
+            settings, resolver, undiscovered=undiscovered, registry=registry, requests=requests
+        )
     except errors.KelemetryError as exc:
         raise CliError(str(exc)) from None
     app = create_app(collector, query.for_store(args.store, kinds=resolver))
@@ -747,15 +793,18 @@ def cmd_serve(args: argparse.Namespace) -> int:
     sys.setswitchinterval(0.001)
     shown_host = f"[{host}]" if ":" in host else host
     scheme = "https" if tls else "http"
-    print(f"kelemetry {__version__} listening on {scheme}://{shown_host}:{port}", file=sys.stderr)
-    print(f"  web UI:        {scheme}://{shown_host}:{port}/", file=sys.stderr)
-    print(f"  audit webhook: {scheme}://{shown_host}:{port}/audit/<cluster>", file=sys.stderr)
-    print(f"  store:         {Path(args.store).resolve()}", file=sys.stderr)
+    banner = [
+        f"kelemetry {__version__} listening on {scheme}://{shown_host}:{port}",
+        f"  web UI:        {scheme}://{shown_host}:{port}/",
+        f"  audit webhook: {scheme}://{shown_host}:{port}/audit/<cluster>",
+        f"  store:         {Path(args.store).resolve()}",
+    ]
     if settings.otlp.endpoint:
-        print(f"  OTLP export:   {settings.otlp.endpoint}", file=sys.stderr)
+        banner.append(f"  OTLP export:   {settings.otlp.endpoint}")
     if settings.webhook.token:
         guarded = "the webhook and /metrics" if args.public_query else "everything but /healthz and /readyz"
-        print(f"  token:         required on {guarded} (${args.token_env})", file=sys.stderr)
+        banner.append(f"  token:         required on {guarded} (${args.token_env})")
+    _announce(args, banner)
     _run_server(app, host, port, args.listen, tls)
     return 0
 
@@ -796,6 +845,8 @@ def _run_server(app: FastAPI, host: str, port: int, listen: str, tls: TlsSetting
         host=host,
         port=port,
         log_level="warning",
+        # uvicorn's records go to the handler `--log-format` chose, not to a format of its own.
+        log_config=None,
         access_log=False,
         ssl_certfile=tls.cert_file if tls else None,
         ssl_keyfile=tls.key_file if tls else None,
@@ -835,10 +886,7 @@ def cmd_frontend(args: argparse.Namespace) -> int:
     tune_gc()  # a big view allocates ~100k objects; default GC thresholds would rescan them many times
     shown_host = f"[{host}]" if ":" in host else host
     scheme = "https" if tls else "http"
-    print(
-        f"kelemetry {__version__} frontend on {scheme}://{shown_host}:{port}/ reading {source}",
-        file=sys.stderr,
-    )
+    _announce(args, [f"kelemetry {__version__} frontend on {scheme}://{shown_host}:{port}/ reading {source}"])
     _run_server(app, host, port, args.listen, tls)
     return 0
 
@@ -951,6 +999,7 @@ def _replay_files(
     resolver: KindResolver,
     *,
     quiet: bool,
+    requests: RequestMetrics | None = None,
 ) -> int:
     """Replay each input (a file, a directory of files, ``-``) into the store; returns the spans
     written. Unreadable records are summarized in one line per file."""
@@ -961,7 +1010,7 @@ def _replay_files(
     created_dir = not store_file.parent.exists()
     existed = store_file.exists()
     store = SpanStore(store_path)
-    pipeline = pipelines.build(store, trace, resolver)
+    pipeline = pipelines.build(store, trace, resolver, requests=requests)
     converter = pipeline.converter
     progress = _Progress(sys.stderr, not quiet)
     totals = FileStats()
@@ -1531,24 +1580,37 @@ COMMANDS = {
 }
 
 
+def _announce(args: argparse.Namespace, lines: list[str]) -> None:
+    """What a server says on start: lines for a person, or log records where logs are JSON (a log
+    pipeline reading stderr then sees nothing but JSON lines)."""
+    if args.log_format == "json":
+        for line in lines:
+            logger.info("%s", " ".join(line.split()))
+    else:
+        print("".join(f"{line}\n" for line in lines), file=sys.stderr, end="")
+
+
+def _fail(args: argparse.Namespace, message: str) -> None:
+    if args.log_format == "json":
+        logger.error("%s", message)
+    else:
+        print(f"kelemetry: error: {message}", file=sys.stderr)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=getattr(logging, args.log_level.upper()),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    logs.configure(args.log_level, args.log_format)
     if args.command is None:
         parser.print_help(sys.stderr)
         return EXIT_USAGE
     try:
         return COMMANDS[args.command](args)
     except errors.NotFound as exc:
-        print(f"kelemetry: error: {_one_line(exc)}", file=sys.stderr)
+        _fail(args, _one_line(exc))
         return EXIT_FAILURE
     except errors.KelemetryError as exc:
-        print(f"kelemetry: error: {_one_line(exc)}", file=sys.stderr)
+        _fail(args, _one_line(exc))
         return EXIT_USAGE if isinstance(exc, CliError | errors.InputError) else EXIT_FAILURE
     except KeyboardInterrupt:
         print("kelemetry: interrupted", file=sys.stderr)

@@ -173,6 +173,10 @@ class Ingestor:
     def backlog_bytes(self) -> int:
         return self._backlog_bytes
 
+    @property
+    def backlog_batches(self) -> int:
+        return len(self._queued_ids)
+
     def accept(self, cluster: str, body: bytes) -> int:
         """Decode, check, persist and queue one webhook body; returns the number of events in it. A
         refusal the sender may give up after (429, 503, 507) opens a "possible loss" gap of the
@@ -216,6 +220,15 @@ class Ingestor:
         self._enqueue_batch(AuditBatch(batch_id, cluster, size, events), counted=True)
         self.counters["batches_accepted"] += 1
         self.counters["events_received"] += len(events)
+        self.counters["received_bytes"] += size
+        logger.debug(
+            "accepted batch %d of cluster %s: %d events, %d bytes",
+            batch_id,
+            cluster,
+            len(events),
+            size,
+            extra={"cluster": cluster, "batch": batch_id},
+        )
         return len(events)
 
     # -- gaps
@@ -579,12 +592,22 @@ class Ingestor:
         try:
             if self._stored(lambda: self._audit_once(batch), f"batch {batch.batch_id}"):
                 self.last_processed_us = time.time_ns() // 1000
+                logger.debug(
+                    "processed batch %d of cluster %s",
+                    batch.batch_id,
+                    batch.cluster,
+                    extra={"cluster": batch.cluster, "batch": batch.batch_id},
+                )
             else:
                 self.counters["batches_left_in_inbox"] += 1
         except Exception:
             # Not the store: a fault of ours that retrying will not cure. The batch stays in the inbox.
             self.counters["batches_failed"] += 1
-            logger.exception("batch %d failed; it stays in the inbox", batch.batch_id)
+            logger.exception(
+                "batch %d failed; it stays in the inbox",
+                batch.batch_id,
+                extra={"cluster": batch.cluster, "batch": batch.batch_id},
+            )
         finally:
             with self._changed:
                 self._backlog_bytes -= batch.size
@@ -621,7 +644,9 @@ class Ingestor:
         reason = cut(reason)
         self.inbox.quarantine(cluster, body, reason, time.time_ns() // 1000, source)
         self.counters["events_quarantined"] += 1
-        logger.error("quarantined input of cluster %s: %s (%s)", cluster, reason, source)
+        logger.error(
+            "quarantined input of cluster %s: %s (%s)", cluster, reason, source, extra={"cluster": cluster}
+        )
 
     def retry_quarantined(self, rows: list[Quarantined] | None = None) -> Retried:
         """Feed quarantined input (``rows``, default all) through the pipeline again, synchronously

@@ -40,6 +40,7 @@ from kelemetry.model.versions import DELETED_RV, ObjectVersion
 from kelemetry.receivers.audit import AuditConverter, AuditFilter
 from kelemetry.receivers.auditwire import AuditEvent, from_mapping
 from kelemetry.receivers.events import EventConverter
+from kelemetry.receivers.requests import RequestMetrics
 from kelemetry.receivers.watched import WatchedObjectReceiver, WatchedVersion
 from kelemetry.settings import DEFAULT_CACHE_BYTES, TraceSettings
 from kelemetry.store.sqlite import SpanStore
@@ -63,7 +64,13 @@ class LinkStats:
         if len(self._logged) >= self.MAX_LOGGED:
             self._logged.clear()
         self._logged.add(obj.incarnation)
-        logger.warning("link of %s not followed (%s): %s", obj.key, refusal.linker, refusal.reason[:300])
+        logger.warning(
+            "link of %s not followed (%s): %s",
+            obj.key,
+            refusal.linker,
+            refusal.reason[:300],
+            extra={"cluster": obj.key.cluster},
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,8 +106,11 @@ class Pipeline:
         linkers: list[Linker] | None = None,
         clusters: Clusters | None = None,
         cache_bytes: int = DEFAULT_CACHE_BYTES,
+        requests: RequestMetrics | None = None,
     ) -> None:
         self.store = store
+        # Request metrics of every audit event seen, reads included (None: not kept).
+        self.requests = requests
         self.linkers = linkers if linkers is not None else []
         self.marks = MarkIndex(self.linkers)
         self.clusters = clusters or Clusters()
@@ -140,12 +150,15 @@ class Pipeline:
         result = BatchResult()
         spans: list[SpanRecord] = []
         objects: dict[int, KnownObject] = {}
+        # Every event read, for the request metrics (counted once the batch is through).
+        read: list[AuditEvent] = []
         for raw in raws:
             result.events += 1
             try:
                 self._stage = "decoding"
                 if not isinstance(raw, AuditEvent):
                     raw = from_mapping(raw)
+                read.append(raw)
                 self._stage = "conversion"
                 event = self.converter.convert(raw, cluster)
                 if event is None:
@@ -166,9 +179,15 @@ class Pipeline:
             except Exception as exc:
                 result.fail(raw, self._stage, exc)
                 self.failed_events += 1
-                audit_id = raw.auditID if isinstance(raw, AuditEvent) else raw.get("auditID", "?")
-                logger.exception("audit event %s could not be processed", str(audit_id)[:100])
+                audit_id = str(raw.auditID if isinstance(raw, AuditEvent) else raw.get("auditID", "?"))[:100]
+                logger.exception(
+                    "audit event %s could not be processed",
+                    audit_id,
+                    extra={"cluster": cluster, "audit_id": audit_id},
+                )
         self._flush(spans, objects, result)
+        if self.requests is not None:
+            self.requests.observe(read, cluster)
         return result
 
     def process_kube_events(self, objects_: Iterable[Mapping[str, Any]], cluster: str) -> BatchResult:
@@ -521,10 +540,12 @@ def build(
     *,
     clusters: Clusters | None = None,
     linker_names: tuple[str, ...] = linker_registry.DEFAULT,
+    requests: RequestMetrics | None = None,
 ) -> Pipeline:
     """The pipeline for a store and trace settings: the one way `serve` and `replay` make theirs, so a
     replayed log is traced exactly as the live webhook would trace it. ``clusters``: the fleet the
-    linkers may link into (default: any cluster, as a replay of one cluster cannot know the others)."""
+    linkers may link into (default: any cluster, as a replay of one cluster cannot know the others).
+    ``requests``: where to count the requests of the audit stream (`serve` keeps them for /metrics)."""
     converter = AuditConverter(
         resolver,
         AuditFilter.from_strings(trace.excluded_resources, trace.excluded_user_agents),
@@ -548,6 +569,7 @@ def build(
         linkers=[factories[name]() for name in linker_names],
         clusters=clusters or Clusters(),
         cache_bytes=trace.cache_bytes,
+        requests=requests,
     )
 
 

@@ -113,6 +113,17 @@ class ClusterSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class RequestMetricsSettings:
+    """Bounds of the labels of the request metrics derived from the audit stream
+    (``kelemetry.receivers.requests``): past them, new values are counted as ``other``."""
+
+    max_users: int = 20
+    """Distinct users with their own label (the first seen since start keep theirs)."""
+    max_resources: int = 100
+    """Distinct (group, resource[/subresource]) with their own label."""
+
+
+@dataclass(frozen=True, slots=True)
 class ServeSettings:
     host: str = "127.0.0.1"
     port: int = 8080
@@ -135,6 +146,7 @@ class ServeSettings:
     public_query: bool = False
     """With a token set, still let anyone read traces (query API and web UI); the webhook and
     ``/metrics`` keep needing the token."""
+    request_metrics: RequestMetricsSettings = field(default_factory=RequestMetricsSettings)
 
 
 @dataclass(frozen=True, slots=True)

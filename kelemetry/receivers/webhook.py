@@ -26,6 +26,8 @@ from kelemetry.settings import CLUSTER_NAME
 logger = logging.getLogger(__name__)
 
 AcceptFn = Callable[[str, bytes], int]
+# Counters named STATUS_PREFIX + code count the answers by HTTP status (/metrics).
+STATUS_PREFIX = "status_"
 
 
 def _problem(
@@ -33,6 +35,7 @@ def _problem(
 ) -> JSONResponse:
     # Reasons may quote the input: bounded, so a megabyte field cannot flood the log or the answer.
     counters[counter] += 1
+    counters[f"{STATUS_PREFIX}{status}"] += 1
     reason = cut(reason)
     logger.warning("audit webhook refused a request (%d): %s", status, reason)
     return JSONResponse(_refusal(status, reason), status_code=status, headers=headers)
@@ -95,6 +98,7 @@ def create_router(
             accepted = await run_in_threadpool(accept, cluster, body)
         except errors.BacklogFull as exc:
             counters["webhook_throttled"] += 1
+            counters[f"{STATUS_PREFIX}429"] += 1
             return JSONResponse(_refusal(429, str(exc)), status_code=429, headers={"Retry-After": "1"})
         except errors.InputError as exc:
             return _problem(
@@ -113,10 +117,14 @@ def create_router(
                 exc.status, str(exc), counters, "webhook_store_unavailable", headers={"Retry-After": "5"}
             )
         except errors.StoreError as exc:
-            logger.error("audit batch could not be made durable: %s", cut(str(exc)))
+            logger.error(
+                "audit batch could not be made durable: %s", cut(str(exc)), extra={"cluster": cluster}
+            )
             counters["webhook_store_error"] += 1
+            counters[f"{STATUS_PREFIX}503"] += 1
             return JSONResponse(_refusal(503, "the batch could not be stored; retry"), status_code=503)
         counters["webhook_accepted"] += 1
+        counters[f"{STATUS_PREFIX}200"] += 1
         return JSONResponse({"accepted": accepted})
 
     @router.post("/audit")

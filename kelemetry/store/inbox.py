@@ -179,6 +179,16 @@ class Inbox:
             if row is not None:
                 yield batch_id, row[0], bytes(row[1])
 
+    def oldest_received_us(self) -> int | None:
+        """When the oldest batch still here was received (None: none is)."""
+        with self._lock:
+            row = self._db.execute("SELECT received_us FROM batches ORDER BY id LIMIT 1").fetchone()
+        return None if row is None else int(row[0])
+
+    def quarantine_count(self) -> int:
+        with self._lock:
+            return int(self._db.execute("SELECT COUNT(*) FROM quarantine").fetchone()[0])
+
     def count(self) -> int:
         with self._lock:
             return int(self._db.execute("SELECT COUNT(*) FROM batches").fetchone()[0])

@@ -860,6 +860,11 @@ class SpanStore(StoreReader):
         self._bases = BytesLRU(_CACHED_BASES, _CACHED_BASES_BYTES)
 
     @property
+    def last_seq(self) -> int:
+        """The write sequence number given last (an exporter's cursor trails it)."""
+        return self._seq
+
+    @property
     def base_cache(self) -> BytesLRU:
         """The bases of recently written objects kept in memory (for /metrics)."""
         return self._bases

@@ -7,7 +7,8 @@
   lean     the practical limit for Python: an orjson decode-and-filter loop over the same file
            (decode every line, keep mutating verbs at ResponseComplete), nothing else.
   replay   decode → filter → link → diff → aggregate → store, through the same code as
-           `kelemetry replay` (one pipeline builder), diffs on. Reports audit events per CPU-second and
+           `kelemetry replay` (one pipeline builder), diffs on, request metrics counted as `serve`
+           counts them. Reports audit events per CPU-second and
            the ratio to the lean loop.
   webhook  a real `kelemetry serve` process; 400-event batches POSTed at 4,000 events/s; p50/p99
            time until the 200 (the batch is durable by then).
@@ -35,6 +36,7 @@ from typing import Any
 import httpx
 import orjson
 
+from kelemetry import metrics
 from kelemetry import pipeline as pipelines
 from kelemetry.cli import tune_gc
 from kelemetry.diff import compute
@@ -44,6 +46,7 @@ from kelemetry.kube.kinds import KindResolver
 from kelemetry.linker.graph import OwnerGraph
 from kelemetry.model.objects import Incarnation, ObjectKey, ObjectRef
 from kelemetry.receivers.auditfiles import FileStats, read_audit_file
+from kelemetry.receivers.requests import RequestMetrics
 from kelemetry.settings import DEFAULT_EXCLUDED_RESOURCES, DEFAULT_EXCLUDED_USER_AGENTS, TraceSettings
 from kelemetry.store.sqlite import SpanStore
 
@@ -140,7 +143,8 @@ def bench_replay(path: Path, store_path: Path) -> dict[str, float]:
     trace = TraceSettings(
         excluded_resources=DEFAULT_EXCLUDED_RESOURCES, excluded_user_agents=DEFAULT_EXCLUDED_USER_AGENTS
     )
-    pipeline = pipelines.build(store, trace, KindResolver())
+    # With the request metrics of the audit stream, as `serve` runs it.
+    pipeline = pipelines.build(store, trace, KindResolver(), requests=RequestMetrics(metrics.Registry()))
     stats = FileStats()
     wall0, cpu0 = time.perf_counter(), time.process_time()
     kept = spans = 0

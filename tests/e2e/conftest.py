@@ -20,6 +20,7 @@ import httpx
 import pytest
 import yaml
 
+from tests import promtext
 from tests.e2e.fleet import FLEET_SERVERS, Fleet
 from tests.e2e.servers import (
     ADMIN_TOKEN,
@@ -156,8 +157,7 @@ class Collector:
         self.server.kill9()
 
     def metrics(self) -> dict[str, float]:
-        text = httpx.get(f"{self.url}/metrics", timeout=5).text
-        return {line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line}
+        return promtext.samples(httpx.get(f"{self.url}/metrics", timeout=5).text)
 
 
 class ControlPlane:
