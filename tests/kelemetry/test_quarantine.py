@@ -241,5 +241,5 @@ def test_a_running_collector_shows_its_quarantined_count_without_failing_readine
         "inputs": 1,
         "see": "kelemetry quarantine --store <store>",
     }
-    assert "kelemetry_quarantined_inputs 1\n" in metrics.text
-    assert "kelemetry_ingest_events_quarantined_total 1\n" in metrics.text
+    assert "kelemetry_quarantined_inputs 1.0\n" in metrics.text
+    assert "kelemetry_ingest_events_quarantined_total 1.0\n" in metrics.text
