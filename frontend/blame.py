@@ -22,7 +22,8 @@ from typing import Any, Literal, TypedDict
 import orjson
 
 from frontend import actors
-from frontend.actors import Request, RequestJson
+from frontend.actors import Request
+from frontend.spanfacts import RequestJson
 from frontend.changes import ObjectJson, format_time
 from kelemetry import errors
 from kelemetry.diff.compute import render_path, render_value

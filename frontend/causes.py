@@ -31,7 +31,8 @@ from dataclasses import dataclass
 from typing import Any, Literal, Protocol, TypedDict
 
 from frontend import actors
-from frontend.actors import Actor, Request, RequestJson
+from frontend.actors import Actor, Request
+from frontend.spanfacts import RequestJson
 from frontend.changes import ObjectJson, format_time
 from frontend.types import AssembledTrace, SpanNode
 from kelemetry import errors
