@@ -64,6 +64,12 @@ class Backend(Protocol):
         requests, Events and changes; the rest of the hierarchy may be left out. NotFound as ``trace``."""
         ...
 
+    def first_activity(self, target: KnownObject) -> int | None:
+        """When the incarnation's own first request, Event or change started (None: none). Its
+        ``first_us`` is a whole-second creationTimestamp or a window's start, too coarse to tell a
+        name's incarnations apart when one is made again within the second of the other's delete."""
+        ...
+
     def clusters(self) -> list[str]: ...
 
     def resources(self, cluster: str | None) -> list[ResourceInfo]: ...
@@ -165,6 +171,9 @@ class StoreBackend:
         for row in chain:
             wanted.update(other.object_id for other in self.objects_of(row.key, start_us, end_us))
         return assemble(self.reader.spans_of_objects(wanted, start_us, end_us), target, start_us, end_us)
+
+    def first_activity(self, target: KnownObject) -> int | None:
+        return self.reader.first_activity(target.object_id)
 
     def clusters(self) -> list[str]:
         return self.reader.clusters()

@@ -275,6 +275,14 @@ class JaegerBackend:
         # One search returns whole hierarchies: the owners come with it, nothing is saved by asking less.
         return self.trace(target, start_us, end_us)
 
+    def first_activity(self, target: KnownObject) -> int | None:
+        starts = [
+            record.start_us
+            for record in self._search(key_tags(target.key), None, None)
+            if record.object_id == target.object_id and record.source is not TraceSource.OBJECT
+        ]
+        return min(starts, default=None)
+
     def _recent_objects(self) -> list[SpanRecord]:
         # Jaeger cannot list objects; the object spans of recent traces stand in, cached briefly.
         now = time.monotonic()

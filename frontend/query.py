@@ -24,6 +24,7 @@ from frontend import stuck as failing
 from frontend.backend import Backend, StoreBackend
 from frontend.changes import ChangeQuery, ChangesJson, bucket_json, row_of
 from frontend.modes import DisplayMode
+from frontend.spanfacts import format_time
 from frontend.types import AssembledTrace, Found, ObjectQuery, Suggestion, View
 from frontend.views import ViewSpec, ViewStore
 from kelemetry import errors
@@ -506,20 +507,34 @@ class QueryService:
     # -- causal answers: why an object is as it is, and who set a field
 
     def _incarnation_at(self, query: ObjectQuery, at_us: int | None) -> tuple[KnownObject, list[KnownObject]]:
-        """The incarnation an answer is about (the uid's; else the newest created at or before
-        ``at_us``; else the newest) and every incarnation of its name, newest first. An unknown object
-        is NotFound with what it may have meant; a query matching several objects, with the options."""
+        """The incarnation an answer is about (the uid's; else the newest whose own first activity is
+        at or before ``at_us``; else the newest) and every incarnation of its name, newest first, each
+        with ``first_us`` set to its first activity. An unknown object is NotFound with what it may
+        have meant; a query matching several objects, with the options."""
         query = self.normalize(query)
         groups = self._groups(query, "is known")
         if len(groups) > 1:
             raise errors.NotFound(_ambiguity(query, groups))
-        incarnations = groups[0]
+        incarnations = self._by_first_activity(groups[0])
         if query.uid:
             return next(row for row in incarnations if row.uid == query.uid), incarnations
         if at_us is not None:
             existing = [row for row in incarnations if (row.first_us or 0) <= at_us]
             return (existing[0] if existing else incarnations[-1]), incarnations
         return incarnations[0], incarnations
+
+    def _by_first_activity(self, incarnations: list[KnownObject]) -> list[KnownObject]:
+        """A name's incarnations newest first by when each really began (its first request, Event
+        or change), which also becomes its ``first_us``. The stored first_us is a whole-second
+        creationTimestamp or a window's start: a ReplicaSet deleted at .858 and made again at .865
+        of one second would otherwise seem to exist from the start of that second, before the
+        delete, and overlap the incarnation it replaced."""
+        dated = []
+        for row in incarnations:
+            began = self.backend.first_activity(row)
+            dated.append(row if began is None else replace(row, first_us=began))
+        dated.sort(key=lambda r: (r.first_us or r.last_us or 0, r.last_us or 0), reverse=True)
+        return dated
 
     def explain(
         self,
@@ -540,9 +555,10 @@ class QueryService:
         except errors.NotFound:
             if at_us is None:
                 raise
-            first = f"; it was first active at {_moment(target.first_us)}" if target.first_us else ""
+            # Milliseconds: the moments that matter here can be a few apart within one second.
+            first = f"; it was first active at {format_time(target.first_us)}" if target.first_us else ""
             raise errors.NotFound(
-                f"{query.describe()} has no activity at or before {_moment(at_us)}{first}"
+                f"{query.describe()} has no activity at or before {format_time(at_us)}{first}"
             ) from None
         chain = causes.explain(trace, at_us)
         number = self.views.save(ViewSpec.of(target.key, None, None, target.uid))

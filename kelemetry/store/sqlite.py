@@ -630,6 +630,22 @@ class StoreReader:
             found.extend(_span_from_row(row) for row in self._query(sql, params))
         return found
 
+    def first_activity(self, object_id: int) -> int | None:
+        """When the object's first request, Event or change started (None: it had none). Window by
+        window from the oldest, by index, so a busy object costs the reads of its first window."""
+        signed = to_signed(object_id)
+        windows = self._query(
+            "SELECT DISTINCT window FROM spans WHERE object_id = ? ORDER BY window", (signed,)
+        )
+        for (window,) in windows:
+            rows = self._query(
+                "SELECT MIN(start_us) FROM spans WHERE object_id = ? AND window = ? AND source <> 'object'",
+                (signed, window),
+            )
+            if rows and rows[0][0] is not None:
+                return int(rows[0][0])
+        return None
+
     def spans_of_traces(self, trace_ids: Iterable[int]) -> list[SpanRecord]:
         found: list[SpanRecord] = []
         for chunk in _chunks([f"{t:032x}" for t in trace_ids], 500):

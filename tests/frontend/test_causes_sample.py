@@ -18,6 +18,7 @@ import pytest
 
 from frontend.backend import StoreBackend
 from frontend.query import QueryService
+from frontend.spanfacts import format_time
 from frontend.types import ObjectQuery
 from frontend.views import ViewStore
 from kelemetry import cli, errors
@@ -238,3 +239,25 @@ def test_the_replicaset_just_before_the_delete_is_the_first_incarnation(service:
             )
         assert answer["object"]["uid"] == first.uid
         assert steps(answer)[0] == ("ReplicaSet", first.uid, "created", DEPLOYMENT_CONTROLLER, "create")
+
+
+def test_the_blamed_incarnations_of_the_recreated_replicaset_do_not_overlap(service: QueryService) -> None:
+    [delete] = writes("causes-recreate", "replicasets", ADMIN, "delete")
+    first, again = writes("causes-recreate", "replicasets", DEPLOYMENT_CONTROLLER, "create")
+    query = ObjectQuery(cluster=CLUSTER, resource="rs", namespace="causes-recreate", name=delete.name)
+    answer: Any = service.blame(query, "spec.replicas").to_json()
+    newer, older = answer["incarnations"]
+    assert (newer["uid"], older["uid"]) == (again.uid, first.uid)
+    # Each begins at its own create (not the whole second of its creationTimestamp), so the new one
+    # begins after the old one's delete.
+    assert (older["first_us"], newer["first_us"]) == (first.time_us, again.time_us)
+    assert older["last_us"] < newer["first_us"] and older["deleted"] and not newer["deleted"]
+
+
+def test_a_moment_before_any_incarnation_is_refused_in_milliseconds(service: QueryService) -> None:
+    first, _ = writes("causes-recreate", "replicasets", DEPLOYMENT_CONTROLLER, "create")
+    with pytest.raises(errors.NotFound) as caught:
+        explained(service, "causes-recreate", "rs", first.name, first.time_us - 400_000)
+    message = str(caught.value)
+    assert f"first active at {format_time(first.time_us)}" in message
+    assert format_time(first.time_us - 400_000) in message
