@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Literal, TypedDict
+from typing import Literal
 
 from frontend.changes import ObjectJson, format_time
 from frontend.spanfacts import RequestJson, request_json
