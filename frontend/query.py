@@ -560,7 +560,7 @@ class QueryService:
             raise errors.NotFound(
                 f"{query.describe()} has no activity at or before {format_time(at_us)}{first}"
             ) from None
-        chain = causes.explain(trace, at_us)
+        chain = causes.explain(trace, at_us, self._elsewhere(trace, at_us))
         number = self.views.save(ViewSpec.of(target.key, None, None, target.uid))
         now = now_us if now_us is not None else at_us if at_us is not None else time.time_ns() // 1000
         found_rollouts, found_stuck = ([], []) if chain_only else self._around(target, at_us, now)
@@ -599,12 +599,36 @@ class QueryService:
                 (row for row in self.backend.objects_of(pod.key, None, since_us) if row.uid == pod.uid), pod
             )
             try:
-                steps = causes.explain(self._lineage(known, since_us), since_us).steps
+                lineage = self._lineage(known, since_us)
+                steps = causes.explain(lineage, since_us, self._elsewhere(lineage, since_us)).steps
             except errors.NotFound:
                 return None
             return steps[-1] if steps else None
 
         return origin
+
+    def _elsewhere(self, trace: AssembledTrace, at_us: int | None) -> list[SpanRecord]:
+        """The requests, up to ``at_us``, of the other incarnations of the names on the object's
+        line of owners that the trace does not hold (an earlier window's, another root's): where a
+        delete of them was is where "recreated" is decided. One index read per name; an
+        incarnation's activity is read only when there is such an incarnation."""
+        held = {node.span.object_id for node in trace.walk()}
+        found: list[SpanRecord] = []
+        for span in causes.owner_line(trace):
+            for row in self.backend.objects_of(span.key, None, at_us):
+                if row.object_id in held:
+                    continue
+                held.add(row.object_id)
+                try:
+                    other = self.backend.lineage(row, None, at_us)
+                except errors.NotFound:
+                    continue
+                found.extend(
+                    node.span
+                    for node in other.walk()
+                    if node.span.object_id == row.object_id and node.span.source is not TraceSource.OBJECT
+                )
+        return found
 
     def _lineage(self, target: KnownObject, at_us: int | None) -> AssembledTrace:
         """The object's line of owners; for an object with no activity of its own (only what it owns
