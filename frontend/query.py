@@ -581,8 +581,9 @@ class QueryService:
             whole = self.backend.trace(target, None, at_us)
         except errors.NotFound:
             return [], []
-        found_rollouts = rollouts.rollouts(whole, target, now_us)
-        return found_rollouts, failing.stuck_below(whole, target, now_us, self._cause_hook())
+        judged: failing.Judged = {}
+        found_rollouts = rollouts.rollouts(whole, target, now_us, judged)
+        return found_rollouts, failing.stuck_below(whole, target, now_us, self._cause_hook(), judged)
 
     def _cause_hook(self) -> failing.CauseHook:
         """The first request of a stuck Pod's cause chain (its origin step), for at most
