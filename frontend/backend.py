@@ -16,7 +16,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, Protocol, TypedDict
 
-from frontend import outcomes
+from frontend import outcomes, stuck
 from frontend.assemble import assemble
 from frontend.changes import Bucket, ChangePage, ChangeQuery, Cursor, bucket_us_for
 from frontend.types import AssembledTrace, ObjectQuery, ResourceInfo, Suggestion
@@ -32,6 +32,7 @@ OUTCOME_CONTEXT_US = 30 * 60 * 1_000_000
 BENIGN_SCAN = 5000
 
 _ACTIVITY_CHUNK = 100
+_PODS = frozenset({("", "pods")})
 
 
 def _any_activity(spans: list[SpanRecord]) -> bool:
@@ -56,6 +57,12 @@ class Backend(Protocol):
 
     def trace(self, target: KnownObject, start_us: int | None, end_us: int | None) -> AssembledTrace:
         """The merged hierarchy ``target`` belongs to over the range; NotFound when it had no activity."""
+        ...
+
+    def states(self, target: KnownObject, start_us: int | None, end_us: int | None) -> AssembledTrace:
+        """What rollouts and stuck Pods read: the hierarchy ``trace`` gives, where a backend may leave
+        out the Pods' updates and patches that mention none of ``stuck.SIGNAL_TEXTS`` (they can say
+        nothing of a rollout or a stuck Pod). NotFound as ``trace``."""
         ...
 
     def lineage(self, target: KnownObject, start_us: int | None, end_us: int | None) -> AssembledTrace:
@@ -154,6 +161,17 @@ class StoreBackend:
     def trace(self, target: KnownObject, start_us: int | None, end_us: int | None) -> AssembledTrace:
         own = self.reader.spans_of_objects([target.object_id], start_us, end_us)
         spans = self.reader.spans_of_traces({span.trace_id for span in own}) if own else []
+        return assemble(spans, target, start_us, end_us)
+
+    def states(self, target: KnownObject, start_us: int | None, end_us: int | None) -> AssembledTrace:
+        # The kubelet's status writes are most of a workload's spans; those that mention no signal
+        # are skipped before they are decoded.
+        own = self.reader.spans_of_objects([target.object_id], start_us, end_us)
+        if not own:
+            return assemble([], target, start_us, end_us)
+        spans = self.reader.spans_of_traces(
+            {span.trace_id for span in own}, thin=_PODS, unless=stuck.SIGNAL_TEXTS
+        )
         return assemble(spans, target, start_us, end_us)
 
     def lineage(self, target: KnownObject, start_us: int | None, end_us: int | None) -> AssembledTrace:

@@ -576,9 +576,10 @@ class QueryService:
         self, target: KnownObject, at_us: int | None, now_us: int
     ) -> tuple[list[rollouts.Rollout], list[failing.StuckPod]]:
         """The rollouts of the workload the object is or belongs to, and the stuck Pods below it:
-        both need its whole hierarchy (ReplicaSets beside it, Pods below), assembled once."""
+        both need its hierarchy (ReplicaSets beside it, Pods below), assembled once without the
+        Pods' routine writes (``Backend.states``), each Pod judged once for both."""
         try:
-            whole = self.backend.trace(target, None, at_us)
+            whole = self.backend.states(target, None, at_us)
         except errors.NotFound:
             return [], []
         judged: failing.Judged = {}
@@ -740,7 +741,7 @@ class QueryService:
             if pod.object_id in judged:
                 continue
             try:
-                trace = self.backend.trace(pod, start_us, end_us)
+                trace = self.backend.states(pod, start_us, end_us)
             except errors.NotFound:
                 judged.add(pod.object_id)
                 continue  # retention removed it since the listing

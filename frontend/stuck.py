@@ -210,6 +210,17 @@ _SIGNAL_PATHS = (
 )
 
 
+SIGNAL_TEXTS = (
+    b"spec.nodeName",
+    b"status.phase",
+    b"status.reason",
+    b"waiting.reason",
+    b"status.conditions[type=Ready]",
+)
+"""What a Pod's update or patch must mention to say anything here (each line ``_read_diff`` reads
+holds one): a backend may leave out the rest (``Backend.states``), and the answer is the same."""
+
+
 def _signal_lines(span: SpanRecord) -> Iterator[spanfacts.DiffLine]:
     for log in span.logs:
         if log.kind != "diff":

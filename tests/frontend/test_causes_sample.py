@@ -16,6 +16,7 @@ from typing import Any
 import orjson
 import pytest
 
+from frontend import rollouts, stuck
 from frontend.backend import StoreBackend
 from frontend.query import QueryService
 from frontend.spanfacts import format_time
@@ -261,3 +262,29 @@ def test_a_moment_before_any_incarnation_is_refused_in_milliseconds(service: Que
     message = str(caught.value)
     assert f"first active at {format_time(first.time_us)}" in message
     assert format_time(first.time_us - 400_000) in message
+
+
+@pytest.mark.parametrize("namespace", ["causes-rollout", "causes-scale", "causes-pending", "causes-recreate"])
+def test_what_rollouts_and_stuck_pods_read_gives_the_answer_the_whole_trace_gives(
+    service: QueryService, namespace: str
+) -> None:
+    [workload] = service.backend.find_objects(
+        ObjectQuery(cluster=CLUSTER, resource="deployments", namespace=namespace, name="web")
+    )
+    whole = service.backend.trace(workload, None, None)
+    read = service.backend.states(workload, None, None)
+    now_us = max(node.span.end_us for node in whole.walk()) + 600_000_000
+    assert [r.to_json() for r in rollouts.rollouts(read, workload, now_us)] == [
+        r.to_json() for r in rollouts.rollouts(whole, workload, now_us)
+    ]
+    assert [p.to_json() for p in stuck.stuck_below(read, workload, now_us)] == [
+        p.to_json() for p in stuck.stuck_below(whole, workload, now_us)
+    ]
+    # Only Pods' status writes that mention no signal may be left out (the kubelet's first status
+    # write here always mentions the Ready condition, so little is).
+    left_out = {node.span.span_id for node in whole.walk()} - {node.span.span_id for node in read.walk()}
+    spans = {node.span.span_id: node.span for node in whole.walk()}
+    assert all(
+        spans[i].key.resource == "pods" and spans[i].tags.get("audit.verb") in ("update", "patch")
+        for i in left_out
+    )
