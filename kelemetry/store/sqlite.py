@@ -305,19 +305,22 @@ def _decode_tags(blob: bytes) -> dict[str, TagValue]:
     return tags
 
 
-_KEPT_VERBS = frozenset({"create", "delete", "deleted", "deletecollection"})
+_KEPT_VERBS = ("create", "delete", "deleted", "deletecollection")
 
 
-def _routine_write(row: Sequence[Any], thin: Collection[tuple[str, str]], unless: Sequence[bytes]) -> bool:
-    """Whether a span row is an update or patch of a ``thin`` object whose logs hold none of ``unless``."""
-    if row[3] not in ("audit", "change") or (row[16], row[17]) not in thin:
-        return False
-    logs: bytes = row[14]
-    if any(text in logs for text in unless):
-        return False
-    found = orjson.loads(row[13])
-    verb = found.get(tags.AUDIT_VERB) or found.get(tags.CHANGE_VERB) if isinstance(found, dict) else None
-    return verb not in _KEPT_VERBS
+def _routine_writes(thin: Collection[tuple[str, str]], unless: Sequence[bytes]) -> tuple[str, list[Any]]:
+    """A condition on a span row: an update or patch (request or watched change; no create or
+    delete verb in its tags) of a ``thin`` object whose logs hold none of ``unless``. Byte tests
+    only, as tags and logs are stored (orjson, no spaces): nothing is parsed."""
+    objects = " OR ".join("(o.grp = ? AND o.resource = ?)" for _ in thin)
+    params: list[Any] = [part for pair in thin for part in pair]
+    kept = [_tag_bytes(key, verb) for key in (tags.AUDIT_VERB, tags.CHANGE_VERB) for verb in _KEPT_VERBS]
+    clause = (
+        f"s.source IN ('audit', 'change') AND ({objects})"
+        + "".join(" AND instr(s.logs, ?) = 0" for _ in unless)
+        + "".join(" AND instr(s.tags, ?) = 0" for _ in kept)
+    )
+    return clause, [*params, *unless, *kept]
 
 
 def _span_from_row(row: Sequence[Any]) -> SpanRecord:
@@ -676,10 +679,12 @@ class StoreReader:
         for chunk in _chunks([f"{t:032x}" for t in trace_ids], 500):
             marks = ",".join("?" * len(chunk))
             sql = f"SELECT {_SPAN_COLUMNS} FROM {_SPAN_FROM} WHERE s.trace_id IN ({marks})"
-            rows = self._query(sql, chunk)
+            params: list[Any] = list(chunk)
             if thin:
-                rows = [row for row in rows if not _routine_write(row, thin, unless)]
-            found.extend(_span_from_row(row) for row in rows)
+                routine, more = _routine_writes(thin, unless)
+                sql += f" AND NOT ({routine})"
+                params.extend(more)
+            found.extend(_span_from_row(row) for row in self._query(sql, params))
         return found
 
     def spans_after(self, seq: int, limit: int) -> list[tuple[int, SpanRecord]]:
