@@ -25,9 +25,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Literal, TypedDict
+from typing import Literal
 
 from frontend.changes import ObjectJson, format_time
+from frontend.spanfacts import RequestJson, request_json
 from kelemetry.model import tags
 from kelemetry.model.events import TraceSource
 from kelemetry.model.objects import KnownObject
@@ -76,19 +77,6 @@ def _text(value: object) -> str:
     return "" if value is None else str(value)
 
 
-class RequestJson(TypedDict):
-    time: str
-    time_us: int
-    user: str
-    user_agent: str
-    verb: str
-    subresource: str
-    code: int | None
-    audit_id: str
-    span_id: str
-    trace_id: str
-
-
 @dataclass(frozen=True, slots=True)
 class Request:
     """One audited request: who, with what, what it did, when and how it ended."""
@@ -102,6 +90,8 @@ class Request:
     audit_id: str
     span_id: int
     trace_id: int
+    span: SpanRecord
+    """The audit span it was read from: its JSON comes from the one builder every answer shares."""
 
     @property
     def actor(self) -> Actor:
@@ -113,18 +103,7 @@ class Request:
         return self.code is None or 200 <= self.code < 300
 
     def to_json(self) -> RequestJson:
-        return {
-            "time": format_time(self.time_us),
-            "time_us": self.time_us,
-            "user": self.user,
-            "user_agent": self.user_agent,
-            "verb": self.verb,
-            "subresource": self.subresource,
-            "code": self.code,
-            "audit_id": self.audit_id,
-            "span_id": f"{self.span_id:016x}",
-            "trace_id": f"{self.trace_id:032x}",
-        }
+        return request_json(self.span)
 
     def text(self) -> str:
         """``admin (kubectl) patch deployments/scale → 200 at 2026-...Z [audit 9a14...]``."""
@@ -151,6 +130,7 @@ def request_of(span: SpanRecord) -> Request | None:
         audit_id=_text(span.tags.get(tags.AUDIT_ID)),
         span_id=span.span_id,
         trace_id=span.trace_id,
+        span=span,
     )
 
 

@@ -17,7 +17,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, Protocol, TypedDict
 
-from frontend import outcomes
+from frontend import outcomes, stuck
 from frontend.assemble import assemble
 from frontend.changes import Bucket, ChangePage, ChangeQuery, Cursor, bucket_us_for
 from frontend.types import AssembledTrace, ObjectQuery, ResourceInfo, Suggestion
@@ -33,6 +33,7 @@ OUTCOME_CONTEXT_US = 30 * 60 * 1_000_000
 BENIGN_SCAN = 5000
 
 _ACTIVITY_CHUNK = 100
+_PODS = frozenset({("", "pods")})
 
 
 def _any_activity(spans: list[SpanRecord]) -> bool:
@@ -59,10 +60,22 @@ class Backend(Protocol):
         """The merged hierarchy ``target`` belongs to over the range; NotFound when it had no activity."""
         ...
 
+    def states(self, target: KnownObject, start_us: int | None, end_us: int | None) -> AssembledTrace:
+        """What rollouts and stuck Pods read: the hierarchy ``trace`` gives, where a backend may leave
+        out the Pods' updates and patches that mention none of ``stuck.SIGNAL_TEXTS`` (they can say
+        nothing of a rollout or a stuck Pod). NotFound as ``trace``."""
+        ...
+
     def lineage(self, target: KnownObject, start_us: int | None, end_us: int | None) -> AssembledTrace:
         """What the causal answers read: ``target`` and its owners up to the root of its hierarchy
         (cross-cluster parents included), with the other incarnations of their names, each with its
         requests, Events and changes; the rest of the hierarchy may be left out. NotFound as ``trace``."""
+        ...
+
+    def first_activity(self, target: KnownObject) -> int | None:
+        """When the incarnation's own first request, Event or change started (None: none). Its
+        ``first_us`` is a whole-second creationTimestamp or a window's start, too coarse to tell a
+        name's incarnations apart when one is made again within the second of the other's delete."""
         ...
 
     def clusters(self) -> list[str]: ...
@@ -155,6 +168,17 @@ class StoreBackend:
         spans = self.reader.spans_of_traces({span.trace_id for span in own}) if own else []
         return assemble(spans, target, start_us, end_us)
 
+    def states(self, target: KnownObject, start_us: int | None, end_us: int | None) -> AssembledTrace:
+        # The kubelet's status writes are most of a workload's spans; those that mention no signal
+        # are skipped before they are decoded.
+        own = self.reader.spans_of_objects([target.object_id], start_us, end_us)
+        if not own:
+            return assemble([], target, start_us, end_us)
+        spans = self.reader.spans_of_traces(
+            {span.trace_id for span in own}, thin=_PODS, unless=stuck.SIGNAL_TEXTS
+        )
+        return assemble(spans, target, start_us, end_us)
+
     def lineage(self, target: KnownObject, start_us: int | None, end_us: int | None) -> AssembledTrace:
         # Up the owner links the store keeps beside the spans, then the spans of those objects alone:
         # a Pod of a Deployment with a thousand Pods reads three objects' spans, not the thousand.
@@ -170,6 +194,9 @@ class StoreBackend:
         for row in chain:
             wanted.update(other.object_id for other in self.objects_of(row.key, start_us, end_us))
         return assemble(self.reader.spans_of_objects(wanted, start_us, end_us), target, start_us, end_us)
+
+    def first_activity(self, target: KnownObject) -> int | None:
+        return self.reader.first_activity(target.object_id)
 
     def clusters(self) -> list[str]:
         return self.reader.clusters()

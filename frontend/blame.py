@@ -22,8 +22,9 @@ from typing import Any, Literal, TypedDict
 import orjson
 
 from frontend import actors
-from frontend.actors import Request, RequestJson
+from frontend.actors import Request
 from frontend.changes import ObjectJson, format_time
+from frontend.spanfacts import RequestJson
 from kelemetry import errors
 from kelemetry.diff.compute import render_path, render_value
 from kelemetry.model.diffs import Segment
@@ -246,7 +247,10 @@ class Blame:
         current = self.current
         if current is not None:
             who = current.request.user if current.request else "(not known)"
-            lines.append(f"now: {current.new} — set by {who} at {format_time(current.time_us)}")
+            # Asked about a prefix, the latest entry is the value of one path below it (or of a
+            # whole list above it): without the path, the value reads as the field's.
+            value = current.new if current.path == self.field else f"{current.path} = {current.new}"
+            lines.append(f"now: {value} — set by {who} at {format_time(current.time_us)}")
         else:
             lines.append("now: no change of this field is recorded")
         for index, incarnation in enumerate(self.incarnations):

@@ -31,8 +31,9 @@ from dataclasses import dataclass
 from typing import Any, Literal, Protocol, TypedDict
 
 from frontend import actors
-from frontend.actors import Actor, Request, RequestJson
+from frontend.actors import Actor, Request
 from frontend.changes import ObjectJson, format_time
+from frontend.spanfacts import RequestJson
 from frontend.types import AssembledTrace, SpanNode
 from kelemetry import errors
 from kelemetry.model import tags
@@ -125,10 +126,13 @@ class _Object:
 
 
 class _Tree:
-    """The object nodes of a trace with their owners and activity, read once."""
+    """The object nodes of a trace with their owners and activity, read once; ``elsewhere`` adds the
+    activity of other incarnations of its objects' names that are in other traces (another window,
+    another root), so a re-creation is found wherever its delete is."""
 
-    def __init__(self, trace: AssembledTrace) -> None:
+    def __init__(self, trace: AssembledTrace, elsewhere: Sequence[SpanRecord] = ()) -> None:
         self.objects: dict[int, _Object] = {}
+        self.others: dict[int, _Object] = {}
         self.owner: dict[int, int] = {}
         stack: list[tuple[SpanNode, int | None]] = [(trace.root, None)]
         while stack:
@@ -144,12 +148,20 @@ class _Tree:
             if owner is not None:
                 self.owner[object_id] = owner
             stack.extend((child, object_id) for child in node.children)
+        apart: dict[int, list[SpanRecord]] = {}
+        for record in elsewhere:
+            if record.object_id not in self.objects and record.source is not TraceSource.OBJECT:
+                apart.setdefault(record.object_id, []).append(record)
+        for object_id, records in apart.items():
+            records.sort(key=lambda span: (span.start_us, span.span_id))
+            # No object span of it is at hand: its first request names it (key, uid, kind).
+            self.others[object_id] = _Object(SpanNode(records[0]), tuple(records))
 
     def by_key(self, span: SpanRecord) -> list[_Object]:
-        """The other incarnations of an object's name in the trace."""
+        """The other incarnations of an object's name, in the trace or elsewhere."""
         return [
             found
-            for found in self.objects.values()
+            for found in [*self.objects.values(), *self.others.values()]
             if found.node.span.key == span.key and found.node.span.object_id != span.object_id
         ]
 
@@ -236,9 +248,10 @@ def _latest(causes: Sequence[_Cause], at_us: int) -> _Cause | None:
 # -- the walk
 
 
-def explain(trace: AssembledTrace, at_us: int | None = None) -> Chain:
-    """The chain of the trace's looked-up object at ``at_us`` (default: its last activity)."""
-    tree = _Tree(trace)
+def explain(trace: AssembledTrace, at_us: int | None = None, elsewhere: Sequence[SpanRecord] = ()) -> Chain:
+    """The chain of the trace's looked-up object at ``at_us`` (default: its last activity);
+    ``elsewhere``: the requests of other incarnations of the line's names outside the trace."""
+    tree = _Tree(trace, elsewhere)
     target = tree.objects.get(trace.target.object_id)
     if target is None:
         raise errors.NotFound(f"{trace.target.key.display} is not in its own trace")
@@ -515,3 +528,16 @@ class Explanation:
             blocks.append("stuck pods:\n" + "\n".join(item.text() for item in self.stuck))
         blocks.append(f"trace: /trace/{self.view_id}")
         return "\n\n".join(blocks) + "\n"
+
+
+def owner_line(trace: AssembledTrace) -> list[SpanRecord]:
+    """The object spans of the looked-up object and its owners in the trace, the object first."""
+    tree = _Tree(trace)
+    line: list[SpanRecord] = []
+    current = trace.target.object_id
+    while current in tree.objects and len(line) < MAX_STEPS:
+        line.append(tree.objects[current].node.span)
+        if current not in tree.owner:
+            break
+        current = tree.owner[current]
+    return line

@@ -275,9 +275,21 @@ class JaegerBackend:
     def trace(self, target: KnownObject, start_us: int | None, end_us: int | None) -> AssembledTrace:
         return assemble(self._search(key_tags(target.key), start_us, end_us), target, start_us, end_us)
 
+    def states(self, target: KnownObject, start_us: int | None, end_us: int | None) -> AssembledTrace:
+        # The search returns every span anyway: nothing is saved by leaving some out afterwards.
+        return self.trace(target, start_us, end_us)
+
     def lineage(self, target: KnownObject, start_us: int | None, end_us: int | None) -> AssembledTrace:
         # One search returns whole hierarchies: the owners come with it, nothing is saved by asking less.
         return self.trace(target, start_us, end_us)
+
+    def first_activity(self, target: KnownObject) -> int | None:
+        starts = [
+            record.start_us
+            for record in self._search(key_tags(target.key), None, None)
+            if record.object_id == target.object_id and record.source is not TraceSource.OBJECT
+        ]
+        return min(starts, default=None)
 
     def _recent_objects(self) -> list[SpanRecord]:
         # Jaeger cannot list objects; the object spans of recent traces stand in, cached briefly.

@@ -61,6 +61,9 @@ def history(backend: Backend, query: ObjectQuery, at_us: int | None = None) -> H
     with_versions = [(row, versions) for row, versions in listed if versions]
     if at_us is not None and len(with_versions) > 1:
         # The incarnation that existed then: the newest one written at or before the moment.
+        # Ordered by each one's first written version, not by first_us: that is a whole second, and
+        # a name made again within the second of its delete would sort by uid.
+        with_versions.sort(key=lambda item: item[1][0].time_us)
         earlier = [(row, versions) for row, versions in with_versions if versions[0].time_us <= at_us]
         row, versions = earlier[-1] if earlier else with_versions[0]
     elif with_versions:

@@ -24,6 +24,7 @@ from frontend import stuck as failing
 from frontend.backend import Backend, StoreBackend
 from frontend.changes import ChangeQuery, ChangesJson, bucket_json, row_of
 from frontend.modes import DisplayMode
+from frontend.spanfacts import format_time
 from frontend.types import AssembledTrace, Found, ObjectQuery, Suggestion, View
 from frontend.views import ViewSpec, ViewStore
 from kelemetry import errors
@@ -518,20 +519,34 @@ class QueryService:
     # -- causal answers: why an object is as it is, and who set a field
 
     def _incarnation_at(self, query: ObjectQuery, at_us: int | None) -> tuple[KnownObject, list[KnownObject]]:
-        """The incarnation an answer is about (the uid's; else the newest created at or before
-        ``at_us``; else the newest) and every incarnation of its name, newest first. An unknown object
-        is NotFound with what it may have meant; a query matching several objects, with the options."""
+        """The incarnation an answer is about (the uid's; else the newest whose own first activity is
+        at or before ``at_us``; else the newest) and every incarnation of its name, newest first, each
+        with ``first_us`` set to its first activity. An unknown object is NotFound with what it may
+        have meant; a query matching several objects, with the options."""
         query = self.normalize(query)
         groups = self._groups(query, "is known")
         if len(groups) > 1:
             raise errors.NotFound(_ambiguity(query, groups))
-        incarnations = groups[0]
+        incarnations = self._by_first_activity(groups[0])
         if query.uid:
             return next(row for row in incarnations if row.uid == query.uid), incarnations
         if at_us is not None:
             existing = [row for row in incarnations if (row.first_us or 0) <= at_us]
             return (existing[0] if existing else incarnations[-1]), incarnations
         return incarnations[0], incarnations
+
+    def _by_first_activity(self, incarnations: list[KnownObject]) -> list[KnownObject]:
+        """A name's incarnations newest first by when each really began (its first request, Event
+        or change), which also becomes its ``first_us``. The stored first_us is a whole-second
+        creationTimestamp or a window's start: a ReplicaSet deleted at .858 and made again at .865
+        of one second would otherwise seem to exist from the start of that second, before the
+        delete, and overlap the incarnation it replaced."""
+        dated = []
+        for row in incarnations:
+            began = self.backend.first_activity(row)
+            dated.append(row if began is None else replace(row, first_us=began))
+        dated.sort(key=lambda r: (r.first_us or r.last_us or 0, r.last_us or 0), reverse=True)
+        return dated
 
     def explain(
         self,
@@ -552,11 +567,12 @@ class QueryService:
         except errors.NotFound:
             if at_us is None:
                 raise
-            first = f"; it was first active at {_moment(target.first_us)}" if target.first_us else ""
+            # Milliseconds: the moments that matter here can be a few apart within one second.
+            first = f"; it was first active at {format_time(target.first_us)}" if target.first_us else ""
             raise errors.NotFound(
-                f"{query.describe()} has no activity at or before {_moment(at_us)}{first}"
+                f"{query.describe()} has no activity at or before {format_time(at_us)}{first}"
             ) from None
-        chain = causes.explain(trace, at_us)
+        chain = causes.explain(trace, at_us, self._elsewhere(trace, at_us))
         number = self.views.save(ViewSpec.of(target.key, None, None, target.uid))
         now = now_us if now_us is not None else at_us if at_us is not None else time.time_ns() // 1000
         found_rollouts, found_stuck = ([], []) if chain_only else self._around(target, at_us, now)
@@ -572,13 +588,15 @@ class QueryService:
         self, target: KnownObject, at_us: int | None, now_us: int
     ) -> tuple[list[rollouts.Rollout], list[failing.StuckPod]]:
         """The rollouts of the workload the object is or belongs to, and the stuck Pods below it:
-        both need its whole hierarchy (ReplicaSets beside it, Pods below), assembled once."""
+        both need its hierarchy (ReplicaSets beside it, Pods below), assembled once without the
+        Pods' routine writes (``Backend.states``), each Pod judged once for both."""
         try:
-            whole = self.backend.trace(target, None, at_us)
+            whole = self.backend.states(target, None, at_us)
         except errors.NotFound:
             return [], []
-        found_rollouts = rollouts.rollouts(whole, target, now_us)
-        return found_rollouts, failing.stuck_below(whole, target, now_us, self._cause_hook())
+        judged: failing.Judged = {}
+        found_rollouts = rollouts.rollouts(whole, target, now_us, judged)
+        return found_rollouts, failing.stuck_below(whole, target, now_us, self._cause_hook(), judged)
 
     def _cause_hook(self) -> failing.CauseHook:
         """The first request of a stuck Pod's cause chain (its origin step), for at most
@@ -595,12 +613,36 @@ class QueryService:
                 (row for row in self.backend.objects_of(pod.key, None, since_us) if row.uid == pod.uid), pod
             )
             try:
-                steps = causes.explain(self._lineage(known, since_us), since_us).steps
+                lineage = self._lineage(known, since_us)
+                steps = causes.explain(lineage, since_us, self._elsewhere(lineage, since_us)).steps
             except errors.NotFound:
                 return None
             return steps[-1] if steps else None
 
         return origin
+
+    def _elsewhere(self, trace: AssembledTrace, at_us: int | None) -> list[SpanRecord]:
+        """The requests, up to ``at_us``, of the other incarnations of the names on the object's
+        line of owners that the trace does not hold (an earlier window's, another root's): where a
+        delete of them was is where "recreated" is decided. One index read per name; an
+        incarnation's activity is read only when there is such an incarnation."""
+        held = {node.span.object_id for node in trace.walk()}
+        found: list[SpanRecord] = []
+        for span in causes.owner_line(trace):
+            for row in self.backend.objects_of(span.key, None, at_us):
+                if row.object_id in held:
+                    continue
+                held.add(row.object_id)
+                try:
+                    other = self.backend.lineage(row, None, at_us)
+                except errors.NotFound:
+                    continue
+                found.extend(
+                    node.span
+                    for node in other.walk()
+                    if node.span.object_id == row.object_id and node.span.source is not TraceSource.OBJECT
+                )
+        return found
 
     def _lineage(self, target: KnownObject, at_us: int | None) -> AssembledTrace:
         """The object's line of owners; for an object with no activity of its own (only what it owns
@@ -711,7 +753,7 @@ class QueryService:
             if pod.object_id in judged:
                 continue
             try:
-                trace = self.backend.trace(pod, start_us, end_us)
+                trace = self.backend.states(pod, start_us, end_us)
             except errors.NotFound:
                 judged.add(pod.object_id)
                 continue  # retention removed it since the listing

@@ -391,6 +391,7 @@ def _judge(
     template: _Template | None,
     deleted_us: int | None,
     now_us: int,
+    judged: stuck.Judged | None = None,
 ) -> Rollout:
     notes: list[str] = []
     started = template.span.start_us if template is not None else phase.start_us
@@ -421,7 +422,7 @@ def _judge(
         bad = [
             item
             for pod in (_pods_of(phase, node, next_us) if late else [])
-            for item in stuck.stuck_pods(trace, now_us, under=pod)
+            for item in stuck.stuck_pods(trace, now_us, under=pod, judged=judged)
             if item.until_us - item.since_us >= STUCK_AFTER_US or item.state is not stuck.PodState.NOT_READY
         ]
         if bad:
@@ -469,9 +470,12 @@ def _workload_node(trace: AssembledTrace, target: KnownObject) -> SpanNode | Non
     return None
 
 
-def rollouts(trace: AssembledTrace, target: KnownObject, now_us: int) -> list[Rollout]:
+def rollouts(
+    trace: AssembledTrace, target: KnownObject, now_us: int, judged: stuck.Judged | None = None
+) -> list[Rollout]:
     """The rollouts of the workload ``target`` is (or belongs to), oldest first; [] for anything
-    that is neither a Deployment, StatefulSet or DaemonSet nor below one."""
+    that is neither a Deployment, StatefulSet or DaemonSet nor below one. ``judged``: Pods judged
+    stuck or not for the same answer, shared with its stuck list."""
     if (target.key.group, target.key.resource) not in _WORKLOADS | _BELOW:
         return []
     node = _workload_node(trace, target)
@@ -493,5 +497,5 @@ def rollouts(trace: AssembledTrace, target: KnownObject, now_us: int) -> list[Ro
         previous_us = phases[i - 1].start_us if i else None
         next_us = phases[i + 1].start_us if i + 1 < len(phases) else None
         template = _trigger(templates, previous_us, phase.start_us)
-        found.append(_judge(trace, workload, node, phase, next_us, template, deleted_us, now_us))
+        found.append(_judge(trace, workload, node, phase, next_us, template, deleted_us, now_us, judged))
     return found

@@ -43,14 +43,17 @@ class DiffLine:
 
 
 class RequestJson(TypedDict):
+    """A request as every causal answer shows it. Text fields the audit event did not carry are
+    ``""`` (no subresource, no user agent), never null: one request reads the same everywhere."""
+
     time: str
     time_us: int
-    user: str | None
-    user_agent: str | None
-    verb: str | None
-    subresource: str | None
+    user: str
+    user_agent: str
+    verb: str
+    subresource: str
     code: int | None
-    audit_id: str | None
+    audit_id: str
     span_id: str
     trace_id: str
 
@@ -153,17 +156,22 @@ def succeeded(span: SpanRecord) -> bool:
     return not span.error and (not isinstance(code, int) or code < 300)
 
 
-def request_json(span: SpanRecord) -> RequestJson:
+def audit_code(span: SpanRecord) -> int | None:
     code = span.tags.get(tags.AUDIT_CODE)
+    return code if isinstance(code, int) and not isinstance(code, bool) else None
+
+
+def request_json(span: SpanRecord) -> RequestJson:
+    """The one builder of a request's JSON (the chain, blame, rollouts and stuck Pods all use it)."""
     return {
         "time": format_time(span.start_us),
         "time_us": span.start_us,
-        "user": _text_tag(span, tags.AUDIT_USER),
-        "user_agent": _text_tag(span, tags.AUDIT_USER_AGENT),
-        "verb": _text_tag(span, tags.AUDIT_VERB),
-        "subresource": _text_tag(span, tags.AUDIT_SUBRESOURCE),
-        "code": code if isinstance(code, int) else None,
-        "audit_id": _text_tag(span, tags.AUDIT_ID),
+        "user": _text_tag(span, tags.AUDIT_USER) or "",
+        "user_agent": _text_tag(span, tags.AUDIT_USER_AGENT) or "",
+        "verb": _text_tag(span, tags.AUDIT_VERB) or "",
+        "subresource": _text_tag(span, tags.AUDIT_SUBRESOURCE) or "",
+        "code": audit_code(span),
+        "audit_id": _text_tag(span, tags.AUDIT_ID) or "",
         "span_id": span.span_hex,
         "trace_id": span.trace_hex,
     }

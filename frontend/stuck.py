@@ -21,7 +21,7 @@ signal seen. Time runs until ``now_us``, or until the Pod was deleted.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, TypedDict
@@ -199,18 +199,58 @@ def _condition_status(line: spanfacts.DiffLine) -> str | None:
     return None
 
 
+# The only paths a Pod's diff can say anything stuck-related by: lines are picked by these starts
+# before they are parsed (a kubelet's status writes are most of a busy namespace's lines).
+_SIGNAL_PATHS = (
+    "spec.nodeName ",
+    "status.phase ",
+    "status.reason ",
+    "status.containerStatuses[",
+    "status.conditions[type=Ready]",
+)
+
+
+SIGNAL_TEXTS = (
+    b"spec.nodeName",
+    b"status.phase",
+    b"status.reason",
+    b"waiting.reason",
+    b"status.conditions[type=Ready]",
+)
+"""What a Pod's update or patch must mention to say anything here (each line ``_read_diff`` reads
+holds one): a backend may leave out the rest (``Backend.states``), and the answer is the same."""
+
+
+def _signal_lines(span: SpanRecord) -> Iterator[spanfacts.DiffLine]:
+    for log in span.logs:
+        if log.kind != "diff":
+            continue
+        for text in log.message.splitlines():
+            if text.startswith(_SIGNAL_PATHS):
+                parsed = spanfacts.parse_line(text)
+                if parsed is not None:
+                    yield parsed
+
+
+def _who(span: SpanRecord) -> str:
+    return spanfacts.who(span) if span.source is TraceSource.AUDIT else "a watched change"
+
+
 def _read_diff(span: SpanRecord, signals: _Signals) -> None:
-    who = spanfacts.who(span) if span.source is TraceSource.AUDIT else "a watched change"
-    for line in spanfacts.diff_lines(span):
+    # Who made the write is only put in words for a signal (formatting it for every write of every
+    # Pod cost more than reading them).
+    for line in _signal_lines(span):
         if line.path == "spec.nodeName" and line.new != "null":
             signals.bound_us = span.start_us
         elif line.path == "status.phase" and line.new_value() == "Failed":
-            signals.add(PodState.FAILED, span.start_us, f"status.phase {line.old} -> {line.new} ({who})")
+            signals.add(
+                PodState.FAILED, span.start_us, f"status.phase {line.old} -> {line.new} ({_who(span)})"
+            )
         elif line.path == "status.reason" and line.new_value() == "Evicted":
-            signals.add(PodState.EVICTED, span.start_us, f'status.reason -> "Evicted" ({who})')
+            signals.add(PodState.EVICTED, span.start_us, f'status.reason -> "Evicted" ({_who(span)})')
         elif line.path.startswith("status.containerStatuses[") and line.path.endswith(".waiting.reason"):
             if line.new_value() == "CrashLoopBackOff":
-                signals.add(PodState.CRASHLOOPING, span.start_us, f"{line.text} ({who})")
+                signals.add(PodState.CRASHLOOPING, span.start_us, f"{line.text} ({_who(span)})")
         else:
             status = _condition_status(line)
             if status == "True":
@@ -291,10 +331,21 @@ def is_pod(span: SpanRecord) -> bool:
     return span.source is TraceSource.OBJECT and span.key.group == "" and span.key.resource == "pods"
 
 
+Judged = dict[int, "StuckPod | None"]
+"""Pods already judged (by object id) at one ``now_us``: the rollouts and the stuck list of one
+answer read the same Pods, once."""
+
+
 def stuck_pods(
-    trace: AssembledTrace, now_us: int, cause_of: CauseHook | None = None, *, under: SpanNode | None = None
+    trace: AssembledTrace,
+    now_us: int,
+    cause_of: CauseHook | None = None,
+    *,
+    under: SpanNode | None = None,
+    judged: Judged | None = None,
 ) -> list[StuckPod]:
-    """The stuck or failing Pods of the trace (or of the subtree ``under``), the longest stuck first."""
+    """The stuck or failing Pods of the trace (or of the subtree ``under``), the longest stuck first;
+    ``judged`` keeps each Pod's verdict for the next call of the same answer."""
     root = under if under is not None else trace.root
     found: list[StuckPod] = []
     stack = [root]
@@ -303,8 +354,13 @@ def stuck_pods(
         stack.extend(node.children)
         if not is_pod(node.span):
             continue
-        pod = spanfacts.object_of(node.span)
-        stuck = _judge(pod, read_pod(node), now_us)
+        object_id = node.span.object_id
+        if judged is not None and object_id in judged:
+            stuck = judged[object_id]
+        else:
+            stuck = _judge(spanfacts.object_of(node.span), read_pod(node), now_us)
+            if judged is not None:
+                judged[object_id] = stuck
         if stuck is None:
             continue
         if cause_of is not None:
@@ -316,7 +372,7 @@ def stuck_pods(
                 stuck.reasons,
                 stuck.count,
                 stuck.deleted,
-                cause_of(pod, stuck.since_us),
+                cause_of(stuck.pod, stuck.since_us),
             )
         found.append(stuck)
     found.sort(key=lambda item: (item.since_us, item.pod.key.name))
@@ -324,7 +380,11 @@ def stuck_pods(
 
 
 def stuck_below(
-    trace: AssembledTrace, target: KnownObject, now_us: int, cause_of: CauseHook | None = None
+    trace: AssembledTrace,
+    target: KnownObject,
+    now_us: int,
+    cause_of: CauseHook | None = None,
+    judged: Judged | None = None,
 ) -> list[StuckPod]:
     """The stuck or failing Pods at or below ``target`` in the trace (the explain answer's list):
     [] when the target is not in it."""
@@ -336,4 +396,4 @@ def stuck_below(
         ),
         None,
     )
-    return [] if node is None else stuck_pods(trace, now_us, cause_of, under=node)
+    return [] if node is None else stuck_pods(trace, now_us, cause_of, under=node, judged=judged)

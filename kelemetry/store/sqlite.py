@@ -22,7 +22,7 @@ import re
 import sqlite3
 import threading
 import zlib
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -303,6 +303,24 @@ def _decode_tags(blob: bytes) -> dict[str, TagValue]:
                 for key, value in tags.items()
             }
     return tags
+
+
+_KEPT_VERBS = ("create", "delete", "deleted", "deletecollection")
+
+
+def _routine_writes(thin: Collection[tuple[str, str]], unless: Sequence[bytes]) -> tuple[str, list[Any]]:
+    """A condition on a span row: an update or patch (request or watched change; no create or
+    delete verb in its tags) of a ``thin`` object whose logs hold none of ``unless``. Byte tests
+    only, as tags and logs are stored (orjson, no spaces): nothing is parsed."""
+    objects = " OR ".join("(o.grp = ? AND o.resource = ?)" for _ in thin)
+    params: list[Any] = [part for pair in thin for part in pair]
+    kept = [_tag_bytes(key, verb) for key in (tags.AUDIT_VERB, tags.CHANGE_VERB) for verb in _KEPT_VERBS]
+    clause = (
+        f"s.source IN ('audit', 'change') AND ({objects})"
+        + "".join(" AND instr(s.logs, ?) = 0" for _ in unless)
+        + "".join(" AND instr(s.tags, ?) = 0" for _ in kept)
+    )
+    return clause, [*params, *unless, *kept]
 
 
 def _span_from_row(row: Sequence[Any]) -> SpanRecord:
@@ -656,12 +674,43 @@ class StoreReader:
         rows = self._query("SELECT key, value FROM meta WHERE key LIKE 'heartbeat/%'")
         return {key.removeprefix("heartbeat/"): int(value) for key, value in rows if str(value).isdigit()}
 
-    def spans_of_traces(self, trace_ids: Iterable[int]) -> list[SpanRecord]:
+    def first_activity(self, object_id: int) -> int | None:
+        """When the object's first request, Event or change started (None: it had none). Window by
+        window from the oldest, by index, so a busy object costs the reads of its first window."""
+        signed = to_signed(object_id)
+        windows = self._query(
+            "SELECT DISTINCT window FROM spans WHERE object_id = ? ORDER BY window", (signed,)
+        )
+        for (window,) in windows:
+            rows = self._query(
+                "SELECT MIN(start_us) FROM spans WHERE object_id = ? AND window = ? AND source <> 'object'",
+                (signed, window),
+            )
+            if rows and rows[0][0] is not None:
+                return int(rows[0][0])
+        return None
+
+    def spans_of_traces(
+        self,
+        trace_ids: Iterable[int],
+        *,
+        thin: Collection[tuple[str, str]] = (),
+        unless: Sequence[bytes] = (),
+    ) -> list[SpanRecord]:
+        """Every span of the traces; with ``thin`` (group, resource pairs), the updates and patches of
+        those objects (requests and watched changes) whose logs hold none of the ``unless`` texts are
+        left out before they are decoded: a reader that only looks for those texts then skips the
+        thousands of routine status writes of a big hierarchy."""
         found: list[SpanRecord] = []
         for chunk in _chunks([f"{t:032x}" for t in trace_ids], 500):
             marks = ",".join("?" * len(chunk))
             sql = f"SELECT {_SPAN_COLUMNS} FROM {_SPAN_FROM} WHERE s.trace_id IN ({marks})"
-            found.extend(_span_from_row(row) for row in self._query(sql, chunk))
+            params: list[Any] = list(chunk)
+            if thin:
+                routine, more = _routine_writes(thin, unless)
+                sql += f" AND NOT ({routine})"
+                params.extend(more)
+            found.extend(_span_from_row(row) for row in self._query(sql, params))
         return found
 
     def spans_after(self, seq: int, limit: int) -> list[tuple[int, SpanRecord]]:

@@ -8,8 +8,8 @@ embedded store (the query service as the API and the CLI use it):
 
   explain   a Pod at its last activity (the whole chain: Pod → ReplicaSet → Deployment → admin), the
             same Pod at a moment in the middle, the Deployment itself — the chain alone (it reads the
-            object's line of owners), then the whole answer (rollouts and stuck Pods read the whole
-            hierarchy);
+            object's line of owners), then the whole answer (rollouts and stuck Pods read the
+            hierarchy, without the Pods' routine status writes);
   blame     the Deployment's spec.replicas (every incarnation, with the value at creation), and a
             Pod's status.phase.
 
@@ -221,7 +221,7 @@ def main() -> int:
             big = ObjectQuery(cluster=CLUSTER, resource="deployments", namespace="default", name="big")
             times, answer = timed(args.runs, lambda: service.explain(big, chain_only=True))
             report("explain the Deployment, chain only", times, f"{len(answer.chain.steps)} step")
-            # The whole answer: rollouts and stuck Pods read the whole hierarchy of 1,003 objects.
+            # The whole answer: rollouts and stuck Pods read the hierarchy of 1,003 objects.
             times, answer = timed(args.runs, lambda: service.explain(pod))
             report("explain a Pod, with rollouts and stuck Pods", times, f"{len(answer.rollouts)} rollouts")
             times, answer = timed(args.runs, lambda: service.explain(big))

@@ -109,6 +109,11 @@ def test_the_text_names_who_set_the_value_now(sample: QueryService) -> None:
     assert "by admin (kubectl) patch scale → 200 at 2026-11-23T07:23:31.278Z" in text
 
 
+def test_the_text_names_the_path_below_a_prefix_that_holds_the_value_now(sample: QueryService) -> None:
+    text = sample.blame(DEMO, "spec.template").text()
+    assert text.splitlines()[1].startswith(f'now: {IMAGE} = "nginx:1.28" — set by admin at ')
+
+
 def test_the_cli_json_as_the_issue_asks(sample_store: Path, capsys: pytest.CaptureFixture[str]) -> None:
     argv = ["blame", "--store", str(sample_store), "--cluster", CLUSTER, "--resource", "deployments"]
     argv += ["--namespace", "default", "--name", "demo", "--field", "spec.replicas", "--format", "json"]

@@ -563,3 +563,58 @@ def test_the_answer_lists_the_stuck_pods_below_with_the_origin_of_their_chain(tm
     text = answer.text()
     assert "stuck pods:\nPod default/web-1-a unscheduled since 2024-05-01T10:00:03.000Z" in text
     assert "started by: Deployment default/web (cluster c1)  created" in text
+
+
+def test_a_recreated_object_whose_earlier_incarnation_is_in_another_window_is_recreated(
+    tmp_path: Path,
+) -> None:
+    """A ConfigMap deleted by bob and made again by carol 40 minutes later: the two incarnations are
+    roots of traces of different windows, and the delete is found in the earlier one."""
+    stream = [
+        audit_event(
+            resource="configmaps",
+            kind="ConfigMap",
+            name="cfg",
+            uid="c-1",
+            user="alice",
+            audit_id="made",
+            **at(0),
+        ),
+        audit_event(
+            verb="delete",
+            code=200,
+            resource="configmaps",
+            kind="ConfigMap",
+            name="cfg",
+            uid="c-1",
+            user="bob",
+            audit_id="gone",
+            **at(5),
+        ),
+        audit_event(
+            resource="configmaps",
+            kind="ConfigMap",
+            name="cfg",
+            uid="c-2",
+            user="carol",
+            audit_id="again",
+            received="2024-05-01T10:40:00.000000Z",
+            completed="2024-05-01T10:40:00.005000Z",
+        ),
+    ]
+    service = store_of(tmp_path / "k.db", stream)
+    try:
+        chain = chain_of(service, "configmaps", "cfg", cluster="c1")
+        [alone] = service.lookup(ObjectQuery(cluster="c1", resource="configmaps", name="cfg", uid="c-2"))
+        trace = service.backend.lineage(alone.target, None, None)
+    finally:
+        service.close()
+    assert shape(chain) == [
+        ("ConfigMap", "cfg", "recreated", "carol", True),
+        ("ConfigMap", "cfg", "deleted", "bob", True),
+    ]
+    assert chain.steps[0].object.uid == "c-2" and chain.steps[1].object.uid == "c-1"
+    assert chain.steps[1].request is not None and chain.steps[1].request.audit_id == "gone"
+    # The new incarnation's own trace alone does not hold the delete: without what lies elsewhere
+    # the chain could only say "created".
+    assert [step.relation for step in causes.explain(trace).steps] == ["created"]

@@ -16,8 +16,10 @@ from typing import Any
 import orjson
 import pytest
 
+from frontend import rollouts, stuck
 from frontend.backend import StoreBackend
 from frontend.query import QueryService
+from frontend.spanfacts import format_time
 from frontend.types import ObjectQuery
 from frontend.views import ViewStore
 from kelemetry import cli, errors
@@ -238,3 +240,51 @@ def test_the_replicaset_just_before_the_delete_is_the_first_incarnation(service:
             )
         assert answer["object"]["uid"] == first.uid
         assert steps(answer)[0] == ("ReplicaSet", first.uid, "created", DEPLOYMENT_CONTROLLER, "create")
+
+
+def test_the_blamed_incarnations_of_the_recreated_replicaset_do_not_overlap(service: QueryService) -> None:
+    [delete] = writes("causes-recreate", "replicasets", ADMIN, "delete")
+    first, again = writes("causes-recreate", "replicasets", DEPLOYMENT_CONTROLLER, "create")
+    query = ObjectQuery(cluster=CLUSTER, resource="rs", namespace="causes-recreate", name=delete.name)
+    answer: Any = service.blame(query, "spec.replicas").to_json()
+    newer, older = answer["incarnations"]
+    assert (newer["uid"], older["uid"]) == (again.uid, first.uid)
+    # Each begins at its own create (not the whole second of its creationTimestamp), so the new one
+    # begins after the old one's delete.
+    assert (older["first_us"], newer["first_us"]) == (first.time_us, again.time_us)
+    assert older["last_us"] < newer["first_us"] and older["deleted"] and not newer["deleted"]
+
+
+def test_a_moment_before_any_incarnation_is_refused_in_milliseconds(service: QueryService) -> None:
+    first, _ = writes("causes-recreate", "replicasets", DEPLOYMENT_CONTROLLER, "create")
+    with pytest.raises(errors.NotFound) as caught:
+        explained(service, "causes-recreate", "rs", first.name, first.time_us - 400_000)
+    message = str(caught.value)
+    assert f"first active at {format_time(first.time_us)}" in message
+    assert format_time(first.time_us - 400_000) in message
+
+
+@pytest.mark.parametrize("namespace", ["causes-rollout", "causes-scale", "causes-pending", "causes-recreate"])
+def test_what_rollouts_and_stuck_pods_read_gives_the_answer_the_whole_trace_gives(
+    service: QueryService, namespace: str
+) -> None:
+    [workload] = service.backend.find_objects(
+        ObjectQuery(cluster=CLUSTER, resource="deployments", namespace=namespace, name="web")
+    )
+    whole = service.backend.trace(workload, None, None)
+    read = service.backend.states(workload, None, None)
+    now_us = max(node.span.end_us for node in whole.walk()) + 600_000_000
+    assert [r.to_json() for r in rollouts.rollouts(read, workload, now_us)] == [
+        r.to_json() for r in rollouts.rollouts(whole, workload, now_us)
+    ]
+    assert [p.to_json() for p in stuck.stuck_below(read, workload, now_us)] == [
+        p.to_json() for p in stuck.stuck_below(whole, workload, now_us)
+    ]
+    # Only Pods' status writes that mention no signal may be left out (the kubelet's first status
+    # write here always mentions the Ready condition, so little is).
+    left_out = {node.span.span_id for node in whole.walk()} - {node.span.span_id for node in read.walk()}
+    spans = {node.span.span_id: node.span for node in whole.walk()}
+    assert all(
+        spans[i].key.resource == "pods" and spans[i].tags.get("audit.verb") in ("update", "patch")
+        for i in left_out
+    )

@@ -44,7 +44,7 @@ def test_the_recorded_image_change_is_revision_2_started_by_admins_patch(sample_
     assert (trigger["user"], trigger["verb"], trigger["subresource"], trigger["code"]) == (
         "admin",
         "patch",
-        None,
+        "",
         200,
     )
     assert trigger["audit_id"] == "8ee1ac29-6a00-461a-9695-f70f39a73974" and len(trigger["span_id"]) == 16

@@ -22,6 +22,7 @@ from frontend.views import ViewStore
 from jaeger.client import JaegerClient
 from kelemetry import cli
 from kelemetry.model.objects import KnownObject
+from kelemetry.model.times import parse_time_us
 from kelemetry.store.sqlite import SpanStore, StoreReader
 from tests.factories import audit_event, kube_event, new_pipeline, owner_ref
 from tests.frontend.conftest import SAMPLE_CLUSTER
@@ -525,3 +526,61 @@ def test_jaeger_and_the_store_list_the_same_stuck_pods(stuck_store: Path) -> Non
         service = query.QueryService(backend, ViewStore(None))
         assert service.stuck("c1", "default", None, end_us).to_json() == expected
     assert [row["object"]["name"] for row in expected["data"]] == ["web-1-a", "web-1-b"]  # type: ignore[index]
+
+
+def test_the_store_leaves_out_pod_writes_that_mention_no_signal_and_the_answer_is_the_same(
+    tmp_path: Path,
+) -> None:
+    """A Pod that went Ready, then had its restart count bumped over and over (routine kubelet
+    writes), then went not ready: what rollouts and stuck Pods read skips the bumps only."""
+
+    def pod(rv: int, status: dict[str, Any]) -> dict[str, Any]:
+        metadata = {"name": "web-1-a", "namespace": "default", "uid": "uid-a", "resourceVersion": str(rv)}
+        return {"kind": "Pod", "apiVersion": "v1", "metadata": metadata, "status": status}
+
+    def ready(flag: str, restarts: int) -> dict[str, Any]:
+        return {
+            "phase": "Running",
+            "conditions": [{"type": "Ready", "status": flag}],
+            "containerStatuses": [{"name": "app", "restartCount": restarts}],
+        }
+
+    def write(second_: int, body: dict[str, Any], verb: str = "patch") -> dict[str, Any]:
+        return audit_event(
+            verb=verb,
+            name="web-1-a",
+            uid="uid-a",
+            user="system:node:n1" if verb == "patch" else "admin",
+            subresource="status" if verb == "patch" else "",
+            request_object=body,
+            response_object=body,
+            received=second(second_),
+            completed=second(second_),
+        )
+
+    def at_us(n: int) -> int:
+        return parse_time_us(second(n))
+
+    audit = [write(0, pod(1, {}), verb="create"), write(1, pod(2, ready("True", 0)))]
+    audit += [write(2 + n, pod(3 + n, ready("True", n + 1))) for n in range(5)]
+    audit.append(write(10, pod(20, ready("False", 5))))
+    path = tmp_path / "k.db"
+    store = SpanStore(path)
+    assert new_pipeline(store).process_audit(audit, "c1").failed == 0
+    store.close()
+    backend = query.StoreBackend(StoreReader(path))
+    try:
+        [target] = backend.find_objects(query.ObjectQuery(cluster="c1", resource="pods", name="web-1-a"))
+        whole, read = backend.trace(target, None, None), backend.states(target, None, None)
+    finally:
+        backend.close()
+    requests = [n.span.tags.get("audit.verb") for n in whole.walk() if n.span.source.value == "audit"]
+    kept = [n.span.start_us for n in read.walk() if n.span.source.value == "audit"]
+    assert requests == ["create"] + ["patch"] * 7
+    assert kept == [at_us(0), at_us(1), at_us(10)]
+    later = at_us(10) + 600_000_000
+    assert [p.to_json() for p in stuck.stuck_pods(read, later)] == [
+        p.to_json() for p in stuck.stuck_pods(whole, later)
+    ]
+    [not_ready] = stuck.stuck_pods(read, later)
+    assert not_ready.state is PodState.NOT_READY and not_ready.since_us == at_us(10)
