@@ -16,8 +16,10 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-# The recorded samples: one cluster (tracetest) and a KubeAdmiral fleet (host, member-1, member-2).
+# The recorded samples: one cluster (tracetest: the demo lifecycle and the causal scenarios) and a
+# KubeAdmiral fleet (host, member-1, member-2).
 SAMPLES := tracetest=samples/deployment/audit.log tracetest=samples/deployment/events.jsonl \
+	tracetest=samples/causes/audit.log tracetest=samples/causes/events.jsonl \
 	$(foreach c,host member-1 member-2,$(c)=samples/federation/$(c)/audit.log $(c)=samples/federation/$(c)/events.jsonl)
 
 run: install

@@ -90,7 +90,7 @@ def test_make_run_serves_both_samples(tmp_path: Path) -> None:
         os.killpg(server.pid, signal.SIGTERM)
         _out, err = server.communicate(timeout=30)
     assert f"listening on http://127.0.0.1:{port}" in err
-    assert err.count("replayed ") == 1, err  # one replay of all eight files
+    assert err.count("replayed ") == 1, err  # one replay of all ten files
 
 
 def test_deployment_sample_shows_diffs_and_a_delete_snapshot(tmp_path: Path) -> None:
