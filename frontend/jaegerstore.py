@@ -284,12 +284,14 @@ class JaegerBackend:
         return self.trace(target, start_us, end_us)
 
     def first_activity(self, target: KnownObject) -> int | None:
-        starts = [
-            record.start_us
+        own = [
+            record
             for record in self._search(key_tags(target.key), None, None)
             if record.object_id == target.object_id and record.source is not TraceSource.OBJECT
         ]
-        return min(starts, default=None)
+        # An Event's whole-second time may precede the create it reports on (StoreReader.first_activity).
+        requests = [record.start_us for record in own if record.source is not TraceSource.EVENT]
+        return min(requests or [record.start_us for record in own], default=None)
 
     def _recent_objects(self) -> list[SpanRecord]:
         # Jaeger cannot list objects; the object spans of recent traces stand in, cached briefly.

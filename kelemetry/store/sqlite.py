@@ -675,20 +675,29 @@ class StoreReader:
         return {key.removeprefix("heartbeat/"): int(value) for key, value in rows if str(value).isdigit()}
 
     def first_activity(self, object_id: int) -> int | None:
-        """When the object's first request, Event or change started (None: it had none). Window by
-        window from the oldest, by index, so a busy object costs the reads of its first window."""
+        """When the object's first request or watched change started; without any, its first Event
+        (None: it had none). An Event's time is whole seconds, so it may read up to a second before
+        the create it reports on: a ReplicaSet made again 7 ms after its delete has a SuccessfulCreate
+        Event dated before that delete. Window by window from the oldest, by index, so a busy object
+        costs the reads of its first windows."""
         signed = to_signed(object_id)
         windows = self._query(
             "SELECT DISTINCT window FROM spans WHERE object_id = ? ORDER BY window", (signed,)
         )
+        first_event: int | None = None
         for (window,) in windows:
             rows = self._query(
-                "SELECT MIN(start_us) FROM spans WHERE object_id = ? AND window = ? AND source <> 'object'",
+                "SELECT source, MIN(start_us) FROM spans WHERE object_id = ? AND window = ? "
+                "AND source <> 'object' GROUP BY source",
                 (signed, window),
             )
-            if rows and rows[0][0] is not None:
-                return int(rows[0][0])
-        return None
+            starts = {str(source): int(start) for source, start in rows if start is not None}
+            requests = [start for source, start in starts.items() if source != TraceSource.EVENT.value]
+            if requests:
+                return min(requests)
+            if first_event is None and TraceSource.EVENT.value in starts:
+                first_event = starts[TraceSource.EVENT.value]
+        return first_event
 
     def spans_of_traces(
         self,

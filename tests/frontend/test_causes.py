@@ -618,3 +618,60 @@ def test_a_recreated_object_whose_earlier_incarnation_is_in_another_window_is_re
     # The new incarnation's own trace alone does not hold the delete: without what lies elsewhere
     # the chain could only say "created".
     assert [step.relation for step in causes.explain(trace).steps] == ["created"]
+
+
+def test_an_event_dated_in_whole_seconds_does_not_start_an_incarnation_early(tmp_path: Path) -> None:
+    """Found on the real control plane: the deployment-controller made the ReplicaSet again 7 ms after
+    the delete, and the new incarnation's SuccessfulCreate Event, dated in whole seconds, reads 0.8 s
+    before that delete. Asked about a moment just before the delete, the answer is the incarnation
+    that existed then, not the one the Event seems to start early."""
+    deployment = owner_ref("Deployment", "web", uid="d-1")
+    moment = "2024-05-01T10:00:05.{:06d}Z".format
+    rs = {"resource": "replicasets", "group": "apps", "name": "web-1", "owner": deployment}
+    stream = [
+        audit_event(resource="deployments", group="apps", name="web", uid="d-1", audit_id="dep", **at(0)),
+        audit_event(**rs, uid="r-1", user=DEPLOYMENT_CONTROLLER, audit_id="rs-1", **at(1)),
+        audit_event(
+            **{**rs, "owner": None},
+            verb="delete",
+            code=200,
+            uid="r-1",
+            audit_id="by-hand",
+            user="alice",
+            received=moment(858_000),
+            completed=moment(859_000),
+        ),
+        audit_event(
+            **rs,
+            uid="r-2",
+            user=DEPLOYMENT_CONTROLLER,
+            audit_id="rs-2",
+            received=moment(865_000),
+            completed=moment(866_000),
+        ),
+    ]
+    created = kube_event(
+        kind="ReplicaSet",
+        api_version="apps/v1",
+        name="web-1",
+        object_uid="r-2",
+        reason="SuccessfulCreate",
+        message="Created pod: web-1-b",
+        first="2024-05-01T10:00:05Z",
+        component="replicaset-controller",
+    )
+    service = store_of(tmp_path / "k.db", stream, [created])
+    try:
+        before_delete = us("2024-05-01T10:00:05.857Z")
+        found = service.explain(
+            ObjectQuery(cluster="c1", resource="replicasets", name="web-1"), before_delete, chain_only=True
+        )
+        latest = service.explain(
+            ObjectQuery(cluster="c1", resource="replicasets", name="web-1"), chain_only=True
+        )
+    finally:
+        service.close()
+    assert found.object["uid"] == "r-1"
+    assert [step.relation for step in found.chain.steps][0] == "created"
+    assert latest.object["uid"] == "r-2"
+    assert latest.chain.steps[0].relation == "recreated"
