@@ -23,6 +23,7 @@ import pytest
 
 from kelemetry.model.spans import SpanRecord
 from kelemetry.store.sqlite import StoreReader
+from tests import promtext
 from tests.e2e.conftest import Collector, ControlPlane
 from tests.e2e.servers import (
     CLUSTER,
@@ -36,7 +37,7 @@ from tests.e2e.servers import (
     wait_until,
 )
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.disturbs_cluster]
 
 NAMESPACE = "gaps"
 DEPLOYMENT = "survivor"
@@ -83,8 +84,7 @@ class GapCollector:
         )
 
     def metrics(self) -> dict[str, float]:
-        text = httpx.get(f"{self.url}/metrics", timeout=5).text
-        return {line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line}
+        return promtext.samples(httpx.get(f"{self.url}/metrics", timeout=5).text)
 
     def gaps(self) -> list[SpanRecord]:
         reader = StoreReader(self.store)

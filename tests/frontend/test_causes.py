@@ -672,6 +672,6 @@ def test_an_event_dated_in_whole_seconds_does_not_start_an_incarnation_early(tmp
     finally:
         service.close()
     assert found.object["uid"] == "r-1"
-    assert [step.relation for step in found.chain.steps][0] == "created"
+    assert found.chain.steps[0].relation == "created"
     assert latest.object["uid"] == "r-2"
     assert latest.chain.steps[0].relation == "recreated"
