@@ -64,6 +64,7 @@ NON_DEFAULT: dict[str, Any] = {
     "token": {"existingSecret": "kelemetry-token", "secretKey": "bearer", "publicQuery": True},
     "tls": {"enabled": True, "secretName": "kelemetry-tls"},
     "logLevel": "debug",
+    "logFormat": "json",
     "extraArgs": ["--cluster-alias", "member-a=prod-eu.2"],
     "listenHost": "[::]",
     "containerPort": 9443,
@@ -123,6 +124,7 @@ def others() -> list[dict[str, Any]]:
 def test_default_command_line_is_one_serve_accepts(defaults: list[dict[str, Any]]) -> None:
     args = serve_args(command_line(defaults))
     assert args.log_level == "info"
+    assert args.log_format == "text"
     assert args.listen == "0.0.0.0:8080"
     assert args.cluster == "default"
     assert args.store == "/data/kelemetry.db"
@@ -143,6 +145,7 @@ def test_default_command_line_is_one_serve_accepts(defaults: list[dict[str, Any]
 def test_non_default_command_line_is_one_serve_accepts(others: list[dict[str, Any]]) -> None:
     args = serve_args(command_line(others))
     assert args.log_level == "debug"
+    assert args.log_format == "json"
     assert args.listen == "[::]:9443"
     assert cli.parse_listen(args.listen) == ("::", 9443)
     assert args.cluster == "prod-eu.1"
@@ -514,6 +517,7 @@ def test_the_schema_offers_the_choices_the_collector_takes() -> None:
     parser = cli.build_parser()
     serve = parser._subparsers._group_actions[0].choices["serve"]
     assert schema["logLevel"]["enum"] == choices(parser, "--log-level")
+    assert schema["logFormat"]["enum"] == choices(parser, "--log-format")
     assert schema["store"]["properties"]["durability"]["enum"] == choices(serve, "--durability")
 
 

@@ -82,6 +82,8 @@ own argument parser in its tests, for the default values and for others.
 {{- define "kelemetry.args" -}}
 - --log-level
 - {{ .Values.logLevel | quote }}
+- --log-format
+- {{ .Values.logFormat | quote }}
 - serve
 - --listen
 - {{ printf "%s:%v" .Values.listenHost .Values.containerPort | quote }}
