@@ -17,6 +17,7 @@ from typing import Annotated, Any
 
 import orjson
 from fastapi import APIRouter, Depends, FastAPI, Query, Request
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.responses import FileResponse, JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 
@@ -666,11 +667,20 @@ def unknown_api_path(path: str) -> Response:
 ROUTERS = (jaeger_api, redirects, lookups, pages, unknown_api)
 
 
+async def answer_not_found(request: Request, exc: Exception) -> Response:
+    """The framework's own 404 (no route at all: a path the catch-all's pattern cannot take, such as
+    one holding a newline) answered with our JSON under /api, as any other API error."""
+    if request.url.path.startswith("/api/"):
+        return error_response(404, f"no API endpoint {request.url.path[:200]!r}")
+    return await http_exception_handler(request, exc)  # type: ignore[arg-type]
+
+
 def install(app: FastAPI, service: QueryService) -> None:
     """Serve the query side from ``app``: its routers over ``service``, the error handler, the UI."""
     app.state.query_service = service
     for router in ROUTERS:
         app.include_router(router)
     app.add_exception_handler(errors.KelemetryError, answer_error)
+    app.add_exception_handler(404, answer_not_found)
     if STATIC_DIR.is_dir():
         app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
