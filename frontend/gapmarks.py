@@ -11,6 +11,8 @@ as it was.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from frontend.types import AssembledTrace, ViewLog, ViewSpan
 from kelemetry.model import gaps, tags
 from kelemetry.model.events import TraceSource
@@ -60,21 +62,74 @@ def sentence_of(record: SpanRecord) -> str:
     )
 
 
+@dataclass(slots=True)
+class _Group:
+    """Gaps of one cluster and cause that overlap, shown as one: an apiserver restart makes every
+    watch relist at once, and a row per watched resource would bury the view."""
+
+    records: list[SpanRecord]
+    start_us: int
+    end_us: int
+
+    @property
+    def first(self) -> SpanRecord:
+        return self.records[0]
+
+    def detail(self) -> str:
+        details = sorted({str(r.tags.get(tags.GAP_DETAIL, "")) for r in self.records} - {""})
+        shown = ", ".join(details[:MERGED_DETAILS])
+        more = len(details) - MERGED_DETAILS
+        return f"{shown}, and {more} more" if more > 0 else shown
+
+    def sentence(self) -> str:
+        if len(self.records) == 1:
+            return sentence_of(self.first)
+        reason = str(self.first.tags.get(tags.GAP_REASON, "unknown"))
+        return gaps.sentence(reason, self.start_us, self.end_us, self.detail())
+
+
+MERGED_DETAILS = 4
+"""How many of a merged gap's details (``watch of pods``) its sentence names before "and N more"."""
+
+
+def _grouped(found: list[SpanRecord]) -> list[_Group]:
+    groups: list[_Group] = []
+    open_by_cause: dict[tuple[str, object], _Group] = {}
+    for record in sorted(found, key=lambda r: (r.start_us, r.span_id)):
+        cause = (record.key.name, record.tags.get(tags.GAP_REASON))
+        group = open_by_cause.get(cause)
+        if group is not None and record.start_us <= group.end_us:
+            group.records.append(record)
+            group.end_us = max(group.end_us, record.end_us)
+            continue
+        group = _Group([record], record.start_us, record.end_us)
+        open_by_cause[cause] = group
+        groups.append(group)
+    return groups
+
+
 def mark(root: ViewSpan, found: list[SpanRecord], start_us: int, end_us: int) -> ViewSpan:
-    """The view with its gaps under the root and their sentences among the root's warnings; gaps the
-    tree already shows (a view of the pseudo object itself) are only warned about."""
+    """The view with its gaps under the root and their sentences among the root's warnings; gaps of
+    one cluster and cause that overlap are one span and one sentence; gaps the tree already shows (a
+    view of the pseudo object itself) are only warned about."""
     if not found:
         return root
     shown = {span.span_id for span in root.walk()}
-    for record in found:
-        sentence = sentence_of(record)
+    for group in _grouped(found):
+        sentence = group.sentence()
         if sentence not in root.warnings:
             root.warnings.append(sentence)
-        if record.span_id in shown:
+        if any(record.span_id in shown for record in group.records):
             continue
+        record = group.first
         shown.add(record.span_id)
-        start = max(record.start_us, start_us)
-        end = max(min(record.end_us, end_us), start)
+        start = max(group.start_us, start_us)
+        end = max(min(group.end_us, end_us), start)
+        span_tags_ = span_tags(record)
+        if len(group.records) > 1:
+            span_tags_[tags.GAP_START] = group.start_us
+            span_tags_[tags.GAP_END] = group.end_us
+            span_tags_[tags.GAP_DETAIL] = group.detail()
         root.children.append(
             ViewSpan(
                 span_id=record.span_id,
@@ -82,7 +137,7 @@ def mark(root: ViewSpan, found: list[SpanRecord], start_us: int, end_us: int) ->
                 operation=record.name,
                 start_us=start,
                 end_us=end,
-                tags=span_tags(record),
+                tags=span_tags_,
                 logs=[ViewLog(start, (("event", "message"), ("message", sentence)))],
                 record=record,
                 service=GAP_SERVICE,

@@ -161,3 +161,31 @@ def test_the_jaeger_backend_finds_the_gaps_the_store_has(store: Path, service: Q
         assert [(s.span_id, s.start_us, s.end_us) for s in theirs.root.children if s.source == "gap"] == [
             (s.span_id, s.start_us, s.end_us) for s in mine.root.children if s.source == "gap"
         ]
+
+
+def test_overlapping_relists_of_one_restart_are_one_gap(store: Path, service: QueryService) -> None:
+    """An apiserver restart makes every watch relist at once: one row and one sentence for all of them,
+    not a row per watched resource; a gap of another cause in the same stretch stays its own."""
+    start = INSIDE.start_us
+    relists = [
+        Gap(CLUSTER, GapReason.RELIST, start + n * 10_000, start + 900_000 + n * 10_000, f"watch of {what}")
+        for n, what in enumerate(("events", "pods", "replicasets", "deployments", "services", "nodes"))
+    ]
+    record(store, *relists, INSIDE)
+    for view in views(service):
+        shown = [span for span in view.root.children if span.source == "gap"]
+        assert sorted(span.operation for span in shown) == [
+            "collector restarted",
+            "watch relisted after 410 Gone",
+        ]
+        (relist,) = [span for span in shown if span.tags["gap.reason"] == "relist"]
+        assert (relist.tags["gap.start"], relist.tags["gap.end"]) == (start, start + 950_000)
+        assert (
+            relist.tags["gap.detail"]
+            == "watch of deployments, watch of events, watch of nodes, watch of pods, and 2 more"
+        )
+        assert len(view.root.warnings) == 2
+        assert any(
+            "(watch of deployments, " in warning and "and 2 more)" in warning
+            for warning in view.root.warnings
+        )
