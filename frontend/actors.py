@@ -27,11 +27,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Literal
 
-from frontend.changes import ObjectJson, format_time
-from frontend.spanfacts import RequestJson, request_json
+from frontend import spanfacts
+from frontend.spanfacts import ObjectJson, RequestJson, format_time, request_json
 from kelemetry.model import tags
 from kelemetry.model.events import TraceSource
-from kelemetry.model.objects import KnownObject
 from kelemetry.model.spans import SpanRecord
 
 Actor = Literal["human", "controller", "unknown"]
@@ -141,16 +140,7 @@ def diff_lines(span: SpanRecord) -> list[str]:
 
 def object_of(span: SpanRecord) -> ObjectJson:
     """The object a span belongs to, as the lookups name objects."""
-    key = span.key
-    return {
-        "cluster": key.cluster,
-        "group": key.group,
-        "resource": key.resource,
-        "namespace": key.namespace,
-        "name": key.name,
-        "uid": span.uid,
-        "kind": span.kind,
-    }
+    return spanfacts.object_json(spanfacts.object_of(span))
 
 
 def object_text(span: SpanRecord, *, cluster: bool = False) -> str:
@@ -160,20 +150,6 @@ def object_text(span: SpanRecord, *, cluster: bool = False) -> str:
     kind = span.kind or key.display.split("/", 1)[0]
     place = f" (cluster {key.cluster})" if cluster and key.cluster else ""
     return f"{kind} {where}{key.name}{place}"
-
-
-def known_object(row: KnownObject) -> ObjectJson:
-    """An object the store or Jaeger knows, named as ``object_of`` names a span's."""
-    key = row.key
-    return {
-        "cluster": key.cluster,
-        "group": key.group,
-        "resource": key.resource,
-        "namespace": key.namespace,
-        "name": key.name,
-        "uid": row.uid,
-        "kind": row.kind,
-    }
 
 
 def was_deleted(activity: Iterable[SpanRecord]) -> bool:

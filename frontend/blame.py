@@ -23,8 +23,7 @@ import orjson
 
 from frontend import actors
 from frontend.actors import Request
-from frontend.changes import ObjectJson, format_time
-from frontend.spanfacts import RequestJson
+from frontend.spanfacts import ObjectJson, RequestJson, format_time
 from kelemetry import errors
 from kelemetry.diff.compute import render_path, render_value
 from kelemetry.model.diffs import Segment

@@ -32,8 +32,7 @@ from typing import Any, Literal, Protocol, TypedDict
 
 from frontend import actors
 from frontend.actors import Actor, Request
-from frontend.changes import ObjectJson, format_time
-from frontend.spanfacts import RequestJson
+from frontend.spanfacts import ObjectJson, RequestJson, format_time
 from frontend.types import AssembledTrace, SpanNode
 from kelemetry import errors
 from kelemetry.model import tags

@@ -11,11 +11,11 @@ the last row shown, not an offset).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Required, TypedDict
 from urllib.parse import urlencode
 
 from frontend.outcomes import OUTCOME
+from frontend.spanfacts import ObjectJson, format_time
 from kelemetry import errors
 from kelemetry.model import tags
 from kelemetry.model.events import TraceSource
@@ -108,16 +108,6 @@ def bucket_us_for(start_us: int | None, end_us: int | None) -> int:
 # -- rows
 
 
-class ObjectJson(TypedDict):
-    cluster: str
-    group: str
-    resource: str
-    namespace: str
-    name: str
-    uid: str
-    kind: str
-
-
 class DiffJson(TypedDict):
     lines: list[str]
     count: int
@@ -162,11 +152,6 @@ class ChangesJson(TypedDict, total=False):
     bucket: int
     """The histogram's bucket length, µs (a minute, or whole minutes over a long range)."""
     histogram: list[BucketJson]
-
-
-def format_time(time_us: int) -> str:
-    moment = datetime.fromtimestamp(time_us / 1_000_000, tz=UTC)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
 
 
 def _text(value: object) -> str | None:

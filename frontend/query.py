@@ -18,7 +18,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
-from frontend import actors, causes, gapmarks, modes, rollouts, scope, transform
+from frontend import actors, causes, gapmarks, modes, rollouts, scope, spanfacts, transform
 from frontend import blame as blaming
 from frontend import stuck as failing
 from frontend.backend import Backend, StoreBackend
@@ -577,7 +577,7 @@ class QueryService:
         now = now_us if now_us is not None else at_us if at_us is not None else time.time_ns() // 1000
         found_rollouts, found_stuck = ([], []) if chain_only else self._around(target, at_us, now)
         return causes.Explanation(
-            actors.known_object(target),
+            spanfacts.object_json(target),
             chain,
             modes.view_trace_id(modes.DEFAULT, number),
             tuple(found_rollouts),
@@ -676,7 +676,7 @@ class QueryService:
                     row.uid, row.first_us, row.last_us, actors.was_deleted(activity), tuple(entries)
                 )
             )
-        return blaming.Blame(actors.known_object(target), blaming.field_text(path), tuple(parts))
+        return blaming.Blame(spanfacts.object_json(target), blaming.field_text(path), tuple(parts))
 
     def _creation(
         self, row: KnownObject, activity: list[SpanRecord], path: tuple[Segment, ...]

@@ -1205,7 +1205,8 @@ def cmd_dump(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_changes(args: argparse.Namespace) -> int:
+def _since_or_range(args: argparse.Namespace) -> tuple[int | None, int | None]:
+    """The range of `--since DURATION` (up to now) or `--start/--end` (either may be open)."""
     if args.since and (args.start or args.end):
         raise CliError("use either --since or --start/--end, not both")
     start_us = end_us = None
@@ -1216,6 +1217,11 @@ def cmd_changes(args: argparse.Namespace) -> int:
         start_us = parsed(times.parse_moment, args.start)
     if args.end:
         end_us = parsed(times.parse_moment, args.end)
+    return start_us, end_us
+
+
+def cmd_changes(args: argparse.Namespace) -> int:
+    start_us, end_us = _since_or_range(args)
     resource, group = args.resource or None, args.group
     request = browsing.ChangeQuery(
         cluster=args.cluster or None,
@@ -1251,16 +1257,7 @@ def cmd_changes(args: argparse.Namespace) -> int:
 
 
 def cmd_stuck(args: argparse.Namespace) -> int:
-    if args.since and (args.start or args.end):
-        raise CliError("use either --since or --start/--end, not both")
-    start_us = end_us = None
-    if args.since:
-        end_us = time.time_ns() // 1000
-        start_us = max(end_us - seconds(args.since) * 1_000_000, 0)
-    if args.start:
-        start_us = parsed(times.parse_moment, args.start)
-    if args.end:
-        end_us = parsed(times.parse_moment, args.end)
+    start_us, end_us = _since_or_range(args)
     service = query.for_store(args.store, keep_views=False)
     try:
         answer = service.stuck(args.cluster, args.namespace, start_us, end_us)

@@ -19,8 +19,8 @@ import pytest
 from frontend import actors, causes, query
 from frontend.backend import StoreBackend
 from frontend.causes import Chain
-from frontend.changes import format_time
 from frontend.query import QueryService
+from frontend.spanfacts import format_time
 from frontend.types import ObjectQuery
 from frontend.views import ViewStore
 from kelemetry import cli
