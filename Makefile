@@ -31,11 +31,12 @@ lint: install
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
-# The end-to-end and browser tests need etcd, Chromium and ChromeDriver (Debian) and the Go-built
+# The end-to-end and browser tests need etcd, nats-server (scaled mode), Chromium and ChromeDriver (Debian) and the Go-built
 # servers (cached outside the repository).
 e2e-deps:
 	@missing=""; \
 	  command -v etcd >/dev/null || missing="$$missing etcd-server"; \
+	  command -v nats-server >/dev/null || missing="$$missing nats-server"; \
 	  command -v chromium >/dev/null || missing="$$missing chromium"; \
 	  command -v chromedriver >/dev/null || missing="$$missing chromium-driver"; \
 	  if [ -n "$$missing" ]; then \

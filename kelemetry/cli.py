@@ -11,7 +11,9 @@ import gc
 import logging
 import os
 import shutil
+import socket
 import sys
+import tempfile
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -30,6 +32,7 @@ from kelemetry import pipeline as pipelines
 from kelemetry.diff.redact import RedactionRule
 from kelemetry.kube.kinds import KindResolver
 from kelemetry.model import times
+from kelemetry.queue.layout import DEFAULT_PARTITIONS
 from kelemetry.receivers.auditfiles import STDIN, FileStats, expand, read_input
 from kelemetry.settings import (
     CLUSTER_NAME,
@@ -305,6 +308,62 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_access(serve, "the webhook, /metrics, the query API and the web UI")
     add_trace(serve)
+    scaled = serve.add_argument_group(
+        "scaled mode",
+        "many replicas over NATS JetStream instead of one process and the embedded store "
+        "(README, Scaling out)",
+    )
+    scaled.add_argument(
+        "--queue",
+        metavar="nats://HOST:PORT",
+        help="run one role of the scaled mode against this NATS server (JetStream enabled; "
+        "comma-separated for a NATS cluster); without it, serve runs everything in one process",
+    )
+    scaled.add_argument(
+        "--role",
+        choices=["webhook", "worker"],
+        help="with --queue: 'webhook' answers the audit webhook and publishes to JetStream; 'worker' "
+        "consumes partitions and exports the traces to --otlp-endpoint",
+    )
+    scaled.add_argument(
+        "--partitions",
+        type=int,
+        default=DEFAULT_PARTITIONS,
+        metavar="N",
+        help="with --queue: partitions of the audit stream, the same on every replica "
+        f"(default {DEFAULT_PARTITIONS})",
+    )
+    scaled.add_argument(
+        "--queue-replicas",
+        type=int,
+        default=1,
+        metavar="N",
+        help="with --queue: JetStream replicas of the streams and buckets (1 on one server, 3 on a NATS "
+        "cluster; default 1)",
+    )
+    scaled.add_argument(
+        "--worker-id",
+        metavar="NAME",
+        help="with --role worker: this replica's unique name (default: host name and process id)",
+    )
+    scaled.add_argument(
+        "--state-dir",
+        metavar="DIR",
+        help="with --role worker: scratch space for the partitions it owns (default: a new temporary folder)",
+    )
+    scaled.add_argument(
+        "--lease",
+        default="10s",
+        metavar="DURATION",
+        help="with --queue: how long a dead worker's partitions wait before another worker takes them "
+        "(default 10s)",
+    )
+    scaled.add_argument(
+        "--snapshot-every",
+        default="30s",
+        metavar="DURATION",
+        help="with --role worker: how often a partition's state is saved to JetStream (default 30s)",
+    )
 
     replay = commands.add_parser(
         "replay",
@@ -708,7 +767,62 @@ def tune_gc() -> None:
     gc.set_threshold(50_000, 50, 100)
 
 
+def _serve_scaled(args: argparse.Namespace) -> int:
+    """One role of the scaled mode (``--queue`` with ``--role``)."""
+    from kelemetry.queue import layout
+
+    if not args.queue or not args.role:
+        raise CliError("scaled mode needs both --queue nats://HOST:PORT and --role webhook|worker")
+    problem = layout.check_url(args.queue)
+    if problem:
+        raise CliError(f"invalid --queue: {problem}")
+    if not 1 <= args.partitions <= layout.MAX_PARTITIONS:
+        raise CliError(f"--partitions must be between 1 and {layout.MAX_PARTITIONS}, not {args.partitions}")
+    if args.queue_replicas not in (1, 3, 5):
+        raise CliError(f"--queue-replicas must be 1, 3 or 5, not {args.queue_replicas}")
+    lease = seconds(args.lease)
+    if lease < 1:
+        raise CliError(f"--lease {args.lease} is too short: use at least 1s")
+    queue_settings = layout.QueueSettings(
+        url=args.queue, partitions=args.partitions, replicas=args.queue_replicas, lease_seconds=lease
+    )
+    host, port = parse_listen(args.listen)
+    if args.role == "webhook":
+        from kelemetry.queue import webhook
+
+        webhook_settings = WebhookSettings(
+            default_cluster=args.cluster,
+            max_body_bytes=parsed(times.parse_size, args.max_body),
+            max_backlog_bytes=parsed(times.parse_size, args.max_backlog),
+            min_free_bytes=0,
+            max_clock_skew_seconds=_max_clock_skew(args.max_clock_skew),
+            token=os.environ.get(args.token_env) or None,
+        )
+        return webhook.serve(queue_settings, webhook_settings, host, port, tls_settings(args))
+    from kelemetry.queue import worker
+
+    if not args.otlp_endpoint:
+        raise CliError(
+            "--role worker needs --otlp-endpoint: in scaled mode the traces go to Jaeger over OTLP"
+        )
+    from kelemetry.export.otlp import create_exporter
+
+    create_exporter(args.otlp_endpoint).shutdown()  # fail fast on a malformed endpoint
+    snapshot = seconds(args.snapshot_every)
+    if snapshot < 1:
+        raise CliError(f"--snapshot-every {args.snapshot_every} is too short: use at least 1s")
+    worker_settings = layout.WorkerSettings(
+        worker_id=args.worker_id or f"{socket.gethostname()}-{os.getpid()}",
+        state_dir=args.state_dir or tempfile.mkdtemp(prefix="kelemetry-worker-"),
+        otlp_endpoint=args.otlp_endpoint,
+        snapshot_seconds=snapshot,
+    )
+    return worker.serve(queue_settings, worker_settings, _trace_settings(args), host, port)
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
+    if args.queue or args.role:
+        return _serve_scaled(args)
     from kelemetry import metrics
     from kelemetry.app import Collector, create_app
     from kelemetry.connection import parse_watch_target

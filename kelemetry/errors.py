@@ -16,6 +16,8 @@ catch these::
     │   │                     503 (507 for space), the sender retries, nothing is acknowledged
     │   └── StoreRefused      the store refused this data (a constraint, a value it cannot hold):
     │                         retrying will not help, the data at fault is quarantined
+    ├── QueueError            scaled mode: NATS JetStream is unreachable or refused a request
+    │   └── QueueFull         the audit stream is at its size limit (429, the sender retries)
     ├── ExportError           the OTLP endpoint configuration is unusable
     └── BackendError          the trace backend the frontend reads (Jaeger) failed or is unreachable
 """
@@ -81,3 +83,11 @@ class ExportError(KelemetryError):
 
 class BackendError(KelemetryError):
     pass
+
+
+class QueueError(KelemetryError):
+    """Scaled mode: NATS JetStream is unreachable or refused a request (the webhook answers 503)."""
+
+
+class QueueFull(QueueError):
+    """The audit stream is at its size limit: workers are behind; the webhook answers 429."""
