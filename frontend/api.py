@@ -22,7 +22,8 @@ from fastapi.responses import FileResponse, JSONResponse, RedirectResponse, Resp
 from fastapi.staticfiles import StaticFiles
 
 from frontend import changes, jaegerjson, modes, objectat, revisions
-from frontend.query import QueryService, incarnation_json, object_json
+from frontend.query import QueryService, incarnation_json
+from frontend.spanfacts import object_json
 from frontend.types import ObjectQuery, Suggestion, View
 from kelemetry import errors
 from kelemetry.model import times

@@ -54,19 +54,6 @@ STUCK_PODS_SCANNED = 2000
 SEARCH_KEYS = frozenset({tags.CLUSTER, tags.GROUP, tags.RESOURCE, tags.NAMESPACE, tags.NAME, tags.UID})
 
 
-def object_json(row: KnownObject) -> dict[str, str]:
-    key = row.key
-    return {
-        "cluster": key.cluster,
-        "group": key.group,
-        "resource": key.resource,
-        "namespace": key.namespace,
-        "name": key.name,
-        "kind": row.kind,
-        "uid": row.uid,
-    }
-
-
 def incarnation_json(row: KnownObject) -> dict[str, str | int | None]:
     return {"uid": row.uid, "kind": row.kind, "firstSeen": row.first_us, "lastSeen": row.last_us}
 
