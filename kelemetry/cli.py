@@ -717,7 +717,7 @@ def parse_clusters(specs: Sequence[str], default_name: str) -> tuple[ClusterSett
         name, sep, rest = spec.partition("=")
         if not sep or "/" in name or not name:
             name, rest = default_name, spec
-        if not CLUSTER_NAME.match(name):
+        if not CLUSTER_NAME.fullmatch(name):
             raise CliError(
                 f"invalid cluster name {name!r} in --kubeconfig {spec!r}: use letters, digits, '.', '_', '-'"
             )
@@ -798,7 +798,16 @@ def _serve_scaled(args: argparse.Namespace) -> int:
             max_clock_skew_seconds=_max_clock_skew(args.max_clock_skew),
             token=os.environ.get(args.token_env) or None,
         )
-        return webhook.serve(queue_settings, webhook_settings, host, port, tls_settings(args))
+        from kelemetry import metrics
+        from kelemetry.diff.redact import with_rules
+
+        tls = tls_settings(args)
+        replica = webhook.WebhookReplica(
+            queue_settings, webhook_settings, with_rules(_trace_settings(args).redact), metrics.Registry()
+        )
+        _announce(args, webhook.banner(replica, host, port, tls, args.token_env))
+        _run_server(webhook.create_app(replica), host, port, args.listen, tls)
+        return 0
     from kelemetry.queue import worker
 
     if not args.otlp_endpoint:
@@ -1050,7 +1059,7 @@ def parse_replays(specs: Sequence[str], default_cluster: str) -> list[tuple[str,
         name, sep, path = spec.partition("=")
         if not sep or "/" in name or not name or os.path.exists(spec):
             name, path = default_cluster, spec
-        if not CLUSTER_NAME.match(name):
+        if not CLUSTER_NAME.fullmatch(name):
             raise CliError(
                 f"invalid cluster name {name!r} in --replay {spec!r}: use letters, digits, '.', '_', '-'"
             )
