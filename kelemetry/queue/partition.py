@@ -138,6 +138,8 @@ class PartitionRunner:
             while not self.lost:
                 try:
                     if not self.ready:
+                        if self._releasing:
+                            return "released"  # nothing taken over yet, so nothing to record
                         await self._take_over()
                     elif self._releasing:
                         await self._finish()
@@ -216,6 +218,11 @@ class PartitionRunner:
         messages = await self._reader.fetch(self.worker.batch_messages, FETCH_WAIT_S)
         if self.lost:
             return
+        if not messages and await self.stream.last_seq(self.partition) >= self._reader.next_seq:
+            # JetStream removes a reader's consumer that was not asked for messages for a while (a
+            # long batch on a busy machine): reopen it where this runner stopped.
+            logger.info("partition %d: reopening its reader at %d", self.partition, self._reader.next_seq)
+            await self._reader.close()
         if messages:
             await asyncio.to_thread(self._process, messages)
         await self._set_aside()
