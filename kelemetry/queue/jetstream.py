@@ -201,10 +201,14 @@ class JetStream:
             return created
 
     async def close(self) -> None:
+        """Drain and close; never raises (a replica stopping while NATS is away must still exit)."""
         try:
             await self._nc.drain()
         except Exception:
-            await self._nc.close()
+            try:
+                await self._nc.close()
+            except Exception as exc:
+                logger.warning("NATS connection closed uncleanly: %s", exc)
 
     # -- publishing
 

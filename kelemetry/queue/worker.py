@@ -30,6 +30,9 @@ from kelemetry.settings import TraceSettings
 
 logger = logging.getLogger(__name__)
 
+SHUTDOWN_S = 45.0
+"""How long SIGTERM waits for partitions to be given up (a backend or NATS that is down); the
+leases of what is left expire on their own and another worker replays from the last record."""
 _WORKER_ID = re.compile(r"[-_=A-Za-z0-9.]{1,200}")
 
 
@@ -155,7 +158,15 @@ class Worker:
         """Give every partition up gracefully (leases kept alive meanwhile), then leave."""
         for runner in self.runners.values():
             runner.release()
+        deadline = asyncio.get_running_loop().time() + SHUTDOWN_S
         while self.tasks:
+            if asyncio.get_running_loop().time() > deadline:
+                # NATS is away: what was not recorded is processed again by the next owner.
+                logger.warning("giving up %d partitions without a final record", len(self.tasks))
+                for task in self.tasks.values():
+                    task.cancel()
+                await asyncio.wait(list(self.tasks.values()), timeout=5)
+                return
             try:
                 await self._refresh()
                 await self._reap()
@@ -278,5 +289,8 @@ async def _serve(
         finally:
             server.close()
     finally:
-        await stream.close()
+        try:
+            await asyncio.wait_for(stream.close(), 10)
+        except TimeoutError:
+            logger.warning("NATS did not answer while closing the connection")
     return 0
