@@ -817,11 +817,15 @@ def _serve_scaled(args: argparse.Namespace) -> int:
     from kelemetry.export.otlp import create_exporter
 
     create_exporter(args.otlp_endpoint).shutdown()  # fail fast on a malformed endpoint
+    worker_id = args.worker_id or f"{socket.gethostname()}-{os.getpid()}"
+    problem = worker.worker_id_problem(worker_id)
+    if problem:
+        raise CliError(problem)
     snapshot = seconds(args.snapshot_every)
     if snapshot < 1:
         raise CliError(f"--snapshot-every {args.snapshot_every} is too short: use at least 1s")
     worker_settings = layout.WorkerSettings(
-        worker_id=args.worker_id or f"{socket.gethostname()}-{os.getpid()}",
+        worker_id=worker_id,
         state_dir=args.state_dir or tempfile.mkdtemp(prefix="kelemetry-worker-"),
         otlp_endpoint=args.otlp_endpoint,
         snapshot_seconds=snapshot,

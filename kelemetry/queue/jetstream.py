@@ -201,10 +201,14 @@ class JetStream:
             return created
 
     async def close(self) -> None:
+        """Drain and close; never raises (a replica stopping while NATS is away must still exit)."""
         try:
             await self._nc.drain()
         except Exception:
-            await self._nc.close()
+            try:
+                await self._nc.close()
+            except Exception as exc:
+                logger.warning("NATS connection closed uncleanly: %s", exc)
 
     # -- publishing
 
@@ -260,6 +264,13 @@ class JetStream:
             return None
         except Exception as exc:
             raise _wrap(exc, f"cannot update {bucket}/{key}") from None
+
+    async def put(self, bucket: str, key: str, value: bytes) -> int:
+        """Write ``key`` whatever it holds (a worker's own membership entry); its new revision."""
+        try:
+            return int(await self._bucket_of(bucket).put(key, value))
+        except Exception as exc:
+            raise _wrap(exc, f"cannot write {bucket}/{key}") from None
 
     async def delete(self, bucket: str, key: str, revision: int | None = None) -> bool:
         try:
@@ -331,8 +342,12 @@ class JetStream:
 
     # -- quarantine
 
-    async def quarantine(self, partition: int, data: bytes, headers: Mapping[str, str]) -> None:
-        await self.publish(layout.quarantine_subject(partition), data, msg_id=None, headers=headers)
+    async def quarantine(
+        self, partition: int, data: bytes, headers: Mapping[str, str], msg_id: str | None = None
+    ) -> None:
+        """Set input aside; ``msg_id`` lets a worker that repeats a batch after a crash not set the
+        same input aside twice."""
+        await self.publish(layout.quarantine_subject(partition), data, msg_id=msg_id, headers=headers)
 
     async def quarantined(self, limit: int = 1000) -> list[Message]:
         """What workers set aside, oldest first (at most ``limit``)."""
