@@ -657,7 +657,7 @@ def now_us() -> int:
 
 
 def lease_owners(scaled: Scaled) -> dict[int, str]:
-    """Partition → the worker its lease names (the value mentions the worker's id)."""
+    """Partition → the worker its lease names (the value is the worker's id)."""
 
     async def read() -> dict[int, str]:
         settings = layout.QueueSettings(url=scaled.nats.url, partitions=PARTITIONS, lease_seconds=3.0)
@@ -668,10 +668,7 @@ def lease_owners(scaled: Scaled) -> dict[int, str]:
                 entry = await stream.get(layout.LEASES_BUCKET, layout.lease_key(partition))
                 if entry is None:
                     continue
-                text = entry.value.decode(errors="replace")
-                named = [w for w in WORKERS if w in text]
-                if named:
-                    owners[partition] = named[0]
+                owners[partition] = entry.value.decode(errors="replace")
             return owners
         finally:
             await stream.close()
