@@ -41,6 +41,7 @@ from kelemetry.model.tags import AUDIT_ID
 from kelemetry.queue import layout
 from kelemetry.queue.jetstream import JetStream
 from kelemetry.store.sqlite import StoreReader
+from tests import promtext
 from tests.certs import Certificates
 from tests.e2e.conftest import SERVERS, ControlPlane
 from tests.e2e.servers import (
@@ -77,8 +78,6 @@ class Balancer:
 
     def __init__(self, upstreams: list[int]) -> None:
         self.upstreams = upstreams
-        self.accepted: Counter[int] = Counter()
-        """Connections passed on, per upstream port."""
         self._listener = socket.create_server(("127.0.0.1", 0))
         self.port = int(self._listener.getsockname()[1])
         self._next = 0
@@ -99,8 +98,6 @@ class Balancer:
             except OSError:
                 continue
             upstream.settimeout(None)
-            with self._lock:
-                self.accepted[port] += 1
             return upstream
         return None
 
@@ -251,6 +248,13 @@ class Scaled:
         server.start()
         url = f"https://127.0.0.1:{self.webhook_ports[name]}/healthz"
         wait_until(f"{name} to answer", lambda: server.check_alive() or http_ok(url), 30)
+
+    def published(self, name: str) -> float:
+        """Audit events the webhook replica ``name`` has published to JetStream (its /metrics)."""
+        url = f"https://127.0.0.1:{self.webhook_ports[name]}/metrics"
+        return promtext.samples(httpx.get(url, timeout=5).text).get(
+            "kelemetry_queue_published_events_total", 0.0
+        )
 
     def replay(self, label: str) -> tuple[Path, list[bytes]]:
         """The audit log as it is now, replayed into a fresh embedded store; the store and the lines."""
@@ -457,6 +461,10 @@ def audit_id_of(span: dict[str, Any]) -> str | None:
     return None
 
 
+def traces_of(traces: list[dict[str, Any]], audit_id: str) -> list[str]:
+    return [t["traceID"] for t in traces for s in t["spans"] if audit_id_of(s) == audit_id]
+
+
 def scenario_audit_ids(lines: list[bytes], offset_lines: int) -> set[str]:
     return {json.loads(line)["auditID"] for line in lines[offset_lines:] if line.strip()}
 
@@ -504,11 +512,14 @@ def check_exactly_once(scaled: Scaled, label: str, offset: int, since_us: int) -
         raise AssertionError(
             f"{len(missing)} of {len(expected)} acknowledged audit IDs never reached Jaeger: {missing[:10]}"
         ) from None
-    duplicated = {i: counts[i] for i in expected if counts[i] != 1}
-    assert not duplicated, f"audit IDs in Jaeger more than once: {duplicated}"
     for trace in traces:
         twice = [s for s, n in Counter(s["spanID"] for s in trace["spans"]).items() if n > 1]
         assert not twice, f"trace {trace['traceID']} holds span ids twice: {twice[:10]}"
+    duplicated = {i: traces_of(traces, i) for i in expected if counts[i] != 1}
+    # Seen so far only as one span id under two trace ids: exported in a Pod's own trace before its
+    # ReplicaSet's create (in a batch the apiserver retried later) linked it to the Deployment,
+    # then exported again when the pipeline moved it; Jaeger keeps both copies.
+    assert not duplicated, f"audit IDs in Jaeger more than once (id: its trace ids): {duplicated}"
     # Nothing the embedded pipeline drops shows up either (the filter is the same).
     dropped = scenario_audit_ids(lines, first_line) - kept_audit_ids(store)
     assert not dropped & set(counts)
@@ -723,11 +734,14 @@ def test_a_webhook_replica_killed_mid_rollout_loses_and_repeats_nothing(scaled: 
     create_namespace(scaled.plane, namespace)
     scaled.plane.kubectl("create", "deployment", name, "-n", namespace, "--image=nginx:1.27", "--replicas=3")
     rollout(scaled.plane, namespace, name, 3)
-    victim, survivor = WEBHOOKS
-    survivor_port = scaled.webhook_ports[survivor]
-    before = scaled.balancer.accepted[survivor_port]
+    before = {replica: scaled.published(replica) for replica in WEBHOOKS}
     scaled.plane.kubectl("set", "image", f"deployment/{name}", "-n", namespace, "nginx=nginx:1.28")
-    time.sleep(1)
+    time.sleep(1.5)
+    # The replica the apiserver's keep-alive connection is on now: killing the idle one tests nothing.
+    victim = max(WEBHOOKS, key=lambda replica: (scaled.published(replica) - before[replica], replica))
+    (survivor,) = [replica for replica in WEBHOOKS if replica != victim]
+    assert scaled.published(victim) > before[victim], "no batch went through either replica"
+    survivor_before = scaled.published(survivor)
     scaled.webhooks[victim].kill9()
     try:
         rollout(scaled.plane, namespace, name, 3)
@@ -736,8 +750,8 @@ def test_a_webhook_replica_killed_mid_rollout_loses_and_repeats_nothing(scaled: 
         scaled.plane.kubectl("delete", "deployment", name, "-n", namespace, "--wait=true")
         check_same_tree(scaled, namespace, name)
         check_exactly_once(scaled, "webhook-kill", offset, since)
-        # The apiserver's connections went to the survivor since (new ones, after the kill's reset).
-        assert scaled.balancer.accepted[survivor_port] > before
+        # The apiserver's retries and later batches went through the other replica.
+        assert scaled.published(survivor) > survivor_before
     finally:
         scaled.start_webhook(victim)
 
