@@ -717,7 +717,7 @@ def parse_clusters(specs: Sequence[str], default_name: str) -> tuple[ClusterSett
         name, sep, rest = spec.partition("=")
         if not sep or "/" in name or not name:
             name, rest = default_name, spec
-        if not CLUSTER_NAME.match(name):
+        if not CLUSTER_NAME.fullmatch(name):
             raise CliError(
                 f"invalid cluster name {name!r} in --kubeconfig {spec!r}: use letters, digits, '.', '_', '-'"
             )
@@ -817,11 +817,15 @@ def _serve_scaled(args: argparse.Namespace) -> int:
     from kelemetry.export.otlp import create_exporter
 
     create_exporter(args.otlp_endpoint).shutdown()  # fail fast on a malformed endpoint
+    worker_id = args.worker_id or f"{socket.gethostname()}-{os.getpid()}"
+    problem = worker.worker_id_problem(worker_id)
+    if problem:
+        raise CliError(problem)
     snapshot = seconds(args.snapshot_every)
     if snapshot < 1:
         raise CliError(f"--snapshot-every {args.snapshot_every} is too short: use at least 1s")
     worker_settings = layout.WorkerSettings(
-        worker_id=args.worker_id or f"{socket.gethostname()}-{os.getpid()}",
+        worker_id=worker_id,
         state_dir=args.state_dir or tempfile.mkdtemp(prefix="kelemetry-worker-"),
         otlp_endpoint=args.otlp_endpoint,
         snapshot_seconds=snapshot,
@@ -1059,7 +1063,7 @@ def parse_replays(specs: Sequence[str], default_cluster: str) -> list[tuple[str,
         name, sep, path = spec.partition("=")
         if not sep or "/" in name or not name or os.path.exists(spec):
             name, path = default_cluster, spec
-        if not CLUSTER_NAME.match(name):
+        if not CLUSTER_NAME.fullmatch(name):
             raise CliError(
                 f"invalid cluster name {name!r} in --replay {spec!r}: use letters, digits, '.', '_', '-'"
             )

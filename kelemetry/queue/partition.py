@@ -52,6 +52,9 @@ RELEASE_EXPORT_S = 30.0
 """How long giving a partition up waits for a backend that is down; past it the partition is given
 up without recording the last batch, which its next owner then processes and exports again."""
 MAX_REASON = 1000
+INSTANCE_ID = "kelemetry-worker"
+"""The ``service.instance.id`` of every worker's spans: a span re-exported by the worker that took a
+partition over must be byte-identical to the first export, or Jaeger shows both."""
 DEFAULT_CLUSTER = "default"
 
 
@@ -135,6 +138,8 @@ class PartitionRunner:
             while not self.lost:
                 try:
                     if not self.ready:
+                        if self._releasing:
+                            return "released"  # nothing taken over yet, so nothing to record
                         await self._take_over()
                     elif self._releasing:
                         await self._finish()
@@ -199,7 +204,7 @@ class PartitionRunner:
         pipeline = build(store, self.trace, resolver)
         if restored is not None:
             snapshot.apply(pipeline, restored.memory)
-        follower = OtlpFollower(self.path, self.worker.otlp_endpoint)
+        follower = OtlpFollower(self.path, self.worker.otlp_endpoint, instance_id=INSTANCE_ID)
         # Everything in a snapshot was exported before it was taken.
         follower.cursor = store.last_seq
         self._store, self._pipeline, self._follower = store, pipeline, follower
@@ -213,6 +218,11 @@ class PartitionRunner:
         messages = await self._reader.fetch(self.worker.batch_messages, FETCH_WAIT_S)
         if self.lost:
             return
+        if not messages and await self.stream.last_seq(self.partition) >= self._reader.next_seq:
+            # JetStream removes a reader's consumer that was not asked for messages for a while (a
+            # long batch on a busy machine): reopen it where this runner stopped.
+            logger.info("partition %d: reopening its reader at %d", self.partition, self._reader.next_seq)
+            await self._reader.close()
         if messages:
             await asyncio.to_thread(self._process, messages)
         await self._set_aside()

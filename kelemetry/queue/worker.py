@@ -228,17 +228,19 @@ class Worker:
         )
 
 
-def check_worker_id(worker_id: str) -> None:
-    if not _WORKER_ID.fullmatch(worker_id):
-        raise errors.KelemetryError(
-            f"--worker-id {worker_id[:100]!r}: use letters, digits and - _ = . (at most 200)"
-        )
+def worker_id_problem(worker_id: str) -> str | None:
+    """Why ``worker_id`` cannot name a worker in the lease bucket's keys, or None."""
+    if _WORKER_ID.fullmatch(worker_id):
+        return None
+    return f"--worker-id {worker_id[:100]!r}: use letters, digits and - _ = . (at most 200)"
 
 
 def serve(
     queue: layout.QueueSettings, worker: layout.WorkerSettings, trace: TraceSettings, host: str, port: int
 ) -> int:
-    check_worker_id(worker.worker_id)
+    problem = worker_id_problem(worker.worker_id)
+    if problem:
+        raise errors.InputError(problem)
     return asyncio.run(_serve(queue, worker, trace, host, port))
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from kelemetry.queue import leases
 
 
@@ -30,3 +32,21 @@ def test_candidates_skip_taken_partitions_and_start_at_a_point_of_the_worker() -
 def test_extras_are_the_highest_numbered() -> None:
     assert leases.extras([3, 0, 7, 5], 2) == [7, 5]
     assert leases.extras([1, 2], 0) == []
+
+
+def test_a_worker_id_that_cannot_be_a_key_is_refused_by_the_cli(capsys: pytest.CaptureFixture[str]) -> None:
+    from kelemetry.cli import main
+
+    argv = [
+        "serve",
+        "--queue",
+        "nats://127.0.0.1:1",
+        "--role",
+        "worker",
+        "--otlp-endpoint",
+        "grpc://127.0.0.1:4317",
+    ]
+    assert main([*argv, "--worker-id", "two words"]) == 2
+    assert capsys.readouterr().err.strip().splitlines() == [
+        "kelemetry: error: --worker-id 'two words': use letters, digits and - _ = . (at most 200)"
+    ]
