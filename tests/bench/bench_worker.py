@@ -21,8 +21,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from tests.kelemetry.queue.workerkit import Jaeger, WorkerProcess, publish, sample_events, wait_until  # noqa: E402
-from tests.natsserver import NatsServer  # noqa: E402
+from tests.kelemetry.queue.workerkit import Jaeger, WorkerProcess, publish, sample_events, wait_until
+from tests.natsserver import NatsServer
 
 
 def main() -> int:
@@ -59,7 +59,8 @@ def main() -> int:
             jaeger.stop()
             nats.stop()
     print(
-        f"{len(events)} events in {messages} messages over {args.partitions} partitions, {int(spans)} spans exported"
+        f"{len(events)} events in {messages} messages over {args.partitions} partitions, "
+        f"{int(spans)} spans exported"
     )
     print(f"one worker: {len(events) / elapsed:,.0f} events/s wall ({elapsed:.1f}s, start-up included)")
     print(f"CPU: {cpu:.1f}s = {cpu / len(events) * 1000:.3f} CPU-seconds per 1,000 events")

@@ -291,3 +291,25 @@ def test_jaeger_down_then_back_loses_nothing(
     finally:
         jaeger.stop()
     assert worker.metrics()["kelemetry_worker_leases_lost_total"] == 0
+
+
+def test_a_nats_server_restart_mid_stream_loses_nothing(
+    nats_server: NatsServer,  # noqa: F811
+    jaeger: Jaeger,
+    workers: list[WorkerProcess],
+    tmp_path: Path,
+) -> None:
+    events = sample_events(copies=4)
+    half = len(events) // 2
+    worker = WorkerProcess(
+        tmp_path / "w", nats_server.url, jaeger.endpoint, "steady", partitions=4, lease="3s"
+    )
+    workers.append(worker.start())
+    publish(nats_server.url, events[:half], partitions=4)
+    wait_until(
+        "the first half processed", lambda: worker.metrics()["kelemetry_worker_events_total"] == half, 30
+    )
+    nats_server.restart()
+    publish(nats_server.url, events[half:], partitions=4)
+    assert_same_as_embedded(jaeger, expected(events, tmp_path))
+    wait_until("readiness again", lambda: http_status(worker.url("/readyz")) == 200, 30)
