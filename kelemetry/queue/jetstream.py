@@ -74,6 +74,9 @@ class JetStream:
         self.settings = settings
         self._kv: dict[str, KeyValue] = {}
         self._state: ObjectStore | None = None
+        self.reconnects = 0
+        """Times the connection came back: a restarted server has forgotten our (in-memory,
+        ephemeral) consumers, and a pull on a forgotten consumer only ever times out."""
 
     @classmethod
     async def connect(cls, settings: layout.QueueSettings, name: str) -> JetStream:
@@ -86,8 +89,12 @@ class JetStream:
         async def disconnected() -> None:
             logger.warning("NATS connection lost; reconnecting")
 
+        connections: list[JetStream] = []
+
         async def reconnected() -> None:
             logger.info("NATS connection back")
+            for connection in connections:
+                connection.reconnects += 1
 
         async def error(exc: Exception) -> None:
             logger.warning("NATS: %s", exc)
@@ -108,6 +115,7 @@ class JetStream:
         except Exception as exc:
             raise errors.QueueError(f"cannot connect to NATS at {settings.url}: {exc}") from None
         stream = cls(nc, settings)
+        connections.append(stream)
         try:
             await stream.declare()
         except BaseException:
@@ -389,9 +397,11 @@ class PartitionReader:
         self.partition = partition
         self.next_seq = max(1, start_seq)
         self._sub: Any = None
+        self._opened_at = 0
 
     async def open(self) -> None:
         js = self._stream._js
+        self._opened_at = self._stream.reconnects
         try:
             self._sub = await js.pull_subscribe(
                 layout.audit_subject(self.partition),
@@ -410,6 +420,8 @@ class PartitionReader:
     async def fetch(self, count: int, timeout: float) -> list[Message]:
         """Up to ``count`` messages, waiting at most ``timeout`` seconds for the first; [] if none.
         A reader that failed (server restarted, consumer gone) is reopened where it stopped."""
+        if self._sub is not None and self._opened_at != self._stream.reconnects:
+            await self.close()
         if self._sub is None:
             await self.open()
         try:

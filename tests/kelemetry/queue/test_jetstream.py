@@ -101,3 +101,34 @@ def test_compare_and_set_on_the_progress_bucket(nats_server: NatsServer) -> None
         assert await stream.keys(bucket, "part.") == ["part.1"]
 
     run(nats_server, body)
+
+
+def test_a_reader_keeps_reading_after_the_server_restarts(nats_server: NatsServer) -> None:
+    """A restarted server has forgotten the reader's consumer; a pull on it would only time out."""
+
+    async def body(stream: JetStream) -> list[bytes]:
+        headers = {layout.HEADER_CLUSTER: "c"}
+        await stream.publish(layout.audit_subject(3), b"before", msg_id=None, headers=headers)
+        reader = await stream.reader(3, 1)
+        try:
+            found = [m.data for m in await reader.fetch(10, timeout=2.0)]
+            await asyncio.to_thread(nats_server.restart)
+            deadline = asyncio.get_running_loop().time() + 20
+            while True:
+                try:
+                    await stream.publish(layout.audit_subject(3), b"after", msg_id="after", headers=headers)
+                    break
+                except errors.QueueError:
+                    if asyncio.get_running_loop().time() > deadline:
+                        raise
+                    await asyncio.sleep(0.2)
+            while b"after" not in found and asyncio.get_running_loop().time() < deadline:
+                try:
+                    found += [m.data for m in await reader.fetch(10, timeout=0.5)]
+                except errors.QueueError:
+                    await asyncio.sleep(0.2)
+            return found
+        finally:
+            await reader.close()
+
+    assert run(nats_server, body) == [b"before", b"after"]
