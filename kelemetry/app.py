@@ -212,23 +212,7 @@ class Collector:
         yield from self._export_metrics()
 
     def _ingest_metrics(self) -> Iterator[Metric]:
-        by_status = []
-        for name, value in list(self.webhook_counters.items()):
-            if name.startswith(webhook.STATUS_PREFIX):
-                by_status.append(((name.removeprefix(webhook.STATUS_PREFIX),), value))
-            else:
-                yield metrics.counter_family(
-                    f"kelemetry_{name}_total",
-                    f"Webhook requests: {name.removeprefix('webhook_')}.",
-                    (),
-                    value,
-                )
-        yield metrics.counter_family(
-            "kelemetry_webhook_responses_total",
-            "Webhook answers by HTTP status (429: backlog full; 503/507: the store cannot take it now).",
-            ("code",),
-            by_status,
-        )
+        yield from webhook.counter_metrics(self.webhook_counters)
         for name, value in list(self.ingestor.counters.items()):
             yield metrics.counter_family(
                 f"kelemetry_ingest_{name}_total", f"Ingestion: {name.replace('_', ' ')}.", (), value

@@ -798,7 +798,16 @@ def _serve_scaled(args: argparse.Namespace) -> int:
             max_clock_skew_seconds=_max_clock_skew(args.max_clock_skew),
             token=os.environ.get(args.token_env) or None,
         )
-        return webhook.serve(queue_settings, webhook_settings, host, port, tls_settings(args))
+        from kelemetry import metrics
+        from kelemetry.diff.redact import with_rules
+
+        tls = tls_settings(args)
+        replica = webhook.WebhookReplica(
+            queue_settings, webhook_settings, with_rules(_trace_settings(args).redact), metrics.Registry()
+        )
+        _announce(args, webhook.banner(replica, host, port, tls, args.token_env))
+        _run_server(webhook.create_app(replica), host, port, args.listen, tls)
+        return 0
     from kelemetry.queue import worker
 
     if not args.otlp_endpoint:

@@ -97,7 +97,8 @@ DEFAULT_WATCHED = (
 )
 
 
-CLUSTER_NAME = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9._-]{0,61}[A-Za-z0-9])?$")
+# \Z, not $: "$" also matches before a trailing newline, which would let "c\n" through as a name.
+CLUSTER_NAME = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9._-]{0,61}[A-Za-z0-9])?\Z")
 """A cluster name: it is also the last segment of the webhook's path (``/audit/<name>``)."""
 
 

@@ -261,6 +261,13 @@ class JetStream:
         except Exception as exc:
             raise _wrap(exc, f"cannot update {bucket}/{key}") from None
 
+    async def put(self, bucket: str, key: str, value: bytes) -> int:
+        """Write ``key`` whatever it holds (a worker's own membership entry); its new revision."""
+        try:
+            return int(await self._bucket_of(bucket).put(key, value))
+        except Exception as exc:
+            raise _wrap(exc, f"cannot write {bucket}/{key}") from None
+
     async def delete(self, bucket: str, key: str, revision: int | None = None) -> bool:
         try:
             await self._bucket_of(bucket).delete(key, last=revision)
@@ -331,8 +338,12 @@ class JetStream:
 
     # -- quarantine
 
-    async def quarantine(self, partition: int, data: bytes, headers: Mapping[str, str]) -> None:
-        await self.publish(layout.quarantine_subject(partition), data, msg_id=None, headers=headers)
+    async def quarantine(
+        self, partition: int, data: bytes, headers: Mapping[str, str], msg_id: str | None = None
+    ) -> None:
+        """Set input aside; ``msg_id`` lets a worker that repeats a batch after a crash not set the
+        same input aside twice."""
+        await self.publish(layout.quarantine_subject(partition), data, msg_id=msg_id, headers=headers)
 
     async def quarantined(self, limit: int = 1000) -> list[Message]:
         """What workers set aside, oldest first (at most ``limit``)."""

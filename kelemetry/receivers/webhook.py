@@ -12,14 +12,14 @@ from __future__ import annotations
 import hmac
 import logging
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Annotated
 
 from fastapi import APIRouter, Header, Request
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
-from kelemetry import errors
+from kelemetry import errors, metrics
 from kelemetry.receivers.auditwire import cut
 from kelemetry.settings import CLUSTER_NAME
 
@@ -28,6 +28,24 @@ logger = logging.getLogger(__name__)
 AcceptFn = Callable[[str, bytes], int]
 # Counters named STATUS_PREFIX + code count the answers by HTTP status (/metrics).
 STATUS_PREFIX = "status_"
+
+
+def counter_metrics(counters: Counter[str]) -> Iterator[metrics.Metric]:
+    """The router's counters as metric families: answers by HTTP status, and each refusal's cause."""
+    by_status = []
+    for name, value in list(counters.items()):
+        if name.startswith(STATUS_PREFIX):
+            by_status.append(((name.removeprefix(STATUS_PREFIX),), value))
+        else:
+            yield metrics.counter_family(
+                f"kelemetry_{name}_total", f"Webhook requests: {name.removeprefix('webhook_')}.", (), value
+            )
+    yield metrics.counter_family(
+        "kelemetry_webhook_responses_total",
+        "Webhook answers by HTTP status (429: backlog or stream full; 503/507: cannot be made durable now).",
+        ("code",),
+        by_status,
+    )
 
 
 def _problem(
@@ -110,6 +128,16 @@ def create_router(
                 else "webhook_too_large"
                 if exc.status == 413
                 else "webhook_wrong_kind",
+            )
+        except errors.QueueFull as exc:
+            # Scaled mode: the audit stream is at its limit (workers are behind); retried like a full backlog.
+            counters["webhook_queue_full"] += 1
+            counters[f"{STATUS_PREFIX}429"] += 1
+            return JSONResponse(_refusal(429, str(exc)), status_code=429, headers={"Retry-After": "1"})
+        except errors.QueueError as exc:
+            # Scaled mode: NATS is away or refused; nothing was acknowledged, the apiserver retries.
+            return _problem(
+                503, str(exc), counters, "webhook_queue_unavailable", headers={"Retry-After": "1"}
             )
         except errors.StoreUnavailable as exc:
             # Nothing was acknowledged; the apiserver retries after Retry-After.

@@ -1190,6 +1190,19 @@ class SpanStore(StoreReader):
                 raise errors.StoreError(f"cannot checkpoint {self.path}: {exc}") from exc
         return not busy
 
+    def image(self) -> bytes:
+        """The whole store as the bytes of one database file (SQLite's online backup, so writes
+        before this call are in it and none is half in it): what a scaled-mode snapshot carries."""
+        with self._lock:
+            copy = sqlite3.connect(":memory:")
+            try:
+                self._db.backup(copy)
+                return bytes(copy.serialize())
+            except sqlite3.DatabaseError as exc:
+                raise errors.StoreError(f"cannot copy {self.path}: {exc}") from exc
+            finally:
+                copy.close()
+
     def _save_seq(self) -> None:
         self._db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('seq', ?)", (str(self._seq),))
 

@@ -322,6 +322,7 @@ def test_a_secret_beside_a_body_with_a_huge_number_is_accepted_and_scrubbed(tmp_
         "/audit/" + "a" * 64,
         "/audit/%C3%BCmlaut",
         "/audit/semi;colon",
+        "/audit/trailing-newline%0A",
     ],
 )
 def test_an_invalid_cluster_name_in_the_path_is_refused(tmp_path: Path, path: str) -> None:

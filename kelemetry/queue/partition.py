@@ -1,0 +1,368 @@
+"""One partition a worker owns: its stream read in order, traced, exported, recorded, snapshotted.
+
+A runner keeps a working SQLite store in the worker's scratch directory, the pipeline `serve`
+builds, and an `OtlpFollower` sending that store's spans to the backend. Per fetched batch:
+process each message (what the pipeline cannot take goes to the quarantine), export until the
+follower has sent everything written — while the backend is down this retries and nothing else
+moves, the stream still holds the messages — then record ``done`` (the last stream sequence whose
+spans were exported) in the progress bucket by compare-and-set. The revision the runner last
+wrote is its fence: a failed compare-and-set means another worker has taken the partition, and
+this runner stops without writing anything more.
+
+Taking a partition over: claim the progress entry (compare-and-set, so the previous owner is
+fenced from here on), restore the last snapshot (state at stream sequence ``s0``), then read from
+``s0 + 1``. Messages up to the recorded ``done`` are processed again only to rebuild memory: their
+spans were exported, so the follower's cursor is moved past them. Later ones are exported as
+usual. Span ids are deterministic and the state is the one the previous owner had, so a message
+it exported but had not yet recorded is exported again identical, which the backend stores once.
+
+Snapshots (every ``snapshot_seconds`` and when a partition is given up) record their sequence in
+the progress entry first (compare-and-set: a fenced runner writes no snapshot), then save the
+state, then trim the stream below the *previous* snapshot: whichever of the two a worker taking
+over reads, the messages after it are still there.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections import Counter
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from kelemetry import errors
+from kelemetry.export.otlp import OtlpFollower
+from kelemetry.kube.kinds import KindResolver
+from kelemetry.model import backoff
+from kelemetry.pipeline import Pipeline, build
+from kelemetry.queue import layout, snapshot
+from kelemetry.queue.jetstream import JetStream, Message, PartitionReader
+from kelemetry.receivers import quarantined
+from kelemetry.receivers.auditwire import FUTURE_SKEW_US, decode_batch
+from kelemetry.settings import TraceSettings
+from kelemetry.store.sqlite import SpanStore, StoreReader
+
+logger = logging.getLogger(__name__)
+
+FETCH_WAIT_S = 1.0
+"""How long an idle runner waits for a message before it looks at its flags again."""
+RELEASE_EXPORT_S = 30.0
+"""How long giving a partition up waits for a backend that is down; past it the partition is given
+up without recording the last batch, which its next owner then processes and exports again."""
+MAX_REASON = 1000
+DEFAULT_CLUSTER = "default"
+
+
+@dataclass(frozen=True, slots=True)
+class Progress:
+    """The progress entry of a partition: JSON in the progress bucket."""
+
+    done: int = 0
+    """The last stream sequence whose spans were exported."""
+    snap: int = 0
+    """The stream sequence of the last snapshot."""
+    owner: str = ""
+
+    def encode(self) -> bytes:
+        return json.dumps({"done": self.done, "snap": self.snap, "owner": self.owner}).encode()
+
+    @classmethod
+    def decode(cls, raw: bytes) -> Progress:
+        try:
+            value = json.loads(raw)
+            return cls(int(value["done"]), int(value["snap"]), str(value["owner"]))
+        except (ValueError, KeyError, TypeError) as exc:
+            raise errors.QueueError(f"unreadable progress entry {raw[:100]!r}: {exc}") from None
+
+
+class Fenced(errors.QueueError):
+    """Another worker owns the partition now (or this one lost its lease): stop, write nothing."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Aside:
+    data: bytes
+    headers: dict[str, str]
+    msg_id: str
+
+
+class PartitionRunner:
+    def __init__(
+        self,
+        stream: JetStream,
+        partition: int,
+        worker: layout.WorkerSettings,
+        trace: TraceSettings,
+        counts: Counter[str],
+    ) -> None:
+        self.stream = stream
+        self.partition = partition
+        self.worker = worker
+        self.trace = trace
+        self.counts = counts
+        self.path = Path(worker.state_dir) / f"part-{partition}.db"
+        self.lost = False
+        """Set by the lease keeper when the lease is gone: the runner stops at once, writes nothing."""
+        self.progress = Progress(owner=worker.worker_id)
+        self.ready = False
+        self._releasing = False
+        self._revision = 0
+        self._processed = 0
+        self._replay_until = 0
+        self._stored_snap = 0
+        self._snapped_at = time.monotonic()
+        self._aside: list[_Aside] = []
+        self._store: SpanStore | None = None
+        self._pipeline: Pipeline | None = None
+        self._follower: OtlpFollower | None = None
+        self._export_reader: StoreReader | None = None
+        self._reader: PartitionReader | None = None
+
+    def release(self) -> None:
+        """Give the partition up gracefully: finish the batch in hand, export, record, snapshot."""
+        self._releasing = True
+
+    @property
+    def releasing(self) -> bool:
+        return self._releasing
+
+    async def run(self) -> str:
+        """Owns the partition until released, fenced, or failed; says which."""
+        retry = backoff.WATCH.start()
+        try:
+            while not self.lost:
+                try:
+                    if not self.ready:
+                        await self._take_over()
+                    elif self._releasing:
+                        await self._finish()
+                        return "released"
+                    else:
+                        await self._step()
+                    retry.succeeded()
+                except Fenced as exc:
+                    logger.warning("partition %d: %s; stopping", self.partition, exc)
+                    self.counts["fenced"] += 1
+                    return "fenced"
+                except errors.QueueError as exc:
+                    delay = retry.failed()
+                    logger.warning("partition %d: %s; retrying in %.1fs", self.partition, exc, delay)
+                    await asyncio.sleep(delay)
+            return "lost"
+        except Exception:
+            logger.exception("partition %d failed; giving it up", self.partition)
+            self.counts["runner_failures"] += 1
+            return "failed"
+        finally:
+            await self._close()
+
+    # -- taking over
+
+    async def _take_over(self) -> None:
+        key = layout.progress_key(self.partition)
+        entry = await self.stream.get(layout.PROGRESS_BUCKET, key)
+        previous = Progress.decode(entry.value) if entry is not None else Progress()
+        mine = replace(previous, owner=self.worker.worker_id)
+        if entry is None:
+            revision = await self.stream.create(layout.PROGRESS_BUCKET, key, mine.encode())
+        else:
+            revision = await self.stream.update(layout.PROGRESS_BUCKET, key, mine.encode(), entry.revision)
+        if revision is None:
+            raise Fenced("another worker claimed the partition first")
+        self._revision, self.progress = revision, mine
+        state = await self.stream.get_state(layout.state_name(self.partition))
+        start = await asyncio.to_thread(self._open, state)
+        self._processed = self._stored_snap = start
+        self._replay_until = max(previous.done, start)
+        self._reader = await self.stream.reader(self.partition, start + 1)
+        self._snapped_at = time.monotonic()
+        self.ready = True
+        self.counts["takeovers"] += 1
+        logger.info(
+            "partition %d taken over from %s: snapshot at %d, exported up to %d",
+            self.partition,
+            previous.owner or "nobody",
+            start,
+            previous.done,
+        )
+
+    def _open(self, state: bytes | None) -> int:
+        """Restore the snapshot (or start empty); the stream sequence the state is at."""
+        self._close_files()
+        snapshot.discard(self.path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        restored = snapshot.restore(state, self.path) if state else None
+        resolver = restored.memory.resolver if restored is not None else KindResolver()
+        store = SpanStore(self.path)
+        pipeline = build(store, self.trace, resolver)
+        if restored is not None:
+            snapshot.apply(pipeline, restored.memory)
+        follower = OtlpFollower(self.path, self.worker.otlp_endpoint)
+        # Everything in a snapshot was exported before it was taken.
+        follower.cursor = store.last_seq
+        self._store, self._pipeline, self._follower = store, pipeline, follower
+        self._export_reader = StoreReader(self.path)
+        return restored.seq if restored is not None else 0
+
+    # -- the loop
+
+    async def _step(self) -> None:
+        assert self._reader is not None
+        messages = await self._reader.fetch(self.worker.batch_messages, FETCH_WAIT_S)
+        if self.lost:
+            return
+        if messages:
+            await asyncio.to_thread(self._process, messages)
+        await self._set_aside()
+        if not await self._export(None):
+            return
+        if self._processed > self.progress.done:
+            await self._save(replace(self.progress, done=self._processed))
+        if (
+            time.monotonic() - self._snapped_at >= self.worker.snapshot_seconds
+            and self._processed == self.progress.done
+            and self._processed > self._stored_snap
+        ):
+            await self._snapshot()
+
+    def _process(self, messages: list[Message]) -> None:
+        pipeline, store, follower = self._pipeline, self._store, self._follower
+        assert pipeline is not None and store is not None and follower is not None
+        for message in messages:
+            replayed = message.seq <= self._replay_until
+            cluster = message.headers.get(layout.HEADER_CLUSTER) or DEFAULT_CLUSTER
+            received = message.headers.get(layout.HEADER_RECEIVED, "")
+            try:
+                # Dated checks are against when the webhook took the batch, not when it is read.
+                now = int(received) if received.isdigit() else None
+                events = decode_batch(message.data, now=now, max_skew_us=FUTURE_SKEW_US)
+            except errors.InputError as exc:
+                if not replayed:
+                    self._put_aside(message.data, cluster, f"unreadable message: {exc}", f"{message.seq}")
+                self._processed = message.seq
+                continue
+            result = pipeline.process_audit(events, cluster)
+            self.counts["events"] += result.events
+            if not replayed:
+                for index, failure in enumerate(result.failures):
+                    body = quarantined.audit_body(failure.item)
+                    self._put_aside(body, cluster, failure.reason, f"{message.seq}.{index}")
+            else:
+                # Exported by the previous owner: the follower skips what rebuilding wrote again.
+                follower.cursor = store.last_seq
+            self._processed = message.seq
+
+    def _put_aside(self, data: bytes, cluster: str, reason: str, where: str) -> None:
+        reason = " ".join(reason.split())[:MAX_REASON]
+        headers = {
+            layout.HEADER_CLUSTER: cluster,
+            layout.HEADER_REASON: reason,
+            layout.HEADER_SOURCE: "audit",
+        }
+        self._aside.append(_Aside(data, headers, f"kelemetry-q-{self.partition}-{where}"))
+
+    async def _set_aside(self) -> None:
+        while self._aside:
+            item = self._aside[0]
+            await self.stream.quarantine(self.partition, item.data, item.headers, msg_id=item.msg_id)
+            self._aside.pop(0)
+            self.counts["quarantined"] += 1
+
+    async def _export(self, deadline: float | None) -> bool:
+        """Export until the follower has sent everything written; False if the lease was lost, or
+        the backend stayed down past ``deadline`` (monotonic)."""
+        follower, reader = self._follower, self._export_reader
+        assert follower is not None and reader is not None
+        retry = follower.retry.start()
+        while not self.lost:
+            try:
+                sent = await asyncio.to_thread(follower.export_once, reader)
+            except errors.ExportError as exc:
+                self.counts["export_failures"] += 1
+                delay = retry.failed()
+                if deadline is not None and time.monotonic() + delay > deadline:
+                    logger.warning("partition %d: %s; giving up the export", self.partition, exc)
+                    return False
+                logger.warning("partition %d: %s; retrying in %.1fs", self.partition, exc, delay)
+                await asyncio.sleep(delay)
+                continue
+            retry.succeeded()
+            self.counts["spans_exported"] += sent
+            if sent == 0:
+                return True
+        return False
+
+    async def _save(self, progress: Progress) -> None:
+        """Compare-and-set the progress entry; `Fenced` if another worker wrote it since."""
+        if self.lost:
+            raise Fenced("the lease was lost")
+        key, raw = layout.progress_key(self.partition), progress.encode()
+        try:
+            revision = await self.stream.update(layout.PROGRESS_BUCKET, key, raw, self._revision)
+        except errors.QueueError:
+            # The write may have landed before the connection broke: look before calling it a loss.
+            entry = await self.stream.get(layout.PROGRESS_BUCKET, key)
+            if entry is None or (entry.value != raw and entry.revision != self._revision):
+                raise Fenced("the progress entry changed under this worker") from None
+            if entry.value != raw:
+                raise
+            revision = entry.revision
+        if revision is None:
+            raise Fenced("the progress entry changed under this worker")
+        self._revision, self.progress = revision, progress
+
+    async def _snapshot(self) -> None:
+        store, pipeline = self._store, self._pipeline
+        assert store is not None and pipeline is not None
+        seq = self._processed
+        data = await asyncio.to_thread(snapshot.capture, store, pipeline, seq)
+        await self._save(replace(self.progress, snap=seq))
+        await self.stream.put_state(layout.state_name(self.partition), data)
+        if self._stored_snap > 0:
+            await self.stream.trim(self.partition, self._stored_snap + 1)
+        self._stored_snap = seq
+        self._snapped_at = time.monotonic()
+        self.counts["snapshots"] += 1
+        self.counts["snapshot_bytes"] += len(data)
+        logger.info("partition %d: snapshot at %d (%d bytes)", self.partition, seq, len(data))
+
+    async def _finish(self) -> None:
+        """Release: record and snapshot what was processed, if the backend takes it in time."""
+        try:
+            await self._set_aside()
+            if not await self._export(time.monotonic() + RELEASE_EXPORT_S):
+                return
+            if self._processed > self.progress.done:
+                await self._save(replace(self.progress, done=self._processed))
+            if self._processed == self.progress.done and self._processed > self._stored_snap:
+                await self._snapshot()
+        except Fenced:
+            raise
+        except errors.QueueError as exc:
+            logger.warning("partition %d released without a final snapshot: %s", self.partition, exc)
+
+    # -- closing
+
+    async def _close(self) -> None:
+        reader, self._reader = self._reader, None
+        if reader is not None:
+            await reader.close()
+        await asyncio.to_thread(self._close_files)
+        snapshot.discard(self.path)
+
+    def _close_files(self) -> None:
+        if self._follower is not None:
+            self._follower.exporter.shutdown()
+        for handle in (self._export_reader, self._store):
+            if handle is not None:
+                handle.close()
+        self._follower = self._export_reader = self._store = None
+        self._pipeline = None
+
+    # -- what /metrics shows
+
+    @property
+    def done(self) -> int:
+        return self.progress.done

@@ -1,0 +1,1 @@
+from tests.natsserver import nats_server  # noqa: F401

@@ -1,0 +1,288 @@
+"""The worker role against a real nats-server and the real Jaeger v2, as a user runs it.
+
+The stream is published as the webhook publishes it (per partition, EventList bodies); what Jaeger's
+API then shows is compared with the embedded mode's replay of the same events: every kept audit ID
+exactly once, with the same trace, span and parent ids.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from kelemetry.queue import layout
+from kelemetry.queue.partition import Progress
+from tests.kelemetry.queue.workerkit import (
+    Jaeger,
+    WorkerProcess,
+    audit_spans,
+    http_status,
+    partition_of,
+    publish,
+    replay,
+    sample_events,
+    wait_until,
+    with_stream,
+)
+from tests.natsserver import NatsServer, nats_server  # noqa: F401
+
+
+@pytest.fixture
+def jaeger(tmp_path: Path) -> Iterator[Jaeger]:
+    server = Jaeger(tmp_path / "jaeger").start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def workers() -> Iterator[list[WorkerProcess]]:
+    started: list[WorkerProcess] = []
+    try:
+        yield started
+    finally:
+        for worker in started:
+            worker.ensure_stopped()
+
+
+def expected(events: list[dict[str, object]], tmp_path: Path) -> dict[str, tuple[str, str, str | None]]:
+    store = replay(events, tmp_path / "embedded.db")
+    try:
+        return audit_spans(store)
+    finally:
+        store.close()
+
+
+def seen_exactly_once(
+    jaeger: Jaeger, want: dict[str, tuple[str, str, str | None]]
+) -> dict[str, list[tuple[str, str, str | None]]]:
+    return jaeger.audit_spans({trace for trace, _span, _parent in want.values()})
+
+
+def assert_same_as_embedded(
+    jaeger: Jaeger, want: dict[str, tuple[str, str, str | None]], timeout: float = 90
+) -> None:
+    """Every kept audit ID is one span in Jaeger, with the embedded mode's ids; none is shown twice."""
+    found: dict[str, list[tuple[str, str, str | None]]] = {}
+
+    def complete() -> bool:
+        nonlocal found
+        found = seen_exactly_once(jaeger, want)
+        return set(found) >= set(want)
+
+    try:
+        wait_until("every audit ID in Jaeger", complete, timeout, every=1.0)
+    except AssertionError:
+        missing = sorted(set(want) - set(found))
+        raise AssertionError(f"{len(missing)} of {len(want)} audit IDs missing, e.g. {missing[:3]}") from None
+    twice = {audit_id: spans for audit_id, spans in found.items() if len(spans) != 1}
+    assert not twice, f"audit IDs shown more than once: {list(twice.items())[:3]}"
+    assert {audit_id: spans[0] for audit_id, spans in found.items()} == want
+
+
+def progress_of(url: str, partitions: int) -> dict[int, Progress]:
+    async def read(stream: object) -> dict[int, Progress]:
+        from kelemetry.queue.jetstream import JetStream
+
+        assert isinstance(stream, JetStream)
+        found: dict[int, Progress] = {}
+        for partition in range(partitions):
+            entry = await stream.get(layout.PROGRESS_BUCKET, layout.progress_key(partition))
+            if entry is not None:
+                found[partition] = Progress.decode(entry.value)
+        return found
+
+    result: dict[int, Progress] = with_stream(url, partitions, read)
+    return result
+
+
+def test_one_worker_gives_the_embedded_tree_with_every_audit_id_once(
+    nats_server: NatsServer,  # noqa: F811
+    jaeger: Jaeger,
+    workers: list[WorkerProcess],
+    tmp_path: Path,
+) -> None:
+    events = sample_events()
+    want = expected(events, tmp_path)
+    assert len(want) > 50
+    publish(nats_server.url, events, partitions=4, chunk=7)
+    worker = WorkerProcess(tmp_path / "w", nats_server.url, jaeger.endpoint, "w1", partitions=4)
+    workers.append(worker.start())
+    wait_until("the worker to own every partition", lambda: worker.owned() == 4)
+    assert http_status(worker.url("/readyz")) == 200
+    assert_same_as_embedded(jaeger, want)
+
+    partition = partition_of(events[0], 4)
+    wait_until(
+        "progress recorded", lambda: progress_of(nats_server.url, 4).get(partition, Progress()).done > 0
+    )
+    metrics = worker.metrics()
+    assert metrics["kelemetry_worker_events_total"] == len(events)
+    assert metrics["kelemetry_worker_spans_exported_total"] > 0
+    lag = f'kelemetry_worker_partition_lag_messages{{partition="{partition}"}}'
+    wait_until("no lag", lambda: worker.metrics().get(lag) == 0, 10)
+    assert http_status(worker.url("/nothing")) == 404
+    assert worker.stop() == 0
+
+
+def test_workers_share_the_partitions_and_rebalance_when_one_leaves_and_comes_back(
+    nats_server: NatsServer,  # noqa: F811
+    jaeger: Jaeger,
+    workers: list[WorkerProcess],
+    tmp_path: Path,
+) -> None:
+    first = WorkerProcess(tmp_path / "w", nats_server.url, jaeger.endpoint, "wa", partitions=4, lease="1s")
+    second = WorkerProcess(tmp_path / "w", nats_server.url, jaeger.endpoint, "wb", partitions=4, lease="1s")
+    workers.extend([first.start(), second.start()])
+    wait_until("a 2/2 split", lambda: (first.owned(), second.owned()) == (2, 2), 30)
+
+    assert second.stop() == 0  # graceful: its partitions are released at once, not after a lease
+    wait_until("the first worker to own all four", lambda: first.owned() == 4, 15)
+
+    third = WorkerProcess(tmp_path / "w", nats_server.url, jaeger.endpoint, "wc", partitions=4, lease="1s")
+    workers.append(third.start())
+    wait_until("a 2/2 split again", lambda: (first.owned(), third.owned()) == (2, 2), 30)
+    events = sample_events(copies=6)
+    publish(nats_server.url, events, partitions=4)
+    assert_same_as_embedded(jaeger, expected(events, tmp_path))
+    assert first.metrics()["kelemetry_worker_events_total"] + third.metrics()[
+        "kelemetry_worker_events_total"
+    ] >= len(events)
+
+
+def test_a_worker_killed_mid_stream_is_taken_over_with_nothing_lost_and_nothing_shown_twice(
+    nats_server: NatsServer,  # noqa: F811
+    jaeger: Jaeger,
+    workers: list[WorkerProcess],
+    tmp_path: Path,
+) -> None:
+    events = sample_events(copies=40)
+    want = expected(events, tmp_path)
+    publish(nats_server.url, events, partitions=4, chunk=5)
+    victim = WorkerProcess(
+        tmp_path / "w",
+        nats_server.url,
+        jaeger.endpoint,
+        "victim",
+        partitions=4,
+        lease="2s",
+        snapshot_every="1s",
+    )
+    workers.append(victim.start())
+    wait_until(
+        "the victim to be part-way",
+        lambda: 0 < victim.metrics().get("kelemetry_worker_spans_exported_total", 0),
+        60,
+        every=0.05,
+    )
+    victim.kill()
+    done_before = progress_of(nats_server.url, 4)
+    heir = WorkerProcess(tmp_path / "w", nats_server.url, jaeger.endpoint, "heir", partitions=4, lease="2s")
+    workers.append(heir.start())
+    started = time.monotonic()
+    wait_until("the heir to own every partition", lambda: heir.owned() == 4, 30)
+    assert time.monotonic() - started < 10
+    assert_same_as_embedded(jaeger, want, timeout=180)
+    metrics = heir.metrics()
+    assert metrics["kelemetry_worker_takeovers_total"] == 4
+    assert sum(1 for progress in done_before.values() if progress.owner == "victim") > 0
+
+
+def test_snapshot_trim_and_takeover_keep_the_diffs(
+    nats_server: NatsServer,  # noqa: F811
+    jaeger: Jaeger,
+    workers: list[WorkerProcess],
+    tmp_path: Path,
+) -> None:
+    events = sample_events()
+    half = len(events) // 2
+    first = WorkerProcess(
+        tmp_path / "w", nats_server.url, jaeger.endpoint, "early", partitions=2, snapshot_every="1s"
+    )
+    workers.append(first.start())
+    publish(nats_server.url, events[: half // 2], partitions=2, chunk=5)
+    wait_until(
+        "a first snapshot", lambda: first.metrics().get("kelemetry_worker_snapshots_total", 0) >= 1, 30
+    )
+    publish(nats_server.url, events[half // 2 : half], partitions=2, chunk=5)
+    wait_until(
+        "the first half exported", lambda: first.metrics()["kelemetry_worker_events_total"] == half, 30
+    )
+    assert first.stop() == 0  # a final snapshot, and the stream trimmed below the one before it
+
+    partition = partition_of(events[0], 2)
+    progress = progress_of(nats_server.url, 2)[partition]
+    assert progress.snap == progress.done > 0
+    first_seq = with_stream(nats_server.url, 2, lambda stream: _first_seq(stream, partition))
+    assert first_seq > 1, "the stream was not trimmed below the snapshot before the last"
+
+    publish(nats_server.url, events[half:], partitions=2, chunk=5)
+    second = WorkerProcess(tmp_path / "w", nats_server.url, jaeger.endpoint, "late", partitions=2)
+    workers.append(second.start())
+    want = expected(events, tmp_path)
+    assert_same_as_embedded(jaeger, want)
+    # Only the second half was processed: the first came back from the snapshot, diffs and all.
+    assert second.metrics()["kelemetry_worker_events_total"] == len(events) - half
+    diffed = _diff_lines(jaeger, want, events[half:])
+    assert diffed, "no write after the takeover shows a diff line"
+
+
+async def _first_seq(stream: object, partition: int) -> int:
+    from kelemetry.queue.jetstream import JetStream
+
+    assert isinstance(stream, JetStream)
+    reader = await stream.reader(partition, 1)
+    try:
+        found = await reader.fetch(1, 5.0)
+    finally:
+        await reader.close()
+    return found[0].seq if found else 0
+
+
+def _diff_lines(
+    jaeger: Jaeger, want: dict[str, tuple[str, str, str | None]], later: list[dict[str, object]]
+) -> list[str]:
+    """Audit IDs of the later events whose span in Jaeger carries a diff log."""
+    later_ids = {str(event["auditID"]) for event in later} & set(want)
+    found: list[str] = []
+    for trace in {want[audit_id][0] for audit_id in later_ids}:
+        for span in jaeger.trace(trace):
+            values = {tag["key"]: tag["value"] for tag in span.get("tags", [])}
+            if values.get("audit.id") not in later_ids:
+                continue
+            for log in span.get("logs", []):
+                fields = {field["key"]: field["value"] for field in log.get("fields", [])}
+                if fields.get("event") == "diff":
+                    found.append(str(values["audit.id"]))
+    return found
+
+
+def test_jaeger_down_then_back_loses_nothing(
+    nats_server: NatsServer,  # noqa: F811
+    workers: list[WorkerProcess],
+    tmp_path: Path,
+) -> None:
+    jaeger = Jaeger(tmp_path / "jaeger")  # not started: the backend is down
+    events = sample_events(copies=3)
+    want = expected(events, tmp_path)
+    publish(nats_server.url, events, partitions=2)
+    worker = WorkerProcess(
+        tmp_path / "w", nats_server.url, jaeger.endpoint, "patient", partitions=2, lease="1s"
+    )
+    workers.append(worker.start())
+    wait_until(
+        "export failures", lambda: worker.metrics().get("kelemetry_worker_export_failures_total", 0) >= 2, 60
+    )
+    time.sleep(3)  # several lease times: the leases must outlive the outage
+    assert worker.owned() == 2
+    assert all(progress.done == 0 for progress in progress_of(nats_server.url, 2).values())
+    try:
+        jaeger.start()
+        assert_same_as_embedded(jaeger, want)
+    finally:
+        jaeger.stop()
+    assert worker.metrics()["kelemetry_worker_leases_lost_total"] == 0
