@@ -24,6 +24,7 @@ import argparse
 import asyncio
 import copy
 import itertools
+import logging
 import os
 import queue
 import subprocess
@@ -219,36 +220,48 @@ def progress_done(value: bytes) -> int:
     return int(orjson.loads(value).get("done", 0))
 
 
-async def _lag(url: str, partitions: int) -> int:
-    """How many partitions still have messages past their exported progress."""
-    stream = await JetStream.connect(layout.QueueSettings(url=url, partitions=partitions), "kelemetry-bench")
-    try:
+class Progress:
+    """One connection to JetStream for the whole run, asked how far the partitions are exported."""
+
+    def __init__(self, url: str, partitions: int) -> None:
+        self.partitions = partitions
+        self._loop = asyncio.new_event_loop()
+        self._stream = self._loop.run_until_complete(
+            JetStream.connect(layout.QueueSettings(url=url, partitions=partitions), "kelemetry-bench")
+        )
+
+    async def _behind(self) -> int:
         behind = 0
-        for partition in range(partitions):
-            last = await stream.last_seq(partition)
+        for partition in range(self.partitions):
+            last = await self._stream.last_seq(partition)
             if not last:
                 continue
-            entry = await stream.get(layout.PROGRESS_BUCKET, layout.progress_key(partition))
+            entry = await self._stream.get(layout.PROGRESS_BUCKET, layout.progress_key(partition))
             if entry is None or progress_done(entry.value) < last:
                 behind += 1
         return behind
-    finally:
-        await stream.close()
 
+    def behind(self) -> int:
+        """How many partitions still have messages past their exported progress."""
+        return self._loop.run_until_complete(self._behind())
 
-def wait_drained(url: str, partitions: int, roles: Sequence[Role], timeout: float) -> float:
-    """Poll until every partition is exported up to its last message; when that was seen."""
-    deadline = time.monotonic() + timeout
-    while True:
-        behind = asyncio.run(_lag(url, partitions))
-        if behind == 0:
-            return time.perf_counter()
-        for role in roles:
-            if role.process is not None and role.process.poll() is not None:
-                raise RuntimeError(f"{role.name} exited: {role.log.read_text()[-3000:]}")
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"{behind} partitions not exported after {timeout:.0f}s")
-        time.sleep(0.25)
+    def wait_drained(self, roles: Sequence[Role], timeout: float) -> float:
+        """Poll until every partition is exported up to its last message; when that was seen."""
+        deadline = time.monotonic() + timeout
+        while True:
+            behind = self.behind()
+            if behind == 0:
+                return time.perf_counter()
+            for role in roles:
+                if role.process is not None and role.process.poll() is not None:
+                    raise RuntimeError(f"{role.name} exited: {role.log.read_text()[-3000:]}")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{behind} partitions not exported after {timeout:.0f}s")
+            time.sleep(0.1)
+
+    def close(self) -> None:
+        self._loop.run_until_complete(self._stream.close())
+        self._loop.close()
 
 
 # -- the load
@@ -348,24 +361,29 @@ def measure(
         hooks = [r for r in roles if r.name.startswith("webhook")]
         # Warm-up: imports, connections and the workers' first leases before the clock starts.
         post_all(bodies[:1], hooks, 1)
-        wait_drained(nats.url, partitions, roles, timeout=120)
+        progress = Progress(nats.url, partitions)
+        progress.wait_drained(roles, timeout=120)
         pids: dict[str, list[int]] = {"webhook": [], "worker": [], "nats-server": [], "jaeger": []}
         for role in roles:
             pids[role.name.split("-")[0]].append(role.pid)
         assert nats.process is not None and jaeger.server.process is not None
         pids["nats-server"].append(nats.process.pid)
         pids["jaeger"].append(jaeger.server.process.pid)
+        # The senders and the progress reader (this process) share the machine's cores too.
+        pids["bench"] = [os.getpid()]
         before = {pid: cpu_seconds(pid) for group in pids.values() for pid in group}
         started = time.perf_counter()
         retried = post_all(bodies[1:], hooks, senders)
         posted = time.perf_counter()
-        drained = wait_drained(nats.url, partitions, roles, timeout=max(300.0, events / 200))
+        drained = progress.wait_drained(roles, timeout=max(300.0, events / 200))
+        progress.close()
         after = {pid: cpu_seconds(pid) for pid in before}
         wall = drained - started
         run = Run(webhooks, workers, events - min(events, BATCH), wall, posted - started, retried)
         for name, group in pids.items():
             run.cpu[name] = sum(after[p] - before[p] for p in group)
-            run.busiest[name] = max(after[p] - before[p] for p in group) / wall if wall else 0.0
+            if name != "bench":
+                run.busiest[name] = max(after[p] - before[p] for p in group) / wall if wall else 0.0
         return run
     finally:
         for role in roles:
@@ -417,11 +435,13 @@ def main() -> None:
     )
     parser.add_argument("--events", type=int, default=40_000, help="audit events per run (default 40,000)")
     parser.add_argument("--workers", default="1,2,3", help="worker counts to measure (default 1,2,3)")
-    parser.add_argument("--webhooks", type=int, default=1, help="webhook replicas (default 1)")
+    parser.add_argument("--webhooks", type=int, default=2, help="webhook replicas (default 2)")
     parser.add_argument("--partitions", type=int, default=layout.DEFAULT_PARTITIONS)
     parser.add_argument("--senders", type=int, default=4, help="concurrent senders (default 4)")
     parser.add_argument("--namespaces", type=int, default=64, help="namespaces the copies spread over")
     options = parser.parse_args()
+    # The roles' reconnect chatter of the bench's own progress reader is not a figure.
+    logging.getLogger("kelemetry.queue").setLevel(logging.ERROR)
     counts = [int(n) for n in options.workers.split(",") if n.strip()]
     bodies = batches(options.events, options.namespaces)
     events = options.events
@@ -442,7 +462,7 @@ def main() -> None:
         runs.append(run)
         print(f"  {workers} worker(s): {run.rate:,.0f} events/s; {saturation(run, cores)}", flush=True)
     print()
-    for line in table(runs, ["webhook", "worker", "nats-server", "jaeger"]):
+    for line in table(runs, ["webhook", "worker", "nats-server", "jaeger", "bench"]):
         print(line)
 
 

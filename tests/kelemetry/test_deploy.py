@@ -405,7 +405,8 @@ def test_the_default_release_renders_these_objects(defaults: list[dict[str, Any]
 def test_the_chart_checks_cluster_names_with_the_collectors_rule() -> None:
     helpers = (CHART / "templates" / "_helpers.tpl").read_text()
     (rule,) = re.findall(r'regexMatch "([^"]+)" \(toString \.Values\.cluster\.name\)', helpers)
-    assert rule == CLUSTER_NAME.pattern
+    # Go's `$` (helm's regexMatch) is the end of the text, which Python spells `\Z`.
+    assert rule == CLUSTER_NAME.pattern.replace("\\Z", "$")
 
 
 @pytest.mark.parametrize(
@@ -599,20 +600,29 @@ def role_mounts(docs: list[dict[str, Any]], role: str) -> dict[str, dict[str, An
 
 def started_role(command: list[str], monkeypatch: pytest.MonkeyPatch) -> tuple[str, tuple[Any, ...]]:
     """The rendered `serve --queue ... --role ...` through the parser and every check `serve` makes
-    before it starts a role; what the role would have been started with."""
+    before it starts a role; what the role would have been started with (nothing is served)."""
     from kelemetry.queue import webhook, worker
 
     started: list[tuple[str, tuple[Any, ...]]] = []
+    replicas: list[webhook.WebhookReplica] = []
+    made = webhook.WebhookReplica
 
-    def starter(role: str) -> Any:
-        def serve(*settings: Any) -> int:
-            started.append((role, settings))
-            return 0
+    def replica(*args: Any, **kwargs: Any) -> webhook.WebhookReplica:
+        replicas.append(made(*args, **kwargs))
+        return replicas[-1]
 
-        return serve
+    def run_webhook(app: Any, host: str, port: int, listen: str, tls: Any = None) -> None:
+        (one,) = replicas
+        started.append(("webhook", (one.queue, one.settings, host, port, tls)))
 
-    monkeypatch.setattr(webhook, "serve", starter("webhook"))
-    monkeypatch.setattr(worker, "serve", starter("worker"))
+    def run_worker(*settings: Any) -> int:
+        started.append(("worker", settings))
+        return 0
+
+    monkeypatch.setattr(webhook, "WebhookReplica", replica)
+    monkeypatch.setattr(cli, "_run_server", run_webhook)
+    monkeypatch.setattr(cli, "_announce", lambda *_: None)
+    monkeypatch.setattr(worker, "serve", run_worker)
     args = cli.build_parser().parse_args(command[1:])
     assert command[0] == "kelemetry" and args.command == "serve"
     assert cli.cmd_serve(args) == 0
