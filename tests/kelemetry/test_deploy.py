@@ -712,6 +712,8 @@ def test_other_scaled_values_reach_every_role(
     assert hook.queue == "nats://nats-0.nats:4222,nats://nats-1.nats:4222"
     assert (hook.partitions, hook.queue_replicas, hook.lease) == (64, 3, "20s")
     assert (hook.tls_cert, hook.tls_key) == ("/etc/kelemetry/tls/tls.crt", "/etc/kelemetry/tls/tls.key")
+    # The webhook scrubs what it publishes with the same rules the workers get.
+    assert hook.redact == ["configmaps:data"]
     assert role_mounts(scaled_others, "webhook")["/etc/kelemetry/tls"]["volume"]["secret"] == {
         "secretName": "kelemetry-tls"
     }

@@ -207,6 +207,11 @@ app.kubernetes.io/component: {{ .component }}
 - {{ .Values.webhook.maxBody | quote }}
 - --max-backlog
 - {{ .Values.webhook.maxBacklog | quote }}
+{{- /* The webhook scrubs batches before they reach NATS, with the same extra rules. */}}
+{{- range .Values.trace.redact }}
+- --redact
+- {{ . | quote }}
+{{- end }}
 {{- if .Values.tls.enabled }}
 - --tls-cert
 - {{ printf "%s/tls.crt" (include "kelemetry.tlsDir" .) | quote }}
