@@ -717,7 +717,7 @@ def parse_clusters(specs: Sequence[str], default_name: str) -> tuple[ClusterSett
         name, sep, rest = spec.partition("=")
         if not sep or "/" in name or not name:
             name, rest = default_name, spec
-        if not CLUSTER_NAME.match(name):
+        if not CLUSTER_NAME.fullmatch(name):
             raise CliError(
                 f"invalid cluster name {name!r} in --kubeconfig {spec!r}: use letters, digits, '.', '_', '-'"
             )
@@ -1059,7 +1059,7 @@ def parse_replays(specs: Sequence[str], default_cluster: str) -> list[tuple[str,
         name, sep, path = spec.partition("=")
         if not sep or "/" in name or not name or os.path.exists(spec):
             name, path = default_cluster, spec
-        if not CLUSTER_NAME.match(name):
+        if not CLUSTER_NAME.fullmatch(name):
             raise CliError(
                 f"invalid cluster name {name!r} in --replay {spec!r}: use letters, digits, '.', '_', '-'"
             )

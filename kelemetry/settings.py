@@ -97,8 +97,9 @@ DEFAULT_WATCHED = (
 )
 
 
-# \Z, not $: "$" also matches before a trailing newline, which would let "c\n" through as a name.
-CLUSTER_NAME = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9._-]{0,61}[A-Za-z0-9])?\Z")
+# Use fullmatch: Python's "$" also matches before a trailing newline, so match would take "c\n". The
+# pattern itself is shared with the chart's Go template (where "$" is the end of the text).
+CLUSTER_NAME = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9._-]{0,61}[A-Za-z0-9])?$")
 """A cluster name: it is also the last segment of the webhook's path (``/audit/<name>``)."""
 
 

@@ -79,10 +79,15 @@ class RequestEncoder:
     tracer providers exported before.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, instance_id: str | None = None) -> None:
+        """``instance_id``: a fixed ``service.instance.id`` instead of the SDK's random one per process,
+        for exporters in several processes whose repeats of a span must be identical (scaled mode)."""
         self._resources: dict[TraceSource, Resource] = {}
+        attributes = {"service.version": __version__}
+        if instance_id is not None:
+            attributes["service.instance.id"] = instance_id
         for source in TraceSource:
-            sdk = SdkResource.create({"service.name": source.value, "service.version": __version__})
+            sdk = SdkResource.create({"service.name": source.value, **attributes})
             resource = Resource()
             for key, value in sdk.attributes.items():
                 _set_attribute(resource.attributes.add(), key, value)
@@ -470,6 +475,7 @@ class OtlpFollower:
         poll_interval_seconds: float = 0.2,
         exporter: Exporter | None = None,
         retry: backoff.Backoff = backoff.EXPORT,
+        instance_id: str | None = None,
     ) -> None:
         self.store_path = Path(store_path)
         self.endpoint = endpoint
@@ -482,7 +488,7 @@ class OtlpFollower:
         self.exported = 0
         self.failures = 0
         self.last_error = ""
-        self._encoder = RequestEncoder()
+        self._encoder = RequestEncoder(instance_id)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 

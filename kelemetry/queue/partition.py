@@ -52,6 +52,9 @@ RELEASE_EXPORT_S = 30.0
 """How long giving a partition up waits for a backend that is down; past it the partition is given
 up without recording the last batch, which its next owner then processes and exports again."""
 MAX_REASON = 1000
+INSTANCE_ID = "kelemetry-worker"
+"""The ``service.instance.id`` of every worker's spans: a span re-exported by the worker that took a
+partition over must be byte-identical to the first export, or Jaeger shows both."""
 DEFAULT_CLUSTER = "default"
 
 
@@ -199,7 +202,7 @@ class PartitionRunner:
         pipeline = build(store, self.trace, resolver)
         if restored is not None:
             snapshot.apply(pipeline, restored.memory)
-        follower = OtlpFollower(self.path, self.worker.otlp_endpoint)
+        follower = OtlpFollower(self.path, self.worker.otlp_endpoint, instance_id=INSTANCE_ID)
         # Everything in a snapshot was exported before it was taken.
         follower.cursor = store.last_seq
         self._store, self._pipeline, self._follower = store, pipeline, follower

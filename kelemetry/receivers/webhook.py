@@ -90,7 +90,7 @@ def create_router(
                 counters,
                 "webhook_media_type",
             )
-        if not CLUSTER_NAME.match(cluster):
+        if not CLUSTER_NAME.fullmatch(cluster):
             return _problem(400, f"invalid cluster name {cluster[:80]!r}", counters, "webhook_bad_cluster")
         declared = request.headers.get("content-length")
         if declared is not None and declared.isdigit() and int(declared) > max_body_bytes:

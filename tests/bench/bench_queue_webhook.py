@@ -23,6 +23,7 @@ import argparse
 import asyncio
 import json
 import os
+import shutil
 import socket
 import statistics
 import subprocess
@@ -220,6 +221,7 @@ def main() -> int:
         except subprocess.TimeoutExpired:
             replica.kill()
         server.stop()
+        shutil.rmtree(folder, ignore_errors=True)
     return 0
 
 

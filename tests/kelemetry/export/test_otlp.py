@@ -999,3 +999,14 @@ def test_a_gap_is_exported_as_a_span_of_service_gap_under_its_clusters_pseudo_ob
     assert gap.attributes["resource"] == "gaps" and gap.attributes["name"] == "c1"
     messages = [attributes.get("message") for _name, _time, attributes in gap.events]
     assert messages == ["data may be missing between 00:00:01 and 00:01:01 UTC: collector restarted"]
+
+
+def test_a_fixed_instance_id_makes_the_request_the_same_from_any_process() -> None:
+    """Scaled-mode workers re-export a span another worker sent; only a fixed ``service.instance.id``
+    (instead of the SDK's random one per process) makes the repeat identical, so Jaeger keeps one."""
+    spans = [record(TraceSource.AUDIT), record()]
+    fixed = RequestEncoder("kelemetry-worker").encode(spans)
+    attributes = {kv.key: kv.value.string_value for kv in fixed.resource_spans[0].resource.attributes}
+    assert attributes["service.instance.id"] == "kelemetry-worker"
+    assert attributes["service.name"] == "audit"
+    assert RequestEncoder("kelemetry-worker").encode(spans).SerializeToString() == fixed.SerializeToString()

@@ -76,13 +76,13 @@ def batches(events: list[dict[str, Any]], size: int) -> list[bytes]:
 
 @contextmanager
 def replica(
-    server: NatsServer, *, max_stream_bytes: int | None = None, **webhook: Any
+    server: NatsServer, *, max_stream_bytes: int | None = None, redact: tuple[str, ...] = (), **webhook: Any
 ) -> Iterator[tuple[WebhookReplica, TestClient]]:
     queue = layout.QueueSettings(url=server.url, partitions=PARTITIONS)
     if max_stream_bytes is not None:
         queue = layout.QueueSettings(url=server.url, partitions=PARTITIONS, max_stream_bytes=max_stream_bytes)
     settings = WebhookSettings(default_cluster="fallback", min_free_bytes=0, **webhook)
-    made = WebhookReplica(queue, settings, with_rules(()), metrics.Registry())
+    made = WebhookReplica(queue, settings, with_rules(redact), metrics.Registry())
     with TestClient(create_app(made), headers=JSON_BODY) as client:
         wait_until("the replica to be ready", lambda: client.get("/readyz").status_code == 200)
         yield made, client
@@ -224,6 +224,21 @@ def test_a_secrets_values_never_reach_nats(nats_server: NatsServer) -> None:
     assert sum(len(events_of(ms)) for ms in found.values()) == len(sample_events(SECRET))
     for needle in needles:
         assert needle not in published
+
+
+def test_redact_rules_apply_before_nats(nats_server: NatsServer) -> None:
+    config = {
+        "kind": "ConfigMap",
+        "apiVersion": "v1",
+        "metadata": {"name": "cm"},
+        "data": {"k": "hidden-7c1e"},
+    }
+    event = audit_event(resource="configmaps", kind="ConfigMap", audit_id="cm-1", request_object=config)
+    with replica(nats_server, redact=("configmaps:data",)) as (_, client):
+        assert client.post("/audit/c", content=body_of([event])).status_code == 200
+    (messages,) = stream_messages(nats_server).values()
+    assert [audit_id for audit_id, _ in events_of(messages)] == ["cm-1"]
+    assert b"hidden-7c1e" not in messages[0].data
 
 
 def test_a_partition_over_the_message_limit_is_cut_into_chunks_in_order(nats_server: NatsServer) -> None:

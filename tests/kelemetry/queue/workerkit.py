@@ -131,14 +131,21 @@ def replay(events: list[dict[str, Any]], path: Path, cluster: str = "default") -
     return store
 
 
-def audit_spans(store: SpanStore) -> dict[str, tuple[str, str, str | None]]:
-    """audit id → (trace hex, span hex, parent hex) of the store's audit spans."""
-    found: dict[str, tuple[str, str, str | None]] = {}
+Ids = tuple[str, str, str | None]
+Logs = tuple[tuple[str, str], ...]
+
+
+def audit_spans(store: SpanStore) -> dict[str, tuple[Ids, Logs]]:
+    """audit id → (trace hex, span hex, parent hex) and the logs of the store's audit spans."""
+    found: dict[str, tuple[Ids, Logs]] = {}
     for span in store.all_spans():
         audit_id = span.tags.get(tags.AUDIT_ID)
         if isinstance(audit_id, str):
             parent = None if span.parent_id is None else f"{span.parent_id:016x}"
-            found[audit_id] = (span.trace_hex, span.span_hex, parent)
+            found[audit_id] = (
+                (span.trace_hex, span.span_hex, parent),
+                tuple((log.kind, log.message) for log in span.logs),
+            )
     return found
 
 
@@ -237,9 +244,9 @@ class Jaeger:
             raise
         return [span for trace in data for span in trace["spans"]]
 
-    def audit_spans(self, trace_ids: set[str]) -> dict[str, list[tuple[str, str, str | None]]]:
-        """audit id → every (trace, span, parent) Jaeger shows for it, over the given traces."""
-        found: dict[str, list[tuple[str, str, str | None]]] = defaultdict(list)
+    def audit_spans(self, trace_ids: set[str]) -> dict[str, list[tuple[Ids, Logs]]]:
+        """audit id → every (trace, span, parent) and logs Jaeger shows for it, over the given traces."""
+        found: dict[str, list[tuple[Ids, Logs]]] = defaultdict(list)
         for trace_hex in sorted(trace_ids):
             for span in self.trace(trace_hex):
                 values = {tag["key"]: tag["value"] for tag in span.get("tags", [])}
@@ -249,13 +256,16 @@ class Jaeger:
                 parents = [
                     ref["spanID"] for ref in span.get("references", []) if ref["refType"] == "CHILD_OF"
                 ]
-                found[audit_id].append(
-                    (
-                        span["traceID"].rjust(32, "0"),
-                        span["spanID"].rjust(16, "0"),
-                        parents[0] if parents else None,
-                    )
+                ids = (
+                    span["traceID"].rjust(32, "0"),
+                    span["spanID"].rjust(16, "0"),
+                    parents[0] if parents else None,
                 )
+                logs = []
+                for log in span.get("logs", []):
+                    fields = {field["key"]: field["value"] for field in log.get("fields", [])}
+                    logs.append((str(fields.get("event", "")), str(fields.get("message", ""))))
+                found[audit_id].append((ids, tuple(logs)))
         return found
 
 
