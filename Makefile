@@ -66,6 +66,7 @@ bench: install
 	$(BIN)/python tests/bench/bench_changes.py
 	$(BIN)/python tests/bench/bench_names.py
 	$(BIN)/python tests/bench/bench_explain.py
+	$(BIN)/python tests/bench/bench_scaled.py
 
 record: install e2e-deps
 	KELEMETRY_RECORD=1 $(BIN)/python -m pytest tests/e2e -k "lifecycle or secret" -q

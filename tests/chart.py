@@ -23,6 +23,15 @@ HELM_VERSION = os.environ.get("HELM_VERSION", "v3.18.4")
 RELEASE = "kel"
 NAMESPACE = "tracing"
 FULLNAME = "kel-kelemetry"
+# The least a scaled-mode release needs: the operator's NATS and Jaeger.
+SCALED_VALUES: dict[str, Any] = {
+    "scaled": {
+        "enabled": True,
+        "queue": {"url": "nats://nats.messaging:4222"},
+        "otlpEndpoint": "grpc://jaeger-collector.tracing:4317",
+        "jaegerUrl": "http://jaeger-query.tracing:16686",
+    }
+}
 
 
 class HelmFailed(RuntimeError):

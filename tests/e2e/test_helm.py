@@ -34,7 +34,7 @@ import yaml
 from frontend.types import AssembledTrace, ObjectQuery
 from kelemetry.connection import parse_watch_target
 from kelemetry.errors import NotFound
-from tests.chart import CHART, FULLNAME, NAMESPACE, RELEASE, documents, find, render, run_helm
+from tests.chart import CHART, FULLNAME, NAMESPACE, RELEASE, SCALED_VALUES, documents, find, render, run_helm
 from tests.e2e.conftest import SERVERS, ControlPlane
 from tests.e2e.servers import Binaries, Server, collector_tls, free_port, http_ok, wait_until
 from tests.e2e.test_deployment import ADMIN, DEPLOYMENT_CONTROLLER, complete_lifecycle, lifecycle, requests
@@ -280,8 +280,9 @@ def helm_run(binaries: Binaries, run_dir: Path) -> Iterator[HelmRun]:
 def test_helm_lint_passes_for_default_and_other_values(tmp_path: Path) -> None:
     run_helm("lint", "--strict", CHART)
     values = tmp_path / "values.yaml"
-    values.write_text(yaml.safe_dump(OTHER_VALUES))
-    run_helm("lint", "--strict", CHART, "--values", values)
+    for other in (OTHER_VALUES, SCALED_VALUES):
+        values.write_text(yaml.safe_dump(other))
+        run_helm("lint", "--strict", CHART, "--values", values)
 
 
 def test_the_apiserver_accepts_every_rendered_object(helm_run: HelmRun, tmp_path: Path) -> None:
@@ -298,6 +299,14 @@ def test_the_apiserver_accepts_every_rendered_object(helm_run: HelmRun, tmp_path
             "deployment.apps/kel-kelemetry" in names
             and "clusterrole.rbac.authorization.k8s.io/kel-kelemetry" in names
         )
+    # Scaled mode: the webhook, worker and frontend Deployments and the webhook's Service.
+    docs = documents(render(SCALED_VALUES, folder=tmp_path))
+    out = kubectl_apply(plane, yaml.safe_dump_all(docs), "--dry-run=server", "-o", "name")
+    names = sorted(out.split())
+    assert len(names) == len(docs), out
+    assert {f"deployment.apps/kel-kelemetry-{role}" for role in ("webhook", "worker", "frontend")} <= set(
+        names
+    )
 
 
 # -- the collector the chart runs

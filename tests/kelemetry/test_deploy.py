@@ -29,6 +29,7 @@ from tests.chart import (
     CONTAINERFILE,
     FULLNAME,
     NAMESPACE,
+    SCALED_VALUES,
     HelmFailed,
     command_line,
     container,
@@ -445,13 +446,22 @@ def leaf_keys(values: dict[str, Any], prefix: str = "") -> list[str]:
 def test_every_value_is_in_the_chart_readme() -> None:
     documented = set(re.findall(r"^\| `([^`]+)` \|", (CHART / "README.md").read_text(), re.MULTILINE))
     values = yaml.safe_load((CHART / "values.yaml").read_text())
-    # Maps users fill in (resources, securityContext, ...) are documented as a whole.
-    wanted = {key for key in leaf_keys(values) if key.split(".")[0] not in WHOLE} | WHOLE
+    # Maps users fill in (resources, securityContext, ...) are documented as a whole, wherever they are.
+    wanted = {whole_of(key) for key in leaf_keys(values)}
     assert sorted(wanted - documented) == []
     assert sorted(documented - wanted - set(leaf_keys(values))) == []
 
 
 WHOLE = {"resources", "podSecurityContext", "securityContext", "probes"}
+
+
+def whole_of(key: str) -> str:
+    """``key``, or the map documented as a whole that holds it (scaled.worker.resources)."""
+    parts = key.split(".")
+    for i, part in enumerate(parts):
+        if part in WHOLE:
+            return ".".join(parts[: i + 1])
+    return key
 
 
 # -- the Containerfile
@@ -537,5 +547,245 @@ def test_the_schema_offers_the_choices_the_collector_takes() -> None:
 def test_values_outside_the_schema_are_refused_before_anything_renders(
     values: dict[str, Any], reason: str
 ) -> None:
+    with pytest.raises(HelmFailed, match=re.escape(reason)):
+        template(values)
+
+
+# -- scaled mode: webhook, worker and frontend Deployments over the operator's NATS and Jaeger
+
+SCALED = SCALED_VALUES
+SCALED_OTHERS: dict[str, Any] = {
+    "scaled": {
+        **SCALED["scaled"],
+        "queue": {"url": "nats://nats-0.nats:4222,nats://nats-1.nats:4222", "replicas": 3},
+        "partitions": 64,
+        "lease": "20s",
+        "snapshotEvery": "1m",
+        "webhook": {"replicas": 4},
+        "worker": {"replicas": 6},
+        "frontend": {"replicas": 2},
+    },
+    "trace": {"window": "1h", "cacheSize": "256MiB", "redact": ["configmaps:data"]},
+    "token": {"existingSecret": "kelemetry-token", "secretKey": "bearer", "publicQuery": True},
+    "tls": {"enabled": True, "secretName": "kelemetry-tls"},
+}
+
+
+@pytest.fixture(scope="module")
+def scaled() -> list[dict[str, Any]]:
+    return template(SCALED)
+
+
+@pytest.fixture(scope="module")
+def scaled_others() -> list[dict[str, Any]]:
+    return template(SCALED_OTHERS)
+
+
+def role_pod(docs: list[dict[str, Any]], role: str) -> dict[str, Any]:
+    return dict(find(docs, "Deployment", f"{FULLNAME}-{role}")["spec"]["template"]["spec"])
+
+
+def role_command_line(docs: list[dict[str, Any]], role: str) -> list[str]:
+    (spec,) = role_pod(docs, role)["containers"]
+    return [str(a) for a in [*spec["command"], *spec["args"]]]
+
+
+def role_mounts(docs: list[dict[str, Any]], role: str) -> dict[str, dict[str, Any]]:
+    pod = role_pod(docs, role)
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    (spec,) = pod["containers"]
+    return {m["mountPath"]: {**m, "volume": volumes[m["name"]]} for m in spec["volumeMounts"]}
+
+
+def started_role(command: list[str], monkeypatch: pytest.MonkeyPatch) -> tuple[str, tuple[Any, ...]]:
+    """The rendered `serve --queue ... --role ...` through the parser and every check `serve` makes
+    before it starts a role; what the role would have been started with (nothing is served)."""
+    from kelemetry.queue import webhook, worker
+
+    started: list[tuple[str, tuple[Any, ...]]] = []
+    replicas: list[webhook.WebhookReplica] = []
+    made = webhook.WebhookReplica
+
+    def replica(*args: Any, **kwargs: Any) -> webhook.WebhookReplica:
+        replicas.append(made(*args, **kwargs))
+        return replicas[-1]
+
+    def run_webhook(app: Any, host: str, port: int, listen: str, tls: Any = None) -> None:
+        (one,) = replicas
+        started.append(("webhook", (one.queue, one.settings, host, port, tls)))
+
+    def run_worker(*settings: Any) -> int:
+        started.append(("worker", settings))
+        return 0
+
+    monkeypatch.setattr(webhook, "WebhookReplica", replica)
+    monkeypatch.setattr(cli, "_run_server", run_webhook)
+    monkeypatch.setattr(cli, "_announce", lambda *_: None)
+    monkeypatch.setattr(worker, "serve", run_worker)
+    args = cli.build_parser().parse_args(command[1:])
+    assert command[0] == "kelemetry" and args.command == "serve"
+    assert cli.cmd_serve(args) == 0
+    (role,) = started
+    return role
+
+
+def test_the_scaled_mode_is_off_by_default(defaults: list[dict[str, Any]]) -> None:
+    assert yaml.safe_load((CHART / "values.yaml").read_text())["scaled"]["enabled"] is False
+    assert not [d for d in defaults if d["metadata"]["name"].endswith(("-webhook", "-worker", "-frontend"))]
+
+
+def test_the_scaled_release_renders_three_roles_and_no_embedded_collector(
+    scaled: list[dict[str, Any]],
+) -> None:
+    assert kinds(scaled) == sorted(
+        f"{kind}/{FULLNAME}{suffix}"
+        for kind, suffix in [
+            ("ConfigMap", "-apiserver"),
+            ("Deployment", "-frontend"),
+            ("Deployment", "-webhook"),
+            ("Deployment", "-worker"),
+            ("Secret", "-token"),
+            ("Service", ""),
+            ("Service", "-webhook"),
+            ("ServiceAccount", ""),
+        ]
+    )
+    replicas = {
+        role: find(scaled, "Deployment", f"{FULLNAME}-{role}")["spec"]["replicas"]
+        for role in ("webhook", "worker", "frontend")
+    }
+    assert replicas == {"webhook": 2, "worker": 3, "frontend": 1}
+    for role in ("webhook", "worker", "frontend"):
+        pod = role_pod(scaled, role)
+        assert pod["automountServiceAccountToken"] is False
+        assert pod["securityContext"]["runAsNonRoot"] is True
+        (spec,) = pod["containers"]
+        assert spec["securityContext"]["readOnlyRootFilesystem"] is True
+        assert spec["resources"]["requests"]["cpu"] and spec["resources"]["limits"]["memory"]
+        writable = {root for root, m in role_mounts(scaled, role).items() if not m.get("readOnly")}
+        assert all(
+            m["volume"].get("emptyDir") == {}
+            for root, m in role_mounts(scaled, role).items()
+            if root in writable
+        )
+
+
+def test_the_webhook_role_starts_with_the_rendered_flags(
+    scaled: list[dict[str, Any]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    role, (queue, webhook, host, port, tls) = started_role(role_command_line(scaled, "webhook"), monkeypatch)
+    assert role == "webhook"
+    assert (queue.url, queue.partitions, queue.replicas, queue.lease_seconds) == (
+        "nats://nats.messaging:4222",
+        16,
+        1,
+        10,
+    )
+    assert webhook.default_cluster == "default" and (host, port) == ("0.0.0.0", 8080) and tls is None
+    assert webhook.max_body_bytes == times.parse_size("64MB")
+
+
+def test_each_worker_is_named_after_its_pod_and_keeps_its_state_in_an_empty_dir(
+    scaled: list[dict[str, Any]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    role, (queue, worker, trace, host, port) = started_role(role_command_line(scaled, "worker"), monkeypatch)
+    assert role == "worker" and queue.partitions == 16 and (host, port) == ("0.0.0.0", 8080)
+    assert worker.otlp_endpoint == "grpc://jaeger-collector.tracing:4317"
+    assert worker.snapshot_seconds == 30
+    # The kubelet replaces $(POD_NAME) with the variable the downward API fills with the Pod's name.
+    assert worker.worker_id == "$(POD_NAME)"
+    (spec,) = role_pod(scaled, "worker")["containers"]
+    env = {e["name"]: e for e in spec["env"]}
+    assert env["POD_NAME"]["valueFrom"] == {"fieldRef": {"fieldPath": "metadata.name"}}
+    assert role_mounts(scaled, "worker")[worker.state_dir]["volume"]["emptyDir"] == {}
+    assert trace == cli._trace_settings(
+        cli.build_parser().parse_args(role_command_line(scaled, "worker")[1:])
+    )
+
+
+def test_other_scaled_values_reach_every_role(
+    scaled_others: list[dict[str, Any]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    parser = cli.build_parser()
+    hook = parser.parse_args(role_command_line(scaled_others, "webhook")[1:])
+    assert hook.queue == "nats://nats-0.nats:4222,nats://nats-1.nats:4222"
+    assert (hook.partitions, hook.queue_replicas, hook.lease) == (64, 3, "20s")
+    assert (hook.tls_cert, hook.tls_key) == ("/etc/kelemetry/tls/tls.crt", "/etc/kelemetry/tls/tls.key")
+    # The webhook scrubs what it publishes with the same rules the workers get.
+    assert hook.redact == ["configmaps:data"]
+    assert role_mounts(scaled_others, "webhook")["/etc/kelemetry/tls"]["volume"]["secret"] == {
+        "secretName": "kelemetry-tls"
+    }
+    # The worker serves plain http (probes and metrics inside the cluster only): no TLS flags.
+    role, (queue, worker, trace, _, _) = started_role(role_command_line(scaled_others, "worker"), monkeypatch)
+    assert (queue.partitions, queue.replicas, queue.lease_seconds, worker.snapshot_seconds) == (64, 3, 20, 60)
+    assert trace.redact and (trace.window_seconds, trace.cache_bytes) == (3600, 256 * 1024 * 1024)
+    front = parser.parse_args(role_command_line(scaled_others, "frontend")[1:])
+    assert front.public_query and front.tls_cert == "/etc/kelemetry/tls/tls.crt"
+    for role, count in (("webhook", 4), ("worker", 6), ("frontend", 2)):
+        assert find(scaled_others, "Deployment", f"{FULLNAME}-{role}")["spec"]["replicas"] == count
+        (spec,) = role_pod(scaled_others, role)["containers"]
+        env = {e["name"]: e for e in spec["env"]}
+        assert env["KELEMETRY_TOKEN"]["valueFrom"]["secretKeyRef"] == {
+            "name": "kelemetry-token",
+            "key": "bearer",
+        }
+        scheme = "HTTP" if role == "worker" else "HTTPS"
+        assert {
+            spec[p]["httpGet"]["scheme"] for p in ("startupProbe", "livenessProbe", "readinessProbe")
+        } == {scheme}
+
+
+def test_the_frontend_reads_jaeger(scaled: list[dict[str, Any]]) -> None:
+    command = role_command_line(scaled, "frontend")
+    args = cli.build_parser().parse_args(command[1:])
+    assert command[0] == "kelemetry" and args.command == "frontend"
+    assert args.jaeger_url == "http://jaeger-query.tracing:16686"
+    assert cli.parse_listen(args.listen) == ("0.0.0.0", 8080)
+    assert role_mounts(scaled, "frontend")[str(Path(args.views).parent)]["volume"]["emptyDir"] == {}
+    # The chart's Service is the web UI and the query API, as in the embedded mode.
+    service = find(scaled, "Service", FULLNAME)
+    assert (
+        service["spec"]["selector"]
+        == find(scaled, "Deployment", f"{FULLNAME}-frontend")["spec"]["selector"]["matchLabels"]
+    )
+
+
+def test_the_apiserver_posts_to_the_webhook_replicas(scaled: list[dict[str, Any]]) -> None:
+    _, webhook = apiserver_files(scaled)
+    service = find(scaled, "Service", f"{FULLNAME}-webhook")
+    port = service["spec"]["ports"][0]["port"]
+    assert webhook["clusters"][0]["cluster"] == {
+        "server": f"http://{FULLNAME}-webhook.{NAMESPACE}.svc:{port}/audit/default"
+    }
+    selector = service["spec"]["selector"]
+    assert selector == find(scaled, "Deployment", f"{FULLNAME}-webhook")["spec"]["selector"]["matchLabels"]
+    for role in ("worker", "frontend"):
+        labels = find(scaled, "Deployment", f"{FULLNAME}-{role}")["spec"]["template"]["metadata"]["labels"]
+        assert not selector.items() <= labels.items()
+
+
+@pytest.mark.parametrize(
+    ("values", "reason"),
+    [
+        ({"scaled": {"enabled": True}}, "scaled.enabled needs scaled.queue.url"),
+        (
+            {"scaled": {**SCALED["scaled"], "queue": {"url": "http://nats:4222"}}},
+            'scaled.queue.url: "http://nats:4222" is not a NATS address',
+        ),
+        ({"scaled": {**SCALED["scaled"], "otlpEndpoint": ""}}, "scaled.enabled needs scaled.otlpEndpoint"),
+        ({"scaled": {**SCALED["scaled"], "jaegerUrl": ""}}, "scaled.enabled needs scaled.jaegerUrl"),
+        (
+            {"scaled": {**SCALED["scaled"], "partitions": 0}},
+            "scaled.partitions: Must be greater than or equal to 1",
+        ),
+        (
+            {"scaled": {**SCALED["scaled"], "queue": {"url": "nats://n:4222", "replicas": 2}}},
+            "scaled.queue.replicas",
+        ),
+        ({"scaled": {**SCALED["scaled"], "workers": 3}}, "Additional property workers is not allowed"),
+    ],
+)
+def test_scaled_values_the_roles_cannot_use_are_refused(values: dict[str, Any], reason: str) -> None:
     with pytest.raises(HelmFailed, match=re.escape(reason)):
         template(values)
