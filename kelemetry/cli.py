@@ -673,6 +673,12 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="TIME",
         help="with --purge: only what was quarantined before TIME (RFC 3339, or a duration ago, e.g. 7d)",
     )
+    aside.add_argument(
+        "--queue",
+        metavar="nats://HOST:PORT",
+        help="scaled mode: the quarantine the workers keep in NATS JetStream instead of the store's; "
+        "--retry sends it back to the workers (they set aside again what still fails)",
+    )
     add_store(aside)
     add_trace(aside)
     return parser
@@ -1573,6 +1579,8 @@ def cmd_quarantine(args: argparse.Namespace) -> int:
     if args.limit < 1:
         raise CliError(f"--limit must be at least 1, not {args.limit}")
     before_us = _before(args.before) if args.before is not None else None
+    if args.queue:
+        return _queue_quarantine(args, before_us)
     if not Path(args.store).is_file():
         raise errors.NotFound(f"no store at {args.store}")
     path = inbox_path(args.store)
@@ -1617,6 +1625,81 @@ def cmd_quarantine(args: argparse.Namespace) -> int:
         return _print_quarantine(args.format, total, size, dict(by_reason.most_common()), items)
     finally:
         inbox.close()
+
+
+def _queue_quarantine(args: argparse.Namespace, before_us: int | None) -> int:
+    """`kelemetry quarantine --queue`: the scaled mode's quarantine (a JetStream stream)."""
+    import asyncio
+
+    from kelemetry.queue import jetstream, layout
+    from kelemetry.receivers import quarantined
+
+    problem = layout.check_url(args.queue)
+    if problem:
+        raise CliError(f"invalid --queue: {problem}")
+
+    async def run() -> int:
+        settings = layout.QueueSettings(url=args.queue)
+        stream = await jetstream.JetStream.connect(settings, "kelemetry-quarantine", declare=False)
+        try:
+            total, size = await stream.quarantine_size()
+            if args.purge and before_us is None:
+                await stream.purge_quarantine()
+                return _print_purged(args.format, total, 0, None)
+            rows = await stream.quarantined(total if (args.purge or args.retry) else args.limit)
+            if args.purge:
+                old = [row for row in rows if row.time_us < (before_us or 0)]
+                for row in old:
+                    await stream.unquarantine(row.seq)
+                return _print_purged(args.format, len(old), total - len(old), before_us)
+            if args.retry:
+                now = str(time.time_ns() // 1000)
+                for row in rows:
+                    cluster = row.headers.get(layout.HEADER_CLUSTER, "default")
+                    partition = int(row.subject.rpartition(".")[2] or 0)
+                    await stream.publish(
+                        layout.audit_subject(partition),
+                        row.data,
+                        msg_id=f"kelemetry-retry-{row.seq}",
+                        headers={layout.HEADER_CLUSTER: cluster, layout.HEADER_RECEIVED: now},
+                    )
+                    await stream.unquarantine(row.seq)
+                return _print_resent(args.format, len(rows))
+            by_reason: Counter[str] = Counter()
+            items = []
+            for row in rows:
+                reason = row.headers.get(layout.HEADER_REASON, "")
+                source = row.headers.get(layout.HEADER_SOURCE, "audit")
+                by_reason[quarantined.reason_kind(reason)] += 1
+                described = quarantined.describe(source, row.data)
+                items.append(
+                    {
+                        "id": row.seq,
+                        "quarantined": _utc(row.time_us),
+                        "cluster": row.headers.get(layout.HEADER_CLUSTER, ""),
+                        "source": source,
+                        "audit_id": described.audit_id,
+                        "object": described.object,
+                        "size": len(row.data),
+                        "reason": reason,
+                    }
+                )
+            return _print_quarantine(args.format, total, size, dict(by_reason.most_common()), items)
+        finally:
+            await stream.close()
+
+    try:
+        return asyncio.run(run())
+    except errors.QueueError as exc:
+        raise CliError(str(exc)) from None
+
+
+def _print_resent(output_format: str, resent: int) -> int:
+    if output_format == "json":
+        print(orjson.dumps({"resent": resent}).decode())
+    else:
+        print(f"sent {_inputs(resent)} back to the workers; what still fails is set aside again")
+    return 0
 
 
 def _before(text: str) -> int:

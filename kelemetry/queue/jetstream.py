@@ -48,6 +48,9 @@ class Message:
     seq: int
     headers: Mapping[str, str]
     data: bytes
+    time_us: int = 0
+    """When JetStream stored it (0 where not read)."""
+    subject: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,9 +82,9 @@ class JetStream:
         ephemeral) consumers, and a pull on a forgotten consumer only ever times out."""
 
     @classmethod
-    async def connect(cls, settings: layout.QueueSettings, name: str) -> JetStream:
+    async def connect(cls, settings: layout.QueueSettings, name: str, *, declare: bool = True) -> JetStream:
         """Connect (retrying for ever while the server is away, as a long-running replica should)
-        and declare the layout."""
+        and declare the layout (a tool that only reads what the replicas declared passes False)."""
 
         async def closed() -> None:
             logger.info("NATS connection closed")
@@ -117,7 +120,8 @@ class JetStream:
         stream = cls(nc, settings)
         connections.append(stream)
         try:
-            await stream.declare()
+            if declare:
+                await stream.declare()
         except BaseException:
             await nc.close()
             raise
@@ -379,12 +383,59 @@ class JetStream:
                 except nats.errors.TimeoutError:
                     break
                 for msg in batch:
+                    stamp = msg.metadata.timestamp
                     found.append(
-                        Message(int(msg.metadata.sequence.stream), dict(msg.headers or {}), msg.data)
+                        Message(
+                            int(msg.metadata.sequence.stream),
+                            dict(msg.headers or {}),
+                            msg.data,
+                            int(stamp.timestamp() * 1_000_000) if stamp is not None else 0,
+                            str(msg.subject),
+                        )
                     )
         finally:
             await sub.unsubscribe()
         return found
+
+    async def declared_partitions(self) -> int:
+        """The partition count the audit stream was declared with."""
+        try:
+            info = await self._js.stream_info(layout.AUDIT_STREAM)
+        except nats.js.errors.NotFoundError:
+            raise errors.QueueError(
+                "no audit stream: no replica of the scaled mode ran on this NATS"
+            ) from None
+        except Exception as exc:
+            raise _wrap(exc, "cannot read the audit stream") from None
+        declared = (info.config.description or "").rpartition("partitions=")[2]
+        if not declared.isdigit():
+            raise errors.QueueError(
+                f"the audit stream does not say its partitions: {info.config.description!r}"
+            )
+        return int(declared)
+
+    async def quarantine_size(self) -> tuple[int, int]:
+        """Messages and bytes in the quarantine."""
+        try:
+            info = await self._js.stream_info(layout.QUARANTINE_STREAM)
+        except Exception as exc:
+            raise _wrap(exc, "cannot read the quarantine") from None
+        return int(info.state.messages or 0), int(info.state.bytes or 0)
+
+    async def unquarantine(self, seq: int) -> None:
+        """Remove one message from the quarantine (retried or purged)."""
+        try:
+            await self._js.delete_msg(layout.QUARANTINE_STREAM, seq)
+        except nats.js.errors.NotFoundError:
+            pass  # removed already
+        except Exception as exc:
+            raise _wrap(exc, f"cannot remove quarantined message {seq}") from None
+
+    async def purge_quarantine(self) -> None:
+        try:
+            await self._js.purge_stream(layout.QUARANTINE_STREAM)
+        except Exception as exc:
+            raise _wrap(exc, "cannot purge the quarantine") from None
 
 
 class PartitionReader:

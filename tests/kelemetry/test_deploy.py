@@ -597,6 +597,9 @@ def role_mounts(docs: list[dict[str, Any]], role: str) -> dict[str, dict[str, An
     return {m["mountPath"]: {**m, "volume": volumes[m["name"]]} for m in spec["volumeMounts"]}
 
 
+POD_NAME = "kel-kelemetry-worker-5f7d8c9b6-x2x7q"
+
+
 def started_role(command: list[str], monkeypatch: pytest.MonkeyPatch) -> tuple[str, tuple[Any, ...]]:
     """The rendered `serve --queue ... --role ...` through the parser and every check `serve` makes
     before it starts a role; what the role would have been started with (nothing is served)."""
@@ -622,6 +625,8 @@ def started_role(command: list[str], monkeypatch: pytest.MonkeyPatch) -> tuple[s
     monkeypatch.setattr(cli, "_run_server", run_webhook)
     monkeypatch.setattr(cli, "_announce", lambda *_: None)
     monkeypatch.setattr(worker, "serve", run_worker)
+    # The kubelet expands $(VAR) in a container's args from its environment before the process sees them.
+    command = [arg.replace("$(POD_NAME)", POD_NAME) for arg in command]
     args = cli.build_parser().parse_args(command[1:])
     assert command[0] == "kelemetry" and args.command == "serve"
     assert cli.cmd_serve(args) == 0
@@ -693,7 +698,8 @@ def test_each_worker_is_named_after_its_pod_and_keeps_its_state_in_an_empty_dir(
     assert worker.otlp_endpoint == "grpc://jaeger-collector.tracing:4317"
     assert worker.snapshot_seconds == 30
     # The kubelet replaces $(POD_NAME) with the variable the downward API fills with the Pod's name.
-    assert worker.worker_id == "$(POD_NAME)"
+    assert "$(POD_NAME)" in role_command_line(scaled, "worker")
+    assert worker.worker_id == POD_NAME
     (spec,) = role_pod(scaled, "worker")["containers"]
     env = {e["name"]: e for e in spec["env"]}
     assert env["POD_NAME"]["valueFrom"] == {"fieldRef": {"fieldPath": "metadata.name"}}
