@@ -561,6 +561,7 @@ SCALED_OTHERS: dict[str, Any] = {
         "partitions": 64,
         "lease": "20s",
         "snapshotEvery": "1m",
+        "settle": "20s",
         "webhook": {"replicas": 4},
         "worker": {"replicas": 6},
         "frontend": {"replicas": 2},
@@ -597,6 +598,9 @@ def role_mounts(docs: list[dict[str, Any]], role: str) -> dict[str, dict[str, An
     return {m["mountPath"]: {**m, "volume": volumes[m["name"]]} for m in spec["volumeMounts"]}
 
 
+POD_NAME = "kel-kelemetry-worker-7d9c5b8f4-x2x9q"
+
+
 def started_role(command: list[str], monkeypatch: pytest.MonkeyPatch) -> tuple[str, tuple[Any, ...]]:
     """The rendered `serve --queue ... --role ...` through the parser and every check `serve` makes
     before it starts a role; what the role would have been started with (nothing is served)."""
@@ -622,6 +626,8 @@ def started_role(command: list[str], monkeypatch: pytest.MonkeyPatch) -> tuple[s
     monkeypatch.setattr(cli, "_run_server", run_webhook)
     monkeypatch.setattr(cli, "_announce", lambda *_: None)
     monkeypatch.setattr(worker, "serve", run_worker)
+    # The kubelet expands $(POD_NAME) before the process starts (the downward API fills it).
+    command = [part.replace("$(POD_NAME)", POD_NAME) for part in command]
     args = cli.build_parser().parse_args(command[1:])
     assert command[0] == "kelemetry" and args.command == "serve"
     assert cli.cmd_serve(args) == 0
@@ -692,8 +698,10 @@ def test_each_worker_is_named_after_its_pod_and_keeps_its_state_in_an_empty_dir(
     assert role == "worker" and queue.partitions == 16 and (host, port) == ("0.0.0.0", 8080)
     assert worker.otlp_endpoint == "grpc://jaeger-collector.tracing:4317"
     assert worker.snapshot_seconds == 30
+    assert worker.settle_seconds == 15
     # The kubelet replaces $(POD_NAME) with the variable the downward API fills with the Pod's name.
-    assert worker.worker_id == "$(POD_NAME)"
+    assert "$(POD_NAME)" in role_command_line(scaled, "worker")
+    assert worker.worker_id == POD_NAME
     (spec,) = role_pod(scaled, "worker")["containers"]
     env = {e["name"]: e for e in spec["env"]}
     assert env["POD_NAME"]["valueFrom"] == {"fieldRef": {"fieldPath": "metadata.name"}}
@@ -719,6 +727,7 @@ def test_other_scaled_values_reach_every_role(
     # The worker serves plain http (probes and metrics inside the cluster only): no TLS flags.
     role, (queue, worker, trace, _, _) = started_role(role_command_line(scaled_others, "worker"), monkeypatch)
     assert (queue.partitions, queue.replicas, queue.lease_seconds, worker.snapshot_seconds) == (64, 3, 20, 60)
+    assert worker.settle_seconds == 20
     assert trace.redact and (trace.window_seconds, trace.cache_bytes) == (3600, 256 * 1024 * 1024)
     front = parser.parse_args(role_command_line(scaled_others, "frontend")[1:])
     assert front.public_query and front.tls_cert == "/etc/kelemetry/tls/tls.crt"
