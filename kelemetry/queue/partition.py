@@ -59,7 +59,8 @@ from kelemetry.store.sqlite import SpanStore, StoreReader
 logger = logging.getLogger(__name__)
 
 FETCH_WAIT_S = 1.0
-"""How long an idle runner waits for a message before it looks at its flags again."""
+"""How long an idle runner waits for a message before it looks at its flags again (and exports
+what has settled meanwhile: a span reaches the backend at most this much after its settle time)."""
 RELEASE_EXPORT_S = 30.0
 """How long giving a partition up waits for a backend that is down; past it the partition is given
 up without recording the last batch, which its next owner then processes and exports again."""
@@ -248,7 +249,7 @@ class PartitionRunner:
 
     async def _step(self) -> None:
         assert self._reader is not None
-        messages = await self._reader.fetch(self.worker.batch_messages, self._fetch_wait())
+        messages = await self._reader.fetch(self.worker.batch_messages, FETCH_WAIT_S)
         if self.lost:
             return
         if not messages and await self.stream.last_seq(self.partition) >= self._reader.next_seq:
@@ -269,13 +270,6 @@ class PartitionRunner:
             and self._processed > self._stored_snap
         ):
             await self._snapshot()
-
-    def _fetch_wait(self) -> float:
-        """How long to wait for messages: no longer than until the oldest settling message settles."""
-        if not self._settling:
-            return FETCH_WAIT_S
-        due = self._settling[0][2] + self.worker.settle_seconds - time.monotonic()
-        return min(max(due, 0.05), FETCH_WAIT_S)
 
     def _bound(self) -> int:
         """The newest store write sequence that has settled: noted at least the settle time ago."""
@@ -457,5 +451,8 @@ class PartitionRunner:
     @property
     def export_lag_seconds(self) -> float:
         """How long the oldest message whose spans are not all exported has waited."""
-        settling = self._settling
-        return time.monotonic() - settling[0][2] if settling else 0.0
+        try:
+            oldest = self._settling[0]
+        except IndexError:  # none, or emptied by a takeover in its thread meanwhile
+            return 0.0
+        return time.monotonic() - oldest[2]
