@@ -364,6 +364,15 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="DURATION",
         help="with --role worker: how often a partition's state is saved to JetStream (default 30s)",
     )
+    scaled.add_argument(
+        "--settle",
+        default="15s",
+        metavar="DURATION",
+        help="with --role worker: how long a span waits before it is exported (default 15s). Jaeger "
+        "cannot move or replace a span, and a span can still change: moved into its owner's trace when "
+        "the owner's create arrives late (the apiserver retries a refused batch after 10s), or given a "
+        "fuller diff by a later event. Spans reach Jaeger this much later; 0s exports at once",
+    )
 
     replay = commands.add_parser(
         "replay",
@@ -830,11 +839,13 @@ def _serve_scaled(args: argparse.Namespace) -> int:
     snapshot = seconds(args.snapshot_every)
     if snapshot < 1:
         raise CliError(f"--snapshot-every {args.snapshot_every} is too short: use at least 1s")
+    settle = parsed(lambda t: times.parse_duration_us(t, what="--settle"), args.settle) / 1_000_000
     worker_settings = layout.WorkerSettings(
         worker_id=worker_id,
         state_dir=args.state_dir or tempfile.mkdtemp(prefix="kelemetry-worker-"),
         otlp_endpoint=args.otlp_endpoint,
         snapshot_seconds=snapshot,
+        settle_seconds=settle,
     )
     return worker.serve(queue_settings, worker_settings, _trace_settings(args), host, port)
 

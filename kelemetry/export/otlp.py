@@ -505,15 +505,23 @@ class OtlpFollower:
         tmp.write_text(json.dumps({"endpoint": self.endpoint, "seq": self.cursor}))
         os.replace(tmp, self.cursor_path)
 
-    def export_once(self, reader: StoreReader) -> int:
-        """Send the next batch; returns the number of spans sent (0: nothing new). Raises on failure."""
-        rows = reader.spans_after(self.cursor, self.batch_size)
-        if not rows:
+    def export_once(self, reader: StoreReader, up_to: int | None = None) -> int:
+        """Send the next batch, of rows written at or before ``up_to`` if given; returns the number of
+        spans sent (0: nothing new). Raises on failure.
+
+        A row rewritten after ``up_to`` (moved to another trace, reissued) has a later write sequence
+        now and waits for a later bound; once nothing under the bound is left, the cursor moves to it,
+        so "cursor ≥ s" keeps meaning "every row written at or before s is sent or superseded"."""
+        rows = reader.spans_after(self.cursor, self.batch_size, up_to)
+        if rows:
+            self.exporter.export(self._encoder.encode([record for _seq, record in rows]))
+            self.cursor = rows[-1][0]
+            self.exported += len(rows)
+        if up_to is not None and len(rows) < self.batch_size and up_to > self.cursor:
+            self.cursor = up_to
+        elif not rows:
             return 0
-        self.exporter.export(self._encoder.encode([record for _seq, record in rows]))
-        self.cursor = rows[-1][0]
         self._save_cursor()
-        self.exported += len(rows)
         return len(rows)
 
     def _failed(self, retry: backoff.Retry, exc: Exception) -> float:

@@ -49,6 +49,8 @@ HEADER_SOURCE = "Kelemetry-Source"
 DEFAULT_PARTITIONS = 16
 MAX_PARTITIONS = 1024
 DEFAULT_LEASE_SECONDS = 10.0
+DEFAULT_SETTLE_SECONDS = 15.0
+"""Longer than kube-apiserver waits before it first retries a refused webhook batch (10s)."""
 DEFAULT_DUPLICATE_WINDOW_SECONDS = 600.0
 """How long JetStream remembers a message id: longer than kube-apiserver keeps retrying a batch."""
 
@@ -133,3 +135,9 @@ class WorkerSettings:
     a takeover replays at most this much of the stream to rebuild the worker's memory."""
     batch_messages: int = 256
     """Messages fetched from a partition at once."""
+    settle_seconds: float = DEFAULT_SETTLE_SECONDS
+    """How long a span waits in the working store before it is exported. Jaeger cannot move or
+    replace a span, and a span may still change after it is written: an owner's create that arrives
+    late (the apiserver retrying a refused batch while later ones went through) moves its children
+    to the owner's trace, and a later event can reveal a fuller diff of an earlier write. A span
+    rewritten within this time is exported once, in its final form."""

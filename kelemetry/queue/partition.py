@@ -2,24 +2,36 @@
 
 A runner keeps a working SQLite store in the worker's scratch directory, the pipeline `serve`
 builds, and an `OtlpFollower` sending that store's spans to the backend. Per fetched batch:
-process each message (what the pipeline cannot take goes to the quarantine), export until the
-follower has sent everything written — while the backend is down this retries and nothing else
-moves, the stream still holds the messages — then record ``done`` (the last stream sequence whose
-spans were exported) in the progress bucket by compare-and-set. The revision the runner last
-wrote is its fence: a failed compare-and-set means another worker has taken the partition, and
-this runner stops without writing anything more.
+process each message (what the pipeline cannot take goes to the quarantine), export what has
+settled — while the backend is down this retries and nothing else moves, the stream still holds
+the messages — then record ``done`` (the last stream sequence whose spans were exported) in the
+progress bucket by compare-and-set. The revision the runner last wrote is its fence: a failed
+compare-and-set means another worker has taken the partition, and this runner stops without
+writing anything more.
+
+Settling: Jaeger cannot move or replace a span, yet a span written now may change soon — moved to
+another trace when its owner's create arrives late, reissued with a fuller diff when a later event
+reveals the change. So after each message the runner notes (stream sequence, the store's write
+sequence, when), and exports only rows written at or before the newest write sequence noted at
+least ``settle_seconds`` ago (everything, when giving the partition up). A row rewritten meanwhile
+has a later write sequence, so it waits again and is exported once, in its final form. ``done`` is
+the last message before the first one whose writes are not all exported yet, so the progress entry
+lags by the settle time while the runner goes on fetching and processing.
 
 Taking a partition over: claim the progress entry (compare-and-set, so the previous owner is
 fenced from here on), restore the last snapshot (state at stream sequence ``s0``), then read from
 ``s0 + 1``. Messages up to the recorded ``done`` are processed again only to rebuild memory: their
 spans were exported, so the follower's cursor is moved past them. Later ones are exported as
-usual. Span ids are deterministic and the state is the one the previous owner had, so a message
-it exported but had not yet recorded is exported again identical, which the backend stores once.
+usual. When the snapshot is ahead of ``done`` (its store holds rows still settling when it was
+taken), the cursor and the settling messages are the snapshot's, less those at or below ``done``:
+the rest are exported after a settle time. Span ids are deterministic and the state is the one the
+previous owner had, so a message it exported but had not yet recorded is exported again
+identical, which the backend stores once.
 
 Snapshots (every ``snapshot_seconds`` and when a partition is given up) record their sequence in
 the progress entry first (compare-and-set: a fenced runner writes no snapshot), then save the
-state, then trim the stream below the *previous* snapshot: whichever of the two a worker taking
-over reads, the messages after it are still there.
+state with the export cursor and the settling messages, then trim the stream below the *previous*
+snapshot: whichever of the two a worker taking over reads, the messages after it are still there.
 """
 
 from __future__ import annotations
@@ -28,7 +40,7 @@ import asyncio
 import json
 import logging
 import time
-from collections import Counter
+from collections import Counter, deque
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -47,7 +59,8 @@ from kelemetry.store.sqlite import SpanStore, StoreReader
 logger = logging.getLogger(__name__)
 
 FETCH_WAIT_S = 1.0
-"""How long an idle runner waits for a message before it looks at its flags again."""
+"""How long an idle runner waits for a message before it looks at its flags again (and exports
+what has settled meanwhile: a span reaches the backend at most this much after its settle time)."""
 RELEASE_EXPORT_S = 30.0
 """How long giving a partition up waits for a backend that is down; past it the partition is given
 up without recording the last batch, which its next owner then processes and exports again."""
@@ -117,6 +130,9 @@ class PartitionRunner:
         self._stored_snap = 0
         self._snapped_at = time.monotonic()
         self._aside: list[_Aside] = []
+        self._settling: deque[tuple[int, int, float]] = deque()
+        """(stream sequence, store write sequence after it, monotonic time) of each message processed
+        whose writes are not all exported yet, oldest first."""
         self._store: SpanStore | None = None
         self._pipeline: Pipeline | None = None
         self._follower: OtlpFollower | None = None
@@ -151,6 +167,12 @@ class PartitionRunner:
                     logger.warning("partition %d: %s; stopping", self.partition, exc)
                     self.counts["fenced"] += 1
                     return "fenced"
+                except snapshot.UnknownFormat as exc:
+                    # Nothing was processed, recorded or trimmed: giving the lease back lets a worker
+                    # of the version that wrote the snapshot (a rolling upgrade) take the partition.
+                    logger.error("partition %d: %s; giving it up untouched", self.partition, exc)
+                    self.counts["runner_failures"] += 1
+                    return "failed"
                 except errors.QueueError as exc:
                     delay = retry.failed()
                     logger.warning("partition %d: %s; retrying in %.1fs", self.partition, exc, delay)
@@ -178,7 +200,7 @@ class PartitionRunner:
             raise Fenced("another worker claimed the partition first")
         self._revision, self.progress = revision, mine
         state = await self.stream.get_state(layout.state_name(self.partition))
-        start = await asyncio.to_thread(self._open, state)
+        start = await asyncio.to_thread(self._open, state, previous.done)
         self._processed = self._stored_snap = start
         self._replay_until = max(previous.done, start)
         self._reader = await self.stream.reader(self.partition, start + 1)
@@ -193,8 +215,9 @@ class PartitionRunner:
             previous.done,
         )
 
-    def _open(self, state: bytes | None) -> int:
-        """Restore the snapshot (or start empty); the stream sequence the state is at."""
+    def _open(self, state: bytes | None, done: int) -> int:
+        """Restore the snapshot (or start empty) and the export position for messages exported up
+        to ``done``; the stream sequence the state is at."""
         self._close_files()
         snapshot.discard(self.path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -205,8 +228,19 @@ class PartitionRunner:
         if restored is not None:
             snapshot.apply(pipeline, restored.memory)
         follower = OtlpFollower(self.path, self.worker.otlp_endpoint, instance_id=INSTANCE_ID)
-        # Everything in a snapshot was exported before it was taken.
         follower.cursor = store.last_seq
+        self._settling.clear()
+        if restored is not None and restored.cursor is not None and restored.seq > done:
+            # Rows written after the cursor were still settling: export them after a settle time,
+            # except what the previous owner recorded as exported after it took the snapshot.
+            follower.cursor = restored.cursor
+            now = time.monotonic()
+            for seq, written in restored.pending:
+                if seq <= done:
+                    follower.cursor = max(follower.cursor, written)
+                else:
+                    self._settling.append((seq, written, now))
+        # Otherwise every row in the store was exported: the snapshot is at or below ``done``.
         self._store, self._pipeline, self._follower = store, pipeline, follower
         self._export_reader = StoreReader(self.path)
         return restored.seq if restored is not None else 0
@@ -226,16 +260,41 @@ class PartitionRunner:
         if messages:
             await asyncio.to_thread(self._process, messages)
         await self._set_aside()
-        if not await self._export(None):
+        if not await self._export(None, self._bound()):
             return
-        if self._processed > self.progress.done:
-            await self._save(replace(self.progress, done=self._processed))
+        done = self._exported_through()
+        if done > self.progress.done:
+            await self._save(replace(self.progress, done=done))
         if (
             time.monotonic() - self._snapped_at >= self.worker.snapshot_seconds
-            and self._processed == self.progress.done
             and self._processed > self._stored_snap
         ):
             await self._snapshot()
+
+    def _bound(self) -> int:
+        """The newest store write sequence that has settled: noted at least the settle time ago."""
+        store, follower = self._store, self._follower
+        assert store is not None and follower is not None
+        if self._releasing or self.worker.settle_seconds <= 0:
+            return store.last_seq
+        bound = follower.cursor
+        settled_at = time.monotonic() - self.worker.settle_seconds
+        for _seq, written, noted in self._settling:
+            if noted > settled_at:
+                break
+            bound = max(bound, written)
+        return bound
+
+    def _exported_through(self) -> int:
+        """Forget the messages whose writes are all exported; the last message before the first one
+        whose are not (all processed ones when none is left)."""
+        follower = self._follower
+        assert follower is not None
+        while self._settling and self._settling[0][1] <= follower.cursor:
+            self._settling.popleft()
+        if self._settling:
+            return max(self._settling[0][0] - 1, self.progress.done)
+        return self._processed
 
     def _process(self, messages: list[Message]) -> None:
         pipeline, store, follower = self._pipeline, self._store, self._follower
@@ -251,6 +310,7 @@ class PartitionRunner:
             except errors.InputError as exc:
                 if not replayed:
                     self._put_aside(message.data, cluster, f"unreadable message: {exc}", f"{message.seq}")
+                    self._settling.append((message.seq, store.last_seq, time.monotonic()))
                 self._processed = message.seq
                 continue
             result = pipeline.process_audit(events, cluster)
@@ -259,6 +319,7 @@ class PartitionRunner:
                 for index, failure in enumerate(result.failures):
                     body = quarantined.audit_body(failure.item)
                     self._put_aside(body, cluster, failure.reason, f"{message.seq}.{index}")
+                self._settling.append((message.seq, store.last_seq, time.monotonic()))
             else:
                 # Exported by the previous owner: the follower skips what rebuilding wrote again.
                 follower.cursor = store.last_seq
@@ -280,15 +341,15 @@ class PartitionRunner:
             self._aside.pop(0)
             self.counts["quarantined"] += 1
 
-    async def _export(self, deadline: float | None) -> bool:
-        """Export until the follower has sent everything written; False if the lease was lost, or
-        the backend stayed down past ``deadline`` (monotonic)."""
+    async def _export(self, deadline: float | None, up_to: int) -> bool:
+        """Export until the follower has sent everything written up to write sequence ``up_to``;
+        False if the lease was lost, or the backend stayed down past ``deadline`` (monotonic)."""
         follower, reader = self._follower, self._export_reader
         assert follower is not None and reader is not None
         retry = follower.retry.start()
         while not self.lost:
             try:
-                sent = await asyncio.to_thread(follower.export_once, reader)
+                sent = await asyncio.to_thread(follower.export_once, reader, up_to)
             except errors.ExportError as exc:
                 self.counts["export_failures"] += 1
                 delay = retry.failed()
@@ -324,10 +385,11 @@ class PartitionRunner:
         self._revision, self.progress = revision, progress
 
     async def _snapshot(self) -> None:
-        store, pipeline = self._store, self._pipeline
-        assert store is not None and pipeline is not None
+        store, pipeline, follower = self._store, self._pipeline, self._follower
+        assert store is not None and pipeline is not None and follower is not None
         seq = self._processed
-        data = await asyncio.to_thread(snapshot.capture, store, pipeline, seq)
+        pending = tuple((message, written) for message, written, _noted in self._settling)
+        data = await asyncio.to_thread(snapshot.capture, store, pipeline, seq, follower.cursor, pending)
         await self._save(replace(self.progress, snap=seq))
         await self.stream.put_state(layout.state_name(self.partition), data)
         if self._stored_snap > 0:
@@ -342,11 +404,12 @@ class PartitionRunner:
         """Release: record and snapshot what was processed, if the backend takes it in time."""
         try:
             await self._set_aside()
-            if not await self._export(time.monotonic() + RELEASE_EXPORT_S):
+            if not await self._export(time.monotonic() + RELEASE_EXPORT_S, self._bound()):
                 return
-            if self._processed > self.progress.done:
-                await self._save(replace(self.progress, done=self._processed))
-            if self._processed == self.progress.done and self._processed > self._stored_snap:
+            done = self._exported_through()
+            if done > self.progress.done:
+                await self._save(replace(self.progress, done=done))
+            if self._processed > self._stored_snap:
                 await self._snapshot()
         except Fenced:
             raise
@@ -376,3 +439,20 @@ class PartitionRunner:
     @property
     def done(self) -> int:
         return self.progress.done
+
+    @property
+    def settling_spans(self) -> int:
+        """Span writes in the working store not exported yet (waiting to settle, or for the backend)."""
+        store, follower = self._store, self._follower
+        if store is None or follower is None:
+            return 0
+        return max(store.last_seq - follower.cursor, 0)
+
+    @property
+    def export_lag_seconds(self) -> float:
+        """How long the oldest message whose spans are not all exported has waited."""
+        try:
+            oldest = self._settling[0]
+        except IndexError:  # none, or emptied by a takeover in its thread meanwhile
+            return 0.0
+        return time.monotonic() - oldest[2]

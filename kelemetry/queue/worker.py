@@ -232,8 +232,19 @@ class Worker:
         )
         yield metrics.gauge("kelemetry_worker_members", "Live workers seen.", self.members)
         yield metrics.gauge(
+            "kelemetry_worker_settling_spans",
+            "Span writes of the owned partitions not exported yet: waiting for --settle, or for the backend.",
+            sum(runner.settling_spans for runner in self.runners.values()),
+        )
+        yield metrics.gauge(
+            "kelemetry_worker_export_lag_seconds",
+            "Age of the oldest processed message whose spans are not all exported (--settle when busy).",
+            max((runner.export_lag_seconds for runner in self.runners.values()), default=0.0),
+        )
+        yield metrics.gauge(
             "kelemetry_worker_partition_lag_messages",
-            "Messages of an owned partition not yet exported (last stream sequence - done).",
+            "Messages of an owned partition not yet exported (last stream sequence - done; includes the "
+            "settle time).",
             {(str(p),): float(lag) for p, lag in sorted(self.lag.items())},
             ("partition",),
         )

@@ -722,11 +722,16 @@ class StoreReader:
             found.extend(_span_from_row(row) for row in self._query(sql, params))
         return found
 
-    def spans_after(self, seq: int, limit: int) -> list[tuple[int, SpanRecord]]:
-        """Spans written or changed after export cursor ``seq``, in write order."""
+    def spans_after(self, seq: int, limit: int, up_to: int | None = None) -> list[tuple[int, SpanRecord]]:
+        """Spans written or changed after export cursor ``seq`` (and, given ``up_to``, at or before
+        that write sequence), in write order."""
+        params: tuple[int, ...]
+        if up_to is None:
+            where, params = "s.seq > ?", (seq, limit)
+        else:
+            where, params = "s.seq > ? AND s.seq <= ?", (seq, up_to, limit)
         rows = self._query(
-            f"SELECT s.seq, {_SPAN_COLUMNS} FROM {_SPAN_FROM} WHERE s.seq > ? ORDER BY s.seq LIMIT ?",
-            (seq, limit),
+            f"SELECT s.seq, {_SPAN_COLUMNS} FROM {_SPAN_FROM} WHERE {where} ORDER BY s.seq LIMIT ?", params
         )
         return [(row[0], _span_from_row(row[1:])) for row in rows]
 

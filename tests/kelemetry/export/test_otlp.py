@@ -805,6 +805,44 @@ def test_a_follower_on_the_same_endpoint_resumes_and_sends_only_new_spans(
     assert read_cursor(filled_store)["seq"] == new_seq
 
 
+def test_a_bounded_export_sends_rows_up_to_the_bound_and_a_row_moved_past_it_waits(
+    filled_store: Path, http_receiver: Callable[..., Receiver], followers: Callable[..., OtlpFollower]
+) -> None:
+    receiver = http_receiver()
+    reader = StoreReader(filled_store)
+    try:
+        rows = reader.spans_after(0, 100)
+        bound = rows[4][0]
+        assert [seq for seq, _span in reader.spans_after(0, 100, bound)] == [seq for seq, _ in rows[:5]]
+        # The third row's object is moved to another trace after the bound was noted: new write seqs.
+        moved = rows[2][1]
+        store = SpanStore(filled_store)
+        try:
+            assert store.retrace([moved.object_id], moved.window, moved.trace_id + 1) >= 1
+        finally:
+            store.close()
+        moved_ids = {span.span_id for _seq, span in reader.spans_after(rows[-1][0], 100)}
+        assert moved.span_id in moved_ids
+
+        follower = followers(filled_store, receiver.endpoint, batch_size=100)
+        assert follower.export_once(reader, bound) == len(
+            {span.span_id for _seq, span in rows[:5]} - moved_ids
+        )
+        assert {span.span_id for span in receiver.sink.spans} == {
+            span.span_id for _seq, span in rows[:5]
+        } - moved_ids
+        # Nothing at or below the bound is left unsent: the cursor stands at the bound.
+        assert follower.cursor == bound and read_cursor(filled_store)["seq"] == bound
+        assert follower.export_once(reader, bound) == 0
+
+        follower.export_once(reader)
+        sent = {span.span_id: span for span in receiver.sink.spans}
+        assert moved.span_id in sent and sent[moved.span_id].trace_id == moved.trace_id + 1
+        assert len(receiver.sink.spans) == len(rows)
+    finally:
+        reader.close()
+
+
 def test_a_follower_for_another_endpoint_starts_from_the_beginning(
     filled_store: Path, http_receiver: Callable[..., Receiver], followers: Callable[..., OtlpFollower]
 ) -> None:

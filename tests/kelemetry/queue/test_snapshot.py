@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pickle
+import zlib
 from pathlib import Path
 
 import pytest
@@ -27,11 +29,12 @@ def test_restored_state_gives_the_same_spans_and_diffs_as_the_uninterrupted_run(
     first = SpanStore(tmp_path / "first.db")
     before = build(first, TraceSettings(), KindResolver())
     before.process_audit(events[:half], "default")
-    data = snapshot.capture(first, before, 42)
+    data = snapshot.capture(first, before, 42, 7, ((40, 9), (42, first.last_seq)))
+    first_seq = first.last_seq
     first.close()
 
     restored = snapshot.restore(data, tmp_path / "second.db")
-    assert restored.seq == 42
+    assert (restored.seq, restored.cursor, restored.pending) == (42, 7, ((40, 9), (42, first_seq)))
     second = SpanStore(tmp_path / "second.db")
     restored_seq = second.last_seq
     after = build(second, TraceSettings(), KindResolver())
@@ -51,3 +54,33 @@ def test_restored_state_gives_the_same_spans_and_diffs_as_the_uninterrupted_run(
 def test_an_unreadable_snapshot_is_a_queue_error(tmp_path: Path) -> None:
     with pytest.raises(errors.QueueError, match="unreadable"):
         snapshot.restore(b"not a snapshot", tmp_path / "x.db")
+
+
+def _payload(data: bytes, **changes: object) -> bytes:
+    payload = pickle.loads(zlib.decompress(data))
+    payload.update(changes)
+    for key in [key for key, value in changes.items() if value is None]:
+        del payload[key]
+    return zlib.compress(pickle.dumps(payload))
+
+
+def test_a_format_1_snapshot_reads_as_everything_exported_and_a_newer_format_is_refused(
+    tmp_path: Path,
+) -> None:
+    store = SpanStore(tmp_path / "first.db")
+    pipeline = build(store, TraceSettings(), KindResolver())
+    pipeline.process_audit(sample_events()[:20], "default")
+    data = snapshot.capture(store, pipeline, 9, 3, ((9, store.last_seq),))
+    written = store.last_seq
+    store.close()
+
+    # Format 1 was only taken once everything was exported, and carried no export position.
+    old = snapshot.restore(_payload(data, format=1, cursor=None, pending=None), tmp_path / "old.db")
+    assert (old.seq, old.cursor, old.pending) == (9, None, ())
+    reopened = SpanStore(tmp_path / "old.db")
+    assert reopened.last_seq == written
+    reopened.close()
+
+    with pytest.raises(snapshot.UnknownFormat, match="format 3"):
+        snapshot.restore(_payload(data, format=3), tmp_path / "new.db")
+    assert not (tmp_path / "new.db").exists()

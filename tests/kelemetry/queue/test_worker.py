@@ -10,11 +10,16 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from kelemetry.kube.kinds import KindResolver
+from kelemetry.pipeline import build
 from kelemetry.queue import layout
 from kelemetry.queue.partition import Progress
+from kelemetry.settings import TraceSettings
+from kelemetry.store.sqlite import SpanStore
 from tests.kelemetry.queue.workerkit import (
     Ids,
     Jaeger,
@@ -54,6 +59,19 @@ def workers() -> Iterator[list[WorkerProcess]]:
 def expected(events: list[dict[str, object]], tmp_path: Path) -> dict[str, tuple[Ids, Logs]]:
     store = replay(events, tmp_path / "embedded.db")
     try:
+        return audit_spans(store)
+    finally:
+        store.close()
+
+
+def expected_in_parts(parts: list[list[dict[str, Any]]], path: Path) -> dict[str, tuple[Ids, Logs]]:
+    """The embedded mode's spans of events arriving in ``parts`` (a batch is put in time order, so
+    late events must come in a later batch to be late)."""
+    store = SpanStore(path)
+    try:
+        pipeline = build(store, TraceSettings(), KindResolver())
+        for part in parts:
+            pipeline.process_audit(part, "default")
         return audit_spans(store)
     finally:
         store.close()
@@ -313,3 +331,180 @@ def test_a_nats_server_restart_mid_stream_loses_nothing(
     publish(nats_server.url, events[half:], partitions=4)
     assert_same_as_embedded(jaeger, expected(events, tmp_path))
     wait_until("readiness again", lambda: http_status(worker.url("/readyz")) == 200, 30)
+
+
+# -- settling: a span reaches Jaeger once, in its final form
+
+
+def assert_once_as_embedded(
+    jaeger: Jaeger, want: dict[str, tuple[Ids, Logs]], traces: set[str], timeout: float = 90
+) -> dict[str, list[tuple[Ids, Logs]]]:
+    """Every kept audit ID is exactly one span over ``traces`` (the final ones and any a span was in
+    before it moved), with the embedded mode's final ids and content: no earlier version, no other
+    trace. Waits for the final versions, then looks again after Jaeger's batching."""
+    found: dict[str, list[tuple[Ids, Logs]]] = {}
+
+    def complete() -> bool:
+        nonlocal found
+        found = jaeger.audit_spans(traces)
+        return set(found) >= set(want) and all(want[key] in found[key] for key in want)
+
+    try:
+        wait_until("every audit ID in Jaeger", complete, timeout, every=1.0)
+    except AssertionError:
+        missing = sorted(key for key in want if want[key] not in found.get(key, []))
+        raise AssertionError(f"{len(missing)} of {len(want)} audit IDs missing, e.g. {missing[:3]}") from None
+    time.sleep(1.5)
+    found = jaeger.audit_spans(traces)
+    assert set(found) == set(want)
+    more = {key: spans for key, spans in found.items() if spans != [want[key]]}
+    assert not more, f"{len(more)} audit IDs shown otherwise than once as embedded: {list(more.items())[:2]}"
+    return found
+
+
+def published_in_two(
+    url: str, worker: WorkerProcess, early: list[dict[str, object]], late: list[dict[str, object]]
+) -> None:
+    """``early`` processed by the worker, then ``late`` published (well within the settle time)."""
+    publish(url, early, partitions=2, chunk=5)
+    wait_until(
+        "the early events processed",
+        lambda: worker.metrics().get("kelemetry_worker_events_total", 0) == len(early),
+        30,
+        every=0.1,
+    )
+    publish(url, late, partitions=2, chunk=5)
+
+
+def test_a_retrace_within_the_settle_time_reaches_jaeger_once_in_the_owners_trace(
+    nats_server: NatsServer,  # noqa: F811
+    jaeger: Jaeger,
+    workers: list[WorkerProcess],
+    tmp_path: Path,
+) -> None:
+    events = sample_events()
+
+    def creates(resource: str) -> list[dict[str, Any]]:
+        return [e for e in events if e["verb"] == "create" and e["objectRef"].get("resource") == resource]
+
+    rs_create = creates("replicasets")[0]
+    # The ReplicaSet's create arrives after its first Pods were created, bound and started (a
+    # refused batch retried later): they are placed in traces of their own first.
+    rest = [e for e in events if e is not rs_create]
+    first_pod = rest.index(creates("pods")[0])
+    early, late = rest[: first_pod + 6], [rs_create, *rest[first_pod + 6 :]]
+    want = expected_in_parts([early, late], tmp_path / "embedded.db")
+    before = expected(early, tmp_path / "early")
+    moved = [key for key in before if before[key][0][0] != want[key][0][0]]
+    assert moved, "no span changed trace: the reordering tests nothing"
+
+    worker = WorkerProcess(tmp_path / "w", nats_server.url, jaeger.endpoint, "w1", partitions=2, settle="8s")
+    workers.append(worker.start())
+    published_in_two(nats_server.url, worker, early, late)
+    traces = {ids[0] for ids, _logs in want.values()} | {ids[0] for ids, _logs in before.values()}
+    assert_once_as_embedded(jaeger, want, traces)
+    # Nothing is left in the trace the moved spans were in first.
+    for key in moved:
+        assert not [s for s in jaeger.trace(before[key][0][0]) if s["spanID"] == before[key][0][1]]
+
+
+def test_a_reissued_span_reaches_jaeger_once_with_the_fuller_diff(
+    nats_server: NatsServer,  # noqa: F811
+    jaeger: Jaeger,
+    workers: list[WorkerProcess],
+    tmp_path: Path,
+) -> None:
+    events = sample_events()
+    # The scheduler's binding of the first Pod is written with the diff it knows of; the kubelet's
+    # status patch after it reveals the rest of the change and reissues the binding's span.
+    binding = next(
+        i
+        for i, e in enumerate(events)
+        if e["verb"] == "create" and e["objectRef"].get("subresource") == "binding"
+    )
+    early, late = events[: binding + 1], events[binding + 1 :]
+    want = expected(events, tmp_path)
+    before = expected(early, tmp_path / "early")
+    audit_id = str(events[binding]["auditID"])
+    assert before[audit_id] != want[audit_id], "the binding's span is not reissued: this tests nothing"
+    assert before[audit_id][0] == want[audit_id][0]
+
+    worker = WorkerProcess(tmp_path / "w", nats_server.url, jaeger.endpoint, "w1", partitions=2, settle="8s")
+    workers.append(worker.start())
+    published_in_two(nats_server.url, worker, early, late)
+    found = assert_once_as_embedded(jaeger, want, {ids[0] for ids, _logs in want.values()})
+    assert found[audit_id] == [want[audit_id]]
+
+
+def test_a_takeover_from_a_snapshot_ahead_of_the_export_exports_what_was_settling(
+    nats_server: NatsServer,  # noqa: F811
+    jaeger: Jaeger,
+    workers: list[WorkerProcess],
+    tmp_path: Path,
+) -> None:
+    events = sample_events(copies=3)
+    want = expected(events, tmp_path)
+    partitions = {partition_of(event, 2) for event in events}
+    publish(nats_server.url, events, partitions=2, chunk=5)
+    # A settle time far longer than the test: the victim snapshots everything and exports nothing.
+    victim = WorkerProcess(
+        tmp_path / "w",
+        nats_server.url,
+        jaeger.endpoint,
+        "victim",
+        partitions=2,
+        snapshot_every="1s",
+        settle="10m",
+    )
+    workers.append(victim.start())
+
+    def snapshotted() -> bool:
+        progress = progress_of(nats_server.url, 2)
+        last = with_stream(nats_server.url, 2, lambda stream: _last_seqs(stream, partitions))
+        return all(p in progress and progress[p].snap == last[p] for p in partitions)
+
+    wait_until("snapshots of every message", snapshotted, 60, every=0.5)
+    progress = progress_of(nats_server.url, 2)
+    assert all(progress[p].done < progress[p].snap for p in partitions)
+    assert victim.metrics()["kelemetry_worker_spans_exported_total"] == 0
+    assert victim.metrics()["kelemetry_worker_settling_spans"] > 0
+    victim.kill()
+
+    heir = WorkerProcess(tmp_path / "w", nats_server.url, jaeger.endpoint, "heir", partitions=2)
+    workers.append(heir.start())
+    assert_once_as_embedded(jaeger, want, {ids[0] for ids, _logs in want.values()})
+    # Nothing was processed again: the rows came from the snapshots, exported after the settle time.
+    assert heir.metrics()["kelemetry_worker_events_total"] == 0
+    wait_until(
+        "progress past every message",
+        lambda: all(progress_of(nats_server.url, 2)[p].done == progress[p].snap for p in partitions),
+        30,
+    )
+    wait_until("nothing settling", lambda: heir.metrics()["kelemetry_worker_settling_spans"] == 0, 10)
+
+
+async def _last_seqs(stream: object, partitions: set[int]) -> dict[int, int]:
+    from kelemetry.queue.jetstream import JetStream
+
+    assert isinstance(stream, JetStream)
+    return {partition: await stream.last_seq(partition) for partition in partitions}
+
+
+def test_settle_reaches_the_worker_settings_and_a_bad_one_is_refused(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from kelemetry import cli
+    from kelemetry.queue import worker
+
+    seen: list[layout.WorkerSettings] = []
+    monkeypatch.setattr(worker, "serve", lambda _queue, settings, *_rest: seen.append(settings) or 0)
+    argv = ["serve", "--queue", "nats://127.0.0.1:1", "--role", "worker", "--otlp-endpoint", "grpc://h:4317"]
+    assert cli.main([*argv, "--worker-id", "w"]) == 0
+    assert cli.main([*argv, "--worker-id", "w", "--settle", "1500ms"]) == 0
+    assert cli.main([*argv, "--worker-id", "w", "--settle", "0s"]) == 0
+    assert [settings.settle_seconds for settings in seen] == [15.0, 1.5, 0.0]
+    capsys.readouterr()
+    assert cli.main([*argv, "--worker-id", "w", "--settle", "soon"]) == 2
+    assert capsys.readouterr().err.strip().splitlines() == [
+        "kelemetry: error: invalid --settle 'soon': use a number and a unit, e.g. 30m, 2h, 7d"
+    ]

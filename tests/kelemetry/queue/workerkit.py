@@ -300,6 +300,7 @@ class WorkerProcess:
         partitions: int,
         lease: str = "2s",
         snapshot_every: str = "30s",
+        settle: str = "2s",
     ) -> None:
         self.port = free_port()
         self.worker_id = worker_id
@@ -326,6 +327,8 @@ class WorkerProcess:
             lease,
             "--snapshot-every",
             snapshot_every,
+            "--settle",
+            settle,
             "--listen",
             f"127.0.0.1:{self.port}",
         ]

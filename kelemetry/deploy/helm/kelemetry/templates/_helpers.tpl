@@ -244,6 +244,8 @@ for $(POD_NAME) from the downward API variable of the same name.
 - {{ include "kelemetry.stateDir" . | quote }}
 - --snapshot-every
 - {{ .Values.scaled.snapshotEvery | quote }}
+- --settle
+- {{ .Values.scaled.settle | quote }}
 - --otlp-endpoint
 - {{ .Values.scaled.otlpEndpoint | quote }}
 - --window
