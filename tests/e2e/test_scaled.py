@@ -756,12 +756,31 @@ def test_a_webhook_replica_killed_mid_rollout_loses_and_repeats_nothing(scaled: 
         scaled.start_webhook(victim)
 
 
+def published_total(scaled: Scaled) -> float:
+    return sum(scaled.published(name) for name in scaled.webhooks)
+
+
+def wait_acknowledged(scaled: Scaled, offset: int, published_at_offset: float) -> None:
+    """Until the webhook replicas have published as many events as the apiserver logged after
+    ``offset`` (both backends get every event)."""
+    logged = scaled.plane.audit_log.read_bytes()[offset:].count(b"\n")
+    wait_until(
+        f"the webhooks to acknowledge the {logged} events the apiserver logged",
+        lambda: published_total(scaled) - published_at_offset >= logged,
+        60,
+    )
+
+
 def test_a_nats_server_restart_mid_rollout_loses_and_repeats_nothing(scaled: Scaled) -> None:
     namespace, name = "scaled-nats", "roll"
-    offset, since = scaled.log_offset(), now_us()
+    offset, since, published = scaled.log_offset(), now_us(), published_total(scaled)
     create_namespace(scaled.plane, namespace)
     scaled.plane.kubectl("create", "deployment", name, "-n", namespace, "--image=nginx:1.27", "--replicas=3")
     rollout(scaled.plane, namespace, name, 3)
+    # The Deployment's create must be acknowledged before NATS goes: a scale patch (no uid) traced
+    # before its object's create is a pipeline bug of both modes this scenario is not about (the
+    # closing note of stop 20 has it), and the apiserver's retry can bring the create after it.
+    wait_acknowledged(scaled, offset, published)
     scaled.plane.kubectl("set", "image", f"deployment/{name}", "-n", namespace, "nginx=nginx:1.28")
     scaled.nats.stop()
     try:
