@@ -20,7 +20,7 @@ import httpx
 import pytest
 import yaml
 
-from tests import promtext
+from tests import jaegerv2, promtext
 from tests.e2e.fleet import FLEET_SERVERS, Fleet
 from tests.e2e.servers import (
     ADMIN_TOKEN,
@@ -74,37 +74,14 @@ class Jaeger:
         self.otlp_http = free_port()
         self.query = free_port()
         query_grpc = free_port()
-        config = {
-            "service": {
-                "extensions": ["jaeger_storage", "jaeger_query"],
-                "pipelines": {
-                    "traces": {
-                        "receivers": ["otlp"],
-                        "processors": ["batch"],
-                        "exporters": ["jaeger_storage_exporter"],
-                    }
-                },
-                "telemetry": {"metrics": {"level": "none"}, "logs": {"level": "info"}},
-            },
-            "extensions": {
-                "jaeger_query": {
-                    "storage": {"traces": "mem"},
-                    "http": {"endpoint": f"127.0.0.1:{self.query}"},
-                    "grpc": {"endpoint": f"127.0.0.1:{query_grpc}"},
-                },
-                "jaeger_storage": {"backends": {"mem": {"memory": {"max_traces": 100000}}}},
-            },
-            "receivers": {
-                "otlp": {
-                    "protocols": {
-                        "grpc": {"endpoint": f"127.0.0.1:{self.otlp_grpc}"},
-                        "http": {"endpoint": f"127.0.0.1:{self.otlp_http}"},
-                    }
-                }
-            },
-            "processors": {"batch": {"timeout": "200ms"}},
-            "exporters": {"jaeger_storage_exporter": {"trace_storage": "mem"}},
-        }
+        config = jaegerv2.config(
+            name="mem",
+            backend=jaegerv2.MEMORY,
+            query=self.query,
+            query_grpc=query_grpc,
+            otlp_grpc=self.otlp_grpc,
+            otlp_http=self.otlp_http,
+        )
         config_path = run / "jaeger.yaml"
         config_path.write_text(yaml.safe_dump(config))
         self.server = Server("jaeger", [binaries.jaeger, "--config", config_path], run / "jaeger.log")

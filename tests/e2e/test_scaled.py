@@ -41,7 +41,7 @@ from kelemetry.model.tags import AUDIT_ID
 from kelemetry.queue import layout
 from kelemetry.queue.jetstream import JetStream
 from kelemetry.store.sqlite import StoreReader
-from tests import promtext
+from tests import jaegerv2, promtext
 from tests.certs import Certificates
 from tests.e2e.conftest import SERVERS, ControlPlane
 from tests.e2e.servers import (
@@ -156,46 +156,14 @@ class BadgerJaeger:
         self.otlp_grpc = free_port()
         self.query = free_port()
         data = run / "jaeger-badger"
-        config = {
-            "service": {
-                "extensions": ["jaeger_storage", "jaeger_query"],
-                "pipelines": {
-                    "traces": {
-                        "receivers": ["otlp"],
-                        "processors": ["batch"],
-                        "exporters": ["jaeger_storage_exporter"],
-                    }
-                },
-                "telemetry": {"metrics": {"level": "none"}, "logs": {"level": "info"}},
-            },
-            "extensions": {
-                "jaeger_query": {
-                    "storage": {"traces": "badger"},
-                    "http": {"endpoint": f"127.0.0.1:{self.query}"},
-                    "grpc": {"endpoint": f"127.0.0.1:{free_port()}"},
-                },
-                "jaeger_storage": {
-                    "backends": {
-                        "badger": {
-                            "badger": {
-                                "directories": {"keys": str(data / "keys"), "values": str(data / "values")},
-                                "ephemeral": False,
-                            }
-                        }
-                    }
-                },
-            },
-            "receivers": {
-                "otlp": {
-                    "protocols": {
-                        "grpc": {"endpoint": f"127.0.0.1:{self.otlp_grpc}"},
-                        "http": {"endpoint": f"127.0.0.1:{free_port()}"},
-                    }
-                }
-            },
-            "processors": {"batch": {"timeout": "200ms"}},
-            "exporters": {"jaeger_storage_exporter": {"trace_storage": "badger"}},
-        }
+        config = jaegerv2.config(
+            name="badger",
+            backend=jaegerv2.badger(data),
+            query=self.query,
+            query_grpc=free_port(),
+            otlp_grpc=self.otlp_grpc,
+            otlp_http=free_port(),
+        )
         path = run / "jaeger.yaml"
         path.write_text(yaml.safe_dump(config))
         self.server = Server("scaled jaeger", [binaries.jaeger, "--config", path], run / "jaeger.log")

@@ -27,6 +27,7 @@ from kelemetry.queue import layout
 from kelemetry.queue.jetstream import JetStream
 from kelemetry.settings import TraceSettings
 from kelemetry.store.sqlite import SpanStore
+from tests import jaegerv2
 
 ROOT = Path(__file__).resolve().parents[3]
 SAMPLE = ROOT / "samples" / "deployment" / "audit.log"
@@ -169,37 +170,16 @@ class Jaeger:
         self.query = free_port()
         self.process: subprocess.Popen[bytes] | None = None
         folder.mkdir(parents=True, exist_ok=True)
-        config = {
-            "service": {
-                "extensions": ["jaeger_storage", "jaeger_query"],
-                "pipelines": {
-                    "traces": {
-                        "receivers": ["otlp"],
-                        "processors": ["batch"],
-                        "exporters": ["jaeger_storage_exporter"],
-                    }
-                },
-                "telemetry": {"metrics": {"level": "none"}, "logs": {"level": "warn"}},
-            },
-            "extensions": {
-                "jaeger_query": {
-                    "storage": {"traces": "mem"},
-                    "http": {"endpoint": f"127.0.0.1:{self.query}"},
-                    "grpc": {"endpoint": f"127.0.0.1:{free_port()}"},
-                },
-                "jaeger_storage": {"backends": {"mem": {"memory": {"max_traces": 100000}}}},
-            },
-            "receivers": {
-                "otlp": {
-                    "protocols": {
-                        "grpc": {"endpoint": f"127.0.0.1:{self.otlp_grpc}"},
-                        "http": {"endpoint": f"127.0.0.1:{free_port()}"},
-                    }
-                }
-            },
-            "processors": {"batch": {"timeout": "100ms"}},
-            "exporters": {"jaeger_storage_exporter": {"trace_storage": "mem"}},
-        }
+        config = jaegerv2.config(
+            name="mem",
+            backend=jaegerv2.MEMORY,
+            query=self.query,
+            query_grpc=free_port(),
+            otlp_grpc=self.otlp_grpc,
+            otlp_http=free_port(),
+            batch_timeout="100ms",
+            log_level="warn",
+        )
         self.config = folder / "jaeger.yaml"
         self.config.write_text(yaml.safe_dump(config))
 
