@@ -104,10 +104,7 @@ class WebhookReplica:
         size = len(body)
         with self._lock:
             if self._inflight_bytes + size > self.settings.max_backlog_bytes and self._inflight_bytes > 0:
-                raise errors.BacklogFull(
-                    f"{self._inflight_bytes} bytes are being published, at the limit of "
-                    f"{self.settings.max_backlog_bytes} (--max-backlog)"
-                )
+                raise errors.BacklogFull(self._at_limit())
             self._inflight_bytes += size
         try:
             return self._accept(cluster, body, received_us)
@@ -165,11 +162,14 @@ class WebhookReplica:
         """Why a batch would not be acknowledged now (empty when ready)."""
         found = self.link.problems()
         if self._inflight_bytes >= self.settings.max_backlog_bytes:
-            found.append(
-                f"{self._inflight_bytes} bytes are being published, at the limit of "
-                f"{self.settings.max_backlog_bytes} (--max-backlog)"
-            )
+            found.append(self._at_limit())
         return found
+
+    def _at_limit(self) -> str:
+        return (
+            f"{self._inflight_bytes} bytes are being published, at the limit of "
+            f"{self.settings.max_backlog_bytes} (--max-backlog)"
+        )
 
     def collect(self) -> Iterator[metrics.Metric]:
         yield metrics.gauge("kelemetry_build_info", "The running version.", {(__version__,): 1}, ("version",))
