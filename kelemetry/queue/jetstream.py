@@ -380,7 +380,7 @@ class JetStream:
             while len(found) < limit:
                 try:
                     batch = await sub.fetch(min(256, limit - len(found)), timeout=1.0)
-                except nats.errors.TimeoutError:
+                except (TimeoutError, nats.errors.TimeoutError):  # nats-py raises either, by path
                     break
                 for msg in batch:
                     stamp = msg.metadata.timestamp
